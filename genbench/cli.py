@@ -14,6 +14,7 @@ from genbench.errors import GenbenchError
 COMMAND_MODULES = [
     "genbench.commands.assets",
     "genbench.commands.data",
+    "genbench.commands.compare",
 ]
 
 

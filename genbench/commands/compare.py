@@ -1,0 +1,40 @@
+"""`genbench compare BASELINE NEW`: regression check between two runs (exit 0 ok, 1 regression, 2 not comparable)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs metric by metric; exit 0 = no regression, 1 = regression, 2 = not comparable",
+        description="Compare two result sets (run directories or results.db/.csv/.json). A change is a regression "
+        "when it is worse than both the noise (confidence intervals / seed spread) and the metric's tolerance. "
+        "Exit codes: 0 no regression, 1 regression, 2 not comparable (different protocol, dataset or sample count).",
+    )
+    p.add_argument("baseline", help="baseline run directory or results file")
+    p.add_argument("new", help="new run directory or results file")
+    p.add_argument("--tolerances", metavar="FILE", help="TOML file with a [tolerances] table overriding the defaults "
+                   "(e.g. fd = \"5%%\", bits_per_dim = 0.02)")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
+    p.add_argument("--out", metavar="FILE", help="write the Markdown table here instead of standard output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from genbench.compare import compare_paths, to_junit, to_markdown
+    from genbench.fileio import atomic_write_text
+
+    cmp = compare_paths(args.baseline, args.new, args.tolerances)
+    md = to_markdown(cmp)
+    if args.out:
+        atomic_write_text(Path(args.out), md)
+    else:
+        sys.stdout.write(md)
+    if args.junit:
+        atomic_write_text(Path(args.junit), to_junit(cmp))
+    if cmp.problems:
+        print(f"genbench: the two runs are not comparable ({len(cmp.problems)} differences, listed above)", file=sys.stderr)
+    return cmp.exit_code

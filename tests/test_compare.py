@@ -1,0 +1,130 @@
+"""`genbench compare`: flags an injected regression, not a same-seed rerun; exit codes; JUnit XML."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+import pytest
+
+from genbench.cli import main
+from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames, load_tolerances, to_junit
+
+PROTO = json.dumps({"extractor": "classifier:fashion-mnist", "n_fake": 1000, "n_real": 1000, "seed": 0})
+TIMING = json.dumps({"timing": True, "batch_size": 256})
+
+
+def _rows(fd_gan=20.0, fd_vae=30.0, sps_gan=1000.0, seeds=(0, 1, 2), n_fake=1000, jitter=0.3):
+    rows = []
+    proto = json.loads(PROTO) | {"n_fake": n_fake}
+    for s in seeds:
+        for model, fd, sps in (("gan", fd_gan, sps_gan), ("vae", fd_vae, 500.0)):
+            v = fd + jitter * (s - 1)
+            rows.append(dict(dataset="fashion-mnist", model=model, family=model, seed=s, metric="fd", variant="",
+                             value=v, ci_low=v - 0.5, ci_high=v + 0.5, unit="", higher_is_better=False,
+                             protocol=json.dumps(proto | {"seed": s})))
+            rows.append(dict(dataset="fashion-mnist", model=model, family=model, seed=s, metric="samples_per_s",
+                             variant="", value=sps, ci_low=None, ci_high=None, unit="samples/s",
+                             higher_is_better=True, protocol=TIMING))
+    return pd.DataFrame(rows)
+
+
+def _write(tmp_path, name, frame):
+    d = tmp_path / name
+    d.mkdir()
+    frame.to_csv(d / "results.csv", index=False)
+    return d
+
+
+def test_same_seed_rerun_is_not_a_regression():
+    cmp = compare_frames(_rows(), _rows())
+    assert cmp.exit_code == EXIT_OK
+    assert {r.verdict for r in cmp.rows} == {"unchanged"}
+
+
+def test_small_change_within_noise_is_not_a_regression():
+    # FD worse by 0.4 with CI half-widths 0.5 and seed spread: within noise, and within the 5% tolerance.
+    cmp = compare_frames(_rows(), _rows(fd_gan=20.4))
+    assert cmp.exit_code == EXIT_OK
+    (row,) = [r for r in cmp.rows if r.model == "gan" and r.metric == "fd"]
+    assert row.verdict in ("within noise", "unchanged")
+
+
+def test_injected_regression_is_flagged_and_improvement_is_not():
+    cmp = compare_frames(_rows(), _rows(fd_gan=26.0, fd_vae=20.0))
+    assert cmp.exit_code == EXIT_REGRESSION
+    verdicts = {(r.model, r.metric): r.verdict for r in cmp.rows}
+    assert verdicts[("gan", "fd")] == "regressed"
+    assert verdicts[("vae", "fd")] == "improved"
+    assert len(cmp.regressions) == 1
+
+
+def test_noise_not_percentage_decides():
+    # A 10% FD change is beyond the 5% tolerance but inside very wide CIs: not a regression.
+    noisy = _rows(jitter=0.0)
+    noisy["ci_low"] = noisy["value"] - 15
+    noisy["ci_high"] = noisy["value"] + 15
+    worse = noisy.copy()
+    worse.loc[(worse.model == "gan") & (worse.metric == "fd"), "value"] += 2.0
+    cmp = compare_frames(noisy, worse)
+    (row,) = [r for r in cmp.rows if r.model == "gan" and r.metric == "fd"]
+    assert row.verdict == "within noise" and cmp.exit_code == EXIT_OK
+
+
+def test_timing_uses_relative_tolerance():
+    cmp = compare_frames(_rows(), _rows(sps_gan=850.0))  # -15% < -10% tolerance
+    (row,) = [r for r in cmp.rows if r.model == "gan" and r.metric == "samples_per_s"]
+    assert row.verdict == "regressed"
+    cmp = compare_frames(_rows(), _rows(sps_gan=950.0))  # -5%
+    (row,) = [r for r in cmp.rows if r.model == "gan" and r.metric == "samples_per_s"]
+    assert row.verdict == "unchanged"
+
+
+def test_different_sample_count_is_not_comparable():
+    cmp = compare_frames(_rows(), _rows(n_fake=500))
+    assert cmp.exit_code == EXIT_NOT_COMPARABLE
+    assert any("sample count" in p and "n_fake" in p for p in cmp.problems)
+
+
+def test_different_dataset_is_not_comparable():
+    other = _rows()
+    other["dataset"] = "mnist"
+    cmp = compare_frames(_rows(), other)
+    assert cmp.exit_code == EXIT_NOT_COMPARABLE
+    assert "no dataset in common" in cmp.problems[0]
+
+
+def test_tolerance_parsing_and_override(tmp_path):
+    assert Tolerance.parse("5%").allowed(40.0) == pytest.approx(2.0)
+    assert Tolerance.parse("-10%").allowed(100.0) == pytest.approx(10.0)
+    assert Tolerance.parse(0.02).allowed(3.0) == pytest.approx(0.02)
+    f = tmp_path / "tol.toml"
+    f.write_text('[tolerances]\nfd = "50%"\n')
+    assert load_tolerances(f)["fd"].amount == pytest.approx(0.5)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[tolerances]\nfd = "lots"\n')
+    with pytest.raises(Exception, match="fd"):
+        load_tolerances(bad)
+
+
+def test_junit_xml_counts_failures():
+    cmp = compare_frames(_rows(), _rows(fd_gan=26.0, sps_gan=100.0))
+    root = ET.fromstring(to_junit(cmp))
+    assert root.tag == "testsuite"
+    assert int(root.get("failures")) == 2
+    assert len(root.findall(".//failure")) == 2
+    assert int(root.get("tests")) == len(root.findall("testcase"))
+
+
+def test_cli_exit_codes_and_files(tmp_path, capsys):
+    base = _write(tmp_path, "base", _rows())
+    same = _write(tmp_path, "same", _rows())
+    bad = _write(tmp_path, "bad", _rows(fd_gan=26.0))
+    other = _write(tmp_path, "other", _rows(n_fake=500))
+    assert main(["compare", str(base), str(same)]) == 0
+    junit = tmp_path / "junit.xml"
+    assert main(["compare", str(base), str(bad), "--junit", str(junit)]) == 1
+    assert "**regressed**" in capsys.readouterr().out
+    assert int(ET.parse(junit).getroot().get("failures")) == 1
+    assert main(["compare", str(base), str(other)]) == 2
+    assert main(["compare", str(base), str(tmp_path / "nope")]) == 2  # clear error, not a traceback
+    assert "does not exist" in capsys.readouterr().err
