@@ -83,3 +83,31 @@ class TextSplit:
 
     def __len__(self) -> int:
         return len(self.text)
+
+
+SPLITS = ("train", "test")
+
+
+class Dataset:
+    """A built-in or registered dataset. Subclasses set `info` and implement `_load(split)`; `load`
+    validates the split name. `available()` says, without downloading anything, whether `load` can work
+    here and from where (or why not)."""
+
+    info: DatasetInfo
+    sizes: dict = {}  # nominal item count per split (characters for text), for `genbench data list`
+
+    def load(self, split: str = "train"):
+        if split not in SPLITS:
+            from genbench.errors import InvalidInputError
+
+            raise InvalidInputError(f"unknown split {split!r} for dataset {self.info.name!r}: use 'train' or 'test'")
+        return self._load(split)
+
+    def _load(self, split: str):
+        raise NotImplementedError
+
+    def available(self) -> tuple[bool, str]:
+        return True, "built in"
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.info.name} {self.info.modality} {tuple(self.info.shape)}>"

@@ -21,10 +21,14 @@ class GaussianMixture2D:
         return int(self.means.shape[0])
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
+        return self.sample_with_labels(n, seed)[0]
+
+    def sample_with_labels(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(points float32 (n, 2), generating component index int64 (n,)); same points as `sample`."""
         g = torch.Generator().manual_seed(int(seed))
         k = torch.randint(0, self.num_modes, (n,), generator=g)
         eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
-        return (self.means[k] + self.std * eps).float()
+        return (self.means[k] + self.std * eps).float(), k
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log density in nats, per point."""
