@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "genbench.commands.assets",
     "genbench.commands.data",
     "genbench.commands.compare",
+    "genbench.commands.recommend",
 ]
 
 

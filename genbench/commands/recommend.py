@@ -1,0 +1,37 @@
+"""`genbench recommend`: rank the models of a run for a task profile or custom weights."""
+
+from __future__ import annotations
+
+import sys
+
+from genbench.recommend import PROFILES
+
+
+def add_parser(sub) -> None:
+    tasks = "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+    p = sub.add_parser(
+        "recommend",
+        help="rank a run's models for a task (real-time, high-fidelity, ...)",
+        description="Rank the models of a run for a task, from the stored numbers. Models whose score intervals "
+        f"(from the metrics' CIs / seed spread) overlap are reported as a tie. Tasks: {tasks}.",
+    )
+    p.add_argument("--results", default="reports/quick", metavar="DIR",
+                   help="run directory or results file (default: reports/quick)")
+    p.add_argument("--task", choices=sorted(PROFILES), help="built-in task profile")
+    p.add_argument("--weights", metavar="W", help="custom weights, e.g. quality=0.5,diversity=0.3,speed=0.2 "
+                   "(categories: quality, diversity, speed, likelihood, footprint); overrides the task's weights")
+    p.add_argument("--dataset", help="only this dataset (default: every dataset in the results)")
+    p.add_argument("--max-latency-ms", type=float, help="exclude models whose one-sample latency exceeds this")
+    p.add_argument("--min-coverage", type=float, help="exclude models whose coverage is below this (0..1)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from genbench.compare import load_results
+    from genbench.recommend import parse_weights, recommend
+
+    weights = parse_weights(args.weights) if args.weights else None
+    recs = recommend(load_results(args.results), task=args.task, weights=weights, dataset=args.dataset,
+                     max_latency_ms=args.max_latency_ms, min_coverage=args.min_coverage)
+    sys.stdout.write("\n".join(r.to_markdown() for r in recs))
+    return 0

@@ -1,0 +1,268 @@
+"""Choosing a model for a task (`genbench recommend`): rank stored results by a task profile.
+
+Each metric belongs to one category (quality, diversity, speed, likelihood, footprint). Per dataset, every
+metric is mapped to [0, 1] across the models (1 = best of them, 0 = worst; speed and size on a log scale,
+since they span orders of magnitude), a category score is the mean of its metrics, and a model's score is
+the profile-weighted mean of its category scores. The uncertainty of each number (its CI, or the spread over
+seeds) is carried through the same mapping, giving every score an interval: models whose intervals overlap
+are a tie, and are said to be.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+from genbench.compare import aggregate
+from genbench.errors import InvalidInputError
+from genbench.registry import unknown_name_message
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "quality": ("fd", "kid", "precision", "density", "hq_fraction", "fd_text", "precision_text"),
+    "diversity": ("recall", "coverage", "modes_covered", "mode_kl", "classes_covered", "class_kl", "vendi",
+                  "recall_text", "distinct_4", "novelty"),
+    "speed": ("samples_per_s", "latency_ms", "chars_per_s", "first_token_ms"),
+    "likelihood": ("bits_per_dim", "nll", "bits_per_char"),
+    "footprint": ("num_params", "peak_memory_mb"),
+}
+LOG_SCALE = {"samples_per_s", "latency_ms", "chars_per_s", "first_token_ms", "num_params", "peak_memory_mb"}
+CATEGORY_OF = {m: c for c, ms in CATEGORIES.items() for m in ms}
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    name: str
+    description: str
+    weights: dict
+    requires: tuple = ()  # categories a model must have measured to be considered
+
+
+PROFILES: dict[str, TaskProfile] = {
+    p.name: p
+    for p in (
+        TaskProfile("real-time", "latency-bound sampling: speed first, then quality",
+                    {"speed": 0.6, "quality": 0.3, "diversity": 0.1}, ("speed",)),
+        TaskProfile("high-fidelity", "the most realistic samples, whatever they cost",
+                    {"quality": 0.7, "diversity": 0.2, "speed": 0.1}, ("quality",)),
+        TaskProfile("diverse-augmentation", "data augmentation: cover the data (recall, coverage, modes) with decent quality",
+                    {"diversity": 0.6, "quality": 0.3, "speed": 0.1}, ("diversity",)),
+        TaskProfile("density-estimation", "likelihoods for anomaly detection / compression: an exact, low bits/dim",
+                    {"likelihood": 0.8, "quality": 0.1, "speed": 0.1}, ("likelihood",)),
+        TaskProfile("small-footprint", "edge deployment: few parameters and little memory, then quality",
+                    {"footprint": 0.6, "quality": 0.3, "speed": 0.1}, ("footprint",)),
+    )
+}
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise InvalidInputError(f"--weights expects name=value pairs like quality=0.5,speed=0.5; got {part!r}")
+        k, v = (s.strip() for s in part.split("=", 1))
+        if k not in CATEGORIES:
+            raise InvalidInputError(unknown_name_message("weight category", k, CATEGORIES))
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise InvalidInputError(f"--weights: {k}={v!r} is not a number") from None
+        if out[k] < 0:
+            raise InvalidInputError(f"--weights: {k} must be >= 0")
+    if not out or sum(out.values()) <= 0:
+        raise InvalidInputError("--weights: give at least one positive weight")
+    return out
+
+
+@dataclass
+class Ranked:
+    model: str
+    score: float
+    low: float
+    high: float
+    categories: dict  # category -> score in [0, 1]
+    rank: int = 0
+    tie_with: list = field(default_factory=list)
+    reason: str = ""
+    gives_up: list = field(default_factory=list)
+    pareto: bool = False
+
+
+@dataclass
+class Recommendation:
+    dataset: str
+    profile: str
+    weights: dict
+    ranked: list  # [Ranked]
+    excluded: dict  # model -> reason
+
+    def to_markdown(self) -> str:
+        w = ", ".join(f"{k} {v:g}" for k, v in self.weights.items())
+        lines = [f"### {self.dataset} — task `{self.profile}` (weights: {w})", ""]
+        if not self.ranked:
+            lines.append("No model qualifies.")
+        for r in self.ranked:
+            tie = f" (tie with {', '.join(r.tie_with)}: within noise)" if r.tie_with else ""
+            star = " ★ Pareto-optimal" if r.pareto else ""
+            lines.append(f"{r.rank}. **{r.model}** — score {r.score:.2f} [{r.low:.2f}, {r.high:.2f}]{tie}{star}")
+            lines.append(f"   - why: {r.reason}")
+            if r.gives_up:
+                lines.append(f"   - gives up: {'; '.join(r.gives_up)}")
+        for m, why in sorted(self.excluded.items()):
+            lines.append(f"- excluded **{m}**: {why}")
+        pareto = [r.model for r in self.ranked if r.pareto]
+        lines += ["", f"Pareto-optimal over quality / diversity / speed: {', '.join(pareto) or '(none)'}", ""]
+        return "\n".join(lines)
+
+
+def recommend(
+    frame: pd.DataFrame,
+    task: Optional[str] = None,
+    weights: Optional[dict] = None,
+    dataset: Optional[str] = None,
+    max_latency_ms: Optional[float] = None,
+    min_coverage: Optional[float] = None,
+) -> list[Recommendation]:
+    if task is None and not weights:
+        raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights")
+    profile = None
+    if task is not None:
+        if task not in PROFILES:
+            raise InvalidInputError(unknown_name_message("task", task, PROFILES))
+        profile = PROFILES[task]
+    w = dict(weights) if weights else dict(profile.weights)
+    requires = profile.requires if profile else ()
+    datasets = sorted(set(frame["dataset"]))
+    if dataset is not None:
+        if dataset not in datasets:
+            raise InvalidInputError(unknown_name_message("dataset in these results", dataset, datasets))
+        datasets = [dataset]
+    frame = frame[frame["variant"].fillna("") == ""]  # rank on each model's default sampler
+    return [
+        _recommend_one(frame[frame["dataset"] == ds], ds, task or "custom", w, requires, max_latency_ms, min_coverage)
+        for ds in datasets
+    ]
+
+
+def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_coverage) -> Recommendation:
+    agg = aggregate(frame)
+    models = sorted({k[1] for k in agg})
+    values = {}  # (model, metric) -> Aggregate
+    for (d, model, metric, _variant), a in agg.items():
+        if metric in CATEGORY_OF:
+            values[(model, metric)] = a
+    excluded: dict[str, str] = {}
+    for m in models:
+        lat = values.get((m, "latency_ms"))
+        if max_latency_ms is not None:
+            if lat is None:
+                excluded[m] = "latency not measured"
+            elif lat.value > max_latency_ms:
+                excluded[m] = f"latency {lat.value:.3g} ms > {max_latency_ms:g} ms"
+        cov = values.get((m, "coverage"))
+        if min_coverage is not None and m not in excluded:
+            if cov is None:
+                excluded[m] = "coverage not measured"
+            elif cov.value < min_coverage:
+                excluded[m] = f"coverage {cov.value:.3f} < {min_coverage:g}"
+        for cat in requires:
+            if m not in excluded and not any((m, met) in values for met in CATEGORIES[cat]):
+                excluded[m] = f"no {cat} metric measured" + (" (no tractable likelihood)" if cat == "likelihood" else "")
+    kept = [m for m in models if m not in excluded]
+
+    # Normalise each metric over the kept models: point value and interval ends.
+    norm: dict[tuple, tuple[float, float, float]] = {}
+    for metric in {met for (_m, met) in values}:
+        present = [m for m in kept if (m, metric) in values]
+        if not present:
+            continue
+        tr = _transform(metric)
+        pts = {m: tr(values[(m, metric)].value) for m in present}
+        lo_all, hi_all = min(pts.values()), max(pts.values())
+        span = hi_all - lo_all
+        hib = values[(present[0], metric)].higher_is_better
+        for m in present:
+            a = values[(m, metric)]
+            ends = [tr(a.value - a.half_width), tr(a.value + a.half_width)]
+            if span <= 0:
+                norm[(m, metric)] = (1.0, 1.0, 1.0)
+                continue
+            s = [(e - lo_all) / span for e in (pts[m], *ends)]
+            if not hib:
+                s = [1 - x for x in s]
+            norm[(m, metric)] = (s[0], min(s[1:]), max(s[1:]))
+
+    ranked = []
+    total_w = sum(weights.values())
+    for m in kept:
+        cats, lo, hi, point = {}, 0.0, 0.0, 0.0
+        for cat, wt in weights.items():
+            mets = [norm[(m, met)] for met in CATEGORIES[cat] if (m, met) in norm]
+            if not mets:
+                cats[cat] = None
+                continue  # not measured: contributes 0 (the worst) to the score
+            c = sum(x[0] for x in mets) / len(mets)
+            cats[cat] = c
+            point += wt * c
+            lo += wt * sum(x[1] for x in mets) / len(mets)
+            hi += wt * sum(x[2] for x in mets) / len(mets)
+        ranked.append(Ranked(m, point / total_w, lo / total_w, hi / total_w, cats))
+    ranked.sort(key=lambda r: (-r.score, r.model))
+    for i, r in enumerate(ranked):
+        r.rank = i + 1 if i == 0 or not _overlap(ranked[i - 1], r) else ranked[i - 1].rank
+    for r in ranked:
+        r.tie_with = [o.model for o in ranked if o is not r and o.rank == r.rank]
+    _mark_pareto(ranked)
+    for r in ranked:
+        r.reason, r.gives_up = _explain(r, ranked, weights, values)
+    return Recommendation(ds, profile, weights, ranked, excluded)
+
+
+def _transform(metric: str):
+    if metric in LOG_SCALE:
+        return lambda v: math.log10(max(v, 1e-12))
+    return lambda v: v
+
+
+def _overlap(a: Ranked, b: Ranked) -> bool:
+    return a.low <= b.high and b.low <= a.high
+
+
+def _mark_pareto(ranked: list) -> None:
+    axes = ("quality", "diversity", "speed")
+    pts = {r.model: tuple((r.categories.get(a) if r.categories.get(a) is not None else -1.0) for a in axes) for r in ranked}
+    for r in ranked:
+        p = pts[r.model]
+        r.pareto = not any(
+            all(q[i] >= p[i] for i in range(3)) and any(q[i] > p[i] for i in range(3))
+            for m, q in pts.items() if m != r.model
+        )
+
+
+def _explain(r: Ranked, ranked: list, weights: dict, values: dict) -> tuple[str, list]:
+    measured = {c: s for c, s in r.categories.items() if s is not None}
+    if not measured:
+        return "nothing this task weighs was measured", []
+    top = max(measured, key=lambda c: weights[c] * measured[c])
+    best_metric = _best_metric_text(r.model, top, values)
+    reason = f"{top} score {measured[top]:.2f} (weight {weights[top]:g})" + (f": {best_metric}" if best_metric else "")
+    missing = [c for c, s in r.categories.items() if s is None]
+    if missing:
+        reason += f"; not measured: {', '.join(missing)}"
+    gives = []
+    for cat, s in measured.items():
+        leader = max((o for o in ranked if o.categories.get(cat) is not None), key=lambda o: o.categories[cat])
+        if leader.model != r.model and leader.categories[cat] - s > 0.1:
+            gives.append(f"{cat} ({_best_metric_text(r.model, cat, values)} vs {_best_metric_text(leader.model, cat, values)} for {leader.model})")
+    return reason, gives
+
+
+def _best_metric_text(model: str, cat: str, values: dict) -> str:
+    for met in CATEGORIES[cat]:
+        a = values.get((model, met))
+        if a is not None:
+            unit = f" {a.unit}" if a.unit else ""
+            return f"{met} {a.value:.4g}{unit}"
+    return ""
