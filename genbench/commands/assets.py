@@ -1,6 +1,94 @@
-"""`genbench assets ...` (filled in by the assets work)."""
+"""`genbench assets list | fetch [NAME ...|--all] | verify [NAME ...]`."""
+
+from __future__ import annotations
+
+import sys
+
+from genbench.errors import AssetNotFoundError, InvalidInputError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("assets", help="list, fetch and verify data and weight assets")
+    p = sub.add_parser("assets", help="list, fetch and verify data and weight assets",
+                       description="Data and weight files genbench uses, kept verified in $GENBENCH_CACHE "
+                                   "(default ~/.cache/genbench).")
+    s = p.add_subparsers(dest="assets_command", metavar="ACTION")
+    ls = s.add_parser("list", help="what is in the cache, where it came from, whether it is verified")
+    ls.set_defaults(func=_list)
+    f = s.add_parser("fetch", help="bring assets into the cache (from local copies, registries or the network)")
+    f.add_argument("names", nargs="*", metavar="NAME")
+    f.add_argument("--all", action="store_true", help="every known asset")
+    f.add_argument("--keep-going", action="store_true", help="report failures but continue with the others")
+    f.set_defaults(func=_fetch)
+    v = s.add_parser("verify", help="re-hash cached assets (all present ones unless names are given)")
+    v.add_argument("names", nargs="*", metavar="NAME")
+    v.set_defaults(func=_verify)
     p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def _table(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def _list(args) -> int:
+    from genbench.assets import ASSETS, cache_dir, probe, status
+
+    rows = []
+    for name, a in ASSETS.items():
+        st = status(name)
+        if st.present:
+            state = "yes" if st.verified else "CORRUPT"
+            where = "; ".join(st.sources) or str(st.path)
+        else:
+            ok, why = probe(name)
+            state = "no"
+            where = why
+        rows.append([name, f"{a.size / 1e6:.1f} MB" if a.size else "?", state, where])
+    print(f"cache: {cache_dir()}")
+    print(_table(rows, ["asset", "size", "cached+verified", "from / how"]))
+    return 0
+
+
+def _fetch(args) -> int:
+    from genbench.assets import ASSETS, fetch
+
+    names = ASSETS.names() if args.all else args.names
+    if not names:
+        raise InvalidInputError("name the assets to fetch, or --all. Known: " + ", ".join(ASSETS.names()))
+    for n in names:
+        ASSETS.get(n)  # unknown names fail before anything is fetched
+    failed = []
+    for n in names:
+        try:
+            p = fetch(n, quiet=False)
+            print(f"{n}: ok  {p}")
+        except AssetNotFoundError as e:
+            if not (args.keep_going or args.all):
+                raise
+            failed.append(n)
+            print(f"{n}: NOT AVAILABLE\n{e}\n", file=sys.stderr)
+    if failed:
+        print(f"not available: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify(args) -> int:
+    from genbench.assets import ASSETS, status
+
+    names = args.names or ASSETS.names()
+    bad = 0
+    for n in names:
+        st = status(n, full_verify=True)
+        if not st.present:
+            if args.names:
+                print(f"{n}: not in cache ({st.detail})")
+                bad += 1
+            continue
+        if st.verified:
+            print(f"{n}: verified  {st.path}")
+        else:
+            print(f"{n}: FAILED  {st.detail}  (`genbench assets fetch {n}` fetches it again)")
+            bad += 1
+    return 1 if bad else 0

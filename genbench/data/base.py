@@ -94,7 +94,8 @@ class Dataset:
     here and from where (or why not)."""
 
     info: DatasetInfo
-    sizes: dict = {}  # nominal item count per split (characters for text), for `genbench data list`
+    sizes: dict = {}  # nominal count per split, in `size_unit`, for `genbench data list`
+    size_unit: str = "items"
 
     def load(self, split: str = "train"):
         if split not in SPLITS:

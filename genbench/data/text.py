@@ -34,7 +34,8 @@ def split_work(text: str, test_fraction: float = TEST_FRACTION) -> tuple[str, st
 
 class ShakespeareChar(Dataset):
     def __init__(self):
-        self.sizes = {"train": 4554055, "test": 503184}  # characters
+        self.sizes = {"train": 4554055, "test": 503184}
+        self.size_unit = "chars"
         self.info = DatasetInfo(
             name="shakespeare-char", modality="text", shape=(), value_range=(0, 0), licence="public domain",
             description="Shakespeare's 42 works (Gutenberg), characters; test = last 10% of each work's lines")
@@ -70,7 +71,8 @@ class ShakespeareChar(Dataset):
 class Names(Dataset):
     def __init__(self, lowercase: bool = True):
         self.lowercase = lowercase
-        self.sizes = {"train": 79919, "test": 8880}  # lines
+        self.sizes = {"train": 79919, "test": 8880}
+        self.size_unit = "lines"
         self.info = DatasetInfo(
             name="names", modality="text", shape=(), value_range=(0, 0), licence="public domain (US Census)",
             description="88,799 US census surnames, lower-cased, one per line; seeded 90/10 split by line")

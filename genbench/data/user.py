@@ -1,0 +1,178 @@
+"""User data: a folder of images, an .npz/.npy array, or a text file, validated into the dataset contract.
+
+- Folder: every .png/.jpg/.jpeg below it (recursive, sorted by relative path), decoded with PIL; all must
+  have the same size. Grayscale ("L") when every image is single-channel, else RGB. -> float32 k/255.
+- .npy / .npz (array "x", else "arr_0", else the only array; optional labels "y"):
+  * uint8 -> images, scaled by 1/255;
+  * float (N, D) -> points, used as given (finite values required);
+  * float (N, C, H, W) / (N, H, W, C) / (N, H, W) -> images, values must lie in [0, 1]
+    (values in [0, 255] or [-1, 1] are rejected with the rescaling to apply).
+  Channels-last (N, H, W, C) with C in {1, 3} and H, W > 4 is transposed to (N, C, H, W).
+- Anything else (.txt, .text, no suffix...): UTF-8 text -> TextSplit (vocabulary = its characters).
+The result is a DataSplit / TextSplit with split="user"; `min_items` (default 2) is checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from genbench.data.base import DataSplit, DatasetInfo, TextSplit
+from genbench.errors import InvalidInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def load_user_data(path, *, min_items: int = 2, modality: Optional[str] = None, expect_shape: Optional[tuple] = None,
+                   name: Optional[str] = None):
+    """Load and validate user data. `modality` ("image" | "points" | "text") and `expect_shape` (shape of one
+    item, e.g. (1, 28, 28)) are optional extra checks, e.g. that samples match the dataset they are scored
+    against."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InvalidInputError(f"user data {p} does not exist")
+    name = name or f"user:{p.name}"
+    if p.is_dir():
+        out = _load_image_folder(p, name)
+    elif p.suffix.lower() in ARRAY_SUFFIXES:
+        out = _load_array(p, name)
+    elif p.suffix.lower() in IMAGE_SUFFIXES:
+        raise InvalidInputError(f"{p} is a single image: give the folder that holds the images")
+    else:
+        out = _load_text(p, name)
+    n = len(out.lines) if isinstance(out, TextSplit) else len(out)
+    what = "non-empty lines" if isinstance(out, TextSplit) else "items"
+    if n < min_items:
+        raise InvalidInputError(f"{p}: {n} {what}, at least {min_items} needed")
+    if modality is not None and out.info.modality != modality:
+        raise InvalidInputError(f"{p}: holds {out.info.modality} data, but {modality} data is needed")
+    if expect_shape is not None and not isinstance(out, TextSplit) and tuple(out.x.shape[1:]) != tuple(expect_shape):
+        raise InvalidInputError(f"{p}: items have shape {tuple(out.x.shape[1:])}, expected {tuple(expect_shape)}")
+    return out
+
+
+def _image_info(name: str, shape: tuple) -> DatasetInfo:
+    return DatasetInfo(name=name, modality="image", shape=tuple(int(s) for s in shape), value_range=(0.0, 1.0),
+                       description="user-provided images")
+
+
+def _load_image_folder(d: Path, name: str) -> DataSplit:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted((f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda f: f.relative_to(d).as_posix())
+    if not files:
+        raise InvalidInputError(f"{d}: no .png/.jpg/.jpeg images found (searched recursively)")
+    imgs, size0, gray = [], None, True
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                im = im.copy()
+        except (UnidentifiedImageError, OSError) as e:
+            raise InvalidInputError(f"{f}: cannot be read as an image ({e})") from None
+        if size0 is None:
+            size0 = im.size
+        elif im.size != size0:
+            raise InvalidInputError(f"{f}: size {im.size[0]}x{im.size[1]} differs from {files[0].name}'s "
+                                    f"{size0[0]}x{size0[1]}; resize all images to one size first")
+        gray = gray and im.mode in ("L", "1", "I;16", "I", "LA")
+        imgs.append(im)
+    mode = "L" if gray else "RGB"
+    arr = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in imgs])
+    x = torch.from_numpy(arr)
+    x = x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2)
+    x = x.contiguous().to(torch.float32).div_(255.0)
+    return DataSplit(x, None, _image_info(name, x.shape[1:]), "user", source=f"user:{d}",
+                     meta={"variant": "image-folder", "files": len(files), "mode": mode})
+
+
+def _pick_array(p: Path):
+    try:
+        if p.suffix.lower() == ".npy":
+            return np.load(p, allow_pickle=False), None
+        with np.load(p, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if "x" in keys:
+                key = "x"
+            elif "arr_0" in keys:
+                key = "arr_0"
+            elif len(keys) == 1:
+                key = keys[0]
+            else:
+                raise InvalidInputError(f"{p}: holds arrays {keys}; name the samples 'x' (labels, if any, 'y')")
+            return z[key], (z["y"] if "y" in keys else None)
+    except InvalidInputError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidInputError(f"{p}: cannot be read as a NumPy array file ({e})") from None
+
+
+def _load_array(p: Path, name: str) -> DataSplit:
+    a, y = _pick_array(p)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise InvalidInputError(f"{p}: dtype {a.dtype} is not numeric")
+    if a.ndim not in (2, 3, 4):
+        raise InvalidInputError(f"{p}: array of shape {a.shape}; expected (N, D) points or (N, C, H, W) / "
+                                f"(N, H, W, C) / (N, H, W) images")
+    if y is not None and len(y) != len(a):
+        raise InvalidInputError(f"{p}: {len(a)} samples but {len(y)} labels in 'y'")
+    is_int = np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_
+    if a.ndim == 2:
+        if a.dtype == np.uint8:
+            raise InvalidInputError(f"{p}: uint8 array of shape {a.shape}: flattened images? reshape to (N, C, H, W)")
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if not torch.isfinite(x).all():
+            raise InvalidInputError(f"{p}: contains NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        info = DatasetInfo(name=name, modality="points", shape=(int(a.shape[1]),), value_range=(lo, hi),
+                           description="user-provided points")
+        return DataSplit(x, _labels(y), info, "user", source=f"user:{p}", meta={"variant": "array-points"})
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3) and a.shape[1] > 4 and a.shape[2] > 4:
+        a = np.transpose(a, (0, 3, 1, 2))
+    if a.shape[1] not in (1, 3):
+        raise InvalidInputError(f"{p}: images of shape {a.shape[1:]}: expected 1 or 3 channels in (N, C, H, W)")
+    if a.dtype == np.uint8:
+        x = torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32).div_(255.0)
+    else:
+        if is_int:
+            raise InvalidInputError(f"{p}: integer images must be uint8 (0..255), got {a.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if not torch.isfinite(x).all():
+            raise InvalidInputError(f"{p}: contains NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 and lo >= -1.0 and hi <= 1.0:
+            raise InvalidInputError(f"{p}: values in [{lo:.3g}, {hi:.3g}] look like [-1, 1] images; "
+                                    f"rescale to [0, 1] with (x + 1) / 2")
+        if hi > 1.0 and lo >= 0.0 and hi <= 255.0:
+            raise InvalidInputError(f"{p}: values in [{lo:.3g}, {hi:.3g}] look like 0..255 images; save them as "
+                                    f"uint8 or divide by 255")
+        if lo < 0.0 or hi > 1.0:
+            raise InvalidInputError(f"{p}: image values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+    return DataSplit(x.contiguous(), _labels(y), _image_info(name, x.shape[1:]), "user", source=f"user:{p}",
+                     meta={"variant": "array-images", "dtype": str(a.dtype)})
+
+
+def _labels(y) -> Optional[torch.Tensor]:
+    if y is None:
+        return None
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InvalidInputError(f"labels 'y' must be integers, got {y.dtype}")
+    return torch.from_numpy(np.asarray(y, dtype=np.int64).reshape(-1))
+
+
+def _load_text(p: Path, name: str) -> TextSplit:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{p}: not UTF-8 text ({e}); give images as a folder, arrays as .npy/.npz") from None
+    if not text.strip():
+        raise InvalidInputError(f"{p}: the text file is empty")
+    info = DatasetInfo(name=name, modality="text", shape=(), value_range=(0, 0), description="user-provided text")
+    return TextSplit(text, sorted(set(text)), info, "user", source=f"user:{p}", meta={"variant": "text-file"})
