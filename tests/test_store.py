@@ -1,0 +1,127 @@
+"""The results store: schema per the contract, one-transaction job commits, exports, resume bookkeeping."""
+
+import json
+import math
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from genbench.errors import InvalidInputError
+from genbench.metrics.base import MetricResult
+from genbench.store import METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore
+
+
+def _store(tmp_path):
+    s = ResultsStore(tmp_path, create=True)
+    s.begin_run("r1", suite_name="smoke", suite_hash="abc", device="cpu", argv=["run", "smoke"])
+    s.add_job("ring8/gmm/s0", run_id="r1", dataset="ring8", model="gmm", family="baseline", seed=0, budget="smoke",
+              config={"k": 8}, cache_key="ck")
+    return s
+
+
+def test_schema_matches_contract(tmp_path):
+    s = _store(tmp_path)
+    con = sqlite3.connect(tmp_path / "results.db")
+    cols = {t: [r[1] for r in con.execute(f"PRAGMA table_info({t})")] for t in ("meta", "runs", "jobs", "metrics", "artifacts")}
+    assert cols["meta"] == ["key", "value"]
+    assert cols["runs"] == ["run_id", "started_at", "finished_at", "suite_name", "suite_hash", "suite_toml",
+                            "genbench_version", "git_commit", "device", "torch_version", "python_version", "platform", "argv"]
+    assert cols["jobs"] == ["job_id", "run_id", "dataset", "model", "family", "seed", "budget", "status", "error",
+                            "started_at", "finished_at", "train_seconds", "checkpoint_path", "config_json", "cache_key"]
+    assert cols["metrics"] == ["job_id", "name", "variant", "value", "ci_low", "ci_high", "unit", "higher_is_better",
+                               "version", "protocol_json", "extra_json"]
+    assert cols["artifacts"] == ["job_id", "kind", "path"]
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert s.schema_version == SCHEMA_VERSION == 1
+    # (job_id, name, variant) is the metrics primary key
+    con.execute("INSERT INTO metrics (job_id, name, variant, value) VALUES ('j', 'fd', '', 1)")
+    con.execute("INSERT INTO metrics (job_id, name, variant, value) VALUES ('j', 'fd', 'ddim-10', 1)")
+    with pytest.raises(sqlite3.IntegrityError):
+        con.execute("INSERT INTO metrics (job_id, name, variant, value) VALUES ('j', 'fd', '', 2)")
+
+
+def test_record_job_round_trip_and_exports(tmp_path):
+    s = _store(tmp_path)
+    s.start_job("ring8/gmm/s0", "r1")
+    assert s.job_status("ring8/gmm/s0") == "running"
+    ms = [
+        MetricResult("fd", 0.5, "", False, "1", {"features": "identity", "n_fake": 100}, ci_low=0.4, ci_high=0.6),
+        MetricResult("samples_per_s", 1e4, "samples/s", True, "1", {"timing": True, "batch_size": 256}),
+        {"name": "fd", "variant": "ddim-10", "value": 0.7, "unit": "", "higher_is_better": False, "version": "1",
+         "protocol": {"sampler": "ddim", "steps": 10}},
+        MetricResult("nll", float("inf"), "nats", False, "1"),
+    ]
+    s.record_job("ring8/gmm/s0", ms, artifacts=[("samples_preview", "artifacts/x.npz")], train_seconds=1.5,
+                 checkpoint_path="checkpoints/abc")
+    assert s.job_status("ring8/gmm/s0") == "done"
+    f = s.metrics_frame()
+    assert list(f.columns) == METRIC_COLUMNS
+    assert len(f) == 4
+    row = f[(f.metric == "fd") & (f.variant == "")].iloc[0]
+    assert (row.dataset, row.model, row.family, row.seed) == ("ring8", "gmm", "baseline", 0)
+    assert (row.value, row.ci_low, row.ci_high) == (0.5, 0.4, 0.6)
+    assert not row.higher_is_better
+    assert json.loads(row.protocol) == {"features": "identity", "n_fake": 100}
+    assert f[f.variant == "ddim-10"].value.item() == 0.7
+    assert math.isinf(f[f.metric == "nll"].value.item())
+    assert s.artifacts("ring8/gmm/s0").path.tolist() == ["artifacts/x.npz"]
+    j = s.jobs_frame().iloc[0]
+    assert j.train_seconds == 1.5 and j.checkpoint_path == "checkpoints/abc" and j.cache_key == "ck"
+    assert s.runs_frame().iloc[0].suite_name == "smoke"
+
+    csv_path, json_path = s.export()
+    c = pd.read_csv(csv_path, keep_default_na=False)
+    for col in ("dataset", "model", "family", "seed", "metric", "value", "ci_low", "ci_high", "unit",
+                "higher_is_better", "protocol"):
+        assert col in c.columns
+    assert len(c) == 4
+    blob = json.loads(json_path.read_text())  # strict JSON: inf became null
+    assert blob["schema_version"] == 1 and len(blob["metrics"]) == 4 and blob["runs"][0]["run_id"] == "r1"
+    assert [m["value"] for m in blob["metrics"] if m["metric"] == "nll"] == [None]
+    # a reopened store reads the same
+    s.close()
+    again = ResultsStore(tmp_path / "results.db")
+    pd.testing.assert_frame_equal(again.metrics_frame(), f)
+
+
+def test_failed_transaction_leaves_job_untouched(tmp_path):
+    s = _store(tmp_path)
+    s.start_job("ring8/gmm/s0", "r1")
+    dup = [MetricResult("fd", 1, "", False, "1"), MetricResult("fd", 2, "", False, "1")]
+    with pytest.raises(ValueError, match="twice"):
+        s.record_job("ring8/gmm/s0", dup)
+    bad = [MetricResult("fd", 1, "", False, "1"), {"name": "x", "value": 1.0}]  # lacks unit -> error before commit
+    with pytest.raises(InvalidInputError):
+        s.record_job("ring8/gmm/s0", bad)
+    assert s.job_status("ring8/gmm/s0") == "running"
+    assert s.metrics_frame(include_failed=True).empty
+
+
+def test_failed_and_restarted_jobs(tmp_path):
+    s = _store(tmp_path)
+    s.start_job("ring8/gmm/s0", "r1")
+    s.fail_job("ring8/gmm/s0", "ValueError: samples contain NaN")
+    row = s.job_row("ring8/gmm/s0")
+    assert row["status"] == "failed" and "NaN" in row["error"]
+    assert s.metrics_frame().empty
+    # add_job on an existing job keeps its status (resume); start_job clears leftovers of a killed attempt
+    s.add_job("ring8/gmm/s0", run_id="r2", dataset="ring8", model="gmm", family="baseline", seed=0, budget="smoke")
+    assert s.job_status("ring8/gmm/s0") == "failed"
+    s.start_job("ring8/gmm/s0", "r2")
+    s.record_job("ring8/gmm/s0", [MetricResult("fd", 1, "", False, "1")])
+    assert s.done_job_ids() == {"ring8/gmm/s0"}
+
+
+def test_readers_get_clear_errors(tmp_path):
+    with pytest.raises(InvalidInputError, match="no results database"):
+        ResultsStore(tmp_path / "nowhere")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(InvalidInputError):
+        ResultsStore(junk)
+    s = ResultsStore(tmp_path / "new", create=True)
+    s._conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    s.close()
+    with pytest.raises(InvalidInputError, match="newer"):
+        ResultsStore(tmp_path / "new")
