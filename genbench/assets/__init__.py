@@ -15,8 +15,9 @@ from genbench.assets.core import (
     fetch,
     hash_content,
     offline,
+    probe,
     status,
 )
 
 __all__ = ["ASSETS", "Asset", "AssetStatus", "Member", "SourceUnavailable", "asset_dir", "cache_dir",
-           "check_file", "env_var", "fetch", "hash_content", "offline", "status"]
+           "check_file", "env_var", "fetch", "hash_content", "offline", "probe", "status"]

@@ -616,3 +616,34 @@ def status(name: str, *, full_verify: bool = False) -> AssetStatus:
         _write_memo(d, memo)
     return AssetStatus(asset.name, present, verified, _result(asset, d) if present else None,
                        sorted(set(srcs)), "; ".join(problems))
+
+
+def probe(name: str) -> tuple[bool, str]:
+    """Could `fetch(name)` work here without the network? Checks the cache (memo/stat only) and the local
+    sources (explicit path, other tools' caches, installed packages) for the files, without copying or
+    hashing them. Network sources are reported as a possibility, not tried."""
+    from genbench.assets.catalog import ASSETS
+
+    asset = ASSETS.get(name)
+    d = asset_dir(asset.name)
+    if d.is_dir() and all(_stored(d, m) is not None for m in asset.members):
+        return True, f"in cache {d}"
+    missing = list(asset.members)
+    where = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in asset.sources:
+            if src.network or src.label == "genbench cache" or not missing:
+                continue
+            try:
+                got = src.provide(asset, list(missing), Path(tmp))
+            except (SourceUnavailable, OSError, ValueError, tarfile.TarError):
+                continue
+            if got:
+                where.append(src.label)
+                missing = [m for m in missing if m.name not in got]
+    if not missing:
+        return True, "offline from " + " + ".join(where) + " (copied into the cache on first use)"
+    nets = [s.label for s in asset.sources if s.network]
+    if nets and not offline():
+        return False, "not here offline; would download on first use from " + " / ".join(nets)
+    return False, f"not available: `genbench assets fetch {asset.name}` says how to provide it"
