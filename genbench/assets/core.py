@@ -508,7 +508,7 @@ def fetch(name: str, *, full_verify: bool = False, quiet: bool = True) -> Path:
             except (OSError, tarfile.TarError, subprocess.SubprocessError, ValueError, EOFError) as e:
                 tried.append((desc, f"{type(e).__name__}: {e}"))
                 continue
-            problems = []
+            problems, n_ok = [], 0
             for m in list(missing):
                 p = got.get(m.name)
                 if p is None:
@@ -522,8 +522,9 @@ def fetch(name: str, *, full_verify: bool = False, quiet: bool = True) -> Path:
                                                         "digest": m.digest, "source": desc,
                                                         "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 missing.remove(m)
-                if not quiet:
-                    print(f"  {asset.name}/{m.name}: verified, from {desc}", file=sys.stderr)
+                n_ok += 1
+            if n_ok and not quiet:
+                print(f"  {asset.name}: {n_ok} file(s) verified, from {desc}", file=sys.stderr)
             lacking = [m for m in missing if m.name not in got]
             if problems or (lacking and got):
                 tried.append((desc, "; ".join(problems + ([f"did not have {_names(lacking)}"] if lacking else []))))

@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     f.add_argument("names", nargs="*", metavar="NAME")
     f.add_argument("--all", action="store_true", help="every known asset")
     f.add_argument("--keep-going", action="store_true", help="report failures but continue with the others")
+    f.add_argument("-q", "--quiet", action="store_true", help="print only what had to be fetched or failed")
     f.set_defaults(func=_fetch)
     v = s.add_parser("verify", help="re-hash cached assets (all present ones unless names are given)")
     v.add_argument("names", nargs="*", metavar="NAME")
@@ -58,11 +59,15 @@ def _fetch(args) -> int:
         raise InvalidInputError("name the assets to fetch, or --all. Known: " + ", ".join(ASSETS.names()))
     for n in names:
         ASSETS.get(n)  # unknown names fail before anything is fetched
+    from genbench.assets import status
+
     failed = []
     for n in names:
         try:
+            cached = status(n).verified
             p = fetch(n, quiet=False)
-            print(f"{n}: ok  {p}")
+            if not (args.quiet and cached):
+                print(f"{n}: ok  {p}" + ("" if cached else "  (fetched and verified)"))
         except AssetNotFoundError as e:
             if not (args.keep_going or args.all):
                 raise
