@@ -60,21 +60,33 @@ def _idx_file(d: Path, name: str) -> Path:
     raise AssetNotFoundError(f"{name}(.gz) is missing in {d}")
 
 
+def _tensors_sha256(d: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(d):
+        h.update(k.encode())
+        h.update(str(tuple(d[k].shape)).encode() + str(d[k].dtype).encode())
+        h.update(d[k].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def tensor_cache(key: str, build: Callable[[], dict]) -> dict:
-    """Load `$GENBENCH_CACHE/tensors/<key>.pt`, or build the dict of tensors and save it atomically. A file
-    that cannot be read back is rebuilt."""
+    """Load `$GENBENCH_CACHE/tensors/<key>.pt`, or build the dict of tensors and save it atomically. The file
+    carries the sha256 of its tensors; one that cannot be read back or does not match is rebuilt."""
     d = cache_dir() / "tensors"
     p = d / f"{key}.pt"
     if p.is_file():
         try:
-            return torch.load(p, weights_only=True)
-        except Exception:  # truncated/corrupt: rebuild below
-            p.unlink(missing_ok=True)
+            blob = torch.load(p, weights_only=True)
+            if _tensors_sha256(blob["tensors"]) == blob["sha256"]:
+                return blob["tensors"]
+        except Exception:  # truncated/corrupt/old format: rebuild below
+            pass
+        p.unlink(missing_ok=True)
     out = build()
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{key}.{os.getpid()}.tmp"
     try:
-        torch.save(out, tmp)
+        torch.save({"tensors": out, "sha256": _tensors_sha256(out)}, tmp)
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
