@@ -343,3 +343,35 @@ def test_cli_assets(offline_env, capsys):
     err = capsys.readouterr().err
     assert "Tried, in order" in err and "pip install names==0.3.0" in err and "Traceback" not in err
     assert main(["assets", "verify"]) == 0  # nothing cached, nothing corrupt
+
+
+def test_http_error_moves_to_next_mirror_but_dead_network_stops_at_once(offline_env, tmp_path, monkeypatch):
+    data = b"mirror two has it"
+    seen = []
+
+    def dl(url, dest, timeout=0):
+        seen.append(url)
+        if "one" in url:
+            raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+        if "dead" in url:
+            raise urllib.error.URLError("Name or service not known")
+        dest.write_bytes(data)
+        return dest
+
+    monkeypatch.setattr(core, "download", dl)
+    m = Member("f.bin", _sha(data), len(data), content="file")
+    catalog.ASSETS.register("toyurl", Asset("toyurl", (m,), (catalog._CACHE, Urls(
+        "upstream", urls=lambda m: ["https://one.invalid/f.bin", "https://two.invalid/f.bin"])), "test", "toy",
+        single_file=True))
+    catalog.ASSETS.register("toydead", Asset("toydead", (m,), (catalog._CACHE, Urls(
+        "upstream", urls=lambda m: ["https://dead.invalid/f.bin", "https://two.invalid/f.bin"])), "test", "toy",
+        single_file=True))
+    try:
+        assert assets.fetch("toyurl").read_bytes() == data and len(seen) == 2
+        seen.clear()
+        with pytest.raises(AssetNotFoundError, match="network error"):
+            assets.fetch("toydead")
+        assert seen == ["https://dead.invalid/f.bin"]
+    finally:
+        catalog.ASSETS._items.pop("toyurl", None)
+        catalog.ASSETS._items.pop("toydead", None)

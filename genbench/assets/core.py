@@ -353,16 +353,18 @@ class Urls(Source):
                 except (OSError, ValueError) as e:
                     errors.append(f"{url}: {_net_reason(e)}")
                     dst.unlink(missing_ok=True)
-                    if not found and len(errors) >= 1 and isinstance(e, urllib.error.URLError) and _is_offline_error(e):
-                        # the network itself is down: don't try every other mirror and member
+                    if not found and _is_offline_error(e):
+                        # no connection at all (DNS, refused, timed out): the network itself is down, so
+                        # don't wait on every other mirror and member
                         raise SourceUnavailable("; ".join(errors)) from None
         if not found:
             raise SourceUnavailable("; ".join(errors) or "no URL")
         return found
 
 
-def _is_offline_error(e: urllib.error.URLError) -> bool:
-    return not isinstance(e, urllib.error.HTTPError)
+def _is_offline_error(e: BaseException) -> bool:
+    """A connection-level failure (no answer at all), as opposed to a server's HTTP error."""
+    return isinstance(e, (urllib.error.URLError, TimeoutError, ConnectionError)) and not isinstance(e, urllib.error.HTTPError)
 
 
 def _net_reason(e: BaseException) -> str:
