@@ -1,0 +1,66 @@
+"""The metric engine: every quality and diversity score genbench reports, with its protocol.
+
+Functions work on float64 torch tensors (numpy arrays accepted), on CPU or GPU. The registry
+(`METRICS`, `compute_metrics`) turns an `EvalContext` into `MetricResult`s for the runner."""
+
+from genbench.metrics._util import MetricWarning
+from genbench.metrics.base import MetricResult
+from genbench.metrics.bootstrap import bootstrap_ci
+from genbench.metrics.context import EvalContext
+from genbench.metrics.diversity import memorisation, vendi_score
+from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
+from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
+from genbench.metrics.likelihood import (
+    bits_per_char,
+    bits_per_dim,
+    continuous_to_discrete_bits_per_dim,
+    nats_to_bits_per_dim,
+    perplexity,
+)
+from genbench.metrics.manifold import knn_sq_radii, prdc, prdc_dedup
+from genbench.metrics.modes import class_coverage, mode_coverage
+from genbench.metrics.registry import (
+    METRICS,
+    MetricSpec,
+    MetricUnavailable,
+    compute_metrics,
+    get_metric,
+    list_metrics,
+    register_metric,
+)
+from genbench.metrics.stats import StreamingGaussianStats, gaussian_stats
+
+from genbench.metrics import builtin as _builtin  # noqa: E402,F401  (registers the built-in metrics)
+
+__all__ = [
+    "METRICS",
+    "EvalContext",
+    "MetricResult",
+    "MetricSpec",
+    "MetricUnavailable",
+    "MetricWarning",
+    "StreamingGaussianStats",
+    "bits_per_char",
+    "bits_per_dim",
+    "bootstrap_ci",
+    "class_coverage",
+    "compute_metrics",
+    "continuous_to_discrete_bits_per_dim",
+    "frechet_distance",
+    "gaussian_stats",
+    "get_metric",
+    "kid",
+    "kid_subset_indices",
+    "knn_sq_radii",
+    "list_metrics",
+    "memorisation",
+    "mode_coverage",
+    "nats_to_bits_per_dim",
+    "perplexity",
+    "polynomial_mmd2",
+    "prdc",
+    "prdc_dedup",
+    "register_metric",
+    "trace_sqrt_product",
+    "vendi_score",
+]

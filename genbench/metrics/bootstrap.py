@@ -1,0 +1,56 @@
+"""Bootstrap confidence intervals over feature rows (not over network passes: features are computed once)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+
+from genbench.errors import InvalidInputError
+from genbench.metrics._util import as_features, resolve_device
+
+
+def _scalarise(v: Any) -> dict[str, float]:
+    if isinstance(v, Mapping):
+        return {str(k): float(x) for k, x in v.items() if isinstance(x, (int, float)) or torch.is_tensor(x)}
+    if isinstance(v, tuple):  # e.g. kid -> (mean, std): the first entry is the estimate
+        return {"value": float(v[0])}
+    return {"value": float(v)}
+
+
+def bootstrap_ci(
+    fn: Callable[[torch.Tensor, torch.Tensor], Any],
+    real: Any,
+    fake: Any,
+    n_boot: int = 100,
+    seed: int = 0,
+    alpha: float = 0.05,
+    device: Optional[str | torch.device] = None,
+) -> dict:
+    """Percentile bootstrap CI of fn(real, fake): resample the rows of both feature matrices with replacement
+    (seeded CPU generator: same seed -> same intervals), recompute fn, take the alpha/2 and 1 - alpha/2
+    quantiles. fn may return a float, a tuple (first entry used, e.g. kid's mean) or a dict of floats (e.g.
+    prdc); the answer is {"ci_low", "ci_high", "std", "n_boot", "alpha", "seed"} for a scalar and
+    {key: {...}} for a dict. For k-NN metrics pass `prdc_dedup`, which treats repeated rows as one point."""
+    if n_boot < 2:
+        raise InvalidInputError(f"n_boot must be >= 2, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise InvalidInputError(f"alpha must be in (0, 1), got {alpha}")
+    dev = resolve_device(device, real)
+    x = as_features(real, "real features", dev, 1)
+    y = as_features(fake, "fake features", dev, 1)
+    g = torch.Generator().manual_seed(int(seed))
+    draws: list[dict[str, float]] = []
+    scalar = None
+    for _ in range(int(n_boot)):
+        ir = torch.randint(0, x.shape[0], (x.shape[0],), generator=g).to(dev)
+        i_f = torch.randint(0, y.shape[0], (y.shape[0],), generator=g).to(dev)
+        out = fn(x[ir], y[i_f])
+        scalar = not isinstance(out, Mapping)
+        draws.append(_scalarise(out))
+    res = {}
+    for key in draws[0]:
+        v = torch.tensor([d[key] for d in draws], dtype=torch.float64)
+        lo, hi = torch.quantile(v, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)).tolist()
+        res[key] = {"ci_low": lo, "ci_high": hi, "std": float(v.std()), "n_boot": int(n_boot), "alpha": alpha, "seed": int(seed)}
+    return res["value"] if scalar else res

@@ -1,0 +1,190 @@
+"""Built-in metric specs: how each metric reads an EvalContext and what it reports."""
+
+from __future__ import annotations
+
+
+
+from genbench.metrics.base import MetricResult
+from genbench.metrics.bootstrap import bootstrap_ci
+from genbench.metrics.context import EvalContext
+from genbench.metrics.diversity import memorisation, vendi_score
+from genbench.metrics.frechet import frechet_distance
+from genbench.metrics.kid import kid
+from genbench.metrics.likelihood import bits_per_dim
+from genbench.metrics.manifold import prdc, prdc_dedup
+from genbench.metrics.modes import class_coverage, mode_coverage
+from genbench.metrics.registry import MetricSpec, MetricUnavailable, register_metric
+from genbench.metrics.stats import gaussian_stats
+
+FEATURES = ("real_features", "fake_features")
+
+
+def _ci(ctx: EvalContext, fn, key: str | None = None) -> dict:
+    """{"ci_low", "ci_high"} from a feature bootstrap when ctx.n_bootstrap > 0, else {}."""
+    if ctx.n_bootstrap <= 0:
+        return {}
+    return bootstrap_ci(fn, ctx.real_features, ctx.fake_features, ctx.n_bootstrap, ctx.seed, ctx.bootstrap_alpha, device=ctx.device)
+
+
+def _boot_protocol(ctx: EvalContext) -> dict:
+    return {"n_bootstrap": ctx.n_bootstrap, "bootstrap_alpha": ctx.bootstrap_alpha} if ctx.n_bootstrap > 0 else {}
+
+
+def _fd(ctx: EvalContext) -> list[MetricResult]:
+    mu_r, s_r = ctx.real_stats if ctx.real_stats is not None else gaussian_stats(ctx.real_features, device=ctx.device)
+    mu_f, s_f = gaussian_stats(ctx.fake_features, device=ctx.device)
+    value = frechet_distance(mu_r, s_r, mu_f, s_f, device=ctx.device)
+
+    def fn(r, f):
+        return frechet_distance(*gaussian_stats(r), *gaussian_stats(f))
+
+    ci = {}
+    if ctx.n_bootstrap > 0:
+        import warnings
+
+        from genbench.metrics._util import MetricWarning
+
+        with warnings.catch_warnings():  # the point estimate already warned about singular covariances
+            warnings.simplefilter("ignore", MetricWarning)
+            ci = _ci(ctx, fn)
+    proto = {**ctx.base_protocol(), "feature_dim": int(ctx.fake_features.shape[1]), "statistics": "float64, unbiased covariance", **_boot_protocol(ctx)}
+    return [MetricResult("fd", value, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"))]
+
+
+def _kid(ctx: EvalContext) -> list[MetricResult]:
+    kw = dict(subsets=ctx.kid_subsets, subset_size=ctx.kid_subset_size, seed=ctx.seed, device=ctx.device)
+    mean, std = kid(ctx.real_features, ctx.fake_features, **kw)
+    m = min(ctx.kid_subset_size, ctx.real_features.shape[0], ctx.fake_features.shape[0])
+    ci = {}
+    if ctx.n_bootstrap > 0:
+        import warnings
+
+        from genbench.metrics._util import MetricWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetricWarning)
+            ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0])
+    proto = {
+        **ctx.base_protocol(),
+        "kernel": "(x.y/d+1)^3",
+        "estimator": "unbiased MMD^2",
+        "subsets": ctx.kid_subsets,
+        "subset_size": m,
+        **_boot_protocol(ctx),
+    }
+    return [MetricResult("kid", mean, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"), extra={"std": std})]
+
+
+def _prdc(ctx: EvalContext) -> list[MetricResult]:
+    kw = dict(k_pr=ctx.k_pr, k_dc=ctx.k_dc, convention=ctx.prdc_convention, device=ctx.device)
+    vals = prdc(ctx.real_features, ctx.fake_features, **kw)
+    cis = _ci(ctx, lambda r, f: prdc_dedup(r, f, **kw)) if ctx.n_bootstrap > 0 else {}
+    strict = ctx.prdc_convention == "prdc"
+    k_pr = ctx.k_dc if strict else ctx.k_pr
+    out = []
+    for name in ("precision", "recall", "density", "coverage"):
+        k = k_pr if name in ("precision", "recall") else ctx.k_dc
+        proto = {**ctx.base_protocol(), "k": k, "convention": ctx.prdc_convention, "ball": "<" if strict else "<=", **_boot_protocol(ctx)}
+        ci = cis.get(name, {})
+        out.append(MetricResult(name, vals[name], "", True, "1", proto, ci.get("ci_low"), ci.get("ci_high")))
+    return out
+
+
+def _mode_coverage(ctx: EvalContext) -> list[MetricResult]:
+    r = mode_coverage(ctx.fake_samples, ctx.mixture)
+    proto = {
+        **ctx.base_protocol(),
+        "mixture": getattr(ctx.mixture, "name", ""),
+        "n_samples": r["n_samples"],
+        "high_quality": f"within {r['n_std']:g} std of the nearest mean",
+    }
+    extra = {"histogram": r["histogram"], "num_modes": r["num_modes"]}
+    return [
+        MetricResult("modes_covered", r["modes_covered"], "modes", True, "1", proto, extra=extra),
+        MetricResult("hq_share", r["hq_share"], "", True, "1", proto),
+        MetricResult("mode_kl", r["kl"], "nats", False, "1", proto, extra=extra),
+    ]
+
+
+def _class_coverage(ctx: EvalContext) -> list[MetricResult]:
+    r = class_coverage(ctx.fake_class_probs, ctx.num_classes)
+    proto = {**ctx.base_protocol(), "classifier": ctx.classifier_protocol.get("id", ""), "num_modes": r["num_modes"], "n_samples": r["n_samples"]}
+    if "accuracy" in ctx.classifier_protocol:
+        proto["classifier_accuracy"] = ctx.classifier_protocol["accuracy"]
+    extra = {"histogram": r["histogram"], "num_modes": r["num_modes"]}
+    return [
+        MetricResult("classes_covered", r["modes_covered"], "modes", True, "1", proto, extra=extra),
+        MetricResult("class_kl", r["kl"], "nats", False, "1", proto, extra=extra),
+    ]
+
+
+def _vendi(ctx: EvalContext) -> list[MetricResult]:
+    f = ctx.fake_features[: ctx.vendi_max_samples]
+    v = vendi_score(f, kernel=ctx.vendi_kernel, device=ctx.device)
+    proto = {**ctx.base_protocol(), "kernel": ctx.vendi_kernel, "n_samples": int(f.shape[0])}
+    return [MetricResult("vendi", v, "samples", True, "1", proto)]
+
+
+def _memorisation(ctx: EvalContext) -> list[MetricResult]:
+    r = memorisation(ctx.fake_features, ctx.train_features, ctx.real_features, copy_fraction=ctx.copy_fraction, seed=ctx.seed, device=ctx.device)
+    proto = {
+        **ctx.base_protocol(),
+        "n_train": int(ctx.train_features.shape[0]),
+        "near_copy": f"d_train < {ctx.copy_fraction:g} x median train NN distance",
+        "heldout": ctx.reference_split,
+    }
+    extra = {k: r[k] for k in ("median_d_train", "median_d_heldout", "threshold", "train_nn_spacing", "n_train_compared")}
+    return [
+        MetricResult("near_copy_share", r["near_copy_share"], "", False, "1", proto, extra=extra),
+        MetricResult("nn_ratio", r["nn_ratio"], "", True, "1", proto, extra=extra),
+    ]
+
+
+def _bits_per_dim(ctx: EvalContext) -> list[MetricResult]:
+    if ctx.log_prob_kind == "none":
+        raise MetricUnavailable("bits_per_dim: the model has no likelihood (log_prob_kind='none')")
+    if ctx.modality not in ("image", "points"):
+        raise MetricUnavailable(f"bits_per_dim applies to image and points data, not {ctx.modality!r} (text: bits_per_char)")
+    if ctx.data_dim is None:
+        raise MetricUnavailable("bits_per_dim needs EvalContext.data_dim")
+    v = bits_per_dim(ctx.log_prob, ctx.data_dim)
+    lp = ctx.log_prob
+    proto = {
+        "reference_split": ctx.reference_split,
+        "n_eval": int(lp.numel()) if hasattr(lp, "numel") else len(lp),
+        "kind": ctx.log_prob_kind,
+        "convention": "discrete 8-bit log-probability" if ctx.modality == "image" else "continuous density",
+        "dim": int(ctx.data_dim),
+        **({"dataset": ctx.dataset} if ctx.dataset else {}),
+        **ctx.extra_protocol,
+    }
+    # a likelihood bound gives an upper bound on bits/dim
+    return [MetricResult("bits_per_dim", v, "bits/dim", False, "1", proto, extra={"is_upper_bound": ctx.log_prob_kind == "bound"})]
+
+
+for _spec in (
+    MetricSpec("fd", "", False, "1", FEATURES, _fd, "Frechet distance between Gaussian fits of real and fake features (FID with inception)"),
+    MetricSpec("kid", "", False, "1", FEATURES, _kid, "kernel distance: unbiased polynomial MMD^2 over seeded subsets"),
+    MetricSpec(
+        "prdc", "", True, "1", FEATURES, _prdc, "k-NN precision, recall, density, coverage",
+        ("precision", "recall", "density", "coverage"),
+    ),
+    MetricSpec(
+        "mode_coverage", "modes", True, "1", ("fake_samples", "mixture"), _mode_coverage,
+        "modes of a known 2D mixture with >= 1 high-quality sample (VEEGAN/PacGAN)", ("modes_covered", "hq_share", "mode_kl"),
+    ),
+    MetricSpec(
+        "class_coverage", "modes", True, "1", ("fake_class_probs",), _class_coverage,
+        "classifier-labelled modes covered and KL to uniform", ("classes_covered", "class_kl"),
+    ),
+    MetricSpec("vendi", "samples", True, "1", ("fake_features",), _vendi, "Vendi score: effective number of distinct samples"),
+    MetricSpec(
+        "memorisation", "", False, "1", ("fake_features", "train_features", "real_features"), _memorisation,
+        "share of near copies of training rows; nearest-train / nearest-held-out distance ratio", ("near_copy_share", "nn_ratio"),
+    ),
+    MetricSpec("bits_per_dim", "bits/dim", False, "1", ("log_prob",), _bits_per_dim, "negative log-likelihood of held-out data in bits per dimension"),
+):
+    register_metric(_spec)
+
+del _spec
+

@@ -1,0 +1,63 @@
+"""Everything a metric may need, gathered once per (model, dataset) evaluation by the runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+
+@dataclass
+class EvalContext:
+    """Inputs for `compute_metrics`. Leave a field None when it does not apply: metrics that need it are
+    skipped with a reason (see `compute_metrics`).
+
+    Features are (N, D) float64 tensors from ONE extractor whose protocol dict (with "id") is
+    `feature_protocol`; "real" is the reference split named by `reference_split` (held out from training)."""
+
+    real_features: Optional[torch.Tensor] = None
+    fake_features: Optional[torch.Tensor] = None
+    feature_protocol: dict = field(default_factory=dict)
+    real_stats: Optional[tuple] = None  # cached (mu, sigma) of real_features, if the runner has them
+    real_samples: Optional[torch.Tensor] = None
+    fake_samples: Optional[torch.Tensor] = None
+    train_samples: Optional[torch.Tensor] = None
+    train_features: Optional[torch.Tensor] = None  # same extractor as real/fake features (memorisation)
+    mixture: Any = None  # genbench.data.mixtures.GaussianMixture2D for toy datasets
+    fake_class_probs: Optional[torch.Tensor] = None  # (N, K) probs, (N,) labels or (N, C, K) (Stacked MNIST)
+    num_classes: Optional[int] = None  # modes for class coverage (default: from fake_class_probs' shape)
+    classifier_protocol: dict = field(default_factory=dict)  # the labelling classifier (id, held-out accuracy)
+    log_prob: Optional[torch.Tensor] = None  # per-example log-likelihood (nats) of the held-out real data
+    log_prob_kind: str = "none"  # "exact" | "bound" | "none" (reference_models/base.py)
+    modality: Optional[str] = None  # "points" | "image" | "text"
+    data_dim: Optional[int] = None  # D of one item (bits/dim)
+    dataset: Optional[str] = None
+    reference_split: str = "test"
+    seed: int = 0
+    n_bootstrap: int = 0  # 0: no confidence intervals; else bootstrap replicates for FD, KID, P/R/D/C
+    bootstrap_alpha: float = 0.05
+    device: str = "cpu"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    k_pr: int = 3
+    k_dc: int = 5
+    prdc_convention: str = "official"
+    vendi_kernel: str = "cosine"
+    vendi_max_samples: int = 10000  # Vendi on the first N fake features (cost O(N D^2) cosine)
+    copy_fraction: float = 0.1  # memorisation near-copy threshold (fraction of the training NN spacing)
+    extra_protocol: dict = field(default_factory=dict)  # merged into every result's protocol
+    skipped: dict = field(default_factory=dict)  # filled by compute_metrics: name -> reason
+
+    def base_protocol(self) -> dict:
+        p: dict = {"reference_split": self.reference_split, "seed": int(self.seed)}
+        if self.dataset is not None:
+            p["dataset"] = self.dataset
+        if self.feature_protocol:
+            p["features"] = self.feature_protocol.get("id", "")
+        if self.real_features is not None:
+            p["n_real"] = int(self.real_features.shape[0])
+        if self.fake_features is not None:
+            p["n_fake"] = int(self.fake_features.shape[0])
+        p.update(self.extra_protocol)
+        return p
