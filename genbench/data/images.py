@@ -167,7 +167,7 @@ def load_mnist_5k() -> dict:
     key = f"mnist-5k-{ASSETS.get('mnist-5k').sha256[:16]}"
 
     def build():
-        with gzip.open(p, "rt") as f:
+        with (gzip.open(p, "rt") if p.name.endswith(".gz") else open(p)) as f:  # stored either way
             arr = np.loadtxt(f, delimiter=",", dtype=np.int64)
         x = torch.from_numpy(arr[:, :-1].astype(np.uint8)).reshape(-1, 1, 28, 28)
         y = torch.from_numpy(arr[:, -1])
