@@ -12,6 +12,8 @@ from genbench.errors import GenbenchError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "genbench.commands.run",
+    "genbench.commands.list",
     "genbench.commands.assets",
     "genbench.commands.data",
     "genbench.commands.compare",

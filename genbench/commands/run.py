@@ -1,0 +1,61 @@
+"""`genbench run [SUITE | path/to/suite.toml]`: train or load every model of a suite, sample, score, record."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from genbench.errors import InvalidInputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run a benchmark suite (default: quick)",
+        description="Train (or load cached checkpoints of) every model of a suite, sample, compute the suite's "
+        "metrics plus speed and cost, and record everything in DIR/results.db, results.csv and results.json. "
+        "Rerunning the same command resumes: finished jobs are skipped.")
+    p.add_argument("suite", nargs="?", default="quick",
+                   help="built-in suite name (genbench list suites) or path to a suite .toml (default: quick)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: reports/<suite name>)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="auto picks cuda when available (default: the suite's device; quick runs on cpu)")
+    p.add_argument("--models", metavar="A,B", help="only these models of the suite")
+    p.add_argument("--datasets", metavar="X,Y", help="only these datasets of the suite")
+    p.add_argument("--seeds", metavar="0,1,2", help="seeds to run (replaces the suite's)")
+    p.add_argument("--budget", choices=["smoke", "quick", "standard"], help="training budget (replaces the suite's)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: delete DIR's results, artifacts, checkpoints and caches first")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: one line per job")
+    p.set_defaults(func=run)
+
+
+def _names(s):
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def _seeds(s):
+    if s is None:
+        return None
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--seeds expects comma-separated integers such as 0,1,2; got {s!r}") from None
+
+
+def run(args) -> int:
+    from genbench.env_info import resolve_device
+    from genbench.runner import Runner
+    from genbench.suite import apply_overrides, load_suite
+
+    suite = load_suite(args.suite)
+    suite = apply_overrides(suite, models=_names(args.models), datasets=_names(args.datasets),
+                            seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
+    device = resolve_device(suite.device)
+    out = Path(args.out) if args.out else Path("reports") / suite.name
+    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=["genbench", *sys.argv[1:]]).run()
+    print(f"genbench run: {len(summary.done)} jobs run, {len(summary.skipped)} already done, "
+          f"{len(summary.failed)} failed in {summary.seconds:.1f}s")
+    for job_id, err in summary.failed:
+        print(f"  failed: {job_id}: {err.splitlines()[0]}")
+    print("results: " + ", ".join(str(p) for p in summary.files))
+    return 1 if summary.failed else 0

@@ -1,0 +1,59 @@
+"""The environment a run is recorded with: versions, device, git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+import genbench
+
+
+def git_commit(path: Optional[Path] = None) -> str:
+    """HEAD commit of the checkout genbench is imported from ('+dirty' when it has uncommitted changes), or ''."""
+    where = path or Path(genbench.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            return ""
+        commit = out.stdout.strip()
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                            capture_output=True, text=True, timeout=10)
+        return commit + ("+dirty" if st.returncode == 0 and st.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is available, else 'cpu'; 'cuda' without a GPU is an error."""
+    from genbench.errors import InvalidInputError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda was asked for but torch sees no CUDA GPU here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise InvalidInputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def device_description(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()})"
+
+
+def environment(device: str) -> dict:
+    return {
+        "genbench_version": genbench.__version__,
+        "git_commit": git_commit(),
+        "device": device_description(device),
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+        "platform": platform.platform(),
+    }

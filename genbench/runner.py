@@ -1,0 +1,665 @@
+"""`genbench run`: the resumable benchmark runner.
+
+Jobs are (dataset, model, seed) triples of a suite. Per job the worker
+  1. trains the model, or loads its cached checkpoint (key = hash of model config, dataset identity, seed,
+     budget and the model's code),
+  2. draws the suite's number of samples and checks them (shape, finite values),
+  3. extracts features once (real-data features are computed once per dataset and reused by every job),
+  4. computes every metric the suite lists for the dataset (genbench.metrics.compute_metrics),
+  5. measures speed and cost (genbench.speed), and for swept diffusion samplers repeats 2-5 per setting,
+  6. writes per-job artifacts (samples preview, training history) under DIR/artifacts/.
+The driver commits each finished job (metrics + artifacts + status) in one SQLite transaction and rewrites
+DIR/results.csv and DIR/results.json, so a run killed at any moment resumes where it stopped: finished jobs are
+skipped, jobs left 'running' or 'failed' are redone. A failing job (exception, diverged training, NaN/inf
+samples, wrong shape) is recorded as failed with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from genbench.errors import GenbenchError, InvalidInputError
+from genbench.executors import Executor, LocalExecutor
+from genbench.fileio import atomic_write_bytes, atomic_write_text
+from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
+from genbench.suite import LIKELIHOOD_METRICS, DatasetSpec, ModelSpec, SpeedSpec, Suite, SweepSpec
+
+PREVIEW_N = 64
+REAL_SUBSET_SEED = 20240601  # the real reference subset is the same for every job and seed
+
+
+class JobFailure(GenbenchError):
+    """A job could not produce valid results (diverged training, non-finite or malformed samples...)."""
+
+
+# ---------------------------------------------------------------------------------------------- job specs
+@dataclass
+class JobSpec:
+    """Everything a worker needs to run one job (picklable, so a cluster executor can ship it)."""
+
+    job_id: str
+    dataset: DatasetSpec
+    model: ModelSpec
+    seed: int
+    budget: str
+    device: str
+    speed: SpeedSpec
+    sweep: Optional[SweepSpec]
+    n_bootstrap: int
+    out_dir: str
+    quiet: bool = False
+
+    @property
+    def spec_hash(self) -> str:
+        """Changes whenever anything that changes this job's numbers changes (then a resume redoes it)."""
+        blob = {"dataset": vars(self.dataset), "model": vars(self.model), "seed": self.seed, "budget": self.budget,
+                "device": self.device, "speed": vars(self.speed), "sweep": vars(self.sweep) if self.sweep else None,
+                "n_bootstrap": self.n_bootstrap}
+        return _hash(blob)
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    family: str
+    metrics: list  # metric rows (dicts with "variant")
+    artifacts: list  # (kind, path relative to DIR)
+    train_seconds: Optional[float]
+    checkpoint_path: Optional[str]
+    cache_key: str
+    config: dict
+    cached: bool = False
+    seconds: float = 0.0
+
+
+def job_id_for(dataset: str, model: str, seed: int) -> str:
+    return f"{dataset}/{model}/seed{seed}"
+
+
+def _slug(job_id: str) -> str:
+    return job_id.replace("/", "__")
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def make_jobs(suite: Suite, out_dir: Path, device: str, quiet: bool = False) -> list[JobSpec]:
+    jobs = []
+    for d, m in suite.pairs():
+        for seed in suite.seeds:
+            jobs.append(JobSpec(job_id_for(d.name, m.name, seed), d, m, int(seed), suite.budget, device, suite.speed,
+                                suite.sweeps.get(m.name), suite.n_bootstrap, str(out_dir), quiet))
+    return jobs
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------- progress
+def _tqdm(quiet: bool, **kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=quiet, leave=False, file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+class _TrainMonitor:
+    """Training callback: a progress bar and a divergence check (non-finite loss stops the job)."""
+
+    def __init__(self, total: int, desc: str, quiet: bool):
+        self.bar = _tqdm(quiet, total=total, desc=desc, unit="step")
+        self.last = 0
+
+    def __call__(self, step: int, logs: dict):
+        for k, v in logs.items():
+            if isinstance(v, (int, float)) and ("loss" in k) and not math.isfinite(v):
+                raise JobFailure(f"training diverged at step {step}: {k} = {v}")
+        if step > self.last:
+            self.bar.update(step - self.last)
+            self.last = step
+        loss = logs.get("loss")
+        if isinstance(loss, (int, float)):
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        return None
+
+    def close(self):
+        self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------------- worker
+class Worker:
+    """Runs jobs in one process, caching datasets, extractors and real-data features between jobs."""
+
+    def __init__(self):
+        self._datasets: dict = {}
+        self._splits: dict = {}
+        self._extractors: dict = {}
+        self._features: dict = {}
+        self._data_ids: dict = {}
+
+    # ---- caches --------------------------------------------------------------------------------------------
+    def dataset(self, name: str):
+        if name not in self._datasets:
+            from genbench.data import get_dataset
+
+            self._datasets[name] = get_dataset(name)
+        return self._datasets[name]
+
+    def split(self, name: str, split: str):
+        key = (name, split)
+        if key not in self._splits:
+            self._splits[key] = self.dataset(name).load(split)
+        return self._splits[key]
+
+    def data_identity(self, name: str) -> dict:
+        """Dataset identity for the checkpoint key: info, source and a digest of the training bytes."""
+        if name not in self._data_ids:
+            tr = self.split(name, "train")
+            h = hashlib.sha256()
+            if hasattr(tr, "x"):
+                h.update(tr.x.detach().cpu().contiguous().numpy().tobytes())
+            else:
+                h.update(tr.text.encode("utf-8"))
+            self._data_ids[name] = {"info": tr.info.to_dict(), "source": tr.source, "train_sha256": h.hexdigest()}
+        return self._data_ids[name]
+
+    def extractor(self, name: str, device: str):
+        key = (name, device)
+        if key not in self._extractors:
+            from genbench.features import get_extractor
+
+            self._extractors[key] = get_extractor(name, device=device)
+        return self._extractors[key]
+
+    def _extract(self, ext, samples, batch_size: int, quiet: bool, desc: str) -> torch.Tensor:
+        if not quiet:
+            print(f"  {desc} ({_len(samples)} samples, {ext.name})", file=sys.stderr, flush=True)
+        try:
+            feats = ext.extract(samples, batch_size=batch_size, progress=not quiet)
+        except TypeError:  # an extractor without a progress option
+            feats = ext.extract(samples, batch_size=batch_size)
+        return feats.double().cpu()
+
+    def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool):
+        """(samples, features) of a fixed subset of a real split, computed once per dataset, split, extractor
+        and size; also cached on disk under DIR/cache/features/ so resumed runs and other workers reuse it."""
+        ext = self.extractor(spec.features, device)
+        proto_id = _protocol_id(ext)
+        key = (spec.name, which, spec.features, proto_id, n)
+        if key in self._features:
+            return self._features[key]
+        samples = real_subset(self.split(spec.name, which), n)
+        disk = out_dir / "cache" / "features" / f"{_hash(list(key))[:20]}.pt"
+        feats = None
+        if disk.exists():
+            try:
+                blob = torch.load(disk, map_location="cpu", weights_only=True)
+                if blob.get("key") == json.dumps(list(key)):
+                    feats = blob["features"]
+            except Exception:  # a damaged cache file is recomputed
+                feats = None
+        if feats is None:
+            feats = self._extract(ext, samples, _feature_batch(spec), quiet, f"real features: {spec.name}/{which}")
+            import io
+
+            buf = io.BytesIO()
+            torch.save({"key": json.dumps(list(key)), "features": feats}, buf)
+            atomic_write_bytes(disk, buf.getvalue())
+        from genbench.metrics import gaussian_stats
+
+        stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
+        self._features[key] = (samples, feats, stats)
+        return self._features[key]
+
+    # ---- one job -------------------------------------------------------------------------------------------
+    def __call__(self, job: JobSpec) -> JobResult:
+        return run_job(job, self)
+
+
+def _len(samples) -> int:
+    return len(samples)
+
+
+def _feature_batch(spec: DatasetSpec) -> int:
+    return 256
+
+
+def _protocol_id(ext) -> str:
+    try:
+        return str(ext.protocol.get("id", ext.name))
+    except Exception:
+        return str(getattr(ext, "name", "?"))
+
+
+def real_subset(split, n: int):
+    """A fixed pseudo-random subset of `n` items of a split (all of it if smaller); text: `n` lines."""
+    if hasattr(split, "x"):
+        N = len(split.x)
+        if n >= N:
+            return split.x
+        idx = torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
+        return split.x[idx]
+    lines = split.lines
+    if n >= len(lines):
+        return list(lines)
+    idx = torch.randperm(len(lines), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
+    return [lines[int(i)] for i in idx]
+
+
+def code_version(cls) -> str:
+    """Digest of the source files defining a model class (its module and every base in reference_models)."""
+    import genbench
+
+    h = hashlib.sha256(genbench.__version__.encode())
+    seen = set()
+    for k in inspect.getmro(cls):
+        try:
+            f = inspect.getsourcefile(k)
+        except TypeError:  # builtins (object, ABC)
+            continue
+        if f and f not in seen and (k is cls or "reference_models" in f.replace("\\", "/")):
+            seen.add(f)
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_samples(x, info, n: int, what: str = "samples") -> None:
+    """Raise JobFailure unless x is n valid samples of the dataset."""
+    if info.modality == "text":
+        if not isinstance(x, (list, tuple)) or len(x) != n or not all(isinstance(s, str) for s in x):
+            raise JobFailure(f"{what}: expected a list of {n} strings, got {type(x).__name__} of length {_safe_len(x)}")
+        return
+    if not isinstance(x, torch.Tensor):
+        raise JobFailure(f"{what}: expected a tensor, got {type(x).__name__}")
+    want = (n, *tuple(info.shape))
+    if tuple(x.shape) != want:
+        raise JobFailure(f"{what}: wrong shape {tuple(x.shape)}, expected {want}")
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad:
+        nan = torch.isnan(x).sum().item()
+        raise JobFailure(f"{what}: {bad} non-finite values ({nan} NaN, {bad - nan} inf) in {n} samples")
+
+
+def _safe_len(x) -> str:
+    try:
+        return str(len(x))
+    except TypeError:
+        return "?"
+
+
+def draw_samples(model, n: int, seed: int, batch_size: int, quiet: bool, desc: str):
+    """n samples in chunks (progress bar); chunk i uses seed*1000003 + i, so results depend only on
+    (seed, n, batch_size)."""
+    out = []
+    bar = _tqdm(quiet, total=n, desc=desc, unit="sample")
+    done, i = 0, 0
+    try:
+        while done < n:
+            b = min(batch_size, n - done)
+            x = model.sample(b, seed=seed * 1_000_003 + i, batch_size=b)
+            out.append(x)
+            done += b
+            i += 1
+            bar.update(b)
+    finally:
+        bar.close()
+    if out and isinstance(out[0], torch.Tensor):
+        return torch.cat(out, 0)
+    return [s for chunk in out for s in chunk]
+
+
+def _save_preview(path: Path, x, info) -> None:
+    import io
+
+    if isinstance(x, torch.Tensor):
+        buf = io.BytesIO()
+        np.savez_compressed(buf, x=x[:PREVIEW_N].detach().cpu().float().numpy().astype(np.float32))
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        atomic_write_text(path, json.dumps(list(x[:PREVIEW_N]), ensure_ascii=False, indent=0))
+
+
+def _rows(results, variant: str = "") -> list[dict]:
+    rows = []
+    for m in results:
+        d = m.to_dict()
+        d["variant"] = variant
+        rows.append(d)
+    return rows
+
+
+def run_job(job: JobSpec, worker: Worker) -> JobResult:
+    from reference_models import create_model, load_model
+
+    from genbench import speed as S
+
+    t_job = time.perf_counter()
+    out_dir = Path(job.out_dir)
+    device = job.device
+    q = job.quiet
+    mem_source = S.reset_peak_memory(device)
+    spec, mspec = job.dataset, job.model
+    ds = worker.dataset(spec.name)
+    info = ds.info
+    train = worker.split(spec.name, "train")
+
+    seed_everything(job.seed)
+    model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
+    config = model.config.to_dict()
+    cache_key = _hash({"model": mspec.name, "config": config, "data": worker.data_identity(spec.name),
+                       "seed": job.seed, "budget": job.budget, "code": code_version(type(model))})
+    ckpt_rel = f"checkpoints/{_slug(job.job_id)}-{cache_key[:12]}"
+    ckpt = out_dir / ckpt_rel
+    art_rel = f"artifacts/{_slug(job.job_id)}"
+    artifacts: list = []
+
+    # 1. train or load --------------------------------------------------------------------------------------
+    cached = (ckpt / "config.json").exists() and (ckpt / "weights.pt").exists()
+    if cached:
+        model = load_model(ckpt).to(device)
+        train_seconds = float(model.history.seconds or 0.0)
+    else:
+        seed_everything(job.seed)
+        mon = _TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
+        t0 = time.perf_counter()
+        try:
+            data = train if info.modality == "text" else train.x
+            model.fit(data, budget=None, seed=job.seed, device=device, callbacks=[mon])
+        finally:
+            mon.close()
+        S.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        for rec in model.history.records:
+            for k, v in rec.items():
+                if "loss" in k and isinstance(v, float) and not math.isfinite(v):
+                    raise JobFailure(f"training diverged at step {rec.get('step')}: {k} = {v}")
+        model.save(ckpt)
+    hist_rel = f"{art_rel}/history.json"
+    atomic_write_text(out_dir / hist_rel, json.dumps(_finite_records(model.history.records)))
+    artifacts.append(("history", hist_rel))
+
+    # 2-4. sample, features, metrics --------------------------------------------------------------------------
+    bs = job.speed.batch_size
+    rows = _score(job, worker, model, info, variant="", artifacts=artifacts, art_rel=art_rel)
+
+    # 5. speed and cost ---------------------------------------------------------------------------------------
+    def sample_fn(n, s):
+        return model.sample(n, seed=s, batch_size=n)
+
+    if not q:
+        print(f"  timing sampling ({job.speed.repeats} x {bs} samples after {job.speed.warmup} warm-up)",
+              file=sys.stderr, flush=True)
+    rows += _rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup))
+
+    # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
+    if job.sweep is not None:
+        for steps in job.sweep.steps:
+            variant = f"{job.sweep.sampler}-{steps}"
+            with model.sampler_variant(job.sweep.sampler, steps):
+                rows += _score(job, worker, model, info, variant=variant, artifacts=artifacts, art_rel=art_rel,
+                               likelihood=False)
+                rows += _rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup), variant)
+                rows += _rows([m for m in S.cost_metrics(model, device, None, None, mem_source, cached)
+                               if m.name == "nfe"], variant)
+
+    rows += _rows(S.cost_metrics(model, device, train_seconds, S.peak_memory_mb(device, mem_source), mem_source, cached))
+    return JobResult(job.job_id, model.family, rows, artifacts, train_seconds, ckpt_rel, cache_key, config, cached,
+                     time.perf_counter() - t_job)
+
+
+def _finite_records(records):
+    out = []
+    for r in records:
+        out.append({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()})
+    return out
+
+
+def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: list, art_rel: str,
+           likelihood: bool = True) -> list[dict]:
+    """Sample, featurise and compute the suite's metrics for one sampler setting."""
+    from genbench.metrics import METRICS, compute_metrics
+
+    spec = job.dataset
+    out_dir = Path(job.out_dir)
+    q = job.quiet
+    n = spec.n_samples
+    tag = f" [{variant}]" if variant else ""
+    fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
+    check_samples(fake, info, n)
+    suffix = f"-{variant}" if variant else ""
+    ext_name = ".npz" if info.modality != "text" else ".json"
+    prev_rel = f"{art_rel}/samples_preview{suffix}{ext_name}"
+    _save_preview(out_dir / prev_rel, fake, info)
+    artifacts.append(("samples_preview" if not variant else f"samples_preview:{variant}", prev_rel))
+    if not variant:
+        real_rel = f"artifacts/{spec.name}/real_preview{ext_name}"
+        if not (out_dir / real_rel).exists():
+            _save_preview(out_dir / real_rel, real_subset(worker.split(spec.name, spec.reference), PREVIEW_N), info)
+        artifacts.append(("real_preview", real_rel))
+
+    names = [m for m in spec.metrics if (likelihood or m not in LIKELIHOOD_METRICS)]
+    need = set()
+    for m in names:
+        need |= set(getattr(METRICS.get(m), "requires", ()) or ())
+
+    ext = worker.extractor(spec.features, job.device)
+    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q)
+    fake_f = worker._extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
+    ctx_fields: dict[str, Any] = {
+        "real_features": real_f, "fake_features": fake_f, "feature_protocol": dict(ext.protocol),
+        "real_stats": real_stats, "real_samples": real_x if info.modality != "text" else None,
+        "fake_samples": fake if info.modality != "text" else None, "seed": job.seed,
+        "n_bootstrap": job.n_bootstrap, "dataset": spec.name, "reference_split": spec.reference,
+        "modality": info.modality, "data_dim": info.dim if info.modality != "text" else None,
+        "device": job.device, "num_classes": info.num_classes,
+        "extra_protocol": {"sampler": variant} if variant else {},
+    }
+    if info.modality == "text":  # text metrics receive the strings
+        ctx_fields.update(real_texts=real_x, fake_texts=fake)
+    if need & {"train_features", "train_samples"}:
+        n_tr = spec.n_train_features or n
+        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q)
+        ctx_fields.update(train_samples=tr_x if info.modality != "text" else None, train_features=tr_f)
+    mixture = getattr(worker.dataset(spec.name), "mixture", None)
+    if mixture is not None:
+        ctx_fields["mixture"] = mixture
+    if "fake_class_probs" in need:
+        clf = ext if hasattr(ext, "predict_proba") else worker.extractor(f"classifier:{spec.name}", job.device)
+        ctx_fields["fake_class_probs"] = clf.predict_proba(fake).double().cpu()
+        cp = dict(getattr(clf, "protocol", {}) or {})
+        if getattr(clf, "accuracy", None) is not None:
+            cp.setdefault("accuracy", float(clf.accuracy))
+        ctx_fields["classifier_protocol"] = cp
+    if "log_prob" in need or any(m in LIKELIHOOD_METRICS for m in names):
+        if model.log_prob_kind != "none":
+            ctx_fields.update(_likelihood_fields(model, info, real_x, worker.split(spec.name, spec.reference)))
+        else:
+            ctx_fields["log_prob_kind"] = "none"
+    from genbench.metrics.context import EvalContext
+
+    ctx = _make_context(EvalContext, ctx_fields)
+    results = compute_metrics(names, ctx) if names else []
+    skipped = dict(getattr(ctx, "skipped", {}) or {})
+    if skipped:
+        sk_rel = f"{art_rel}/skipped_metrics{suffix}.json"
+        atomic_write_text(out_dir / sk_rel, json.dumps(skipped, indent=1))
+        artifacts.append(("skipped_metrics", sk_rel))
+        if not q:
+            for k, why in skipped.items():
+                print(f"  skipped {k}: {why}", file=sys.stderr, flush=True)
+    return _rows(results, variant)
+
+
+def _likelihood_fields(model, info, real_x, ref_split) -> dict:
+    if info.modality == "text":
+        nats, count = model.nll_per_char(ref_split.text)
+        return {"nll_per_char": float(nats), "n_chars": int(count), "log_prob_kind": model.log_prob_kind}
+    lp = model.log_prob(real_x)
+    if not torch.isfinite(lp).all():
+        bad = (~torch.isfinite(lp)).sum().item()
+        raise JobFailure(f"log_prob gave {bad} non-finite values on {len(lp)} real {info.name} examples")
+    return {"log_prob": lp.double(), "log_prob_kind": model.log_prob_kind, "data_dim": info.dim}
+
+
+def _make_context(cls, fields: dict):
+    """Build an EvalContext from the fields it declares (ignore the ones it does not)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls):
+        names = {f.name for f in dataclasses.fields(cls)}
+    else:
+        names = set(inspect.signature(cls).parameters)
+    return cls(**{k: v for k, v in fields.items() if k in names})
+
+
+# ---------------------------------------------------------------------------------------------- driver
+@dataclass
+class RunSummary:
+    out_dir: Path
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (job_id, error)
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.out_dir / DB_NAME, self.out_dir / CSV_NAME, self.out_dir / JSON_NAME]
+
+
+class Runner:
+    def __init__(self, suite: Suite, out_dir: str | os.PathLike, device: str = "cpu", fresh: bool = False,
+                 quiet: bool = False, executor: Optional[Executor] = None, argv: Optional[list] = None,
+                 log=None):
+        self.suite = suite
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.fresh = fresh
+        self.quiet = quiet
+        self.executor = executor or LocalExecutor()
+        self.argv = list(argv) if argv is not None else list(sys.argv)
+        self.log = log or (lambda msg: print(msg, flush=True))
+
+    def _wipe(self) -> None:
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", CSV_NAME, JSON_NAME):
+            p = self.out_dir / name
+            if p.exists():
+                p.unlink()
+        for sub in ("artifacts", "checkpoints", "cache"):
+            shutil.rmtree(self.out_dir / sub, ignore_errors=True)
+
+    def run(self) -> RunSummary:
+        from genbench.env_info import environment
+
+        t0 = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.fresh:
+            self._wipe()
+        store = ResultsStore(self.out_dir, create=True)
+        summary = RunSummary(self.out_dir)
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        env = environment(self.device)
+        store.begin_run(run_id, suite_name=self.suite.name, suite_hash=self.suite.hash,
+                        suite_toml=self.suite.toml_text or json.dumps(self.suite.to_dict()), argv=self.argv, **env)
+        jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet)
+        todo = []
+        for j in jobs:
+            store.add_job(j.job_id, run_id=run_id, dataset=j.dataset.name, model=j.model.name,
+                          family=_family(j.model.name), seed=j.seed, budget=j.budget,
+                          config={"spec_hash": j.spec_hash, "job": _job_dict(j)})
+            row = store.job_row(j.job_id)
+            prev = json.loads(row["config_json"] or "{}")
+            if row["status"] == "done" and prev.get("spec_hash") == j.spec_hash:
+                summary.skipped.append(j.job_id)
+            else:
+                if row["status"] == "done":
+                    self.log(f"[redo] {j.job_id}: its suite settings changed since it was recorded")
+                todo.append(j)
+        self.log(f"genbench run: suite {self.suite.name!r} ({self.suite.source}), {len(jobs)} jobs "
+                 f"({len(summary.skipped)} already done, {len(todo)} to run) on {self.device} -> {self.out_dir}")
+        store.export()
+
+        def submitted():
+            for k, j in enumerate(todo):
+                store.start_job(j.job_id, run_id, config={"spec_hash": j.spec_hash, "job": _job_dict(j)})
+                if not self.quiet:
+                    self.log(f"[{k + 1}/{len(todo)}] {j.job_id} ...")
+                yield j
+
+        worker = Worker()
+        try:
+            for job, result, error in self.executor.map_unordered(worker, submitted()):
+                if error is None:
+                    store.record_job(job.job_id, result.metrics, result.artifacts, result.train_seconds,
+                                     result.checkpoint_path)
+                    with store.transaction() as c:
+                        c.execute("UPDATE jobs SET family=?, config_json=?, cache_key=? WHERE job_id=?",
+                                  (result.family, json.dumps({"spec_hash": job.spec_hash, "job": _job_dict(job),
+                                                              "model_config": result.config}, default=str),
+                                   result.cache_key, job.job_id))
+                    summary.done.append(job.job_id)
+                    self.log(_done_line(job, result))
+                else:
+                    msg = f"{type(error).__name__}: {error}"
+                    if not isinstance(error, (JobFailure, GenbenchError)):
+                        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__)[-6:])
+                        msg += "\n" + tb
+                    store.fail_job(job.job_id, msg)
+                    summary.failed.append((job.job_id, f"{type(error).__name__}: {error}"))
+                    self.log(f"FAILED {job.job_id}: {type(error).__name__}: {error}")
+                store.export()
+        except KeyboardInterrupt:
+            store.export()
+            self.log(f"interrupted: finished jobs are saved in {self.out_dir}; run the same command again to resume")
+            store.close()
+            raise
+        store.finish_run(run_id)
+        store.export()
+        store.close()
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+
+def _family(model: str) -> str:
+    from reference_models import get_model_class
+
+    return get_model_class(model).family
+
+
+def _job_dict(j: JobSpec) -> dict:
+    return {"dataset": vars(j.dataset), "model": vars(j.model), "seed": j.seed, "budget": j.budget,
+            "device": j.device, "speed": vars(j.speed), "sweep": vars(j.sweep) if j.sweep else None,
+            "n_bootstrap": j.n_bootstrap}
+
+
+_HEADLINE = ("fd", "fd_text", "precision", "recall", "coverage", "modes_covered", "bits_per_dim", "nll",
+             "bits_per_char", "samples_per_s")
+
+
+def _done_line(job: JobSpec, r: JobResult) -> str:
+    vals = {m["name"]: m["value"] for m in r.metrics if m["variant"] == ""}
+    parts = [f"{k}={vals[k]:.4g}" for k in _HEADLINE if k in vals]
+    src = "cached checkpoint" if r.cached else f"trained {r.train_seconds:.1f}s"
+    return f"done {job.job_id} ({r.family}, {src}, {r.seconds:.1f}s): " + " ".join(parts)
+
+
+__all__ = ["Runner", "RunSummary", "JobSpec", "JobResult", "JobFailure", "Worker", "run_job", "make_jobs",
+           "job_id_for", "check_samples", "seed_everything"]

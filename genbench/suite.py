@@ -1,0 +1,515 @@
+"""Benchmark suites: TOML files naming the datasets (with their feature extractor, sample count, reference split
+and metrics), the models, seeds, budget, device, speed settings and optional diffusion sampler sweeps.
+
+    name = "quick"
+    description = "every family on ring8, grid25 and fashion-mnist"
+    budget = "quick"               # smoke | quick | standard: training budget of every model
+    device = "cpu"                 # auto | cpu | cuda
+    seeds = [0]
+    n_bootstrap = 200              # bootstrap resamples for confidence intervals (0: none)
+
+    [speed]
+    batch_size = 256               # samples/s is measured at this batch size
+    repeats = 5                    # median of this many timed batches
+    warmup = 1                     # untimed batches first
+
+    [datasets.ring8]
+    features = "identity"          # feature extractor (genbench list extractors)
+    n_samples = 2000               # generated samples scored (and real reference samples, at most)
+    reference = "test"             # real split the samples are compared with
+    metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]   # genbench list metrics
+
+    [models.gan]                   # every model runs on every dataset of a modality it supports ...
+    [models.ddpm]
+    datasets = ["ring8"]           # ... unless restricted here
+    overrides = { steps = 200 }    # config fields replacing the budget's defaults
+
+    [sweeps.ddpm]                  # diffusion only: also score these sampler settings (variant "ddim-10", ...)
+    sampler = "ddim"
+    steps = [10, 25, 50]
+
+`load_suite(name_or_path)` parses and validates everything before any work starts: unknown keys, wrong types,
+unknown names (with "did you mean"), and impossible combinations raise `SuiteError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from genbench.errors import GenbenchError
+from genbench.registry import unknown_name_message
+
+SUITES_DIR = Path(__file__).with_name("suites")
+DEFAULT_SUITE = "quick"
+BUDGETS = ("smoke", "quick", "standard")
+DEVICES = ("auto", "cpu", "cuda")
+REFERENCE_SPLITS = ("train", "test")
+# Metrics the runner records for every job by itself (speed and cost); not listed in suites.
+SPEED_METRICS = ("samples_per_s", "latency_ms", "nfe", "train_seconds", "peak_memory_mb", "num_params")
+# Likelihood metrics: computed from the model's log_prob on the reference split, when the model has one.
+LIKELIHOOD_METRICS = ("bits_per_dim", "bits_per_char", "perplexity")
+
+
+class SuiteError(GenbenchError, ValueError):
+    """A suite file is malformed; the message names the file and the key."""
+
+
+@dataclass
+class SpeedSpec:
+    batch_size: int = 256
+    repeats: int = 5
+    warmup: int = 1
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    features: str
+    n_samples: int
+    reference: str = "test"
+    metrics: list = field(default_factory=list)
+    n_train_features: int = 0  # training samples featurised for memorisation metrics (0: n_samples)
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    overrides: dict = field(default_factory=dict)
+    datasets: Optional[list] = None  # None: every dataset of a supported modality
+    factory: Optional[str] = None  # "package.module:factory" (reserved)
+
+
+@dataclass
+class SweepSpec:
+    model: str
+    sampler: str
+    steps: list
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    budget: str
+    device: str
+    seeds: list
+    datasets: list  # [DatasetSpec]
+    models: list  # [ModelSpec]
+    speed: SpeedSpec = field(default_factory=SpeedSpec)
+    sweeps: dict = field(default_factory=dict)  # model name -> SweepSpec
+    n_bootstrap: int = 200
+    source: str = "<memory>"  # file path or "builtin:<name>"
+    toml_text: str = ""
+
+    def dataset(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def pairs(self) -> list[tuple[DatasetSpec, ModelSpec]]:
+        """(dataset, model) pairs in suite order: each model on the datasets it applies to."""
+        out = []
+        for d in self.datasets:
+            mod = dataset_modality(d.name)
+            for m in self.models:
+                if m.datasets is not None:
+                    if d.name in m.datasets:
+                        out.append((d, m))
+                elif mod in model_modalities(m.name):
+                    out.append((d, m))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "description": self.description, "budget": self.budget, "device": self.device,
+            "seeds": list(self.seeds), "n_bootstrap": self.n_bootstrap, "speed": vars(self.speed).copy(),
+            "datasets": [vars(d).copy() for d in self.datasets],
+            "models": [vars(m).copy() for m in self.models],
+            "sweeps": {k: vars(v).copy() for k, v in self.sweeps.items()},
+        }
+
+    @property
+    def hash(self) -> str:
+        """Hash of the effective suite (after command-line overrides)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- registries
+def _model_class(name: str):
+    from reference_models import get_model_class
+
+    return get_model_class(name)
+
+
+def model_modalities(name: str) -> tuple:
+    return tuple(_model_class(name).modalities)
+
+
+def dataset_modality(name: str) -> str:
+    from genbench.data import get_dataset
+
+    return get_dataset(name).info.modality
+
+
+# Extractor -> modalities it accepts, for extractors whose class does not say (`modalities` attribute).
+_EXTRACTOR_MODALITIES = {"identity": ("points",), "inception": ("image",), "random-conv": ("image",),
+                         "minilm": ("text",), "char-ngram": ("text",)}
+
+
+def extractor_names() -> list[str]:
+    try:
+        from genbench.features import list_extractors
+    except ImportError:
+        return []
+    return list(list_extractors())
+
+
+def extractor_modalities(name: str) -> tuple:
+    try:
+        import genbench.features as F
+
+        reg = getattr(F, "EXTRACTORS", None)
+        base = name.split(":", 1)[0]
+        if reg is not None:
+            for key in (name, base, base + ":"):
+                if key in reg:
+                    mods = getattr(reg.get(key), "modalities", None)
+                    if mods:
+                        return tuple(mods)
+    except ImportError:
+        pass
+    if name.startswith("classifier:"):
+        return ("image",)
+    return _EXTRACTOR_MODALITIES.get(name, ("points", "image", "text"))
+
+
+def _extractor_known(name: str) -> bool:
+    names = extractor_names()
+    if name in names:
+        return True
+    if name.startswith("classifier:"):
+        return any(n.startswith("classifier:") for n in names) or "classifier" in names
+    return False
+
+
+def metric_specs() -> dict:
+    try:
+        from genbench.metrics import METRICS
+    except ImportError:
+        return {}
+    return {n: METRICS.get(n) for n in METRICS.names()} if hasattr(METRICS, "names") else dict(METRICS)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def list_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
+        if not p.exists():
+            raise SuiteError(f"suite file {p} does not exist")
+        return p
+    builtin = SUITES_DIR / f"{name_or_path}.toml"
+    if not builtin.exists():
+        raise SuiteError(unknown_name_message("suite", str(name_or_path), list_suites())
+                         + " (or give a path to a suite .toml file)")
+    return builtin
+
+
+def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
+    path = suite_path(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: not valid TOML: {e}") from None
+    suite = parse_suite(data, source=str(path))
+    suite.toml_text = text
+    return suite
+
+
+_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "speed", "datasets", "models", "sweeps"}
+_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features"}
+_MODEL_KEYS = {"overrides", "datasets", "model"}
+_SWEEP_KEYS = {"sampler", "steps"}
+_SPEED_KEYS = {"batch_size", "repeats", "warmup"}
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, msg: str) -> SuiteError:
+        return SuiteError(f"{self.source}: key {key!r}: {msg}")
+
+    def keys(self, table: Any, allowed: set, where: str) -> dict:
+        if not isinstance(table, dict):
+            raise self.fail(where, f"expected a table, got {type(table).__name__}")
+        for k in table:
+            if k not in allowed:
+                full = f"{where}.{k}" if where else k
+                raise self.fail(full, unknown_name_message("key", k, allowed))
+        return table
+
+    def typed(self, table: dict, key: str, where: str, types, default=..., check=None, what: str = ""):
+        full = f"{where}.{key}" if where else key
+        if key not in table:
+            if default is ...:
+                raise self.fail(full, "is required")
+            return default
+        v = table[key]
+        if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise self.fail(full, f"expected {what or _tname(types)}, got a boolean")
+        if not isinstance(v, types):
+            raise self.fail(full, f"expected {what or _tname(types)}, got {type(v).__name__} {v!r}")
+        if check is not None:
+            msg = check(v)
+            if msg:
+                raise self.fail(full, msg)
+        return v
+
+    def str_list(self, table: dict, key: str, where: str, default=...) -> Optional[list]:
+        v = self.typed(table, key, where, list, default, what="a list of strings")
+        if v is None or v is default:
+            return v
+        full = f"{where}.{key}" if where else key
+        for x in v:
+            if not isinstance(x, str):
+                raise self.fail(full, f"expected a list of strings, found {x!r}")
+        return list(v)
+
+
+def _tname(types) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
+                        "dict": "a table", "bool": "true/false"}.get(t.__name__, t.__name__) for t in ts)
+
+
+def _positive(v) -> Optional[str]:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _nonneg(v) -> Optional[str]:
+    return None if v >= 0 else f"must be >= 0, got {v}"
+
+
+def parse_suite(data: dict, source: str = "<memory>") -> Suite:
+    """Validate a parsed TOML document and build the Suite (all names are checked against the registries)."""
+    from genbench.data import list_datasets
+    from reference_models import list_models
+
+    c = _Checker(source)
+    c.keys(data, _TOP_KEYS, "")
+    name = c.typed(data, "name", "", str, default=Path(source).stem)
+    description = c.typed(data, "description", "", str, default="")
+    budget = c.typed(data, "budget", "", str, default="quick",
+                     check=lambda v: None if v in BUDGETS else unknown_name_message("budget", v, BUDGETS))
+    device = c.typed(data, "device", "", str, default="auto",
+                     check=lambda v: None if v in DEVICES else unknown_name_message("device", v, DEVICES))
+    seeds = c.typed(data, "seeds", "", list, default=[0], what="a list of integers")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise c.fail("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise c.fail("seeds", f"repeated seeds in {seeds!r}")
+    n_boot = c.typed(data, "n_bootstrap", "", int, default=200, check=_nonneg)
+
+    sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
+    speed = SpeedSpec(
+        batch_size=c.typed(sp, "batch_size", "speed", int, default=256, check=_positive),
+        repeats=c.typed(sp, "repeats", "speed", int, default=5, check=_positive),
+        warmup=c.typed(sp, "warmup", "speed", int, default=1, check=_nonneg),
+    )
+
+    # datasets
+    dtab = data.get("datasets")
+    if dtab is None:
+        raise c.fail("datasets", "is required: add at least one [datasets.<name>] table")
+    if not isinstance(dtab, dict) or not dtab:
+        raise c.fail("datasets", "expected one or more [datasets.<name>] tables")
+    known_ds = list_datasets()
+    specs = metric_specs()
+    datasets = []
+    for dname, dt in dtab.items():
+        where = f"datasets.{dname}"
+        if dname not in known_ds:
+            raise c.fail(where, unknown_name_message("dataset", dname, known_ds))
+        c.keys(dt, _DATASET_KEYS, where)
+        modality = dataset_modality(dname)
+        feats = c.typed(dt, "features", where, str)
+        if extractor_names() and not _extractor_known(feats):
+            raise c.fail(f"{where}.features", unknown_name_message("feature extractor", feats, extractor_names()))
+        if modality not in extractor_modalities(feats):
+            raise c.fail(f"{where}.features", f"extractor {feats!r} works on {', '.join(extractor_modalities(feats))} "
+                         f"data, but {dname!r} is {modality} data")
+        n = c.typed(dt, "n_samples", where, int, check=_positive)
+        ref = c.typed(dt, "reference", where, str, default="test",
+                      check=lambda v: None if v in REFERENCE_SPLITS else unknown_name_message("split", v, REFERENCE_SPLITS))
+        metrics = c.str_list(dt, "metrics", where)
+        if not metrics:
+            raise c.fail(f"{where}.metrics", "list at least one metric")
+        if len(set(metrics)) != len(metrics):
+            raise c.fail(f"{where}.metrics", f"repeated metric names in {metrics}")
+        for m in metrics:
+            if m in SPEED_METRICS:
+                raise c.fail(f"{where}.metrics", f"{m!r} is a speed metric the runner records for every job; "
+                             "remove it from the list (tune it under [speed])")
+            if specs and m not in specs:
+                raise c.fail(f"{where}.metrics", _unknown_metric(m, specs))
+            problem = _metric_dataset_problem(specs.get(m), m, dname, modality, feats)
+            if problem:
+                raise c.fail(f"{where}.metrics", problem)
+        ntf = c.typed(dt, "n_train_features", where, int, default=0, check=_nonneg)
+        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf))
+
+    # models
+    mtab = data.get("models")
+    if mtab is None:
+        raise c.fail("models", "is required: add at least one [models.<name>] table")
+    if not isinstance(mtab, dict) or not mtab:
+        raise c.fail("models", "expected one or more [models.<name>] tables")
+    known_models = list_models()
+    models = []
+    ds_names = [d.name for d in datasets]
+    for mname, mt in mtab.items():
+        where = f"models.{mname}"
+        c.keys(mt, _MODEL_KEYS, where)
+        if "model" in mt:
+            raise c.fail(f"{where}.model", "custom model factories ('package.module:factory') are reserved for a "
+                         "later version; register the model with reference_models.register_model and name it here")
+        if mname not in known_models:
+            raise c.fail(where, unknown_name_message("model", mname, known_models))
+        cls = _model_class(mname)
+        overrides = c.typed(mt, "overrides", where, dict, default={})
+        fields = set(cls.Config().to_dict()) if _config_defaultable(cls) else None
+        if fields is not None:
+            for k in overrides:
+                if k not in fields:
+                    raise c.fail(f"{where}.overrides.{k}", unknown_name_message(f"{mname} config field", k, fields))
+        only = c.str_list(mt, "datasets", where, default=None)
+        if only is not None:
+            for dn in only:
+                if dn not in ds_names:
+                    raise c.fail(f"{where}.datasets", f"dataset {dn!r} is not in this suite's [datasets] "
+                                 f"({', '.join(ds_names)})")
+                mod = dataset_modality(dn)
+                if mod not in cls.modalities:
+                    raise c.fail(f"{where}.datasets", f"model {mname!r} supports {', '.join(cls.modalities)} data; "
+                                 f"dataset {dn!r} is {mod} data")
+        elif not any(dataset_modality(dn) in cls.modalities for dn in ds_names):
+            raise c.fail(where, f"model {mname!r} supports {', '.join(cls.modalities)} data but no dataset of this "
+                         f"suite is ({', '.join(f'{d}: {dataset_modality(d)}' for d in ds_names)})")
+        models.append(ModelSpec(mname, dict(overrides), only))
+
+    # sweeps
+    sweeps = {}
+    for mname, st in c.keys(data.get("sweeps", {}), set(known_models) | set(mtab), "sweeps").items():
+        where = f"sweeps.{mname}"
+        c.keys(st, _SWEEP_KEYS, where)
+        if mname not in mtab:
+            raise c.fail(where, f"model {mname!r} is not in this suite's [models]")
+        cls = _model_class(mname)
+        if not hasattr(cls, "sampler_variant"):
+            raise c.fail(where, f"model {mname!r} has no adjustable sampler (only diffusion models can be swept)")
+        sampler = c.typed(st, "sampler", where, str)
+        steps = c.typed(st, "steps", where, list, what="a list of integers")
+        if not steps or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
+            raise c.fail(f"{where}.steps", f"expected a non-empty list of integers > 0, got {steps!r}")
+        samplers = getattr(cls, "SAMPLERS", None)
+        if samplers and sampler not in samplers:
+            raise c.fail(f"{where}.sampler", unknown_name_message("sampler", sampler, samplers))
+        sweeps[mname] = SweepSpec(mname, sampler, list(steps))
+
+    suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source)
+    for d in datasets:
+        if not any(pd.name == d.name for pd, _ in suite.pairs()):
+            raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "
+                         f"({dataset_modality(d.name)} data)")
+    return suite
+
+
+def _config_defaultable(cls) -> bool:
+    try:
+        cls.Config()
+        return True
+    except TypeError:
+        return False
+
+
+def _metric_dataset_problem(spec, metric: str, dataset: str, modality: str, features: str) -> Optional[str]:
+    """Why `metric` can never be computed for this dataset/extractor, or None."""
+    if spec is None:
+        return None
+    req = set(getattr(spec, "requires", ()) or ())
+    if "mixture" in req:
+        from genbench.data import get_dataset
+
+        if getattr(get_dataset(dataset), "mixture", None) is None:
+            return f"{metric!r} needs a dataset with a known mixture (ring8, grid25); {dataset!r} has none"
+    if "fake_class_probs" in req and not features.startswith("classifier:"):
+        if extractor_names() and not _extractor_known(f"classifier:{dataset}"):
+            return f"{metric!r} needs a classifier for {dataset!r} (extractor 'classifier:{dataset}'), which does not exist"
+    mods = getattr(spec, "modalities", None)
+    if mods and modality not in mods:
+        return f"{metric!r} works on {', '.join(mods)} data; {dataset!r} is {modality} data"
+    if metric == "bits_per_dim" and modality == "text":
+        return f"'bits_per_dim' is for image and points data; {dataset!r} is text (use 'bits_per_char')"
+    if metric in ("bits_per_char", "perplexity") and modality != "text":
+        return f"{metric!r} is for text data; {dataset!r} is {modality} data (use 'bits_per_dim')"
+    return None
+
+
+def _unknown_metric(m: str, specs: dict) -> str:
+    for name, spec in specs.items():
+        if m in (getattr(spec, "outputs", ()) or ()):
+            return f"{m!r} is one of the results of metric {name!r}: list {name!r} instead"
+    return unknown_name_message("metric", m, list(specs))
+
+
+# ---------------------------------------------------------------------------------------------- overrides
+def apply_overrides(suite: Suite, models: Optional[list] = None, datasets: Optional[list] = None,
+                    seeds: Optional[list] = None, budget: Optional[str] = None, device: Optional[str] = None) -> Suite:
+    """The suite restricted/overridden by command-line options (names validated)."""
+    s = copy.deepcopy(suite)
+    where = f"{suite.source} (command line)"
+    if datasets:
+        have = [d.name for d in s.datasets]
+        for d in datasets:
+            if d not in have:
+                raise SuiteError(f"{where}: --datasets: " + unknown_name_message("dataset of this suite", d, have))
+        s.datasets = [d for d in s.datasets if d.name in datasets]
+    if models:
+        have = [m.name for m in s.models]
+        for m in models:
+            if m not in have:
+                raise SuiteError(f"{where}: --models: " + unknown_name_message("model of this suite", m, have))
+        s.models = [m for m in s.models if m.name in models]
+        s.sweeps = {k: v for k, v in s.sweeps.items() if k in models}
+    if seeds is not None:
+        if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+            raise SuiteError(f"{where}: --seeds: expected distinct integers >= 0, got {seeds}")
+        s.seeds = list(seeds)
+    if budget is not None:
+        if budget not in BUDGETS:
+            raise SuiteError(f"{where}: --budget: " + unknown_name_message("budget", budget, BUDGETS))
+        s.budget = budget
+    if device is not None:
+        if device not in DEVICES:
+            raise SuiteError(f"{where}: --device: " + unknown_name_message("device", device, DEVICES))
+        s.device = device
+    if not s.pairs():
+        raise SuiteError(f"{where}: the chosen --models and --datasets leave no (dataset, model) pair to run")
+    s.datasets = [d for d in s.datasets if any(pd.name == d.name for pd, _ in s.pairs())]
+    return s
+
+
+__all__ = ["Suite", "DatasetSpec", "ModelSpec", "SweepSpec", "SpeedSpec", "SuiteError", "load_suite", "parse_suite",
+           "list_suites", "apply_overrides", "DEFAULT_SUITE", "SPEED_METRICS"]

@@ -1,0 +1,113 @@
+"""Suite files: the built-in suites load; invalid files fail before any work with the file and the key named."""
+
+import pytest
+
+from genbench.suite import SuiteError, apply_overrides, list_suites, load_suite
+
+BASE = """
+name = "t"
+budget = "smoke"
+device = "cpu"
+seeds = [0]
+
+[datasets.ring8]
+features = "identity"
+n_samples = 100
+metrics = ["fd"]
+
+[models.gan]
+"""
+
+
+def _write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _err(tmp_path, text) -> str:
+    p = _write(tmp_path, text)
+    with pytest.raises(SuiteError) as e:
+        load_suite(p)
+    msg = str(e.value)
+    assert str(p) in msg, msg  # every error names the file
+    return msg
+
+
+def test_builtin_suites_load():
+    assert {"smoke", "quick", "standard"} <= set(list_suites())
+    for name in ("smoke", "quick", "standard"):
+        s = load_suite(name)
+        assert s.name == name and s.pairs()
+    quick = load_suite("quick")
+    assert quick.device == "cpu" and {"ring8", "grid25", "fashion-mnist"} <= {d.name for d in quick.datasets}
+
+
+def test_minimal_suite_and_defaults(tmp_path):
+    s = load_suite(_write(tmp_path, BASE))
+    assert [(d.name, m.name) for d, m in s.pairs()] == [("ring8", "gan")]
+    assert s.dataset("ring8").reference == "test" and s.speed.batch_size == 256
+    assert len(s.hash) == 16
+
+
+@pytest.mark.parametrize("text, key, words", [
+    (BASE + "\ncolour = 'red'\n", "colour", "unknown key"),
+    (BASE.replace('budget = "smoke"', 'budget = "smok"'), "budget", "'smoke'"),
+    (BASE.replace("seeds = [0]", "seeds = 0"), "seeds", "list of integers"),
+    (BASE.replace("seeds = [0]", "seeds = [0, 0]"), "seeds", "repeated"),
+    (BASE.replace("n_samples = 100", "n_samples = '100'"), "datasets.ring8.n_samples", "integer"),
+    (BASE.replace("n_samples = 100", "n_samples = 0"), "datasets.ring8.n_samples", "> 0"),
+    (BASE.replace("n_samples = 100", "n_samples = 100\nextra = 1"), "datasets.ring8.extra", "unknown key"),
+    (BASE.replace("[datasets.ring8]", "[datasets.ring9]"), "datasets.ring9", "'ring8'"),
+    (BASE.replace("[models.gan]", "[models.gann]"), "models.gann", "'gan'"),
+    (BASE.replace('metrics = ["fd"]', 'metrics = ["fd", "samples_per_s"]'), "datasets.ring8.metrics", "speed metric"),
+    (BASE.replace('metrics = ["fd"]', 'metrics = ["bits_per_dim"]'), "datasets.ring8.metrics", "image data"),
+    (BASE.replace('metrics = ["fd"]', 'metrics = []'), "datasets.ring8.metrics", "at least one"),
+    (BASE.replace('device = "cpu"', 'device = "tpu"'), "device", "'cpu'"),
+    (BASE + "\n[speed]\nrepeats = 0\n", "speed.repeats", "> 0"),
+    (BASE + "\n[models.gan.overrides]\nstepz = 3\n", "models.gan.overrides.stepz", "'steps'"),
+    (BASE + "\n[sweeps.gan]\nsampler = 'ddim'\nsteps = [10]\n", "sweeps.gan", "sampler"),
+    (BASE.replace("[models.gan]", '[models.gan]\nmodel = "pkg.mod:make"'), "models.gan.model", "reserved"),
+    (BASE.split("[models.gan]")[0], "models", "required"),
+])
+def test_invalid_suites_name_file_and_key(tmp_path, text, key, words):
+    msg = _err(tmp_path, text)
+    assert f"key {key!r}" in msg, msg
+    assert words in msg, msg
+
+
+def test_impossible_combinations(tmp_path):
+    # a points-only extractor on images
+    msg = _err(tmp_path, BASE.replace("[datasets.ring8]", "[datasets.digits]").replace('metrics = ["fd"]', 'metrics = ["fd"]'))
+    assert "key 'datasets.digits.features'" in msg and "points" in msg and "image" in msg
+    # an image/points model restricted to a text dataset
+    text = BASE + '\n[datasets.names]\nfeatures = "char-ngram"\nn_samples = 10\nmetrics = ["fd"]\n'
+    text = text.replace("[models.gan]", '[models.gan]\ndatasets = ["names"]')
+    msg = _err(tmp_path, text)
+    assert "models.gan.datasets" in msg and "text" in msg
+    # a restriction to a dataset the suite does not have
+    msg = _err(tmp_path, BASE.replace("[models.gan]", '[models.gan]\ndatasets = ["grid25"]'))
+    assert "models.gan.datasets" in msg and "grid25" in msg
+
+
+def test_bad_toml_and_unknown_suite(tmp_path):
+    msg = _err(tmp_path, "name = [")
+    assert "not valid TOML" in msg
+    with pytest.raises(SuiteError, match="Did you mean 'quick'"):
+        load_suite("quik")
+    with pytest.raises(SuiteError, match="does not exist"):
+        load_suite(tmp_path / "missing.toml")
+
+
+def test_command_line_overrides(tmp_path):
+    s = load_suite(_write(tmp_path, BASE.replace("[datasets.ring8]", '[datasets.grid25]\nfeatures = "identity"\n'
+                                                 'n_samples = 10\nmetrics = ["fd"]\n\n[datasets.ring8]')))
+    o = apply_overrides(s, datasets=["grid25"], seeds=[3, 4], budget="quick", device="auto")
+    assert [d.name for d in o.datasets] == ["grid25"] and o.seeds == [3, 4] and o.budget == "quick"
+    assert o.hash != s.hash and [d.name for d in s.datasets] == ["grid25", "ring8"]  # original untouched
+    with pytest.raises(SuiteError, match="Did you mean 'ring8'"):
+        apply_overrides(s, datasets=["ring"])
+    with pytest.raises(SuiteError, match="--models"):
+        apply_overrides(s, models=["vae"])
+    with pytest.raises(SuiteError, match="--seeds"):
+        apply_overrides(s, seeds=[1, 1])
