@@ -21,7 +21,7 @@ from genbench.errors import InvalidInputError
 from genbench.registry import unknown_name_message
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "quality": ("fd", "kid", "precision", "density", "hq_fraction", "fd_text", "precision_text"),
+    "quality": ("fd", "kid", "precision", "density", "hq_share", "fd_text", "precision_text"),
     "diversity": ("recall", "coverage", "modes_covered", "mode_kl", "classes_covered", "class_kl", "vendi",
                   "recall_text", "distinct_4", "novelty"),
     "speed": ("samples_per_s", "latency_ms", "chars_per_s", "first_token_ms"),
