@@ -38,6 +38,11 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tens
                 )
             ev = torch.linalg.eigvalsh(_sym(L.T @ b @ L))
             break
+        if name == "sigma1":
+            warn(
+                "sigma1 is singular (not positive definite: fewer samples than feature dimensions?); factoring "
+                "sigma2 instead. The Frechet distance stays finite but is biased: use more samples than dimensions."
+            )
     if ev is None:
         warn(
             "both covariances are singular (fewer samples than feature dimensions?); using the eigh square root "

@@ -92,6 +92,9 @@ def _prdc_core(
     prec_any = torch.zeros(m, dtype=torch.bool, device=x.device)
     recall = torch.zeros(n, dtype=torch.bool, device=x.device)
     cover = torch.zeros(n, dtype=torch.bool, device=x.device)
+    # density counts real balls with their multiplicity, rescaled to mean 1: the radii come from the distinct
+    # points, so a random point lies in about k distinct balls whatever the multiplicities
+    wx_d = wx / wx.mean() if wx is not None else None
     for i0 in range(0, n, chunk):
         i1 = min(i0 + chunk, n)
         blk = _d2_block(x[i0:i1], xn2[i0:i1], y, yn2)  # (c, M) real rows vs all fakes
@@ -100,7 +103,7 @@ def _prdc_core(
         if wx is None:
             dens += in_d.view(torch.uint8).sum(0, dtype=torch.int64)
         else:
-            dens += wx[i0:i1] @ in_d.to(torch.float64)
+            dens += wx_d[i0:i1] @ in_d.to(torch.float64)
         in_p = in_d if k_pr == k_dc else cmp(blk, r_p2[i0:i1, None])
         prec_any |= in_p.any(0)
         recall[i0:i1] = cmp(blk, f_p2[None, :]).any(1)

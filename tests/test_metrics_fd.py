@@ -1,0 +1,136 @@
+"""Frechet distance and Gaussian statistics, against scipy's sqrtm route (clean-fid) and analytic cases."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from cleanfid.fid import frechet_distance as cleanfid_fd
+
+from genbench.errors import InvalidInputError
+from genbench.metrics import MetricWarning, StreamingGaussianStats, frechet_distance, gaussian_stats
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _spd(d, seed, n=None):
+    """A random SPD covariance: the sample covariance of n > d correlated Gaussian rows."""
+    rng = np.random.default_rng(seed)
+    n = n or 2 * d + 10
+    a = rng.standard_normal((d, d)) / math.sqrt(d)
+    x = rng.standard_normal((n, d)) @ a + rng.standard_normal(d)
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+@pytest.mark.parametrize("d", [64, 256])
+def test_fd_matches_scipy_sqrtm_route(d):
+    mu1, s1 = _spd(d, 1)
+    mu2, s2 = _spd(d, 2)
+    ref = cleanfid_fd(mu1, s1, mu2, s2)
+    ours = frechet_distance(mu1, s1, mu2, s2)
+    assert abs(ours - ref) / abs(ref) <= 1e-6
+    # tensors in, same value; argument order symmetric
+    assert frechet_distance(torch.from_numpy(mu2), torch.from_numpy(s2), torch.from_numpy(mu1), torch.from_numpy(s1)) == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_fd_matches_scipy_sqrtm_route_2048():
+    mu1, s1 = _spd(2048, 3, n=6000)
+    mu2, s2 = _spd(2048, 4, n=6000)
+    ref = cleanfid_fd(mu1, s1, mu2, s2)
+    assert abs(frechet_distance(mu1, s1, mu2, s2) - ref) / abs(ref) <= 1e-6
+
+
+def _rotation(d, seed):
+    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)))
+    return q
+
+
+def test_fd_analytic_commuting_covariances():
+    # S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T commute: FD = |mu1-mu2|^2 + sum (sqrt a - sqrt b)^2
+    d = 50
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(d, generator=g, dtype=torch.float64) * 3 + 0.1
+    b = torch.rand(d, generator=g, dtype=torch.float64) * 3 + 0.1
+    mu1 = torch.randn(d, generator=g, dtype=torch.float64)
+    mu2 = torch.randn(d, generator=g, dtype=torch.float64)
+    q = _rotation(d, 1)
+    s1, s2 = q @ torch.diag(a) @ q.T, q @ torch.diag(b) @ q.T
+    expected = float(((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum())
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-10)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("which", ["first", "both"])
+def test_fd_singular_covariances_warn_and_stay_exact(which):
+    d = 40
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(d, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(d, generator=g, dtype=torch.float64) + 0.5
+    a[::3] = 0.0  # rank-deficient
+    if which == "both":
+        b[1::4] = 0.0
+    q = _rotation(d, 2)
+    s1, s2 = q @ torch.diag(a) @ q.T, q @ torch.diag(b) @ q.T
+    mu = torch.zeros(d, dtype=torch.float64)
+    expected = float(((a.sqrt() - b.sqrt()) ** 2).sum())
+    with pytest.warns(MetricWarning):
+        v = frechet_distance(mu, s1, mu, s2)
+    assert math.isfinite(v)
+    assert v == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_fd_from_too_few_samples_is_finite_with_warning():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 64, generator=g, dtype=torch.float64), torch.randn(30, 64, generator=g, dtype=torch.float64) + 0.5
+    with pytest.warns(MetricWarning, match="singular"):
+        mu1, s1 = gaussian_stats(x)
+    with pytest.warns(MetricWarning):
+        mu2, s2 = gaussian_stats(y)
+        v = frechet_distance(mu1, s1, mu2, s2)
+    assert math.isfinite(v) and v > 0
+
+
+def test_fd_rejects_bad_input():
+    with pytest.raises(InvalidInputError, match="shape mismatch"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    bad = np.eye(3)
+    bad[0, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        frechet_distance(np.zeros(3), bad, np.zeros(3), np.eye(3))
+
+
+def test_gaussian_stats_match_numpy_and_streaming_is_batch_size_independent():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 16, generator=g, dtype=torch.float64) * 3 + 100.0  # large offset: cancellation check
+    mu, s = gaussian_stats(x)
+    np.testing.assert_allclose(mu.numpy(), x.numpy().mean(0), rtol=1e-13)
+    np.testing.assert_allclose(s.numpy(), np.cov(x.numpy(), rowvar=False), rtol=1e-10, atol=1e-12)
+    for bs in (1, 7, 128, 1000):
+        st = StreamingGaussianStats()
+        for i in range(0, len(x), bs):
+            st.update(x[i : i + bs])
+        assert st.n == 1000
+        torch.testing.assert_close(st.mu, mu, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(st.sigma, s, rtol=1e-9, atol=1e-11)
+    # same inputs -> identical numbers
+    assert torch.equal(gaussian_stats(x)[1], s)
+
+
+def test_gaussian_stats_no_warning_when_enough_samples():
+    x = torch.randn(100, 5, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricWarning)
+        gaussian_stats(x)
+    with pytest.raises(InvalidInputError):
+        gaussian_stats(torch.randn(1, 5))
+    with pytest.raises(InvalidInputError, match="dimension"):
+        StreamingGaussianStats().update(torch.randn(4, 5)).update(torch.randn(4, 6))

@@ -1,0 +1,118 @@
+"""P/R/D/C against the prdc package (its convention, identical values) and a brute-force official reference."""
+
+import numpy as np
+import pytest
+import torch
+from prdc import compute_prdc
+from scipy.spatial.distance import cdist
+
+from genbench.errors import InvalidInputError
+from genbench.metrics import knn_sq_radii, prdc, prdc_dedup
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _sets(n, m, d, seed, shift=0.2):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.standard_normal((m, d)) + shift
+
+
+def _brute_official(real, fake, k_pr, k_dc):
+    """Plain full-matrix definition (Kynkaanniemi 2019 / Naeem 2020), inclusive balls, direct differences."""
+    drr, dff, drf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    r_pr = np.sort(drr, axis=1)[:, k_pr]  # column 0 is the point itself
+    r_dc = np.sort(drr, axis=1)[:, k_dc]
+    f_pr = np.sort(dff, axis=1)[:, k_pr]
+    return {
+        "precision": (drf <= r_pr[:, None]).any(0).mean(),
+        "recall": (drf <= f_pr[None, :]).any(1).mean(),
+        "density": (drf <= r_dc[:, None]).sum(0).mean() / k_dc,
+        "coverage": (drf.min(1) <= r_dc).mean(),
+    }
+
+
+@pytest.mark.parametrize("n,m,d,k,chunk", [(700, 500, 32, 5, 128), (333, 401, 10, 3, 100), (256, 256, 64, 1, 1000)])
+def test_prdc_convention_reproduces_prdc_package(n, m, d, k, chunk, capsys):
+    real, fake = _sets(n, m, d, seed=n)
+    ref = compute_prdc(real, fake, nearest_k=k)
+    ours = prdc(real, fake, convention="prdc", nearest_k=k, chunk=chunk)
+    for key in ref:
+        assert ours[key] == float(ref[key]), key  # identical, not approximately equal
+
+
+def test_prdc_convention_default_k_is_k_dc():
+    real, fake = _sets(300, 300, 16, seed=1)
+    assert prdc(real, fake, convention="prdc") == pytest.approx({k: float(v) for k, v in compute_prdc(real, fake, 5).items()}, abs=0)
+
+
+@pytest.mark.parametrize("chunk", [64, 1024])
+def test_official_convention_matches_brute_force(chunk):
+    real, fake = _sets(400, 350, 24, seed=2, shift=0.3)
+    ref = _brute_official(real, fake, 3, 5)
+    ours = prdc(torch.from_numpy(real), torch.from_numpy(fake), chunk=chunk)
+    for key in ref:
+        assert ours[key] == pytest.approx(float(ref[key]), abs=1e-12), key
+
+
+def test_knn_radii_match_sorting():
+    x = np.random.default_rng(3).standard_normal((300, 8))
+    r = knn_sq_radii(torch.from_numpy(x), (1, 4), chunk=37)
+    srt = np.sort(cdist(x, x), axis=1)
+    np.testing.assert_allclose(r[1].sqrt().numpy(), srt[:, 1], rtol=1e-10)
+    np.testing.assert_allclose(r[4].sqrt().numpy(), srt[:, 4], rtol=1e-10)
+
+
+def test_identical_sets_official_vs_prdc_convention():
+    x, _ = _sets(500, 1, 16, seed=4)
+    off = prdc(x, x)
+    assert off["precision"] == off["recall"] == off["coverage"] == 1.0
+    # every ball holds its own copy plus k neighbours: density = (k + 1) / k = 1.2 up to boundary ties
+    assert off["density"] == pytest.approx(1.2, abs=2 / (5 * 500) * 3)
+    strict = prdc(x, x, convention="prdc")
+    assert strict["precision"] == strict["recall"] == strict["coverage"] == 1.0
+    assert strict["density"] == pytest.approx(1.0, abs=2 / (5 * 500) * 3)  # the k-th neighbour sits on the boundary
+
+
+def test_official_differs_from_prdc_convention_as_expected():
+    real, fake = _sets(400, 400, 16, seed=5)
+    off, pk = prdc(real, fake), prdc(real, fake, convention="prdc")
+    assert off["density"] == pytest.approx(pk["density"], abs=0.02)  # same k=5, only boundary points differ
+    assert off["precision"] < pk["precision"] and off["recall"] < pk["recall"]  # k=3 balls are smaller than k=5
+
+
+def test_prdc_dedup_equals_prdc_without_duplicates_and_ignores_repeats():
+    real, fake = _sets(200, 180, 8, seed=6)
+    assert prdc_dedup(real, fake) == prdc(real, fake)
+    # doubling every row changes no k-NN ball and no average
+    assert prdc_dedup(np.concatenate([real, real]), np.concatenate([fake, fake])) == pytest.approx(prdc(real, fake), abs=1e-12)
+
+
+def test_prdc_bad_input():
+    with pytest.raises(InvalidInputError, match="convention"):
+        prdc(np.zeros((10, 2)), np.zeros((10, 2)), convention="offical")
+    with pytest.raises(InvalidInputError, match="more than 5 points"):
+        prdc(np.random.rand(5, 2), np.random.rand(10, 2))
+
+
+@pytest.mark.slow
+def test_prdc_readme_sanity_values():
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((10000, 1000)), rng.standard_normal((10000, 1000))
+    out = prdc(real, fake, convention="prdc", nearest_k=5)
+    for key, v in dict(precision=0.477, recall=0.471, density=1.056, coverage=0.974).items():
+        assert out[key] == pytest.approx(v, abs=0.01), key
+
+
+def test_prdc_readme_case_small_n_matches_package():
+    # the README setting (N(0, I) vs N(0, I), 1000-D, k=5) at a size fit for the default run
+    rng = np.random.default_rng(1)
+    real, fake = rng.standard_normal((1000, 1000)), rng.standard_normal((1000, 1000))
+    ref = compute_prdc(real, fake, 5)
+    assert prdc(real, fake, convention="prdc") == {k: float(v) for k, v in ref.items()}
