@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "genbench.commands.data",
     "genbench.commands.compare",
     "genbench.commands.recommend",
+    "genbench.commands.report",
 ]
 
 

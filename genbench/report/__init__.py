@@ -1,0 +1,74 @@
+"""Leaderboards and reports from a run directory's results store.
+
+    from genbench.report import write_report
+    write_report(run_dir)                 # leaderboard.md + report.html + figures/*.png, returns the paths
+    write_report(run_dir, formats=("md", "html", "csv", "latex"))
+
+`render(run_dir, fmt)` returns one format as text ("md", "latex", "html", "csv") without writing anything but
+the figures the HTML embeds. Everything is rebuilt from the store alone (results.db, or its results.json /
+results.csv exports for an older or partial run), so `genbench report DIR` works long after the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from genbench.errors import InvalidInputError
+from genbench.fileio import atomic_write_text
+from genbench.report import figures as _figures
+from genbench.report import html as _html
+from genbench.report import summary as _summary
+from genbench.report import tables as _tables
+from genbench.report.data import RunData, load_run
+
+FORMATS = ("md", "html", "latex", "csv")
+DEFAULT_FORMATS = ("md", "html")
+FILE_NAMES = {"md": "leaderboard.md", "html": "report.html", "latex": "leaderboard.tex", "csv": "leaderboard.csv"}
+
+
+def _check(formats: Iterable[str]) -> list[str]:
+    fs = list(dict.fromkeys(formats))
+    bad = [f for f in fs if f not in FORMATS]
+    if bad:
+        raise InvalidInputError(f"unknown report format(s) {bad}: choose from {', '.join(FORMATS)}")
+    return fs
+
+
+def _markdown(data: RunData, boards, summaries) -> str:
+    text = _tables.to_markdown(boards, data.notes)
+    return text.rstrip("\n") + "\n\n" + _summary.to_markdown(summaries).rstrip("\n") + "\n"
+
+
+def _build(data: RunData, fmt: str, fig_dir: Path | None = None) -> tuple[str, list[Path]]:
+    boards = _tables.build_leaderboards(data)
+    if fmt == "md":
+        return _markdown(data, boards, _summary.summarise(data)), []
+    if fmt == "latex":
+        return _tables.to_latex(boards, data.notes), []
+    if fmt == "csv":
+        return _tables.to_csv(boards), []
+    figs, fig_notes = _figures.make_figures(data, fig_dir)
+    page = _html.render_html(data, boards, _summary.summarise(data), figs, data.notes + fig_notes)
+    return page, [f.path for f in figs]
+
+
+def render(run_dir: str | Path, fmt: str = "md") -> str:
+    """One format as text. "html" also (re)writes the figure PNGs under DIR/figures, which it embeds."""
+    (fmt,) = _check([fmt])
+    return _build(load_run(run_dir), fmt)[0]
+
+
+def write_report(run_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS) -> list[Path]:
+    """Write the report files into the run directory; returns every path written (figures included)."""
+    fs = _check(formats)
+    data = load_run(run_dir)
+    written: list[Path] = []
+    for fmt in fs:
+        text, extra = _build(data, fmt)
+        written += extra
+        written.append(atomic_write_text(data.dir / FILE_NAMES[fmt], text))
+    return written
+
+
+__all__ = ["write_report", "render", "load_run", "FORMATS", "FILE_NAMES"]

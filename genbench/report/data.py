@@ -1,0 +1,303 @@
+"""Reading a run directory for a report: the results store (any schema version), or its CSV/JSON exports.
+
+`load_run(DIR)` returns a `RunData` with long-format metrics, jobs, artifacts and run metadata, plus `notes`:
+what an older or partial store lacks (and so what the report cannot show). `aggregate(metrics)` reduces seeds:
+one seed keeps its value and confidence interval; several seeds give the mean and the standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from genbench.errors import InvalidInputError
+from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore
+
+JOB_COLUMNS = ["job_id", "dataset", "model", "family", "seed", "status", "error", "train_seconds"]
+ARTIFACT_COLUMNS = ["job_id", "kind", "path", "dataset", "model", "family", "seed"]
+_DEFAULTS = {"family": "", "seed": 0, "variant": "", "ci_low": math.nan, "ci_high": math.nan, "unit": "",
+             "protocol": "{}", "version": "", "job_id": "", "budget": "", "extra": "{}"}
+
+
+@dataclass
+class RunData:
+    dir: Path
+    metrics: pd.DataFrame  # long format, METRIC_COLUMNS, done jobs only
+    jobs: pd.DataFrame  # JOB_COLUMNS (empty when the source has no job table)
+    artifacts: pd.DataFrame  # ARTIFACT_COLUMNS, paths relative to dir
+    runs: pd.DataFrame
+    schema_version: Optional[int]
+    source: str  # "results.db" | "results.json" | "results.csv"
+    notes: list = field(default_factory=list)  # what is missing, in sentences
+
+    @property
+    def datasets(self) -> list[str]:
+        names = set(self.metrics["dataset"]) | set(self.jobs["dataset"].dropna() if len(self.jobs) else [])
+        return sorted(str(n) for n in names)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    d = Path(run_dir)
+    if d.is_file():
+        d = d.parent
+    if not d.is_dir():
+        raise InvalidInputError(f"{d} is not a directory: pass the output directory of `genbench run`")
+    if (d / DB_NAME).exists():
+        return _from_db(d)
+    if (d / JSON_NAME).exists():
+        return _from_json(d)
+    if (d / CSV_NAME).exists():
+        return _from_csv(d)
+    raise InvalidInputError(
+        f"{d} holds no {DB_NAME}, {JSON_NAME} or {CSV_NAME}: is it the output directory of `genbench run`? "
+        "Run `genbench run --out DIR` first, then `genbench report DIR`."
+    )
+
+
+# --------------------------------------------------------------------------------------------- sources
+def _from_db(d: Path) -> RunData:
+    try:
+        store = ResultsStore(d)
+    except InvalidInputError as e:
+        if "newer than" in str(e):
+            raise
+        return _from_old_db(d, str(e))
+    try:
+        metrics = store.metrics_frame()
+        jobs = store.jobs_frame()
+        artifacts = store.artifacts()
+        runs = store.runs_frame()
+        version = store.schema_version
+    except sqlite3.Error as e:  # a table or column the current API expects is missing
+        store.close()
+        return _from_old_db(d, f"the current reader failed ({e})")
+    store.close()
+    notes = []
+    if version is not None and version < SCHEMA_VERSION:
+        notes.append(f"results store schema version {version} is older than the current {SCHEMA_VERSION}")
+    return RunData(d, _norm_metrics(metrics), _norm_jobs(jobs), _norm_artifacts(artifacts), runs, version, DB_NAME, notes)
+
+
+def _from_old_db(d: Path, why: str) -> RunData:
+    """A store written before the current schema: read whatever tables and columns exist."""
+    con = sqlite3.connect(f"file:{d / DB_NAME}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        con.close()
+        raise InvalidInputError(f"{d / DB_NAME} is not a SQLite results database ({e})") from None
+    cols = {t: [r[1] for r in con.execute(f"PRAGMA table_info({t})")] for t in tables}
+    version = None
+    if "meta" in tables:
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row and str(row[0]).isdigit() else None
+    notes = [f"results store {'schema version ' + str(version) if version is not None else 'without a schema_version'}"
+             f" (older than the current {SCHEMA_VERSION}): read what it holds; {why}"]
+
+    def frame(sql):
+        cur = con.execute(sql)
+        return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+
+    if "metrics" not in tables:
+        con.close()
+        raise InvalidInputError(f"{d / DB_NAME} has no metrics table: nothing to report")
+    mcols = cols["metrics"]
+    rename = {"name": "metric", "protocol_json": "protocol", "extra_json": "extra"}
+    m = frame(f"SELECT {', '.join(mcols)} FROM metrics").rename(columns=rename)
+    have_jobs = "jobs" in tables
+    if have_jobs and "job_id" in m.columns:
+        jcols = [c for c in ("job_id", "dataset", "model", "family", "seed", "budget", "status") if c in cols["jobs"]]
+        j = frame(f"SELECT {', '.join(jcols)} FROM jobs")
+        m = m.drop(columns=[c for c in jcols if c != "job_id" and c in m.columns]).merge(j, on="job_id", how="left")
+        if "status" in m.columns:
+            m = m[m["status"].fillna("done") == "done"].drop(columns=["status"])
+    missing = [c for c in ("variant", "ci_low", "ci_high", "unit", "protocol", "extra", "version") if c not in m.columns]
+    if missing:
+        notes.append("the metrics table lacks " + ", ".join(missing)
+                     + (" (protocols are not shown)" if "protocol" in missing else ""))
+    if not have_jobs:
+        notes.append("no jobs table: failed jobs cannot be listed")
+    jobs = pd.DataFrame(columns=JOB_COLUMNS)
+    if have_jobs:
+        jc = [c for c in JOB_COLUMNS if c in cols["jobs"]]
+        jobs = frame(f"SELECT {', '.join(jc)} FROM jobs")
+    artifacts = pd.DataFrame(columns=ARTIFACT_COLUMNS)
+    if "artifacts" in tables:
+        a = frame("SELECT * FROM artifacts")
+        if have_jobs and {"job_id"} <= set(a.columns):
+            a = a.merge(jobs[[c for c in ("job_id", "dataset", "model", "family", "seed") if c in jobs.columns]],
+                        on="job_id", how="left")
+        artifacts = a
+    else:
+        notes.append("no artifacts table: sample grids and training curves cannot be drawn")
+    runs = frame("SELECT * FROM runs") if "runs" in tables else pd.DataFrame()
+    con.close()
+    return RunData(d, _norm_metrics(m), _norm_jobs(jobs), _norm_artifacts(artifacts), runs, version, DB_NAME, notes)
+
+
+def _from_json(d: Path) -> RunData:
+    try:
+        blob = json.loads((d / JSON_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InvalidInputError(f"{d / JSON_NAME} is not readable JSON ({e})") from None
+    rows = blob.get("metrics", []) if isinstance(blob, dict) else blob
+    blob = blob if isinstance(blob, dict) else {}
+    version = blob.get("schema_version")
+    notes = [f"read from {JSON_NAME} ({DB_NAME} is absent)"]
+    if version is None:
+        notes.append(f"{JSON_NAME} carries no schema_version (an older run)")
+    jobs = pd.DataFrame(blob.get("jobs", []))
+    if jobs.empty:
+        notes.append("no job list: failed jobs cannot be listed")
+    artifacts = pd.DataFrame(blob.get("artifacts", []))
+    if artifacts.empty:
+        notes.append("no artifacts listed: sample grids and training curves cannot be drawn")
+    return RunData(d, _norm_metrics(pd.DataFrame(rows)), _norm_jobs(jobs), _norm_artifacts(artifacts),
+                   pd.DataFrame(blob.get("runs", [])), version, JSON_NAME, notes)
+
+
+def _from_csv(d: Path) -> RunData:
+    f = pd.read_csv(d / CSV_NAME, keep_default_na=False,
+                    na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
+    notes = [f"read from {CSV_NAME} alone: no job list (failed jobs are not shown), no artifacts (no sample grids or "
+             "training curves) and no run metadata"]
+    return RunData(d, _norm_metrics(f), _norm_jobs(pd.DataFrame()), _norm_artifacts(pd.DataFrame()), pd.DataFrame(),
+                   None, CSV_NAME, notes)
+
+
+# --------------------------------------------------------------------------------------------- normalising
+def _norm_metrics(f: pd.DataFrame) -> pd.DataFrame:
+    need = {"dataset", "model", "metric", "value"}
+    if len(f) and not need <= set(f.columns):
+        raise InvalidInputError(f"results lack the columns {sorted(need - set(f.columns))}: not a genbench results file")
+    f = f.copy()
+    hib = list(f["higher_is_better"]) if "higher_is_better" in f.columns else [None] * len(f)
+    for c in METRIC_COLUMNS:
+        if c not in f.columns:
+            f[c] = _DEFAULTS.get(c, math.nan if c == "value" else "")
+    f["higher_is_better"] = [_as_bool(v, m) for v, m in zip(hib, f["metric"])]
+    for c in ("value", "ci_low", "ci_high"):
+        f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+    f["seed"] = pd.to_numeric(f["seed"], errors="coerce").fillna(0).astype(int)
+    for c in ("variant", "unit", "version", "family", "job_id", "budget"):
+        f[c] = f[c].fillna("").astype(str)
+    for c in ("protocol", "extra"):
+        f[c] = f[c].fillna("{}").astype(str).replace("", "{}")
+    f["dataset"] = f["dataset"].astype(str)
+    f["model"] = f["model"].astype(str)
+    return f[METRIC_COLUMNS].reset_index(drop=True)
+
+
+_LOWER_IS_BETTER = {"fd", "kid", "mode_kl", "class_kl", "nll", "bits_per_dim", "bits_per_char", "perplexity",
+                    "latency_ms", "nfe", "train_seconds", "peak_memory_mb", "first_token_ms", "first_char_latency",
+                    "self_bleu", "fd_text",
+                    "near_copy_share", "num_params"}
+
+
+def _as_bool(v, metric: str) -> bool:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return metric not in _LOWER_IS_BETTER  # an old store without the column: the canonical direction
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes")
+    return bool(v)
+
+
+def _norm_jobs(j: pd.DataFrame) -> pd.DataFrame:
+    j = j.copy()
+    for c in JOB_COLUMNS:
+        if c not in j.columns:
+            j[c] = None
+    if len(j):
+        j["seed"] = pd.to_numeric(j["seed"], errors="coerce").fillna(0).astype(int)
+        j["status"] = j["status"].fillna("done")
+    return j[JOB_COLUMNS].reset_index(drop=True)
+
+
+def _norm_artifacts(a: pd.DataFrame) -> pd.DataFrame:
+    a = a.copy()
+    for c in ARTIFACT_COLUMNS:
+        if c not in a.columns:
+            a[c] = None
+    return a[ARTIFACT_COLUMNS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------- aggregation
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, model, metric, variant): the shown value, its ± and the interval used for ties."""
+
+    value: float
+    err: Optional[float]  # half CI width (one seed) or std over seeds; None when unknown
+    lo: float  # interval for "within noise" comparisons (= value when unknown)
+    hi: float
+    n_seeds: int
+    higher_is_better: bool
+    unit: str
+    protocol: dict
+    extra: dict
+
+
+def aggregate(metrics: pd.DataFrame) -> dict[tuple, Cell]:
+    """{(dataset, model, metric, variant): Cell} over the seeds of each model."""
+    out: dict[tuple, Cell] = {}
+    if metrics.empty:
+        return out
+    for key, g in metrics.groupby(["dataset", "model", "metric", "variant"], sort=True):
+        vals = g["value"].to_numpy(dtype=float)
+        hib = bool(g["higher_is_better"].iloc[0])
+        proto, extra = _json_obj(g["protocol"].iloc[0]), _json_obj(g["extra"].iloc[0])
+        finite = vals[[math.isfinite(v) for v in vals]]
+        if len(vals) == 1 or len(finite) < 2:
+            v = float(finite[0]) if len(finite) else float(vals[0])
+            lo, hi = g["ci_low"].iloc[0], g["ci_high"].iloc[0]
+            if len(vals) == 1 and _fin(lo) and _fin(hi) and _fin(v):
+                err = max(float(hi) - float(lo), 0.0) / 2
+                cell = Cell(v, err, float(lo), float(hi), len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
+            else:
+                cell = Cell(v, None, v, v, len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
+        else:
+            mean = float(finite.mean())
+            std = float(finite.std(ddof=1))
+            cell = Cell(mean, std, mean - std, mean + std, len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
+        out[tuple(str(k) for k in key)] = cell
+    return out
+
+
+def _fin(v) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_obj(s) -> dict:
+    if isinstance(s, dict):
+        return s
+    try:
+        v = json.loads(s) if s else {}
+    except (TypeError, json.JSONDecodeError):
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+def modality_of(dataset: str, metric_names: set[str]) -> Optional[str]:
+    """The dataset's modality from the registry, else guessed from the metrics it was scored with."""
+    try:
+        from genbench.data import get_dataset
+
+        return get_dataset(dataset).info.modality
+    except Exception:  # unknown (user) dataset or a registry that cannot build it here
+        pass
+    if metric_names & {"bits_per_char", "chars_per_s", "perplexity", "distinct_4", "fd_text"}:
+        return "text"
+    if metric_names & {"modes_covered", "hq_share", "hq_fraction", "mode_kl", "nll"}:
+        return "points"
+    if metric_names & {"bits_per_dim", "kid", "classes_covered", "fd"}:
+        return "image"
+    return None

@@ -1,0 +1,432 @@
+"""Report figures (matplotlib, Agg canvas; no display, no global pyplot state).
+
+Per dataset, each drawn only when the run holds what it needs:
+- `samples`: sample grids per model beside the real data (artifacts "samples_preview" / "real_preview");
+- `mixture`: 2D datasets, samples over the true mixture's means with 3-std circles;
+- `quality_speed`: FD (or bits/dim) against samples/s on a log axis, with the Pareto front marked;
+- `precision_recall`: precision vs recall (and density vs coverage);
+- `steps`: quality against sampler steps (metric variants named like "ddim-25");
+- `modes`: per-mode / per-class histograms (the histogram in a coverage metric's extra, or a
+  "mode_histogram" artifact);
+- `training`: training curves (artifact "history": FitHistory records with step, loss, ...).
+`make_figures` writes PNGs under DIR/figures and returns them with captions, plus notes on what was skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
+
+from genbench.fileio import atomic_write_bytes
+from genbench.report.data import Cell, RunData, aggregate
+from genbench.report.headline import label
+
+FIG_DIR = "figures"
+QUALITY_FOR_SPEED = ("fd", "bits_per_dim", "fd_text", "bits_per_char", "nll")
+SPEED = ("samples_per_s", "chars_per_s")
+HIST_KEYS = ("histogram", "mode_histogram", "class_histogram", "per_mode", "per_class", "counts")
+STEP_VARIANT = re.compile(r"^([A-Za-z_]+)-(\d+)$")
+MAX_PANELS = 8
+_SINGULAR = {"modes": "mode", "classes": "class"}
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    dataset: str
+    kind: str
+    title: str
+    path: Path
+    caption: str
+
+
+def _new(n_panels: int, panel: float = 3.0, ncols: Optional[int] = None, height: Optional[float] = None):
+    ncols = ncols or min(n_panels, 4)
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(panel * ncols + 0.4, (height or panel) * nrows + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
+    return fig, axes
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "x"
+
+
+# --------------------------------------------------------------------------------------------- artifacts
+class _Artifacts:
+    def __init__(self, data: RunData):
+        self.data = data
+        self.notes: list[str] = []
+
+    def rows(self, dataset: str, kind: str):
+        a = self.data.artifacts
+        if a.empty:
+            return a
+        a = a[(a["dataset"] == dataset) & (a["kind"] == kind)]
+        return a.sort_values(["model", "seed", "path"], na_position="last")
+
+    def per_model(self, dataset: str, kind: str) -> dict:
+        """{model: path} for the lowest seed of each model that has this artifact and whose file exists."""
+        out = {}
+        for _, r in self.rows(dataset, kind).iterrows():
+            if r["model"] in out:
+                continue
+            p = self.path(r["path"])
+            if p is not None:
+                out[str(r["model"])] = p
+        return out
+
+    def path(self, rel) -> Optional[Path]:
+        p = Path(str(rel))
+        p = p if p.is_absolute() else self.data.dir / p
+        if not p.is_file():
+            msg = f"artifact {rel} is listed in the store but missing on disk"
+            if msg not in self.notes:
+                self.notes.append(msg)
+            return None
+        return p
+
+    def array(self, p: Path) -> Optional[np.ndarray]:
+        if p.suffix != ".npz":  # text previews are JSON lists of strings: shown as text in the HTML
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return np.asarray(z["x"])
+        except Exception as e:  # unreadable preview: say so, draw the rest
+            self.notes.append(f"could not read {p.name}: {e}")
+            return None
+
+    def json(self, p: Path):
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            self.notes.append(f"could not read {p.name}: {e}")
+            return None
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def image_grid(x: np.ndarray, n: int = 16) -> np.ndarray:
+    """(N, C, H, W) or (N, H, W) in [0, 1] -> one tiled (rows*H, cols*W[, 3]) image of up to n items."""
+    x = np.asarray(x, dtype=np.float32)[:n]
+    if x.ndim == 3:
+        x = x[:, None]
+    k, c, h, w = x.shape
+    cols = int(math.ceil(math.sqrt(k)))
+    rows = int(math.ceil(k / cols))
+    grid = np.ones((c, rows * (h + 1) + 1, cols * (w + 1) + 1), np.float32)
+    for i in range(k):
+        r, q = divmod(i, cols)
+        grid[:, 1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = x[i]
+    grid = np.clip(grid, 0, 1)
+    return grid[0] if c == 1 else np.transpose(grid[:3], (1, 2, 0))
+
+
+def pareto_front(xs, ys, x_higher_better: bool = True, y_higher_better: bool = False) -> list[int]:
+    """Indices of the points no other point beats on both axes (ties on both count as non-dominated)."""
+    sx = [x if x_higher_better else -x for x in xs]
+    sy = [y if y_higher_better else -y for y in ys]
+    front = []
+    for i in range(len(sx)):
+        dominated = any(sx[j] >= sx[i] and sy[j] >= sy[i] and (sx[j] > sx[i] or sy[j] > sy[i])
+                        for j in range(len(sx)) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def find_histogram(extra: dict) -> Optional[list]:
+    for k in HIST_KEYS:
+        v = extra.get(k)
+        if isinstance(v, dict):
+            v = [v[key] for key in sorted(v, key=lambda s: (len(str(s)), str(s)))]
+        if isinstance(v, list) and v and all(isinstance(t, (int, float)) for t in v):
+            return [float(t) for t in v]
+    return None
+
+
+def _mixture(dataset: str):
+    try:
+        from genbench.data import get_dataset
+
+        return getattr(get_dataset(dataset), "mixture", None)
+    except Exception:  # user dataset / registry unavailable: no mixture figure
+        return None
+
+
+def _scatter_labels(ax, xs, ys, names):
+    for x, y, n in zip(xs, ys, names):
+        ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
+# --------------------------------------------------------------------------------------------- figures
+def make_figures(data: RunData, out_dir: Optional[Path] = None) -> tuple[list[FigureFile], list[str]]:
+    out_dir = Path(out_dir) if out_dir is not None else data.dir / FIG_DIR
+    arts = _Artifacts(data)
+    cells = aggregate(data.metrics)
+    figs: list[FigureFile] = []
+    for ds in data.datasets:
+        for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps, _fig_modes,
+                      _fig_training):
+            f = maker(ds, data, cells, arts, out_dir)
+            if f is not None:
+                figs.append(f)
+    if data.artifacts.empty and data.source:
+        arts.notes.append("no artifacts recorded: no sample grids or training curves")
+    return figs, arts.notes
+
+
+def _models_with(cells: dict, ds: str, metric: str, variant: str = "") -> dict[str, Cell]:
+    return {k[1]: c for k, c in cells.items() if k[0] == ds and k[2] == metric and k[3] == variant
+            and math.isfinite(c.value)}
+
+
+def _fig_samples(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    samples = arts.per_model(ds, "samples_preview")
+    arrays = {m: a for m, a in ((m, arts.array(p)) for m, p in samples.items()) if a is not None and a.dtype.kind == "f"}
+    if not arrays or (any(a.ndim == 2 and a.shape[1] == 2 for a in arrays.values()) and _mixture(ds) is not None):
+        return None  # nothing to show, or 2D points: the mixture figure shows them
+    real = next((arts.array(p) for p in arts.per_model(ds, "real_preview").values()), None)
+    panels = ([("real data", real)] if real is not None else []) + sorted(arrays.items())[: MAX_PANELS]
+    fig, axes = _new(len(panels), panel=2.4, ncols=min(len(panels), 5))
+    for ax, (name, x) in zip(axes, panels):
+        if x.ndim >= 3:
+            g = image_grid(x)
+            ax.imshow(g, cmap="gray" if g.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        elif x.ndim == 2 and x.shape[1] >= 2:
+            if real is not None and name != "real data" and real.ndim == 2:
+                ax.scatter(real[:, 0], real[:, 1], s=6, c="0.75", label="real")
+            ax.scatter(x[:, 0], x[:, 1], s=6, c="C0" if name != "real data" else "0.3")
+            ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(name, fontsize=10, color="0.3" if name == "real data" else "black")
+    fig.suptitle(f"{ds}: samples", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_samples.png")
+    return FigureFile(ds, "samples", f"{ds}: samples", path,
+                      "Generated samples per model (preview of up to 16), real data first.")
+
+
+def _fig_mixture(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    mix = _mixture(ds)
+    if mix is None:
+        return None
+    samples = arts.per_model(ds, "samples_preview")
+    arrays = {m: a for m, a in ((m, arts.array(p)) for m, p in samples.items())
+              if a is not None and a.ndim == 2 and a.shape[1] == 2}
+    if not arrays:
+        return None
+    real = next((arts.array(p) for p in arts.per_model(ds, "real_preview").values()), None)
+    panels = ([("real data", real)] if real is not None and real.ndim == 2 else []) + sorted(arrays.items())[:MAX_PANELS]
+    means = mix.means.numpy()
+    r3 = 3 * mix.std
+    fig, axes = _new(len(panels), panel=2.8)
+    pad = max(0.3, 6 * mix.std)
+    for ax, (name, x) in zip(axes, panels):
+        for mx, my in means:
+            ax.add_patch(Circle((mx, my), r3, fill=False, ec="C3", lw=0.8))
+        ax.scatter(means[:, 0], means[:, 1], marker="+", c="C3", s=30, lw=0.8, zorder=3)
+        ax.scatter(x[:, 0], x[:, 1], s=5, c="0.3" if name == "real data" else "C0", zorder=2)
+        ax.set_xlim(means[:, 0].min() - pad, means[:, 0].max() + pad)
+        ax.set_ylim(means[:, 1].min() - pad, means[:, 1].max() + pad)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        c = cells.get((ds, name, "modes_covered", ""))
+        ax.set_title(name + (f" ({c.value:g}/{mix.num_modes} modes)" if c else ""), fontsize=10)
+    fig.suptitle(f"{ds}: samples over the true modes (red: means, 3-std circles)", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_mixture.png")
+    return FigureFile(ds, "mixture", f"{ds}: samples over the mixture's modes", path,
+                      f"{len(means)} true means (+) with circles of 3 standard deviations ({r3:g}); a sample inside a "
+                      "circle counts as high quality.")
+
+
+def _speed_points(ds, cells, qm, sm) -> list:
+    """(label, speed, quality, is_variant) for every model/variant with both numbers."""
+    pts = []
+    for (d, model, metric, variant), c in sorted(cells.items()):
+        s = cells.get((ds, model, sm, variant))
+        if d != ds or metric != qm or s is None or not (math.isfinite(c.value) and math.isfinite(s.value)):
+            continue
+        if s.value > 0:
+            pts.append((model + (f" {variant}" if variant else ""), s.value, c.value, bool(variant)))
+    return pts
+
+
+def _fig_quality_speed(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    choice = next(((qm, sm, pts) for sm in SPEED for qm in QUALITY_FOR_SPEED
+                   for pts in [_speed_points(ds, cells, qm, sm)] if len(pts) >= 2), None)
+    if choice is None:
+        return None
+    qm, sm, pts = choice
+    hib = next(c.higher_is_better for k, c in cells.items() if k[0] == ds and k[2] == qm)
+    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+    front = pareto_front(xs, ys, True, hib)
+    fig, axes = _new(1, panel=6.0, height=4.2)
+    ax = axes[0]
+    for i, (name, x, y, var) in enumerate(pts):
+        on = i in front
+        ax.scatter([x], [y], s=40 if not var else 22, marker="o" if not var else "s",
+                   c="C3" if on else "C0", zorder=3, alpha=1.0 if not var else 0.8)
+    fr = sorted(front, key=lambda i: xs[i])
+    ax.plot([xs[i] for i in fr], [ys[i] for i in fr], "--", c="C3", lw=1, label="Pareto front", zorder=2)
+    _scatter_labels(ax, xs, ys, [p[0] for p in pts])
+    ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.12)
+    ax.set_xlabel(f"{label(sm)} (log scale, higher is faster)")
+    ax.set_ylabel(f"{label(qm)} ({'higher' if hib else 'lower'} is better)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{ds}: quality vs speed", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_quality_speed.png")
+    names = ", ".join(pts[i][0] for i in fr)
+    return FigureFile(ds, "quality_speed", f"{ds}: quality vs speed", path,
+                      f"{label(qm)} against {label(sm)}; red points and the dashed line are the Pareto front ({names}).")
+
+
+def _fig_precision_recall(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    pairs = [(a, b) for a, b in (("precision", "recall"), ("density", "coverage"), ("precision_text", "recall_text"))
+             if len(set(_models_with(cells, ds, a)) & set(_models_with(cells, ds, b))) >= 1]
+    if not pairs:
+        return None
+    fig, axes = _new(len(pairs), panel=4.2)
+    for ax, (a, b) in zip(axes, pairs):
+        ca, cb = _models_with(cells, ds, a), _models_with(cells, ds, b)
+        names = sorted(set(ca) & set(cb))
+        xs, ys = [cb[n].value for n in names], [ca[n].value for n in names]
+        for n, x, y in zip(names, xs, ys):
+            xe, ye = cb[n].err, ca[n].err
+            ax.errorbar([x], [y], xerr=[[xe or 0]], yerr=[[ye or 0]], fmt="o", ms=6, capsize=2)
+        _scatter_labels(ax, xs, ys, names)
+        ax.set_xlabel(f"{label(b)} (diversity)")
+        ax.set_ylabel(f"{label(a)} (quality)")
+        top = max([1.0] + ys + xs) * 1.08
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.plot([0, top], [0, top], ":", c="0.7", lw=0.8)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"{ds}: " + "; ".join(f"{label(a)} vs {label(b)}" for a, b in pairs), fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_precision_recall.png")
+    return FigureFile(ds, "precision_recall", f"{ds}: precision / recall", path,
+                      "Quality (up) against diversity (right); the best models sit top right.")
+
+
+def _fig_steps(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    series: dict[str, dict[str, list]] = {}  # metric -> "model sampler" -> [(steps, value)]
+    for (d, model, metric, variant), c in cells.items():
+        m = STEP_VARIANT.match(variant)
+        if d != ds or not m or not math.isfinite(c.value):
+            continue
+        series.setdefault(metric, {}).setdefault(f"{model} ({m.group(1)})", []).append((int(m.group(2)), c.value, c.err))
+    metrics = [m for m in series if m not in SPEED] + [m for m in series if m in SPEED]
+    if not metrics:
+        return None
+    metrics = metrics[:4]
+    fig, axes = _new(len(metrics), panel=4.2, height=3.4)
+    for ax, metric in zip(axes, metrics):
+        for name, pts in sorted(series[metric].items()):
+            pts.sort()
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] or 0 for p in pts], marker="o",
+                        capsize=2, label=name)
+        hib = next(c.higher_is_better for k, c in cells.items() if k[0] == ds and k[2] == metric)
+        ax.set_xscale("log")
+        ax.set_xlabel("sampler steps (log scale)")
+        ax.set_ylabel(f"{label(metric)} ({'higher' if hib else 'lower'} is better)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{ds}: quality against sampler steps", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_steps.png")
+    return FigureFile(ds, "steps", f"{ds}: sampler steps", path,
+                      "Metrics of the same model at fewer or more sampler steps (metric variants such as ddim-25).")
+
+
+def _fig_modes(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    hists: dict[str, tuple[str, list]] = {}
+    for metric in ("modes_covered", "classes_covered", "mode_kl", "class_kl"):
+        for model, c in sorted(_models_with(cells, ds, metric).items()):
+            h = find_histogram(c.extra)
+            if h is not None and model not in hists:
+                hists[model] = ("modes" if metric.startswith("mode") else "classes", h)
+    for model, p in arts.per_model(ds, "mode_histogram").items():
+        if model in hists:
+            continue
+        blob = arts.json(p)
+        h = blob if isinstance(blob, list) else find_histogram(blob) if isinstance(blob, dict) else None
+        if h:
+            hists[model] = ("modes", [float(t) for t in h])
+    if not hists:
+        return None
+    items = sorted(hists.items())[:MAX_PANELS]
+    fig, axes = _new(len(items), panel=3.2, height=2.6)
+    for ax, (model, (what, h)) in zip(axes, items):
+        k = len(h)
+        covered = sum(1 for t in h if t > 0)
+        ax.bar(range(k), h, color="C0", width=0.85)
+        empty = [i for i, t in enumerate(h) if t <= 0]
+        if empty:
+            ax.scatter(empty, [0] * len(empty), marker="x", c="C3", s=30, zorder=3, clip_on=False)
+        if sum(h) > 0:
+            ax.axhline(sum(h) / k, ls=":", c="0.4", lw=0.8)
+        ax.set_title(f"{model}: {covered}/{k} {what}", fontsize=10)
+        ax.set_xlabel(_SINGULAR[what] + " index", fontsize=8)
+        ax.tick_params(labelsize=7)
+    one = _SINGULAR[items[0][1][0]]
+    fig.suptitle(f"{ds}: samples per {one} (dotted: uniform, red x: empty)", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_modes.png")
+    return FigureFile(ds, "modes", f"{ds}: per-{one} histograms", path,
+                      f"Samples assigned to each {one} (from the coverage metric); a red x marks an empty {one}.")
+
+
+def _history_records(blob) -> list:
+    if isinstance(blob, dict):
+        blob = blob.get("records", [])
+    return [r for r in blob if isinstance(r, dict)] if isinstance(blob, list) else []
+
+
+def _fig_training(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    curves: dict[str, list] = {}
+    for model, p in arts.per_model(ds, "history").items():
+        recs = _history_records(arts.json(p))
+        if recs:
+            curves[model] = recs
+    if not curves:
+        return None
+    keys: list[str] = []
+    for recs in curves.values():
+        for r in recs:
+            for k, v in r.items():
+                if k not in ("step", "time", "seconds", "epoch") and isinstance(v, (int, float)) and k not in keys:
+                    keys.append(k)
+    keys = sorted(keys, key=lambda k: (k != "loss", keys.index(k)))[:4]
+    if not keys:
+        return None
+    fig, axes = _new(len(keys), panel=4.2, height=3.2)
+    for ax, key in zip(axes, keys):
+        for model, recs in sorted(curves.items()):
+            pts = [(r.get("step", i), r[key]) for i, r in enumerate(recs)
+                   if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=model, lw=1.2)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{ds}: training curves", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_training.png")
+    return FigureFile(ds, "training", f"{ds}: training curves", path,
+                      "Loss (and any periodic metric the model logged) against the training step, first seed.")

@@ -1,0 +1,358 @@
+"""Leaderboard tables: per dataset, models as rows, the headline metrics as columns.
+
+Each cell is `value ± err` (err = half the confidence interval for one seed, the standard deviation over seeds
+for several), each header carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and
+the protocol of the numbers is written under the table. Rendered with tabulate as GitHub Markdown, LaTeX and
+HTML, and as a plain numeric CSV.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+from tabulate import tabulate
+
+from genbench.report.data import Cell, RunData, aggregate, modality_of
+from genbench.report.headline import PERCENT, headline_for, label
+
+UP, DOWN = "↑", "↓"
+MISSING = "—"
+ERROR_CHARS = 80  # error text under a table
+STATUS_CHARS = 40  # error text in a table's status column
+
+
+@dataclass
+class Row:
+    model: str
+    family: str
+    n_seeds: int
+    status: str  # "" (all done / unknown), "failed: ...", "1 of 2 seeds failed: ..."
+    failed: bool  # no seed finished
+    cells: dict  # metric -> Cell
+
+
+@dataclass
+class Leaderboard:
+    dataset: str
+    modality: Optional[str]
+    columns: list  # metric names
+    directions: dict  # metric -> higher_is_better
+    rows: list  # Row, best first on the first column, failed last
+    best: dict  # metric -> set of models with the best value
+    protocol: list  # sentences, one per group of metrics sharing a protocol
+    failures: list = field(default_factory=list)  # (model, seed, short error)
+
+    @property
+    def multi_seed(self) -> bool:
+        return any(r.n_seeds > 1 for r in self.rows)
+
+    @property
+    def has_status(self) -> bool:
+        return any(r.status for r in self.rows)
+
+
+# --------------------------------------------------------------------------------------------- building
+def build_leaderboards(data: RunData) -> list[Leaderboard]:
+    cells = aggregate(data.metrics)
+    out = []
+    for ds in data.datasets:
+        m = data.metrics[data.metrics["dataset"] == ds]
+        available = set(m.loc[m["variant"] == "", "metric"])
+        modality = modality_of(ds, set(m["metric"]))
+        cols = headline_for(modality, available)
+        jobs = data.jobs[data.jobs["dataset"] == ds] if len(data.jobs) else data.jobs
+        models = sorted(set(m["model"]) | set(jobs["model"].dropna().astype(str)))
+        rows, failures = [], []
+        for model in models:
+            jm = jobs[jobs["model"] == model]
+            mm = m[m["model"] == model]
+            row_cells = {c: cells[(ds, model, c, "")] for c in cols if (ds, model, c, "") in cells}
+            failed_jobs = jm[jm["status"] == "failed"]
+            for _, j in failed_jobs.iterrows():
+                failures.append((model, int(j["seed"]), short_error(j["error"])))
+            n_done = int(mm["seed"].nunique())
+            status = ""
+            if len(failed_jobs):
+                err = short_error(failed_jobs["error"].iloc[0], STATUS_CHARS)
+                status = f"failed: {err}" if n_done == 0 else f"{len(failed_jobs)} of {len(jm)} seeds failed: {err}"
+            elif len(jm) and (jm["status"] != "done").any() and n_done < len(jm):
+                pending = jm.loc[jm["status"] != "done", "status"].iloc[0]
+                status = f"{pending} (incomplete run)" if n_done == 0 else f"{len(jm) - n_done} of {len(jm)} seeds {pending}"
+            family = str((mm["family"].iloc[0] if len(mm) else jm["family"].iloc[0] if len(jm) else "") or "")
+            rows.append(Row(model, family, n_done, status, n_done == 0, row_cells))
+        best = {c: best_models(rows, c) for c in cols}
+        directions = {c: next((r.cells[c].higher_is_better for r in rows if c in r.cells), True) for c in cols}
+        rows.sort(key=lambda r: _rank_key(r, cols, directions))
+        out.append(Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures))
+    return out
+
+
+def _rank_key(r: Row, cols: list, directions: dict):
+    """Best first on the first column; models without it next; models with no finished seed last."""
+    if r.failed:
+        return (2, 0.0, r.model)
+    c0 = cols[0] if cols else None
+    cell = r.cells.get(c0) if c0 else None
+    if cell is not None and math.isfinite(cell.value):
+        return (0, -cell.value if directions[c0] else cell.value, r.model)
+    return (1, 0.0, r.model)
+
+
+def best_models(rows: list, metric: str) -> set:
+    vals = {r.model: r.cells[metric].value for r in rows if metric in r.cells and math.isfinite(r.cells[metric].value)}
+    if not vals:
+        return set()
+    hib = next(r.cells[metric].higher_is_better for r in rows if metric in r.cells)
+    target = max(vals.values()) if hib else min(vals.values())
+    return {m for m, v in vals.items() if v == target}
+
+
+def short_error(err, limit: int = ERROR_CHARS) -> str:
+    if err is None or (isinstance(err, float) and math.isnan(err)) or not str(err).strip():
+        return "no error recorded"
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    # A traceback ends with the exception line; a plain message starts with it.
+    text = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------------------------- formatting
+def fmt_number(v: float, metric: str = "") -> str:
+    if v is None:
+        return MISSING
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    if metric in ("nfe", "modes_covered", "classes_covered", "num_params") and float(v).is_integer():
+        return f"{int(v):,}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a == 0:
+        return "0"
+    s = f"{v:.3g}"
+    if "e" in s and a >= 1e-4:
+        s = f"{v:.{max(0, 2 - math.floor(math.log10(a)))}f}"
+    return s
+
+
+def fmt_err(e: float) -> str:
+    if e is None or not math.isfinite(e):
+        return ""
+    if e == 0:
+        return "0"
+    if e >= 1000:
+        return f"{e:,.0f}"
+    return f"{e:.2g}"
+
+
+def scale(metric: str, cell: Cell) -> float:
+    return 100.0 if metric in PERCENT and cell.unit != "%" else 1.0
+
+
+def cell_text(metric: str, cell: Optional[Cell]) -> str:
+    if cell is None:
+        return MISSING
+    k = scale(metric, cell)
+    v = fmt_number(cell.value * k, metric)
+    e = fmt_err(cell.err * k) if cell.err is not None else ""
+    return f"{v} ± {e}" if e else v
+
+
+def header(metric: str, higher_is_better: bool) -> str:
+    return f"{label(metric)} {UP if higher_is_better else DOWN}"
+
+
+def _row_cells(lb: Leaderboard, r: Row, bold, esc) -> list:
+    out = [esc(r.model)]
+    if lb.multi_seed:
+        out.append(str(r.n_seeds))
+    for c in lb.columns:
+        text = cell_text(c, r.cells.get(c))
+        out.append(bold(esc(text)) if r.model in lb.best[c] else esc(text))
+    if lb.has_status:
+        out.append(esc(r.status or "ok"))
+    return out
+
+
+def _headers(lb: Leaderboard, esc=lambda s: s) -> list:
+    hs = ["model"] + (["seeds"] if lb.multi_seed else [])
+    hs += [esc(header(c, lb.directions[c])) for c in lb.columns]
+    return hs + (["status"] if lb.has_status else [])
+
+
+def protocol_lines(rows: list, cols: list) -> list:
+    groups: dict[str, list] = {}
+    for c in cols:
+        proto = next((r.cells[c].protocol for r in rows if c in r.cells), None)
+        groups.setdefault(describe_protocol(proto), []).append(label(c))
+    return [f"{', '.join(ms)}: {desc}" for desc, ms in groups.items()]
+
+
+def describe_protocol(p: Optional[dict]) -> str:
+    """Feature network, sample counts, reference split (and k, sampler, CI, timing set-up) in words."""
+    if p is None:
+        return "no protocol recorded"
+    if not p:
+        return "protocol not recorded (older store)"
+    parts = []
+    if p.get("timing"):
+        t = f"timed on {p.get('device_name') or p.get('device') or '?'}"
+        if p.get("batch_size") is not None:
+            t += f", batch {p['batch_size']}"
+        if p.get("repeats") is not None:
+            t += f", {p.get('statistic', 'median')} of {p['repeats']} repeats"
+        parts.append(t)
+    feat = next((p[k] for k in ("features", "feature_extractor", "feature_network", "extractor", "feature_protocol")
+                 if p.get(k)), None)
+    if isinstance(feat, dict):
+        feat = feat.get("id") or feat.get("name") or str(feat)
+    if feat:
+        parts.append(f"features {feat}")
+    if p.get("classifier"):
+        parts.append(f"classifier {p['classifier']}")
+    n_fake = next((p[k] for k in ("n_fake", "n_samples", "num_samples", "n_generated") if p.get(k) is not None), None)
+    n_real = next((p[k] for k in ("n_real", "n_reference") if p.get(k) is not None), None)
+    if n_fake is not None and n_real is not None:
+        parts.append(f"{_count(n_fake)} generated vs {_count(n_real)} real samples")
+    elif n_fake is not None:
+        parts.append(f"{_count(n_fake)} samples")
+    elif n_real is not None:
+        parts.append(f"{_count(n_real)} real samples")
+    if p.get("n_eval") is not None:
+        parts.append(f"{_count(p['n_eval'])} held-out items")
+    if p.get("n_chars") is not None and not p.get("timing"):
+        parts.append(f"{_count(p['n_chars'])} characters")
+    split = next((p[k] for k in ("reference_split", "real_split", "split", "eval_split") if p.get(k)), None)
+    if split:
+        parts.append(f"reference split {split}")
+    if p.get("mixture"):
+        parts.append(f"mixture {p['mixture']}")
+    if p.get("high_quality"):
+        parts.append(f"high quality = {p['high_quality']}")
+    for k, name in (("k", "k"), ("subsets", "subsets"), ("sampler", "sampler"), ("steps", "steps"),
+                    ("context", "context"), ("stride", "stride")):
+        if p.get(k) not in (None, ""):
+            parts.append(f"{name} {p[k]}")
+    kind = p.get("kind") if p.get("kind") in ("exact", "bound") else None
+    if p.get("bound") or kind == "bound":
+        parts.append("an upper bound (variational)")
+    elif kind == "exact":
+        parts.append("exact likelihood")
+    if p.get("n_bootstrap"):
+        alpha = p.get("bootstrap_alpha", 0.05)
+        parts.append(f"{100 * (1 - float(alpha)):g}% bootstrap CI ({p['n_bootstrap']} resamples)")
+    if p.get("definition") and not parts:
+        parts.append(str(p["definition"]))
+    if not parts:
+        keys = [k for k in sorted(p) if k not in ("seed", "dataset")][:5]
+        parts = [f"{k} {p[k]}" for k in keys] or ["no protocol details"]
+    return "; ".join(str(x) for x in parts)
+
+
+def _count(n) -> str:
+    try:
+        return f"{int(n):,}"
+    except (TypeError, ValueError):
+        return str(n)
+
+
+SPREAD_NOTE = ("± is half the width of the stored confidence interval (one seed) or the standard deviation over "
+               "seeds (seeds > 1); bold marks the best value of each column.")
+
+
+# --------------------------------------------------------------------------------------------- renderers
+def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leaderboard") -> str:
+    esc = _md_escape
+    out = [f"# {title}", ""]
+    for n in notes or []:
+        out.append(f"> Note: {n}")
+    if notes:
+        out.append("")
+    if not boards:
+        out += ["No results recorded yet.", ""]
+    for lb in boards:
+        out += [f"## {lb.dataset}" + (f" ({lb.modality})" if lb.modality else ""), ""]
+        if not lb.columns and not lb.rows:
+            out += ["No metrics recorded.", ""]
+            continue
+        rows = [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows]
+        out.append(tabulate(rows, headers=_headers(lb), tablefmt="github", disable_numparse=True))
+        out.append("")
+        out.append("Protocol:")
+        out += [f"- {esc(p)}" for p in lb.protocol] or ["- no metrics"]
+        out.append("")
+        for model, seed, err in lb.failures:
+            out.append(f"Failed: {esc(model)} (seed {seed}): `{err.replace('`', chr(39))}`  ")
+        if lb.failures:
+            out.append("")
+    if boards:
+        out += [f"_{SPREAD_NOTE}_", ""]
+    return "\n".join(out)
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def to_latex(boards: list, notes: Optional[list] = None) -> str:
+    esc = latex_escape
+    out = ["% genbench leaderboard (needs no package beyond LaTeX itself)"]
+    for n in notes or []:
+        out.append(f"% Note: {n}")
+    for lb in boards:
+        if not lb.rows:
+            continue
+        rows = [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows]
+        heads = [_latex_header(h) for h in _headers(lb, esc)]
+        out += ["\\begin{table}[ht]", "\\centering", "\\small",
+                tabulate(rows, headers=heads, tablefmt="latex_raw", disable_numparse=True),
+                f"\\caption{{{esc(lb.dataset)}. " + esc(" ".join(p + "." for p in lb.protocol)) + "}",
+                "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def _latex_header(h: str) -> str:
+    return h.replace(UP, "$\\uparrow$").replace(DOWN, "$\\downarrow$")
+
+
+def latex_escape(s: str) -> str:
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "--",
+           "∞": r"$\infty$", "…": r"\dots{}"}
+    return "".join(rep.get(ch, ch) for ch in str(s))
+
+
+def to_html_table(lb: Leaderboard) -> str:
+    """One leaderboard as an HTML table (tabulate), sortable by the report's script."""
+    rows = [_row_cells(lb, r, lambda s: f"<b>{s}</b>", _html.escape) for r in lb.rows]
+    return tabulate(rows, headers=_headers(lb, _html.escape), tablefmt="unsafehtml", disable_numparse=True)
+
+
+def to_csv(boards: list) -> str:
+    """Numbers behind the tables: one line per (dataset, model, headline metric)."""
+    recs = []
+    for lb in boards:
+        for r in lb.rows:
+            for c in lb.columns:
+                cell = r.cells.get(c)
+                recs.append({
+                    "dataset": lb.dataset, "model": r.model, "family": r.family, "metric": c, "label": label(c),
+                    "value": None if cell is None else cell.value,
+                    "err": None if cell is None else cell.err,
+                    "low": None if cell is None else cell.lo, "high": None if cell is None else cell.hi,
+                    "seeds": r.n_seeds, "higher_is_better": lb.directions[c],
+                    "unit": "" if cell is None else cell.unit, "best": r.model in lb.best[c],
+                    "status": r.status or "ok",
+                })
+    buf = io.StringIO()
+    cols = ["dataset", "model", "family", "metric", "label", "value", "err", "low", "high", "seeds",
+            "higher_is_better", "unit", "best", "status"]
+    pd.DataFrame(recs, columns=cols).to_csv(buf, index=False)
+    return buf.getvalue()
