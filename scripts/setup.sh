@@ -38,5 +38,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "setup: not root or no apt-get: genbench will download Fashion-MNIST with torchvision on first use"
   fi
 fi
+# Debian's chromium (root + apt only): the report tests open report.html in a real headless browser
+# (elsewhere that one test is skipped, saying why).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
+    || echo "setup: could not install chromium; the headless-browser report test will be skipped"
+fi
 echo "$HASH" > "$STAMP"
 fetch_assets

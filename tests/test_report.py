@@ -76,6 +76,7 @@ def test_markdown_values_arrows_and_bold(run_dir):
         assert bold, h
     assert "Failed: gan (seed 1): `RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB`" in md
     assert "- FD: features classifier:mnist; 1,000 generated vs 1,000 real samples; reference split test" in md
+    assert "Skipped: gan bits_per_dim: bits_per_dim: the model has no likelihood" in md
 
 
 def test_markdown_seed_aggregation_and_failed_job(run_dir):
@@ -171,6 +172,7 @@ def test_html_is_self_contained(run_dir):
     assert len(imgs) == sum(1 for p in paths if p.suffix == ".png")
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
     assert "<script>" in page and "sortBy" in page
+    assert "LSTM: To be, or not to be!" in page  # text previews (JSON) shown as text
 
 
 def test_pareto_front():

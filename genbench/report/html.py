@@ -33,7 +33,7 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin-top: 36px;
 .lb td:last-child { white-space: normal; min-width: 12em; }
 .lb tr:hover td { background: #f8fafc; } .lb td b { color: #0b5394; }
 .proto { font-size: 13px; color: #444; margin: 4px 0 0 0; padding-left: 18px; }
-.failed { color: #b00020; font-size: 13px; }
+.failed { color: #b00020; font-size: 13px; margin: 4px 0; } .skipped { color: #666; font-size: 13px; margin: 4px 0; }
 .summary li { margin: 3px 0; }
 figure { margin: 18px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 13px; color: #555; }
@@ -167,6 +167,8 @@ def _dataset_section(i: int, lb: Leaderboard, data: RunData, figures: list) -> s
         out.append("<ul class='proto'>" + "".join(f"<li>{html.escape(p)}</li>" for p in lb.protocol) + "</ul>")
     for model, seed, err in lb.failures:
         out.append(f"<p class='failed'>Failed: {html.escape(model)} (seed {seed}): {html.escape(err)}</p>")
+    for model, metric, why in lb.skipped:
+        out.append(f"<p class='skipped'>Skipped: {html.escape(model)} {html.escape(metric)}: {html.escape(why)}</p>")
     out.append(_text_samples(data, lb.dataset))
     for f in figures:
         out.append(f"<figure>{_img(f.path)}<figcaption><b>{html.escape(f.title)}.</b> {html.escape(f.caption)}"

@@ -111,7 +111,7 @@ def summarise(data: RunData) -> list[DatasetSummary]:
         st = standings_for(cells, ds)
         s = DatasetSummary(ds, st)
         if not st:
-            s.sentences.append("No metric with a known direction was recorded for this dataset.")
+            s.sentences.append("No metrics were recorded for this dataset (its jobs failed or have not finished).")
         for cat, standing in st.items():
             sentence = _lead_sentence(standing)
             if len(standing.ranked) > 1 and len(standing.leaders) == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as _html
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -46,6 +47,7 @@ class Leaderboard:
     best: dict  # metric -> set of models with the best value
     protocol: list  # sentences, one per group of metrics sharing a protocol
     failures: list = field(default_factory=list)  # (model, seed, short error)
+    skipped: list = field(default_factory=list)  # (model, metric, why) from "skipped_metrics" artifacts
 
     @property
     def multi_seed(self) -> bool:
@@ -88,7 +90,30 @@ def build_leaderboards(data: RunData) -> list[Leaderboard]:
         best = {c: best_models(rows, c) for c in cols}
         directions = {c: next((r.cells[c].higher_is_better for r in rows if c in r.cells), True) for c in cols}
         rows.sort(key=lambda r: _rank_key(r, cols, directions))
-        out.append(Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures))
+        out.append(Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures,
+                               skipped_metrics(data, ds)))
+    return out
+
+
+def skipped_metrics(data: RunData, dataset: str) -> list:
+    """(model, metric, why) for the metrics the runner skipped (artifact kind "skipped_metrics": JSON {name: why}),
+    first seed of each model."""
+    a = data.artifacts
+    if a.empty:
+        return []
+    rows = a[(a["dataset"] == dataset) & (a["kind"] == "skipped_metrics")].sort_values(["model", "seed"])
+    out, seen = [], set()
+    for _, r in rows.iterrows():
+        try:
+            blob = json.loads((data.dir / str(r["path"])).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(blob, dict):
+            continue
+        for metric, why in sorted(blob.items()):
+            if (r["model"], metric) not in seen:
+                seen.add((r["model"], metric))
+                out.append((str(r["model"]), str(metric), short_error(str(why), 120)))
     return out
 
 
@@ -285,12 +310,17 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
         rows = [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows]
         out.append(tabulate(rows, headers=_headers(lb), tablefmt="github", disable_numparse=True))
         out.append("")
-        out.append("Protocol:")
-        out += [f"- {esc(p)}" for p in lb.protocol] or ["- no metrics"]
-        out.append("")
+        if lb.protocol:
+            out.append("Protocol:")
+            out += [f"- {esc(p)}" for p in lb.protocol]
+            out.append("")
         for model, seed, err in lb.failures:
             out.append(f"Failed: {esc(model)} (seed {seed}): `{err.replace('`', chr(39))}`  ")
         if lb.failures:
+            out.append("")
+        for model, metric, why in lb.skipped:
+            out.append(f"Skipped: {esc(model)} {esc(metric)}: {esc(why)}  ")
+        if lb.skipped:
             out.append("")
     if boards:
         out += [f"_{SPREAD_NOTE}_", ""]
