@@ -258,11 +258,27 @@ def real_subset(split, n: int):
             return split.x
         idx = torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
         return split.x[idx]
-    lines = split.lines
-    if n >= len(lines):
-        return list(lines)
-    idx = torch.randperm(len(lines), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
-    return [lines[int(i)] for i in idx]
+    return _text_subset(split, n)
+
+
+def _text_subset(split, n: int) -> list:
+    """Real text items shaped like the text models' samples (reference_models/text_base.py): whole lines for
+    line datasets (names); for running text (shakespeare-char), passages of the default sample length that
+    start at a line boundary."""
+    from reference_models.text_base import TextConfig, resolve_sample_mode
+
+    g = torch.Generator().manual_seed(REAL_SUBSET_SEED)
+    if resolve_sample_mode(split) == "line":
+        lines = split.lines
+        if n >= len(lines):
+            return list(lines)
+        idx = torch.randperm(len(lines), generator=g)[:n].sort().values
+        return [lines[int(i)] for i in idx]
+    L = TextConfig().sample_length
+    text = split.text
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + 1 + L <= len(text)]
+    pick = torch.randperm(len(starts), generator=g)[: min(n, len(starts))].sort().values
+    return [text[starts[int(i)]: starts[int(i)] + L] for i in pick]
 
 
 def code_version(cls) -> str:
@@ -362,6 +378,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     info = ds.info
     train = worker.split(spec.name, "train")
 
+    if mspec.factory:  # a user's model ("package.module:factory"); registers it in this worker process too
+        from genbench.external import register_external
+
+        register_external(mspec.name, mspec.factory)
     seed_everything(job.seed)
     model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
     config = model.config.to_dict()
@@ -409,6 +429,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
         print(f"  timing sampling ({job.speed.repeats} x {bs} samples after {job.speed.warmup} warm-up)",
               file=sys.stderr, flush=True)
     rows += _rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup))
+    if info.modality == "text" and hasattr(model, "_generate_ids"):
+        from genbench.metrics.text import speed_metrics
+
+        rows += _rows(speed_metrics(model, n_chars=256, batch_size=1, repeats=job.speed.repeats))
 
     # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
     if job.sweep is not None:
@@ -474,7 +498,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         "extra_protocol": {"sampler": variant} if variant else {},
     }
     if info.modality == "text":  # text metrics receive the strings
-        ctx_fields.update(real_texts=real_x, fake_texts=fake)
+        ctx_fields.update(real_samples=real_x, fake_samples=fake, real_texts=real_x, fake_texts=fake)
     if need & {"train_features", "train_samples"}:
         n_tr = spec.n_train_features or n
         tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q)
@@ -491,7 +515,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         ctx_fields["classifier_protocol"] = cp
     if "log_prob" in need or any(m in LIKELIHOOD_METRICS for m in names):
         if model.log_prob_kind != "none":
-            ctx_fields.update(_likelihood_fields(model, info, real_x, worker.split(spec.name, spec.reference)))
+            ctx_fields.update(_likelihood_fields(model, info, spec, worker))
         else:
             ctx_fields["log_prob_kind"] = "none"
     from genbench.metrics.context import EvalContext
@@ -509,10 +533,27 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
     return _rows(results, variant)
 
 
-def _likelihood_fields(model, info, real_x, ref_split) -> dict:
+def score_samples(job: JobSpec, worker: Worker, sampler, info, artifacts: list, art_rel: str) -> list[dict]:
+    """Public seam for `genbench eval` (genbench/evaluate.py): score what `sampler.sample(n, seed=, batch_size=)`
+    returns exactly as a job's model samples are scored (same checks, real subset, features, EvalContext and
+    metrics; likelihood metrics are skipped when `sampler.log_prob_kind == "none"`). Returns metric rows."""
+    return _score(job, worker, sampler, info, variant="", artifacts=artifacts, art_rel=art_rel)
+
+
+def _likelihood_fields(model, info, spec: DatasetSpec, worker: Worker) -> dict:
+    """Held-out likelihood inputs: log_prob of the first `n_likelihood` (default n_samples) reference items of
+    the fixed real subset; text: nats/char over the first `n_likelihood` (default 20000) reference characters."""
+    ref = worker.split(spec.name, spec.reference)
     if info.modality == "text":
-        nats, count = model.nll_per_char(ref_split.text)
-        return {"nll_per_char": float(nats), "n_chars": int(count), "log_prob_kind": model.log_prob_kind}
+        from genbench.metrics.text import nll_protocol
+
+        max_chars = spec.n_likelihood or 20000
+        nats, count = model.nll_per_char(ref.text, max_chars=max_chars)
+        if not math.isfinite(float(nats)):
+            raise JobFailure(f"nll_per_char gave {nats} on the {spec.reference} text of {info.name}")
+        return {"nll_per_char": float(nats), "n_chars": int(count), "log_prob_kind": model.log_prob_kind,
+                "nll_protocol": {**nll_protocol(model, None, None), "max_chars": max_chars}}
+    real_x = real_subset(ref, spec.n_likelihood or spec.n_samples)
     lp = model.log_prob(real_x)
     if not torch.isfinite(lp).all():
         bad = (~torch.isfinite(lp)).sum().item()
@@ -521,14 +562,16 @@ def _likelihood_fields(model, info, real_x, ref_split) -> dict:
 
 
 def _make_context(cls, fields: dict):
-    """Build an EvalContext from the fields it declares (ignore the ones it does not)."""
+    """An EvalContext from the fields it declares; the others (e.g. text metrics' nll_per_char, fake_texts)
+    become attributes, which registered metrics read with getattr."""
     import dataclasses
 
-    if dataclasses.is_dataclass(cls):
-        names = {f.name for f in dataclasses.fields(cls)}
-    else:
-        names = set(inspect.signature(cls).parameters)
-    return cls(**{k: v for k, v in fields.items() if k in names})
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set(inspect.signature(cls).parameters)
+    ctx = cls(**{k: v for k, v in fields.items() if k in names})
+    for k, v in fields.items():
+        if k not in names:
+            setattr(ctx, k, v)
+    return ctx
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -628,7 +671,8 @@ class Runner:
                 store.export()
         except KeyboardInterrupt:
             store.export()
-            self.log(f"interrupted: finished jobs are saved in {self.out_dir}; run the same command again to resume")
+            print(f"genbench run: interrupted; finished jobs are saved in {self.out_dir}: run the same command again "
+                  "to resume", file=sys.stderr, flush=True)
             store.close()
             raise
         store.finish_run(run_id)

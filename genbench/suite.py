@@ -18,6 +18,8 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     n_samples = 2000               # generated samples scored (and real reference samples, at most)
     reference = "test"             # real split the samples are compared with
     metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]   # genbench list metrics
+    n_train_features = 0           # training items featurised for memorisation (0: n_samples)
+    n_likelihood = 0               # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
 
     [models.gan]                   # every model runs on every dataset of a modality it supports ...
     [models.ddpm]
@@ -75,6 +77,7 @@ class DatasetSpec:
     reference: str = "test"
     metrics: list = field(default_factory=list)
     n_train_features: int = 0  # training samples featurised for memorisation metrics (0: n_samples)
+    n_likelihood: int = 0  # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
 
 
 @dataclass
@@ -82,7 +85,7 @@ class ModelSpec:
     name: str
     overrides: dict = field(default_factory=dict)
     datasets: Optional[list] = None  # None: every dataset of a supported modality
-    factory: Optional[str] = None  # "package.module:factory" (reserved)
+    factory: Optional[str] = None  # a user's model: "package.module:factory" (genbench/external.py)
 
 
 @dataclass
@@ -238,7 +241,7 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
 
 
 _TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "speed", "datasets", "models", "sweeps"}
-_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features"}
+_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood"}
 _MODEL_KEYS = {"overrides", "datasets", "model"}
 _SWEEP_KEYS = {"sampler", "steps"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
@@ -368,7 +371,8 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             if problem:
                 raise c.fail(f"{where}.metrics", problem)
         ntf = c.typed(dt, "n_train_features", where, int, default=0, check=_nonneg)
-        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf))
+        nlk = c.typed(dt, "n_likelihood", where, int, default=0, check=_nonneg)
+        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk))
 
     # models
     mtab = data.get("models")
@@ -382,9 +386,17 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     for mname, mt in mtab.items():
         where = f"models.{mname}"
         c.keys(mt, _MODEL_KEYS, where)
-        if "model" in mt:
-            raise c.fail(f"{where}.model", "custom model factories ('package.module:factory') are reserved for a "
-                         "later version; register the model with reference_models.register_model and name it here")
+        factory = None
+        if "model" in mt:  # a user's model: "package.module:factory" (genbench/external.py)
+            factory = c.typed(mt, "model", where, str, what="a 'package.module:factory' string")
+            from genbench.external import register_external
+
+            try:
+                register_external(mname, factory, source=f"{source} [{where}]",
+                                  search_paths=(str(Path(source).parent),) if Path(source).exists() else ())
+            except GenbenchError as e:
+                raise c.fail(f"{where}.model", str(e)) from None
+            known_models = list_models()
         if mname not in known_models:
             raise c.fail(where, unknown_name_message("model", mname, known_models))
         cls = _model_class(mname)
@@ -407,7 +419,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         elif not any(dataset_modality(dn) in cls.modalities for dn in ds_names):
             raise c.fail(where, f"model {mname!r} supports {', '.join(cls.modalities)} data but no dataset of this "
                          f"suite is ({', '.join(f'{d}: {dataset_modality(d)}' for d in ds_names)})")
-        models.append(ModelSpec(mname, dict(overrides), only))
+        models.append(ModelSpec(mname, dict(overrides), only, factory))
 
     # sweeps
     sweeps = {}

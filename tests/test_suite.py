@@ -61,13 +61,13 @@ def test_minimal_suite_and_defaults(tmp_path):
     (BASE.replace("[datasets.ring8]", "[datasets.ring9]"), "datasets.ring9", "'ring8'"),
     (BASE.replace("[models.gan]", "[models.gann]"), "models.gann", "'gan'"),
     (BASE.replace('metrics = ["fd"]', 'metrics = ["fd", "samples_per_s"]'), "datasets.ring8.metrics", "speed metric"),
-    (BASE.replace('metrics = ["fd"]', 'metrics = ["bits_per_dim"]'), "datasets.ring8.metrics", "image data"),
+    (BASE.replace("[datasets.ring8]", "[datasets.digits]").replace('"identity"', '"inception"')
+     .replace('metrics = ["fd"]', 'metrics = ["mode_coverage"]'), "datasets.digits.metrics", "known mixture"),
     (BASE.replace('metrics = ["fd"]', 'metrics = []'), "datasets.ring8.metrics", "at least one"),
     (BASE.replace('device = "cpu"', 'device = "tpu"'), "device", "'cpu'"),
     (BASE + "\n[speed]\nrepeats = 0\n", "speed.repeats", "> 0"),
     (BASE + "\n[models.gan.overrides]\nstepz = 3\n", "models.gan.overrides.stepz", "'steps'"),
     (BASE + "\n[sweeps.gan]\nsampler = 'ddim'\nsteps = [10]\n", "sweeps.gan", "sampler"),
-    (BASE.replace("[models.gan]", '[models.gan]\nmodel = "pkg.mod:make"'), "models.gan.model", "reserved"),
     (BASE.split("[models.gan]")[0], "models", "required"),
 ])
 def test_invalid_suites_name_file_and_key(tmp_path, text, key, words):

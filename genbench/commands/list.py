@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genbench.errors import UnknownNameError
+from genbench.errors import GenbenchError, UnknownNameError
 from genbench.registry import unknown_name_message
 
 KINDS = ("models", "datasets", "metrics", "suites", "extractors")
@@ -78,7 +78,11 @@ def _suites():
 
     rows = []
     for n in list_suites():
-        s = load_suite(n)
+        try:
+            s = load_suite(n)
+        except GenbenchError as e:
+            rows.append([n, "-", "-", "-", "-", "-", f"(cannot load here: {e})"])
+            continue
         rows.append([n, s.budget, s.device, ",".join(map(str, s.seeds)), ", ".join(d.name for d in s.datasets),
                      len(s.models), s.description])
     return rows, ["suite", "budget", "device", "seeds", "datasets", "models", "description"]

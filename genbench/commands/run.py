@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from genbench.errors import InvalidInputError
@@ -42,6 +41,16 @@ def _seeds(s):
         raise InvalidInputError(f"--seeds expects comma-separated integers such as 0,1,2; got {s!r}") from None
 
 
+def _argv(args, out) -> list:
+    """The command line that reproduces this run (recorded with the run)."""
+    a = ["genbench", "run", str(args.suite), "--out", str(out)]
+    for opt in ("device", "models", "datasets", "seeds", "budget"):
+        v = getattr(args, opt)
+        if v is not None:
+            a += [f"--{opt}", str(v)]
+    return a + (["--fresh"] if args.fresh else []) + (["--quiet"] if args.quiet else [])
+
+
 def run(args) -> int:
     from genbench.env_info import resolve_device
     from genbench.runner import Runner
@@ -52,7 +61,7 @@ def run(args) -> int:
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
     device = resolve_device(suite.device)
     out = Path(args.out) if args.out else Path("reports") / suite.name
-    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=["genbench", *sys.argv[1:]]).run()
+    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out)).run()
     print(f"genbench run: {len(summary.done)} jobs run, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed in {summary.seconds:.1f}s")
     for job_id, err in summary.failed:
