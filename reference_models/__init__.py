@@ -34,6 +34,9 @@ def _load_builtins() -> None:
         _loaded = True
         for mod in _BUILTIN_MODULES:
             importlib.import_module(mod)
+        from genbench.external import load_entry_points  # models of installed packages ("genbench.models")
+
+        load_entry_points()
 
 
 def get_model_class(name: str) -> type:
