@@ -231,6 +231,19 @@ def test_old_store_without_schema_version(tmp_path):
     assert (tmp_path / "report.html") in paths and "without a schema_version" in (tmp_path / "report.html").read_text()
 
 
+def test_json_export_alone(tmp_path, run_dir):
+    d, _ = run_dir
+    only = tmp_path / "jsononly"
+    shutil.copytree(d, only, ignore=shutil.ignore_patterns("results.db*", "results.csv", "figures"))
+    data = load_run(only)
+    assert data.source == "results.json" and data.schema_version == 1
+    paths = write_report(only)
+    md = (only / "leaderboard.md").read_text()
+    assert "read from results.json" in md and "**12.3 ± 0.45**" in md
+    assert "Failed: ddpm (seed 0)" in md  # the JSON export carries the job list
+    assert (only / "figures" / "mnist_samples.png") in paths  # and the artifacts
+
+
 def test_csv_only_run_and_newer_schema(tmp_path, run_dir):
     d, _ = run_dir
     only = tmp_path / "csvonly"

@@ -49,7 +49,15 @@ def load_run(run_dir: str | Path) -> RunData:
     if not d.is_dir():
         raise InvalidInputError(f"{d} is not a directory: pass the output directory of `genbench run`")
     if (d / DB_NAME).exists():
-        return _from_db(d)
+        try:
+            return _from_db(d)
+        except sqlite3.Error as e:  # e.g. a read-only checkout SQLite cannot open: fall back to the exports
+            if not ((d / JSON_NAME).exists() or (d / CSV_NAME).exists()):
+                raise InvalidInputError(f"cannot read {d / DB_NAME} ({e}) and there is no {JSON_NAME} or {CSV_NAME}"
+                                        " beside it") from None
+            fallback = _from_json(d) if (d / JSON_NAME).exists() else _from_csv(d)
+            fallback.notes.insert(0, f"{DB_NAME} could not be opened ({e})")
+            return fallback
     if (d / JSON_NAME).exists():
         return _from_json(d)
     if (d / CSV_NAME).exists():

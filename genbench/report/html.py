@@ -25,12 +25,12 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin-top: 36px;
 .meta { color: #555; font-size: 13px; } .meta code { background: #f1f1f1; padding: 1px 4px; border-radius: 3px; }
 .note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 6px 0; font-size: 14px; }
 .lb { overflow-x: auto; margin: 8px 0; }
-.lb table { border-collapse: collapse; font-size: 14px; font-variant-numeric: tabular-nums; }
+.lb table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 .lb th { background: #f0f3f7; cursor: pointer; user-select: none; white-space: nowrap; padding: 6px 10px;
-  border-bottom: 2px solid #c8d0da; text-align: left; }
+  border-bottom: 2px solid #c8d0da; text-align: left; padding: 5px 8px; }
 .lb th:hover { background: #e2e8f0; } .lb th.asc::after { content: " \\25B4"; } .lb th.desc::after { content: " \\25BE"; }
-.lb td { padding: 5px 10px; border-bottom: 1px solid #eee; white-space: nowrap; }
-.lb td:last-child { white-space: normal; min-width: 12em; }
+.lb td { padding: 4px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
+.lb td:last-child { white-space: normal; min-width: 10em; max-width: 22em; }
 .lb tr:hover td { background: #f8fafc; } .lb td b { color: #0b5394; }
 .proto { font-size: 13px; color: #444; margin: 4px 0 0 0; padding-left: 18px; }
 .failed { color: #b00020; font-size: 13px; margin: 4px 0; } .skipped { color: #666; font-size: 13px; margin: 4px 0; }
