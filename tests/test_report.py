@@ -67,7 +67,7 @@ def test_markdown_values_arrows_and_bold(run_dir):
     assert rows["gan"]["FD ↓"] == "20.5 ± 0.7"
     assert rows["gan"]["precision ↑"] == "**0.8**"  # higher is better: the max is bold
     assert rows["ddpm"]["precision ↑"] == "0.7"
-    assert rows["realnvp"]["bits/dim ↓"] == "**1.1**" and rows["vae"]["bits/dim ↓"] == "1.5"
+    assert rows["realnvp"]["bits/dim ↓"] == "**1.1**" and rows["vae"]["bits/dim ↓"] == "1.5 (bound)"
     assert rows["gan"]["bits/dim ↓"] == "—"  # no likelihood: missing, not zero
     assert rows["vae"]["samples/s ↑"] == "**12,000**" and rows["ddpm"]["NFE ↓"] == "1,000"
     assert rows["gan"]["status"].startswith("1 of 2 seeds failed: RuntimeError: CUDA out of memory")
@@ -76,6 +76,7 @@ def test_markdown_values_arrows_and_bold(run_dir):
         assert bold, h
     assert "Failed: gan (seed 1): `RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB`" in md
     assert "- FD: features classifier:mnist; 1,000 generated vs 1,000 real samples; reference split test" in md
+    assert "WARNING" not in md.split("## ring8")[0]  # mnist: one protocol per column (exact vs bound is no mismatch)
     assert "Skipped: gan bits_per_dim: bits_per_dim: the model has no likelihood" in md
 
 
@@ -99,6 +100,8 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     assert "Failed: ddpm (seed 0): `RuntimeError: loss became NaN at step 412 (learning rate too high?)`" in md
     assert all(rows["ddpm"][h] == "—" for h in headers[2:-1])
     assert list(rows)[-1] == "ddpm"  # failed models last
+    assert ("- WARNING NLL (nats): models were scored under different protocols, not comparable: "
+            "gmm: 2,500 held-out items; reference split test · vae: 500 held-out items; reference split test") in md
 
 
 def test_text_dataset_headline(run_dir):

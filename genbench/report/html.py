@@ -33,6 +33,7 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin-top: 36px;
 .lb td:last-child { white-space: normal; min-width: 10em; max-width: 22em; }
 .lb tr:hover td { background: #f8fafc; } .lb td b { color: #0b5394; }
 .proto { font-size: 13px; color: #444; margin: 4px 0 0 0; padding-left: 18px; }
+.proto li.warn { color: #9a5b00; font-weight: 600; }
 .failed { color: #b00020; font-size: 13px; margin: 4px 0; } .skipped { color: #666; font-size: 13px; margin: 4px 0; }
 .summary li { margin: 3px 0; }
 figure { margin: 18px 0; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -164,7 +165,9 @@ def _dataset_section(i: int, lb: Leaderboard, data: RunData, figures: list) -> s
     out = [f"<section id='ds-{i}'><h2>{head}</h2>"]
     if lb.rows:
         out.append(f"<div class='lb'>{to_html_table(lb)}</div>")
-        out.append("<ul class='proto'>" + "".join(f"<li>{html.escape(p)}</li>" for p in lb.protocol) + "</ul>")
+        out.append("<ul class='proto'>" + "".join(
+            f"<li class='warn'>{html.escape(p)}</li>" if p.startswith("WARNING") else f"<li>{html.escape(p)}</li>"
+            for p in lb.protocol) + "</ul>")
     for model, seed, err in lb.failures:
         out.append(f"<p class='failed'>Failed: {html.escape(model)} (seed {seed}): {html.escape(err)}</p>")
     for model, metric, why in lb.skipped:

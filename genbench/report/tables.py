@@ -181,13 +181,19 @@ def scale(metric: str, cell: Cell) -> float:
     return 100.0 if metric in PERCENT and cell.unit != "%" else 1.0
 
 
+def is_bound(cell: Cell) -> bool:
+    """A likelihood number that is only a bound (VAE ELBO, diffusion variational bound)."""
+    return bool(cell.protocol.get("kind") == "bound" or cell.protocol.get("bound") or cell.extra.get("is_upper_bound"))
+
+
 def cell_text(metric: str, cell: Optional[Cell]) -> str:
     if cell is None:
         return MISSING
     k = scale(metric, cell)
     v = fmt_number(cell.value * k, metric)
     e = fmt_err(cell.err * k) if cell.err is not None else ""
-    return f"{v} ± {e}" if e else v
+    text = f"{v} ± {e}" if e else v
+    return text + " (bound)" if is_bound(cell) else text
 
 
 def header(metric: str, higher_is_better: bool) -> str:
@@ -213,11 +219,20 @@ def _headers(lb: Leaderboard, esc=lambda s: s) -> list:
 
 
 def protocol_lines(rows: list, cols: list) -> list:
+    """One line per group of columns sharing a protocol; a column whose models were scored under different
+    protocols gets a warning line naming each model's protocol (those numbers are not comparable)."""
     groups: dict[str, list] = {}
+    warnings = []
     for c in cols:
-        proto = next((r.cells[c].protocol for r in rows if c in r.cells), None)
-        groups.setdefault(describe_protocol(proto), []).append(label(c))
-    return [f"{', '.join(ms)}: {desc}" for desc, ms in groups.items()]
+        descs: dict[str, list] = {}
+        for r in rows:
+            if c in r.cells:
+                descs.setdefault(describe_protocol(r.cells[c].protocol), []).append(r.model)
+        if len(descs) > 1:
+            warnings.append(f"WARNING {label(c)}: models were scored under different protocols, not comparable: "
+                            + " · ".join(f"{', '.join(ms)}: {d}" for d, ms in descs.items()))
+        groups.setdefault(next(iter(descs), describe_protocol(None)), []).append(label(c))
+    return [f"{', '.join(ms)}: {desc}" for desc, ms in groups.items()] + warnings
 
 
 def describe_protocol(p: Optional[dict]) -> str:
@@ -265,11 +280,6 @@ def describe_protocol(p: Optional[dict]) -> str:
                     ("context", "context"), ("stride", "stride")):
         if p.get(k) not in (None, ""):
             parts.append(f"{name} {p[k]}")
-    kind = p.get("kind") if p.get("kind") in ("exact", "bound") else None
-    if p.get("bound") or kind == "bound":
-        parts.append("an upper bound (variational)")
-    elif kind == "exact":
-        parts.append("exact likelihood")
     if p.get("n_bootstrap"):
         alpha = p.get("bootstrap_alpha", 0.05)
         parts.append(f"{100 * (1 - float(alpha)):g}% bootstrap CI ({p['n_bootstrap']} resamples)")
@@ -289,7 +299,8 @@ def _count(n) -> str:
 
 
 SPREAD_NOTE = ("± is half the width of the stored confidence interval (one seed) or the standard deviation over "
-               "seeds (seeds > 1); bold marks the best value of each column.")
+               "seeds (seeds > 1); bold marks the best value of each column; (bound) marks a likelihood that is "
+               "only an upper bound on bits (ELBO / variational bound), not an exact value.")
 
 
 # --------------------------------------------------------------------------------------------- renderers
