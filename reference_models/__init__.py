@@ -16,7 +16,11 @@ from genbench.registry import Registry
 from reference_models.base import GenerativeModel, ModelConfig, check_budget, info_from_dict
 
 MODELS: Registry[type] = Registry("model")
-_BUILTIN_MODULES: list[str] = []  # e.g. "reference_models.gan"; filled as families land
+_BUILTIN_MODULES: list[str] = [  # e.g. "reference_models.gan"; filled as families land
+    "reference_models.gan",
+    "reference_models.vae",
+    "reference_models.baselines",
+]
 _loaded = False
 
 

@@ -1,0 +1,51 @@
+"""Tiny data and shared checks for the reference-model tests (kept small: 2 shared CPU cores)."""
+
+from __future__ import annotations
+
+import torch
+
+from genbench.data.base import DatasetInfo
+from genbench.data.mixtures import ring8
+
+RING_INFO = DatasetInfo("ring8", "points", (2,), (-1.05, 1.05), num_modes=8)
+DIGITS_INFO = DatasetInfo("digits", "image", (1, 8, 8), (0.0, 1.0), num_classes=10)
+
+
+def ring_data(n: int = 512, seed: int = 0) -> torch.Tensor:
+    return ring8().sample(n, seed)
+
+
+def digits_data(n: int = 256) -> torch.Tensor:
+    """sklearn's 8x8 digits as 8-bit images k/255 (values 0..16 mapped to round(v*255/16))."""
+    from sklearn.datasets import load_digits
+
+    x = torch.from_numpy(load_digits().images[:n]).float()
+    return (torch.round(x * 255 / 16) / 255).unsqueeze(1)
+
+
+def image_info(h: int, w: int, c: int = 1) -> DatasetInfo:
+    return DatasetInfo(f"img{c}x{h}x{w}", "image", (c, h, w), (0.0, 1.0))
+
+
+def check_samples(x: torch.Tensor, n: int, info: DatasetInfo) -> None:
+    assert x.shape == (n, *info.shape)
+    assert x.dtype == torch.float32
+    assert torch.isfinite(x).all()
+    if info.modality == "image":
+        assert x.min() >= 0 and x.max() <= 1
+        levels = x * 255
+        assert torch.allclose(levels, levels.round(), atol=1e-3), "image samples must be 8-bit levels k/255"
+
+
+def fd2(a: torch.Tensor, b: torch.Tensor) -> float:
+    from reference_models.nets import frechet_distance
+
+    return frechet_distance(a.reshape(len(a), -1), b.reshape(len(b), -1))
+
+
+def one_thread():
+    """Fixture body: these tiny networks run fastest (and undisturbed by other jobs) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
