@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "genbench.commands.data",
     "genbench.commands.compare",
     "genbench.commands.recommend",
+    "genbench.commands.eval",
+    "genbench.commands.check",
     "genbench.commands.report",
 ]
 

@@ -1,0 +1,38 @@
+"""`genbench check --baseline FILE`: rerun the baseline's suite with the current code and models, then compare
+(what a user puts in CI). Exit codes as `genbench compare`: 0 no regression, 1 regression, 2 not comparable."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "check", help="rerun a baseline's suite with the current code and compare; exit 0 ok, 1 regression, "
+        "2 not comparable",
+        description="Evaluate the current code and models on the baseline's suite (the suite stored in the "
+        "baseline's results, restricted to the datasets, models, seeds and budget it ran) in a fresh directory, "
+        "then compare the two like `genbench compare`. A job that fails now counts as a regression. "
+        "Exit codes: 0 no regression, 1 regression, 2 not comparable.")
+    p.add_argument("--baseline", required=True, metavar="FILE",
+                   help="baseline run directory or results.db/.json (results.csv needs --suite)")
+    p.add_argument("--tolerances", metavar="FILE", help="TOML [tolerances] table overriding the defaults")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
+    p.add_argument("--out", metavar="DIR", help="directory for the new run (default: a new temporary directory); "
+                   "the Markdown report is also written to DIR/check.md")
+    p.add_argument("--suite", metavar="NAME_OR_PATH", help="suite to rerun instead of the one stored in the baseline")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the suite's)")
+    p.add_argument("--verbose", action="store_true", help="show the run's progress")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from genbench.evaluate import run_check
+
+    res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
+                    device=args.device, quiet=not args.verbose)
+    sys.stdout.write(res.markdown)
+    if res.comparison.problems:
+        print(f"genbench: the baseline and the new run are not comparable ({len(res.comparison.problems)} "
+              "differences, listed above)", file=sys.stderr)
+    return res.exit_code

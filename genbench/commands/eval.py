@@ -1,0 +1,39 @@
+"""`genbench eval --samples PATH --dataset NAME [--out DIR]`: score your own samples with the leaderboard's
+protocol, optionally adding them to a run's leaderboard as model "user:<name>"."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="score your own samples (image folder, .npz/.npy, text file) against a dataset",
+        description="Score a folder of images, an .npz/.npy array or a text file of samples against a built-in "
+        "dataset (or a path to your own reference data) with the same metrics and protocol as the leaderboard: "
+        "the protocol of the run given with --out, else of the first built-in suite (quick, standard, smoke) "
+        "that has the dataset. With --out DIR (a `genbench run` directory) the result is recorded there as model "
+        "'user:NAME' (family 'user') and appears in that run's leaderboard.")
+    p.add_argument("--samples", required=True, metavar="PATH", help="folder of images, .npz/.npy array or text file")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="built-in dataset (genbench data list) or a path to reference data")
+    p.add_argument("--out", metavar="DIR", help="record the result into this existing run directory")
+    p.add_argument("--name", metavar="NAME", help="name on the leaderboard, recorded as 'user:NAME' "
+                   "(default: the samples file's name)")
+    p.add_argument("--extractor", metavar="X", help="feature extractor instead of the protocol's (changes the protocol)")
+    p.add_argument("--metrics", metavar="A,B", help="metrics instead of the protocol's (genbench list metrics)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device for feature extraction")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from genbench.env_info import resolve_device
+    from genbench.evaluate import evaluate_samples, format_eval
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = evaluate_samples(args.samples, args.dataset, out=args.out, name=args.name, extractor=args.extractor,
+                              metrics=metrics, seed=args.seed, device=resolve_device(args.device), quiet=args.quiet)
+    sys.stdout.write(format_eval(result))
+    return 0
