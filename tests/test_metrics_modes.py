@@ -75,6 +75,10 @@ def test_stacked_mnist_probs_make_1000_modes():
         r = class_coverage(probs)
     assert r["num_modes"] == 1000 and r["modes_covered"] == 3
     assert r["histogram"][123] == 2 and r["histogram"][999] == 1 and r["histogram"][0] == 1
+    with pytest.warns(MetricWarning):  # num_modes given as the per-channel class count (DatasetInfo.num_classes)
+        assert class_coverage(probs, num_modes=10)["num_modes"] == 1000
+    with pytest.raises(InvalidInputError, match="1000 modes"):
+        class_coverage(probs, num_modes=7)
 
 
 def test_class_coverage_bad_input():

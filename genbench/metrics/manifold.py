@@ -108,8 +108,10 @@ def _prdc_core(
         prec_any |= in_p.any(0)
         recall[i0:i1] = cmp(blk, f_p2[None, :]).any(1)
         del blk, in_d, in_p
-    dens = dens.double()
-    density = float((dens if wy is None else dens * wy).sum() / (k_dc * (m if wy is None else wy.sum())))
+    if wy is None:  # integer counts: exact sum; (1/k) * mean, the prdc package's order of operations
+        density = (1.0 / float(k_dc)) * (float(dens.sum()) / m)
+    else:
+        density = float((dens.double() * wy).sum() / (k_dc * wy.sum()))
     return {
         "precision": _weighted_mean(prec_any, wy),
         "recall": _weighted_mean(recall, wx),
@@ -174,8 +176,10 @@ def prdc_dedup(
     nearest_k: Optional[int] = None,
 ) -> dict[str, float]:
     """`prdc` for sets with repeated rows (bootstrap resamples): identical rows are one point for the k-NN
-    radii and count with their multiplicity in the averages. Without this, a resample's duplicates would be
-    each other's nearest neighbours (distance 0) and shrink every ball. Equals `prdc` when no row repeats."""
+    radii and count with their multiplicity in the averages (density's ball counts use multiplicities
+    rescaled to mean 1, so doubling every row changes nothing). Without this, a resample's duplicates would be
+    each other's nearest neighbours (distance 0) and shrink every ball. Equals `prdc` (to rounding) when no
+    row repeats."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
     x = as_features(real, "real features", dev, 2)

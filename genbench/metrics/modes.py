@@ -81,7 +81,9 @@ def labels_from(labels_or_probs: Any, num_modes: Optional[int] = None) -> tuple[
         c = int(t.shape[1])
         weights = torch.tensor([base ** (c - 1 - i) for i in range(c)], dtype=torch.long)
         labels = (digits.long() * weights).sum(1)
-        k = int(num_modes) if num_modes is not None else base**c
+        k = base**c
+        if num_modes is not None and int(num_modes) not in (base, k):  # per-channel classes or joint modes
+            raise InvalidInputError(f"(N, {c}, {base}) probabilities make {k} modes, but num_modes={num_modes}")
     else:
         raise InvalidInputError(f"class input must be (N,), (N, K) or (N, C, K), got shape {tuple(t.shape)}")
     if labels.numel() == 0:

@@ -102,9 +102,15 @@ def distinct_n(samples: Sequence[str], n: int, unit: str = "char") -> float:
 
 
 def self_bleu(samples: Sequence[str], max_n: int = 4, unit: str = "char", max_samples: Optional[int] = 1000) -> float:
-    """Mean BLEU-`max_n` of each sample (hypothesis) against all other samples (references); see module docstring.
-    Exact and O(total n-grams): for every n-gram the largest and second-largest count over samples give the
-    clipping count "max over the references other than the hypothesis itself"."""
+    """Mean BLEU-`max_n` of each sample (hypothesis) against all other samples (references); see module docstring."""
+    scores = self_bleu_scores(samples, max_n, unit, max_samples)
+    return float(sum(scores) / len(scores))
+
+
+def self_bleu_scores(samples: Sequence[str], max_n: int = 4, unit: str = "char", max_samples: Optional[int] = 1000) -> list:
+    """BLEU-`max_n` of each sample against all the others. Exact and O(total n-grams): for every n-gram the
+    largest and second-largest count over samples give the clipping count "max over the references other than
+    the hypothesis itself"."""
     samples = _check_texts(samples)
     if max_samples is not None:
         samples = samples[: int(max_samples)]
@@ -156,7 +162,7 @@ def self_bleu(samples: Sequence[str], max_n: int = 4, unit: str = "char", max_sa
         r = _closest_other_length(lengths, c_len)
         bp = 1.0 if c_len > r else math.exp(1.0 - r / c_len)
         scores.append(bp * math.exp(logp))
-    return float(sum(scores) / len(scores))
+    return scores
 
 
 def _closest_other_length(sorted_lengths: list[int], own: int) -> int:
