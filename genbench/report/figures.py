@@ -170,6 +170,20 @@ def _mixture(dataset: str):
         return None
 
 
+def _tidy_log_axis(ax, xs) -> None:
+    """Log x axis: no crowded minor labels; within one decade, label the two ends instead."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = min(xs), max(xs)
+    if hi / lo < 10:
+        from genbench.report.tables import fmt_number
+
+        ticks = sorted({lo, hi})
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_xticklabels([fmt_number(t) for t in ticks])
+
+
 def _scatter_labels(ax, xs, ys, names):
     for x, y, n in zip(xs, ys, names):
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -288,6 +302,7 @@ def _fig_quality_speed(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     _scatter_labels(ax, xs, ys, [p[0] for p in pts])
     ax.set_xscale("log")
     ax.margins(x=0.15, y=0.12)
+    _tidy_log_axis(ax, xs)
     ax.set_xlabel(f"{label(sm)} (log scale, higher is faster)")
     ax.set_ylabel(f"{label(qm)} ({'higher' if hib else 'lower'} is better)")
     ax.legend(loc="best", fontsize=8)
@@ -417,11 +432,16 @@ def _fig_training(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
         return None
     fig, axes = _new(len(keys), panel=4.2, height=3.2)
     for ax, key in zip(axes, keys):
+        values: list = []
         for model, recs in sorted(curves.items()):
             pts = [(r.get("step", i), r[key]) for i, r in enumerate(recs)
                    if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=model, lw=1.2)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=model, lw=1.2,
+                        marker="." if len(pts) <= 30 else None)
+                values += [p[1] for p in pts]
+        if values and min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_yscale("log")  # models' losses on very different scales: keep each curve readable
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)

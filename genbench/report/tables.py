@@ -157,8 +157,8 @@ def fmt_number(v: float, metric: str = "") -> str:
     if metric in ("nfe", "modes_covered", "classes_covered", "num_params") and float(v).is_integer():
         return f"{int(v):,}"
     a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
+    if a >= 1000:  # three significant digits, with thousands separators
+        return f"{round(v, 2 - math.floor(math.log10(a))):,.0f}"
     if a == 0:
         return "0"
     s = f"{v:.3g}"
@@ -168,12 +168,11 @@ def fmt_number(v: float, metric: str = "") -> str:
 
 
 def fmt_err(e: float) -> str:
-    if e is None or not math.isfinite(e):
+    """Two significant digits, never in exponent notation for large values; "" for none or zero (seeds agree)."""
+    if e is None or not math.isfinite(e) or e == 0:
         return ""
-    if e == 0:
-        return "0"
-    if e >= 1000:
-        return f"{e:,.0f}"
+    if e >= 100:
+        return f"{round(e, 1 - math.floor(math.log10(e))):,.0f}"
     return f"{e:.2g}"
 
 
