@@ -216,6 +216,25 @@ def test_html_renders_in_headless_chromium(run_dir, tmp_path):
     # the sorting script ran in the browser: it marks every header as sortable
     dom = subprocess.run(base + ["--dump-dom", url], check=True, timeout=120, capture_output=True, text=True).stdout
     assert dom.count('title="click to sort"') >= 3 * 6
+    # clicking headers sorts the rows (numbers with thousands separators and ± parsed as numbers): run the page's
+    # own script, click in the browser, and record the row order
+    probe = """<script>
+      function order() { return Array.from(document.querySelector('.lb table').tBodies[0].rows)
+                                  .map(function (r) { return r.cells[0].textContent.trim(); }).join(','); }
+      var th = document.querySelector('.lb table').querySelectorAll('th');
+      var out = [];
+      th[1].click(); out.push(order());   // FD ascending
+      th[1].click(); out.push(order());   // FD descending
+      th[9].click(); out.push(order());   // samples/s ascending: 40 < 3,000 < 9,000 < 12,000
+      document.body.setAttribute('data-orders', out.join('|'));
+    </script></body>"""
+    page = (d / "report.html").read_text().replace("</body>", probe)
+    probe_file = tmp_path / "probe.html"
+    probe_file.write_text(page)
+    dom = subprocess.run(base + ["--dump-dom", probe_file.as_uri()], check=True, timeout=120, capture_output=True,
+                         text=True).stdout
+    orders = re.search(r'data-orders="([^"]*)"', dom).group(1).split("|")
+    assert orders == ["ddpm,gan,vae,realnvp", "realnvp,vae,gan,ddpm", "ddpm,realnvp,gan,vae"]
 
 
 def test_old_store_without_schema_version(tmp_path):
