@@ -20,6 +20,10 @@ _BUILTIN_MODULES: list[str] = [  # e.g. "reference_models.gan"; filled as famili
     "reference_models.gan",
     "reference_models.vae",
     "reference_models.baselines",
+    "reference_models.transformer",
+    "reference_models.lstm",
+    "reference_models.ngram",
+    "reference_models.text_copy",
 ]
 _loaded = False
 

@@ -13,6 +13,15 @@ Log-likelihood conventions (so bits/dim means the same thing for every family):
 - images (8-bit data scaled to [0, 1]): `log_prob` is the log *probability of the discrete 8-bit image* in nats
   (continuous models dequantise and subtract D*ln(256)), so bits/dim = -log_prob / (D ln 2).
 - `log_prob_kind`: "exact", "bound" (a lower bound on log-likelihood: ELBO, IWAE, diffusion VLB) or "none".
+
+Text models (modality "text"; reference_models/text_base.py has the details):
+- `fit(train_split)` takes the `TextSplit` itself (not encoded ids); the vocabulary is the split's `vocab`.
+- `sample(n, seed)` returns a list of n strings: one line each (generated from "\n" up to the next "\n") for
+  line datasets such as names, or `sample_length` characters each (from "\n") for running text such as
+  shakespeare-char (`config.sample_mode`, resolved at fit time).
+- `nll_per_char(text, context, stride) -> (nats per character, n characters)`: exact NLL of a held-out text by
+  a sliding window (windows of `context`, advancing by `stride`, every character scored once); `log_prob(lines)`
+  is log P(line + "\n" | "\n") in nats per string.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ from genbench.metrics.registry import (
 from genbench.metrics.stats import StreamingGaussianStats, gaussian_stats
 
 from genbench.metrics import builtin as _builtin  # noqa: E402,F401  (registers the built-in metrics)
+from genbench.metrics.text import register_text_metrics  # noqa: E402  (distinct_n, self_bleu, novelty, bits_per_char)
+
+register_text_metrics()
 
 __all__ = [
     "METRICS",

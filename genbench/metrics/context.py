@@ -47,6 +47,13 @@ class EvalContext:
     vendi_max_samples: int = 10000  # Vendi on the first N fake features (cost O(N D^2) cosine)
     copy_fraction: float = 0.1  # memorisation near-copy threshold (fraction of the training NN spacing)
     extra_protocol: dict = field(default_factory=dict)  # merged into every result's protocol
+    # text (genbench/metrics/text.py): generated / held-out / training strings and the held-out NLL
+    fake_texts: Optional[list] = None
+    real_texts: Optional[list] = None
+    train_texts: Optional[list] = None  # training lines (novelty); default: loaded from `dataset`
+    nll_per_char: Optional[float] = None  # nats per character from model.nll_per_char(held-out text)
+    n_chars: Optional[int] = None
+    nll_protocol: dict = field(default_factory=dict)  # context, stride, scoring of that NLL
     skipped: dict = field(default_factory=dict)  # filled by compute_metrics: name -> reason
 
     def base_protocol(self) -> dict:

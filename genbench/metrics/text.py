@@ -407,7 +407,9 @@ def _spec_bits_per_char(ctx) -> list[MetricResult]:
     nats = getattr(ctx, "nll_per_char", None)
     if nats is None:
         raise _unavailable("bits_per_char needs EvalContext.nll_per_char (model.nll_per_char on the held-out text)")
-    proto = {"reference_split": ctx.reference_split, "kind": ctx.log_prob_kind, **(getattr(ctx, "nll_protocol", None) or {}),
+    nllp = getattr(ctx, "nll_protocol", None) or {"context": None, "stride": None,
+                                                  "note": "caller did not pass nll_protocol (see genbench.metrics.text.nll_protocol)"}
+    proto = {"reference_split": ctx.reference_split, "kind": ctx.log_prob_kind, **nllp,
              **({"dataset": ctx.dataset} if ctx.dataset else {}), **ctx.extra_protocol}
     return nll_results(float(nats), int(getattr(ctx, "n_chars", 0) or 0), proto)
 

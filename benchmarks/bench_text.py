@@ -1,0 +1,210 @@
+"""Text-track benchmark: trains the quick-budget text models on shakespeare-char and names and measures
+held-out bits/char, sample diversity / novelty / embedding distances, and sampling speed; writes
+reports/benchmarks/text.md.
+
+    .venv/bin/python benchmarks/bench_text.py                   # everything, sequentially
+    .venv/bin/python benchmarks/bench_text.py --part shk-transformer --json /tmp/a.json   # one part
+    .venv/bin/python benchmarks/bench_text.py --report /tmp/a.json /tmp/b.json ...        # assemble the report
+
+Parts: shk-transformer, shk-baselines (lstm, ngram at orders 3..7, text-copy), names (all four models).
+Parts can run as separate processes at once (each uses --threads torch threads). Every figure states its
+protocol; timings state the threads, the machine's load average and process CPU seconds (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+LN2 = math.log(2.0)
+SMOKE = os.environ.get("BENCH_TEXT_SMOKE") == "1"  # pipeline check only: smoke budget, tiny evaluation
+SHK_EVAL_CHARS = 100_000  # first characters of the shakespeare-char test split scored for bits/char
+NAMES_OVERRIDES = {"transformer": {"block_size": 32, "eval_context": 32, "batch_size": 64, "steps": 600},
+                   "lstm": {"seq_len": 32, "eval_context": 32, "batch_size": 64, "steps": 600}}
+
+
+def load(name):
+    from genbench.data import get_dataset
+
+    ds = get_dataset(name)
+    return ds, ds.load("train"), ds.load("test")
+
+
+def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None, n_samples=500, features=None,
+                    seed=0, speed=False):
+    from genbench.metrics.text import diversity_metrics, embedding_metrics, reference_texts, speed_metrics
+    from reference_models import create_model
+
+    budget = "smoke" if SMOKE else "quick"
+    if SMOKE:
+        eval_chars, n_samples = 2000, min(n_samples, 40)
+        overrides = {k: v for k, v in (overrides or {}).items() if k == "order"}
+    m = create_model(model_name, ds.info, budget, overrides)
+    load0 = os.getloadavg()[0]
+    c0, t0 = time.process_time(), time.perf_counter()
+    m.fit(train, seed=seed)
+    fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    row = {"model": model_name, "dataset": ds.info.name, "overrides": overrides or {}, "steps": m.history.steps,
+           "params": m.num_params, "fit_wall_s": fit_wall, "fit_cpu_s": fit_cpu,
+           "load_avg_start": load0, "load_avg_end": os.getloadavg()[0], "threads": torch.get_num_threads()}
+    if m.log_prob_kind != "none":
+        t0 = time.perf_counter()
+        nats, n = m.nll_per_char(test, max_chars=eval_chars)
+        C = m.default_context()
+        row.update(nats_per_char=nats, bits_per_char=nats / LN2, perplexity=math.exp(nats), eval_chars=n,
+                   context=C, stride=C // 2, eval_wall_s=time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    samples = m.sample(n_samples, seed=seed, batch_size=100)
+    row["sample_wall_s"] = time.perf_counter() - t0
+    row["sample_mode"] = m.sample_mode
+    row["examples"] = samples[:8] if m.sample_mode == "line" else [s[:160] for s in samples[:2]]
+    train_lines = set(train.lines)
+    for r in diversity_metrics(samples, train_lines, m.sample_mode):
+        row[r.name] = r.value
+    row["diversity_protocol"] = {"unit": "char" if m.sample_mode == "line" else "word", "n_samples": len(samples)}
+    if features:
+        real = reference_texts(test, n_samples, m.sample_mode, m.config.sample_length, seed=0)
+        for r in embedding_metrics(samples, real, features):
+            row[r.name] = r.value
+            row["embedding_protocol"] = r.protocol
+    if speed and model_name != "text-copy":
+        for r in speed_metrics(m, n_chars=256, batch_size=1, repeats=3):
+            row[r.name] = r.value
+    print(json.dumps({k: v for k, v in row.items() if k != "examples"}, default=str), flush=True)
+    return row
+
+
+def part_shk_transformer(features):
+    ds, tr, te = load("shakespeare-char")
+    return [train_and_score("transformer", ds, tr, te, eval_chars=SHK_EVAL_CHARS, features=features, speed=True)]
+
+
+def part_shk_baselines(features):
+    ds, tr, te = load("shakespeare-char")
+    rows = [train_and_score("lstm", ds, tr, te, eval_chars=SHK_EVAL_CHARS, features=features, speed=True)]
+    for order in (3, 4, 5, 6, 7):
+        rows.append(train_and_score("ngram", ds, tr, te, {"order": order}, eval_chars=SHK_EVAL_CHARS,
+                                    features=features if order == 6 else None, speed=order == 6))
+    rows.append(train_and_score("text-copy", ds, tr, te, features=features))
+    return rows
+
+
+def part_names(features):
+    ds, tr, te = load("names")
+    rows = []
+    for name in ("transformer", "lstm"):
+        rows.append(train_and_score(name, ds, tr, te, NAMES_OVERRIDES[name], n_samples=1000, features=features, speed=True))
+    for order in (4, 5, 6):
+        rows.append(train_and_score("ngram", ds, tr, te, {"order": order}, n_samples=1000,
+                                    features=features if order == 5 else None))
+    rows.append(train_and_score("text-copy", ds, tr, te, n_samples=1000, features=features))
+    return rows
+
+
+PARTS = {"shk-transformer": part_shk_transformer, "shk-baselines": part_shk_baselines, "names": part_names}
+
+
+def fmt(v, nd=3):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def report(rows, meta) -> str:
+    out = ["# Text models benchmark", "",
+           "Written by `benchmarks/bench_text.py`. Quick budget (reference_models/*.py `for_budget('quick')`), seed 0, CPU.", ""]
+    out += [f"- machine: {meta.get('platform')}, {meta.get('cpus')} CPUs shared with other jobs; torch {meta.get('torch')}",
+            f"- torch threads per process: {meta.get('threads')}; the parts ran as {meta.get('processes')} concurrent processes",
+            "- timings are wall-clock under that contention; `fit CPU s` is the process CPU time of training (closer to "
+            "what an idle machine needs, per thread); load average at start/end of each fit is listed", ""]
+    for dn, title in (("shakespeare-char", "shakespeare-char"), ("names", "names")):
+        rs = [r for r in rows if r["dataset"] == dn]
+        if not rs:
+            continue
+        r0 = next((r for r in rs if "context" in r), {})
+        out += [f"## {title}", "",
+                f"Held-out NLL: test split, first {fmt(r0.get('eval_chars'), 0)} characters, preceded by a newline; sliding "
+                f"window, each character scored once with the model's context (context/stride below). "
+                "Diversity: distinct-n and self-BLEU-4 in "
+                f"{rs[0].get('diversity_protocol', {}).get('unit')} units; novelty = share of generated lines not in the training lines. "
+                f"Embedding FD / precision / recall (k=3): {rs[0].get('embedding_protocol', {}).get('features', '-')} features of "
+                "the samples vs as many held-out units of the same kind (lines for names, passages of the same length for shakespeare).", "",
+                "| model | overrides | steps | params | fit wall s | fit CPU s | load avg | bits/char | ppl | ctx/stride | distinct-1/2/3/4 | self-BLEU | novelty | FD | P | R | chars/s cache | chars/s no cache | 1st char ms |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rs:
+            dist = "/".join(fmt(r.get(f"distinct_{n}"), 2) for n in (1, 2, 3, 4))
+            out.append("| " + " | ".join([
+                r["model"], json.dumps(r.get("overrides") or {}).replace("|", "/"), str(r["steps"]), str(r["params"]),
+                fmt(r["fit_wall_s"], 1), fmt(r["fit_cpu_s"], 1), f"{r['load_avg_start']:.1f}-{r['load_avg_end']:.1f}",
+                fmt(r.get("bits_per_char")), fmt(r.get("perplexity"), 2),
+                f"{r['context']}/{r['stride']}" if "context" in r else "-", dist, fmt(r.get("self_bleu")),
+                fmt(r.get("novelty")), fmt(r.get("fd_text"), 4), fmt(r.get("precision_text"), 3), fmt(r.get("recall_text"), 3),
+                fmt(r.get("chars_per_s"), 0), fmt(r.get("chars_per_s_nocache"), 0), fmt(r.get("first_char_latency"), 1)]) + " |")
+        out.append("")
+        for r in rs:
+            if r["model"] in ("transformer", "lstm") or (r["model"] == "ngram" and "fd_text" in r):
+                ex = r.get("examples", [])
+                out.append(f"Samples, {r['model']}: " + (", ".join(ex) if r["sample_mode"] == "line" else ""))
+                if r["sample_mode"] != "line":
+                    out += ["", "```", ex[0] if ex else "", "```"]
+                out.append("")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=sorted(PARTS), action="append")
+    ap.add_argument("--json", help="write this part's rows here (for --report)")
+    ap.add_argument("--report", nargs="*", help="assemble reports/benchmarks/text.md from these JSON files")
+    ap.add_argument("--features", default="text-auto", help="text feature extractor (minilm, char-ngram, text-auto)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=1, help="how many parts ran at once (stated in the report)")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "text.md"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    meta = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__, "threads": a.threads,
+            "processes": a.processes}
+    from genbench.fileio import atomic_write_text
+
+    if a.report is not None:
+        rows, metas = [], []
+        for f in a.report:
+            blob = json.loads(Path(f).read_text())
+            rows += blob["rows"]
+            metas.append(blob["meta"])
+        meta = metas[0] if metas else meta
+        meta["processes"] = a.processes
+        atomic_write_text(a.out, report(rows, meta))
+        print(f"wrote {a.out}")
+        return 0
+    features = a.features
+    if features == "text-auto":
+        from genbench.features.text import minilm_available
+
+        features = "minilm" if minilm_available() else "char-ngram"
+    rows = []
+    for p in a.part or sorted(PARTS):
+        rows += PARTS[p](features)
+    if a.json:
+        atomic_write_text(a.json, json.dumps({"rows": rows, "meta": meta}, default=str, indent=1))
+    if not a.part:
+        atomic_write_text(a.out, report(rows, meta))
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

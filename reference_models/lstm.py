@@ -1,0 +1,126 @@
+"""A character LSTM language model (family "autoregressive", recurrent).
+
+Embedding -> multi-layer LSTM -> linear output. Trained with truncated back-propagation on random windows of
+`seq_len` characters, each started from a zero state; AdamW with warm-up and cosine decay; bf16 autocast on
+CUDA only. Sampling carries the recurrent state over the whole sample (the state is the LSTM's cache, so
+cached and uncached sampling are the same computation). `nll_per_char` uses the common sliding-window
+protocol (windows of `eval_context` characters from a zero state, stride eval_context // 2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reference_models import register_model
+from reference_models.base import check_budget
+from reference_models.text_base import TextConfig, TextModel, lr_at, training_windows
+
+
+@dataclass
+class LSTMConfig(TextConfig):
+    n_layer: int = 2
+    n_embd: int = 64
+    hidden: int = 256
+    seq_len: int = 128
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    amp: bool = True
+    log_every: int = 50
+
+    @classmethod
+    def for_budget(cls, budget: str, info) -> "LSTMConfig":
+        check_budget(budget)
+        if budget == "smoke":
+            return cls(n_layer=1, n_embd=16, hidden=32, seq_len=32, batch_size=8, steps=20, lr=3e-3, warmup_steps=5,
+                       max_seconds=60, sample_length=64, eval_context=32, log_every=5)
+        if budget == "quick":
+            return cls(n_layer=2, n_embd=64, hidden=256, seq_len=128, batch_size=32, steps=1000, lr=3e-3,
+                       max_seconds=1800, sample_length=256, eval_context=128)
+        return cls(n_layer=3, n_embd=128, hidden=512, seq_len=256, batch_size=64, steps=5000, lr=2e-3,
+                   dropout=0.2, max_seconds=3600, sample_length=256, eval_context=256)
+
+
+class CharLSTM(nn.Module):
+    def __init__(self, vocab_size: int, n_embd: int, hidden: int, n_layer: int, dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, n_embd)
+        self.rnn = nn.LSTM(n_embd, hidden, n_layer, batch_first=True, dropout=dropout if n_layer > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, idx, state=None):
+        h, state = self.rnn(self.drop(self.emb(idx)), state)
+        return self.head(self.drop(h)), state
+
+
+@register_model
+class LSTM(TextModel):
+    name = "lstm"
+    family = "autoregressive"
+    Config = LSTMConfig
+    max_context = None
+
+    def _build(self) -> None:
+        c = self.config
+        self.net = CharLSTM(self.vocab_size, c.n_embd, c.hidden, c.n_layer, c.dropout).to(self.device)
+
+    def _autocast(self):
+        on = bool(self.config.amp) and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def _fit_ids(self, ids, seed, callbacks):
+        c = self.config
+        torch.manual_seed(seed)
+        self._build()
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.net.train()
+        t0 = time.perf_counter()
+        ema = None
+        for step in range(c.steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, c.steps, c.lr, c.warmup_steps, c.min_lr_ratio)
+            x, y = training_windows(ids, c.batch_size, c.seq_len, gen)
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                logits, _ = self.net(x)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+            opt.step()
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+            if step % c.log_every == 0 or step == c.steps - 1:
+                self.history.log(step, loss=lv, loss_ema=ema, seconds=time.perf_counter() - t0)
+            stop = any(cb(step, {"loss": lv}) == "stop" for cb in callbacks)
+            self.history.steps = step + 1
+            if stop or self._out_of_time(t0):
+                break
+        self.net.eval()
+
+    def _window_logprobs(self, x):
+        self.net.eval()
+        with self._autocast():
+            logits, _ = self.net(x)
+        return F.log_softmax(logits.float(), -1)
+
+    def _begin(self, ctx, use_cache):
+        self.net.eval()
+        with self._autocast():
+            logits, state = self.net(ctx)
+        return logits[:, -1].float(), state
+
+    def _advance(self, state, nxt):
+        with self._autocast():
+            logits, state = self.net(nxt[:, None], state)
+        return logits[:, -1].float(), state

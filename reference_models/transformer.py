@@ -1,0 +1,225 @@
+"""A GPT-style decoder-only character transformer (family "autoregressive").
+
+Pre-norm blocks of causal multi-head self-attention and a 4x GELU MLP, rotary position embeddings (relative
+positions, so a key/value cache stays valid however long the generation), input embedding tied to the output
+layer. Trained on random windows of `block_size` characters with AdamW, linear warm-up and cosine decay;
+bf16 autocast on CUDA only (config.amp).
+
+Sampling context: a sample is generated with at most `block_size` characters of context; when the context is
+full, it is cut back to its last `block_size // 2` characters (the cache is then rebuilt from them). Cached and
+uncached sampling follow this same rule, so for the same seed they give the same characters (the cache only
+saves computation). `nll_per_char` uses windows of `block_size` with stride `block_size // 2` by default: each
+character is scored with between block_size/2 and block_size characters of context, as in sampling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reference_models import register_model
+from reference_models.base import check_budget
+from reference_models.text_base import TextConfig, TextModel, lr_at, training_windows
+
+
+@dataclass
+class TransformerConfig(TextConfig):
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    dropout: float = 0.0
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    amp: bool = True  # bf16 autocast, used only when the device is CUDA
+    log_every: int = 50
+
+    @classmethod
+    def for_budget(cls, budget: str, info) -> "TransformerConfig":
+        check_budget(budget)
+        if budget == "smoke":
+            return cls(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, steps=20, lr=3e-3,
+                       warmup_steps=5, max_seconds=60, sample_length=64, eval_context=32, log_every=5)
+        if budget == "quick":  # 2 CPU cores, ~3 minutes on an idle machine
+            return cls(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=1000, lr=3e-3,
+                       warmup_steps=100, max_seconds=1800, sample_length=256, eval_context=128)
+        # standard: one GPU (nanoGPT's shakespeare-char config: 6 x 384, context 256, dropout 0.2)
+        return cls(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, steps=5000, lr=1e-3,
+                   dropout=0.2, warmup_steps=100, max_seconds=3600, sample_length=256, eval_context=256)
+
+
+def rotary(x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[..., i], x[..., i + d/2]) of x (B, H, T, d) by angle pos * inv_freq[i]."""
+    ang = pos.to(inv_freq.dtype)[:, None] * inv_freq[None, :]  # (T, d/2)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        if n_embd % n_head or (n_embd // n_head) % 2:
+            raise ValueError(f"n_embd {n_embd} must split into {n_head} heads of even size")
+        self.n_head, self.hd = n_head, n_embd // n_head
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
+        self.proj = nn.Linear(n_embd, n_embd, bias=False)
+        self.dropout = dropout
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd)), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: Optional[tuple] = None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.hd).permute(2, 0, 3, 1, 4)
+        q, k = rotary(q, pos, self.inv_freq), rotary(k, pos, self.inv_freq)
+        if cache is not None:
+            if T != 1:
+                raise ValueError("cached attention takes one new position at a time")
+            k = torch.cat([cache[0], k], 2)
+            v = torch.cat([cache[1], v], 2)
+            y = F.scaled_dot_product_attention(q, k, v)  # the new position sees every cached one
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return F.dropout(self.proj(y), self.dropout, self.training), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.fc, self.out = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
+        self.dropout = dropout
+
+    def forward(self, x, pos, cache=None):
+        a, kv = self.attn(self.ln1(x), pos, cache)
+        x = x + a
+        x = x + F.dropout(self.out(F.gelu(self.fc(self.ln2(x)))), self.dropout, self.training)
+        return x, kv
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float):
+        super().__init__()
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.head.weight = self.wte.weight  # weight tying
+        self.drop = nn.Dropout(dropout)
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "out.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor, pos0: int = 0, cache: Optional[list] = None):
+        """Logits (B, T, V) for ids idx (B, T) at positions pos0..pos0+T-1, and the per-layer (k, v) cache."""
+        pos = torch.arange(pos0, pos0 + idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx))
+        new = []
+        for i, blk in enumerate(self.blocks):
+            x, kv = blk(x, pos, None if cache is None else cache[i])
+            new.append(kv)
+        return self.head(self.ln_f(x)), new
+
+
+@register_model
+class Transformer(TextModel):
+    name = "transformer"
+    family = "autoregressive"
+    Config = TransformerConfig
+
+    @property
+    def max_context(self) -> int:  # type: ignore[override]
+        return int(self.config.block_size)
+
+    def _build(self) -> None:
+        c = self.config
+        self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout).to(self.device)
+
+    def _autocast(self):
+        on = bool(self.config.amp) and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    # ---- training -----------------------------------------------------------------------------------------
+    def _fit_ids(self, ids, seed, callbacks):
+        c = self.config
+        torch.manual_seed(seed)
+        self._build()  # fresh weights from this seed
+        gen = torch.Generator().manual_seed(seed)
+        decay = [p for p in self.net.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.net.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.99))
+        self.net.train()
+        t0 = time.perf_counter()
+        step, ema = 0, None
+        for step in range(c.steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, c.steps, c.lr, c.warmup_steps, c.min_lr_ratio)
+            x, y = training_windows(ids, c.batch_size, c.block_size, gen)
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                logits, _ = self.net(x)
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+            opt.step()
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+            logs = {"loss": lv}
+            if step % c.log_every == 0 or step == c.steps - 1:
+                self.history.log(step, loss=lv, loss_ema=ema, seconds=time.perf_counter() - t0)
+            stop = any(cb(step, logs) == "stop" for cb in callbacks)
+            self.history.steps = step + 1
+            if stop or self._out_of_time(t0):
+                break
+        self.net.eval()
+
+    # ---- likelihood ---------------------------------------------------------------------------------------
+    def _window_logprobs(self, x):
+        self.net.eval()
+        with self._autocast():
+            logits, _ = self.net(x)
+        return F.log_softmax(logits.float(), -1)
+
+    # ---- sampling (see module docstring for the context rule) ---------------------------------------------
+    def _begin(self, ctx, use_cache):
+        self.net.eval()
+        st = {"ids": ctx, "start": 0, "cache": None, "use_cache": bool(use_cache)}
+        return self._refresh(st)
+
+    def _refresh(self, st):
+        with self._autocast():
+            logits, cache = self.net(st["ids"][:, st["start"] :])
+        st["cache"] = cache if st["use_cache"] else None
+        return logits[:, -1].float(), st
+
+    def _advance(self, st, nxt):
+        st["ids"] = torch.cat([st["ids"], nxt[:, None]], 1)
+        T, W = st["ids"].shape[1], int(self.config.block_size)
+        if T - st["start"] > W:
+            st["start"] = T - max(1, W // 2)
+            return self._refresh(st)
+        if not st["use_cache"]:
+            return self._refresh(st)
+        with self._autocast():
+            logits, cache = self.net(nxt[:, None], pos0=T - 1 - st["start"], cache=st["cache"])
+        st["cache"] = cache
+        return logits[:, -1].float(), st
+
+    @property
+    def nfe_per_sample(self) -> float:
+        return float(self.config.max_line_length + 1 if self.sample_mode == "line" else self.config.sample_length)

@@ -1,0 +1,263 @@
+"""Text models: causality, KV cache, likelihood protocol against torchmetrics, n-gram normalisation against a
+naive Kneser-Ney, determinism and save/load."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+
+import pytest
+import torch
+
+from genbench.data.base import DatasetInfo, TextSplit
+from genbench.errors import InvalidInputError
+from reference_models import create_model, list_models, load_model
+from reference_models.text_base import inverse_cdf_sample, sliding_windows
+
+INFO = DatasetInfo(name="tiny-text", modality="text", shape=(), value_range=(0, 0))
+LINES = ["smith", "johnson", "williams", "jones", "brown", "davis", "miller", "wilson", "moore", "taylor",
+         "anderson", "thomas", "jackson", "white", "harris", "martin", "thompson", "garcia", "martinez", "robinson"]
+TEXT = "".join(ln + "\n" for ln in LINES * 6)
+VOCAB = sorted(set(TEXT) | set("qz"))  # two characters never seen in training
+
+
+def split(text: str = TEXT, name: str = "train") -> TextSplit:
+    return TextSplit(text, list(VOCAB), INFO, name, source="test")
+
+
+_CACHE: dict = {}
+
+
+def fitted(name: str, fresh: bool = False, **ov) -> object:
+    """A smoke-budget model fitted on TEXT (shared between tests unless fresh: tests never mutate it)."""
+    key = (name, tuple(sorted(ov.items())))
+    if fresh or key not in _CACHE:
+        m = create_model(name, INFO, "smoke", ov or None)
+        m.fit(split(), seed=0)
+        if fresh:
+            return m
+        _CACHE[key] = m
+    return _CACHE[key]
+
+
+def test_registered():
+    assert {"transformer", "lstm", "ngram", "text-copy"} <= set(list_models())
+
+
+# ---------------------------------------------------------------------------------------------- transformer
+def test_transformer_is_causal():
+    m = create_model("transformer", INFO, "smoke", {"vocab": "".join(VOCAB), "n_layer": 2})
+    torch.manual_seed(0)
+    x = torch.randint(0, len(VOCAB), (2, 24))
+    x2 = x.clone()
+    x2[:, 12] = (x2[:, 12] + 1) % len(VOCAB)
+    with torch.no_grad():
+        a, _ = m.net(x)
+        b, _ = m.net(x2)
+    assert torch.equal(a[:, :12], b[:, :12]) or torch.allclose(a[:, :12], b[:, :12], atol=1e-6, rtol=0)
+    assert (a[:, 12:] - b[:, 12:]).abs().max() > 1e-3  # the changed character does matter from its position on
+
+
+@pytest.mark.parametrize("length", [10, 70])  # 70 > block_size 32: the context is cut back (cache rebuilt)
+def test_kv_cache_sampling_equals_uncached(length):
+    m = create_model("transformer", INFO, "smoke", {"vocab": "".join(VOCAB), "n_layer": 2, "sample_mode": "stream",
+                                                    "sample_length": length})
+    a = m.sample(6, seed=3, use_cache=True)
+    b = m.sample(6, seed=3, use_cache=False)
+    assert a == b
+    assert all(len(s) == length for s in a)
+    # stronger: the next-character logits agree at every step
+    ctx = torch.full((2, 1), m.newline_id)
+    la, sa = m._begin(ctx, True)
+    lb, sb = m._begin(ctx, False)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(length):
+        assert torch.allclose(la, lb, atol=1e-4, rtol=1e-4)
+        nxt = inverse_cdf_sample(la, torch.rand(2, generator=g, dtype=torch.float64))
+        la, sa = m._advance(sa, nxt)
+        lb, sb = m._advance(sb, nxt)
+
+
+def test_perplexity_matches_torchmetrics_on_same_logits():
+    from torchmetrics.text import Perplexity
+
+    m = fitted("transformer")
+    text = "johnson\nsmith\nwilson\nmoore\n"
+    L = len(text)
+    nats, n, per = m.nll_per_char(text, context=L, stride=L, return_all=True)  # one window: exact same logits
+    ids = torch.cat([torch.tensor([m.newline_id]), m.encode(text)])
+    with torch.no_grad():
+        logits, _ = m.net(ids[None, :-1])
+    ppl = Perplexity()(logits.double(), ids[None, 1:])
+    assert n == L
+    assert math.isclose(math.exp(nats), float(ppl), rel_tol=1e-6)
+    from genbench.metrics.text import heldout_nll
+
+    res = {r.name: r for r in heldout_nll(m, text, context=L, stride=L)}
+    assert math.isclose(res["perplexity"].value, float(ppl), rel_tol=1e-6)
+    assert math.isclose(res["bits_per_char"].value, nats / math.log(2), rel_tol=1e-12)
+    assert res["bits_per_char"].protocol["context"] == L and res["bits_per_char"].protocol["stride"] == L
+
+
+def test_sliding_window_scores_every_char_once_with_enough_context():
+    for n, C, S in [(100, 16, 8), (7, 16, 8), (50, 10, 10), (33, 8, 3)]:
+        seen = []
+        for b, e, f in sliding_windows(n, C, S):
+            assert e - b <= C
+            for j in range(f + 1, e + 1):
+                seen.append(j)
+                assert j - b >= min(C - S, j)  # characters of context before target j inside its window
+        assert seen == list(range(1, n + 1))
+    with pytest.raises(InvalidInputError):
+        sliding_windows(10, 8, 9)
+
+
+def test_sliding_window_nll_equals_bruteforce():
+    m = fitted("transformer")
+    text = TEXT[:150]
+    C, S = 32, 12
+    nats, n, per = m.nll_per_char(text, context=C, stride=S, return_all=True)
+    ids = torch.cat([torch.tensor([m.newline_id]), m.encode(text)])
+    ref = []
+    for b, e, f in sliding_windows(len(text), C, S):
+        with torch.no_grad():
+            lp = torch.log_softmax(m.net(ids[None, b:e])[0][0].double(), -1)
+        for j in range(f + 1, e + 1):
+            ref.append(-float(lp[j - b - 1, ids[j]]))
+    assert torch.allclose(per, torch.tensor(ref, dtype=torch.float64), atol=1e-5)
+    assert math.isclose(nats, sum(ref) / len(ref), rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- n-gram
+def naive_kn(text: str, vocab: list, order: int):
+    """Interpolated modified Kneser-Ney written the slow, obvious way (dicts of tuples), as an independent check."""
+    V = len(vocab)
+    pad = "\n" * (order - 1) + text
+    raw = defaultdict(int)
+    for i in range(order - 1, len(pad)):
+        raw[tuple(pad[i - order + 1 : i + 1])] += 1
+    counts = {order: dict(raw)}
+    for k in range(order - 1, 0, -1):
+        cont = defaultdict(int)
+        for g in counts[k + 1]:
+            cont[g[1:]] += 1
+        counts[k] = dict(cont)
+
+    def discounts(c):
+        n = [sum(1 for v in c.values() if v == r) for r in (1, 2, 3, 4)]
+        y = n[0] / (n[0] + 2 * n[1]) if n[0] + 2 * n[1] else 0.5
+        out = []
+        for r in (1, 2, 3):
+            v = r - (r + 1) * y * n[r] / n[r - 1] if n[r - 1] else 0.5 * r
+            out.append(min(max(v, 0.05), r - 0.05 * r))
+        return out
+
+    D = {k: discounts(counts[k]) for k in counts}
+
+    def d(k, c):
+        return 0.0 if c == 0 else D[k][min(c, 3) - 1]
+
+    def p(w, h):  # h: tuple of the last (order-1) characters
+        k = len(h) + 1
+        if k == 1:
+            c1 = counts[1]
+            tot = sum(c1.values())
+            gamma = sum(d(1, c) for c in c1.values()) / tot
+            return max(c1.get((w,), 0) - d(1, c1.get((w,), 0)), 0) / tot + gamma / V
+        ck = counts[k]
+        follow = {g[-1]: c for g, c in ck.items() if g[:-1] == h}
+        if not follow:
+            return p(w, h[1:])
+        tot = sum(follow.values())
+        gamma = sum(d(k, c) for c in follow.values()) / tot
+        c = follow.get(w, 0)
+        return max(c - d(k, c), 0) / tot + gamma * p(w, h[1:])
+
+    return p
+
+
+def test_ngram_matches_naive_kneser_ney_and_sums_to_one():
+    order = 4
+    m = fitted("ngram", order=order)
+    p = naive_kn(TEXT, VOCAB, order)
+    rng = random.Random(0)
+    hists = ["\n\n\n", "smi", "ohn", "son", "qzq", "\nja", "zzs", "ams", "\n\nw"]
+    hists += ["".join(rng.choice(VOCAB) for _ in range(order - 1)) for _ in range(20)]
+    for h in hists:
+        dist = m.distribution(h)
+        assert abs(float(dist.sum()) - 1.0) < 1e-12, h
+        assert bool((dist > 0).all())
+        ref = torch.tensor([p(w, tuple(h)) for w in VOCAB], dtype=torch.float64)
+        assert torch.allclose(dist, ref, atol=1e-12), h
+
+
+def test_ngram_nll_uses_the_same_probabilities():
+    m = fitted("ngram", order=3)
+    text = "jones\nsmith\n"
+    nats, n, per = m.nll_per_char(text, context=8, stride=4, return_all=True)
+    s = "\n" + text
+    ref = [-math.log(float(m.distribution(s[max(0, j - 2) : j])[m.stoi[s[j]]])) for j in range(1, len(s))]
+    # windows of 8 with stride 4 leave >= 4 >= order-1 characters of context: the n-gram sees its full history
+    assert torch.allclose(per, torch.tensor(ref, dtype=torch.float64), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- all models
+@pytest.mark.parametrize("name", ["transformer", "lstm", "ngram", "text-copy"])
+def test_same_seed_same_samples_and_save_load(name, tmp_path):
+    m = fitted(name)
+    a = m.sample(12, seed=5)
+    assert a == m.sample(12, seed=5)
+    assert a != m.sample(12, seed=6)
+    assert isinstance(a, list) and len(a) == 12 and all(isinstance(s, str) for s in a)
+    assert m.sample_mode == "line" and all("\n" not in s for s in a)
+    m.save(tmp_path / name)
+    m2 = load_model(tmp_path / name)
+    assert m2.sample(12, seed=5) == a
+    if m.log_prob_kind != "none":
+        assert m2.nll_per_char(TEXT[:100]) == m.nll_per_char(TEXT[:100])
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm", "ngram"])
+def test_training_is_deterministic_and_log_prob_consistent(name):
+    a, b = fitted(name), fitted(name, fresh=True)
+    assert a.nll_per_char(TEXT[:120]) == b.nll_per_char(TEXT[:120])
+    lp = a.log_prob(["smith", "zqzqz"])
+    nats, n = a.nll_per_char("smith\n", context=a.default_context())
+    assert math.isclose(float(lp[0]), -nats * n, rel_tol=1e-6)
+    assert float(lp[1]) < float(lp[0])  # an unseen-character name is less likely than a training name
+
+
+def test_text_copy_emits_training_lines_and_stream_passages():
+    m = fitted("text-copy")
+    assert set(m.sample(50, seed=0)) <= set(LINES)
+    s = create_model("text-copy", INFO, "smoke", {"sample_mode": "stream", "sample_length": 20})
+    s.fit(split(), seed=0)
+    out = s.sample(5, seed=1)
+    assert all(len(x) == 20 and x in TEXT for x in out)
+
+
+def test_stream_mode_lengths_and_trained_model_learns():
+    m = create_model("ngram", INFO, "smoke", {"sample_mode": "stream", "sample_length": 40})
+    m.fit(split(), seed=0)
+    assert all(len(s) == 40 for s in m.sample(4, seed=0))
+    t = fitted("transformer", steps=60)
+    uniform = math.log(len(VOCAB))
+    assert t.nll_per_char(TEXT[:200])[0] < uniform - 0.5
+
+
+def test_bad_inputs_raise_clear_errors():
+    m = create_model("transformer", INFO, "smoke")
+    with pytest.raises(InvalidInputError, match="TextSplit"):
+        m.fit(torch.zeros(3, 2))
+    with pytest.raises(InvalidInputError, match="fit"):
+        m.sample(2)
+    m.fit(split(), seed=0)
+    with pytest.raises(InvalidInputError, match="vocabulary"):
+        m.nll_per_char("SMITH")
+    with pytest.raises(InvalidInputError, match="maximum context"):
+        m.nll_per_char("smith", context=10_000)
+    with pytest.raises(NotImplementedError):
+        fitted("text-copy").nll_per_char("smith")
+    with pytest.raises(ValueError):
+        create_model("transformer", DatasetInfo("pts", "points", (2,), (-1, 1)), "smoke")
