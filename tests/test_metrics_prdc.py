@@ -24,18 +24,27 @@ def _sets(n, m, d, seed, shift=0.2):
     return rng.standard_normal((n, d)), rng.standard_normal((m, d)) + shift
 
 
-def _brute_official(real, fake, k_pr, k_dc):
-    """Plain full-matrix definition (Kynkaanniemi 2019 / Naeem 2020), inclusive balls, direct differences."""
+def _brute(real, fake, k_pr, k_dc, strict=False):
+    """Plain full-matrix definition (Kynkaanniemi 2019 / Naeem 2020) from direct differences (scipy cdist);
+    strict=True is the prdc package's `<`."""
+    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
     drr, dff, drf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
-    r_pr = np.sort(drr, axis=1)[:, k_pr]  # column 0 is the point itself
-    r_dc = np.sort(drr, axis=1)[:, k_dc]
-    f_pr = np.sort(dff, axis=1)[:, k_pr]
+    np.fill_diagonal(drr, np.inf)
+    np.fill_diagonal(dff, np.inf)
+    r_pr = np.sort(drr, axis=1)[:, k_pr - 1]
+    r_dc = np.sort(drr, axis=1)[:, k_dc - 1]
+    f_pr = np.sort(dff, axis=1)[:, k_pr - 1]
+    cmp = np.less if strict else np.less_equal
     return {
-        "precision": (drf <= r_pr[:, None]).any(0).mean(),
-        "recall": (drf <= f_pr[None, :]).any(1).mean(),
-        "density": (drf <= r_dc[:, None]).sum(0).mean() / k_dc,
-        "coverage": (drf.min(1) <= r_dc).mean(),
+        "precision": cmp(drf, r_pr[:, None]).any(0).mean(),
+        "recall": cmp(drf, f_pr[None, :]).any(1).mean(),
+        "density": cmp(drf, r_dc[:, None]).sum(0).mean() / k_dc,
+        "coverage": cmp(drf.min(1), r_dc).mean(),
     }
+
+
+def _brute_official(real, fake, k_pr, k_dc):
+    return _brute(real, fake, k_pr, k_dc)
 
 
 @pytest.mark.parametrize("n,m,d,k,chunk", [(700, 500, 32, 5, 128), (333, 401, 10, 3, 100), (256, 256, 64, 1, 1000)])
@@ -74,10 +83,10 @@ def test_identical_sets_official_vs_prdc_convention():
     off = prdc(x, x)
     assert off["precision"] == off["recall"] == off["coverage"] == 1.0
     # every ball holds its own copy plus k neighbours: density = (k + 1) / k = 1.2 up to boundary ties
-    assert off["density"] == pytest.approx(1.2, abs=2 / (5 * 500) * 3)
+    assert off["density"] == pytest.approx(1.2, abs=1e-12)  # boundary ties settled by one exact formula
     strict = prdc(x, x, convention="prdc")
     assert strict["precision"] == strict["recall"] == strict["coverage"] == 1.0
-    assert strict["density"] == pytest.approx(1.0, abs=2 / (5 * 500) * 3)  # the k-th neighbour sits on the boundary
+    assert strict["density"] == pytest.approx(1.0, abs=1e-12)  # the k-th neighbour sits on the boundary (prdc: 1.0 too)
 
 
 def test_official_differs_from_prdc_convention_as_expected():
@@ -116,3 +125,38 @@ def test_prdc_readme_case_small_n_matches_package():
     real, fake = rng.standard_normal((1000, 1000)), rng.standard_normal((1000, 1000))
     ref = compute_prdc(real, fake, 5)
     assert prdc(real, fake, convention="prdc") == {k: float(v) for k, v in ref.items()}
+
+
+def _tricky_sets():
+    g = torch.Generator().manual_seed(7)
+    yield "offset", torch.randn(300, 50, generator=g, dtype=torch.float64) + 1e3, torch.randn(280, 50, generator=g, dtype=torch.float64) + 1e3 + 0.1
+    grid = torch.randint(0, 3, (400, 4), generator=g).double()  # integer grid: many exactly equal distances
+    yield "ties", grid[:220], grid[180:]
+    base = torch.randn(40, 16, generator=g, dtype=torch.float64)
+    x = base[torch.randint(0, 40, (300,), generator=g)] + 1e-7 * torch.randn(300, 16, generator=g, dtype=torch.float64)
+    yield "near-duplicates", x, base[torch.randint(0, 40, (250,), generator=g)]
+    x = torch.randn(500, 2048, generator=g, dtype=torch.float64).abs()  # non-negative, like Inception pool3
+    yield "inception-like", x, x[:300] * 0.9 + 0.05
+
+
+@pytest.mark.parametrize("convention", ["official", "prdc"])
+def test_fast_float32_path_is_exact_on_tricky_data(convention):
+    for name, real, fake in _tricky_sets():
+        for k in (None, 1):
+            fast = prdc(real, fake, convention=convention, nearest_k=k, fast=True, chunk=97)
+            k_pr, k_dc = (k, k) if k else ((5, 5) if convention == "prdc" else (3, 5))
+            ref = _brute(real, fake, k_pr, k_dc, strict=convention == "prdc")
+            assert fast == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12), (name, k)
+            if name != "near-duplicates":  # there |x|^2 + |y|^2 - 2 x.y (the float64 path, sklearn) loses the digits
+                assert fast == pytest.approx(prdc(real, fake, convention=convention, nearest_k=k, fast=False, chunk=97), abs=1e-12), (name, k)
+        assert prdc_dedup(real, fake, fast=True, chunk=64) == pytest.approx(prdc_dedup(real, fake, fast=False, chunk=64), abs=0.01), name
+
+
+def test_fast_path_radii_are_exact():
+    from genbench.metrics.manifold import _knn_sq_radii_fast
+
+    x = torch.from_numpy(np.random.default_rng(8).standard_normal((700, 300)) * 5 + 2)
+    exact = knn_sq_radii(x, (1, 3, 5), chunk=128)
+    fast = _knn_sq_radii_fast(x, (1, 3, 5), 128, x.mean(0))
+    for k in (1, 3, 5):
+        torch.testing.assert_close(fast[k], exact[k], rtol=1e-12, atol=1e-9)

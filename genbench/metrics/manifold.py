@@ -6,6 +6,14 @@ with itself and the rows after it; the block's columns feed the later rows' runn
 half the matrix products of a plain pass. Everything is float64 and exact: the k-th neighbour distance is the
 same number a full distance matrix gives, not an approximation.
 
+Speed on CPU (`fast=None` -> on for CPU tensors): distances are first formed in float32 from centred data,
+which halves the cost of the matrix products, with a rigorous bound on their error (worst-case float32
+rounding of a d-term dot product, times 2). Every decision the bound cannot settle is redone in float64: the
+k-th neighbour is recomputed exactly from the float32 candidates (all rows that could be among the k
+nearest), and every (real, fake) pair whose approximate distance lies within the bound of a ball radius is
+recomputed exactly. The results are therefore those of the float64 computation, not approximations.
+On GPU (where float32 products may silently use TF32) the float64 path is used.
+
 Conventions (`convention=`):
 - "official": improved precision/recall (Kynkaenniemi et al. 2019) with `k_pr` (default 3), density/coverage
   (Naeem et al. 2020) with `k_dc` (default 5); a point on a ball's boundary is inside (`<=`).
@@ -22,12 +30,47 @@ import torch
 from genbench.errors import InvalidInputError
 from genbench.metrics._util import as_features, check_same_dim, resolve_device
 
-DEFAULT_CHUNK = 1024
+DEFAULT_CHUNK = 512
 CONVENTIONS = ("official", "prdc")
+_U32 = 2.0**-24  # float32 unit roundoff
+_MARGIN = 8  # extra float32 candidates kept per row beyond k
+_MAX_AMBIGUOUS = 0.25  # share of a block's pairs above which the block is redone in float64 (degenerate data)
+
+
+def _tol_factor(d: int) -> float:
+    """|float32 d2 - exact d2| <= factor * (|x_i|^2 + |y_j|^2) for centred x, y (safety factor 2 included):
+    input rounding 2u|x||y|, a d-term dot product (d u)|x||y|, norms and additions ~3u(|x|^2+|y|^2)."""
+    return 2.0 * (d + 9) * _U32
+
+
+def _centred_f32(x: torch.Tensor, mu: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 copy of x - mu and the float64 squared norms of x - mu, built chunk by chunk."""
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    n2 = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    for i0 in range(0, x.shape[0], chunk):
+        xc = x[i0 : i0 + chunk] - mu
+        n2[i0 : i0 + chunk] = _sq_norms(xc)
+        out[i0 : i0 + chunk] = xc
+    return out, n2
+
+
+def _exact_pair_d2(x: torch.Tensor, ia: torch.Tensor, y: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+    """Squared distances of the pairs (x[ia], y[ib]) in float64 from direct differences, sum((x - y)^2): the
+    most accurate form (no cancellation), and the same bits for the same pair wherever it is asked for."""
+    out = torch.empty(ia.shape[0], dtype=torch.float64, device=x.device)
+    step = 1024
+    for p0 in range(0, ia.shape[0], step):
+        diff = x[ia[p0 : p0 + step]] - y[ib[p0 : p0 + step]]
+        out[p0 : p0 + step] = diff.mul_(diff).sum(1)
+    return out
 
 
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,ij->i", x, x)
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for i0 in range(0, x.shape[0], 4096):
+        xc = x[i0 : i0 + 4096]
+        out[i0 : i0 + 4096] = (xc * xc).sum(1)
+    return out
 
 
 def _d2_block(xb: torch.Tensor, xb_n2: torch.Tensor, y: torch.Tensor, y_n2: torch.Tensor) -> torch.Tensor:
@@ -65,6 +108,72 @@ def knn_sq_radii(x: torch.Tensor, ks: tuple[int, ...], chunk: int = DEFAULT_CHUN
     return {k: state[:, k - 1].clone() for k in ks}
 
 
+def _merge_smallest_idx(av, ai, bv, bi, m):
+    v, pos = torch.cat([av, bv], 1).topk(m, dim=1, largest=False)
+    return v, torch.cat([ai, bi], 1).gather(1, pos)
+
+
+def _knn_sq_radii_fast(x: torch.Tensor, ks: tuple[int, ...], chunk: int, mu: torch.Tensor, x32=None, cn2=None) -> dict[int, torch.Tensor]:
+    """knn_sq_radii through float32 candidates, exact: see the module docstring."""
+    n, d = x.shape
+    kmax = max(ks)
+    if n <= kmax:
+        raise InvalidInputError(f"k-NN radii with k={kmax} need more than {kmax} points, got {n}")
+    m = min(kmax + _MARGIN, n - 1)
+    if x32 is None:
+        x32, cn2 = _centred_f32(x, mu, chunk)
+    n2_32 = cn2.float()
+    inf = torch.tensor(float("inf"), dtype=torch.float32, device=x.device)
+    sv = torch.full((n, m), float("inf"), dtype=torch.float32, device=x.device)
+    si = torch.zeros((n, m), dtype=torch.long, device=x.device)
+    for i0 in range(0, n, chunk):
+        i1 = min(i0 + chunk, n)
+        c = i1 - i0
+        blk = torch.addmm(n2_32[i0:i1, None], x32[i0:i1], x32[i0:].T, alpha=-2.0)
+        blk.add_(n2_32[None, i0:]).clamp_min_(0.0)
+        blk[:, :c].diagonal().copy_(inf.expand(c))
+        v, j = blk.topk(min(m, blk.shape[1]), dim=1, largest=False)
+        sv[i0:i1], si[i0:i1] = _merge_smallest_idx(sv[i0:i1], si[i0:i1], v, j + i0, m)
+        if i1 < n:
+            v, j = blk[:, c:].topk(min(m, c), dim=0, largest=False)
+            sv[i1:], si[i1:] = _merge_smallest_idx(sv[i1:], si[i1:], v.T, j.T + i0, m)
+        del blk
+    # exact k-th distances. With tol the error bound of a row, the exact k-th distance T lies in
+    # [a_k - tol, a_k + tol] (a_k: k-th smallest approximate value). Candidates with a_j < a_k - 2 tol are
+    # certainly below T, those with a_j > a_k + 2 tol (and every point not kept, when a_m > a_k + 2 tol)
+    # certainly above; so T is the (k - #below)-th smallest exact value inside the window |a_j - a_k| <= 2 tol,
+    # and only the window's pairs (usually 1 to 3 per row) are recomputed in float64. Rows whose kept
+    # candidates might miss a neighbour (a_m too close) are recomputed in full.
+    tol = _tol_factor(d) * (cn2 + cn2.max())
+    sv64 = sv.double()
+    rows = torch.arange(n, device=x.device)
+    full_ok = (sv64[:, m - 1] - sv64[:, kmax - 1] > 2 * tol) if m < n - 1 else torch.ones(n, dtype=torch.bool, device=x.device)
+    t2 = (2 * tol)[:, None]
+    wins = {k: (sv64 - sv64[:, k - 1 : k]).abs() <= t2 for k in ks}
+    need = torch.zeros_like(sv, dtype=torch.bool)
+    for w in wins.values():
+        need |= w
+    need &= full_ok[:, None]
+    r_idx, c_idx = need.nonzero(as_tuple=True)
+    ex = torch.full((n, m), float("inf"), dtype=torch.float64, device=x.device)
+    ex[r_idx, c_idx] = _exact_pair_d2(x, r_idx, x, si[r_idx, c_idx])
+    out = {}
+    for k in ks:
+        below = (sv64 < sv64[:, k - 1 : k] - t2).sum(1)
+        srt = torch.where(wins[k], ex, torch.full_like(ex, float("inf"))).sort(dim=1).values
+        pos = (k - 1 - below).clamp(0, m - 1)
+        out[k] = srt.gather(1, pos[:, None]).squeeze(1)
+    bad = (~full_ok).nonzero().flatten()
+    for b0 in range(0, bad.shape[0], 64):
+        r = bad[b0 : b0 + 64]
+        full = _exact_pair_d2(x, r.repeat_interleave(n), x, rows.repeat(r.shape[0])).view(-1, n)
+        full[torch.arange(r.shape[0], device=x.device), r] = float("inf")
+        v = full.topk(kmax, dim=1, largest=False).values
+        for k in ks:
+            out[k][r] = v[:, k - 1]
+    return out
+
+
 def _weighted_mean(flags: torch.Tensor, w: Optional[torch.Tensor]) -> float:
     if w is None:
         return float(flags.double().mean())
@@ -80,8 +189,11 @@ def _prdc_core(
     chunk: int,
     wx: Optional[torch.Tensor] = None,
     wy: Optional[torch.Tensor] = None,
+    fast: bool = False,
 ) -> dict[str, float]:
     """x real (N, D), y fake (M, D), float64 on one device; wx/wy optional row multiplicities."""
+    if fast:
+        return _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy)
     rr = knn_sq_radii(x, tuple(sorted({k_pr, k_dc})), chunk)
     r_p2, r_d2 = rr[k_pr], rr[k_dc]
     f_p2 = knn_sq_radii(y, (k_pr,), chunk)[k_pr]
@@ -108,6 +220,10 @@ def _prdc_core(
         prec_any |= in_p.any(0)
         recall[i0:i1] = cmp(blk, f_p2[None, :]).any(1)
         del blk, in_d, in_p
+    return _finish(prec_any, recall, cover, dens, k_dc, m, wx, wy)
+
+
+def _finish(prec_any, recall, cover, dens, k_dc, m, wx, wy) -> dict[str, float]:
     if wy is None:  # integer counts: exact sum; (1/k) * mean, the prdc package's order of operations
         density = (1.0 / float(k_dc)) * (float(dens.sum()) / m)
     else:
@@ -118,6 +234,78 @@ def _prdc_core(
         "density": density,
         "coverage": _weighted_mean(cover, wx),
     }
+
+
+def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy) -> dict[str, float]:
+    """_prdc_core with float32 distance blocks and exact float64 resolution of every uncertain decision."""
+    n, d = x.shape
+    m = y.shape[0]
+    dev = x.device
+    mu = x.mean(0)
+    cmp = torch.lt if strict else torch.le
+    rr = _knn_sq_radii_fast(x, tuple(sorted({k_pr, k_dc})), chunk, mu)
+    r_p2, r_d2 = rr[k_pr], rr[k_dc]
+    y32, cy2 = _centred_f32(y, mu, chunk)
+    f_p2 = _knn_sq_radii_fast(y, (k_pr,), chunk, mu, y32, cy2)[k_pr]
+    cx2 = torch.empty(n, dtype=torch.float64, device=dev)
+    for i0 in range(0, n, chunk):
+        cx2[i0 : i0 + chunk] = _sq_norms(x[i0 : i0 + chunk] - mu)
+    xn2, yn2 = _sq_norms(x), _sq_norms(y)
+    fac = _tol_factor(d)
+    tol_col = fac * (cx2.max() + cy2)  # (M,) bound for pairs with fake j
+    lo_rec, hi_rec = (f_p2 - tol_col).float()[None, :], (f_p2 + tol_col).float()[None, :]
+    cy2_32 = cy2.float()
+    wx_d = wx / wx.mean() if wx is not None else None
+    dens = torch.zeros(m, dtype=torch.float64 if wx is not None else torch.int64, device=dev)
+    prec_any = torch.zeros(m, dtype=torch.bool, device=dev)
+    recall = torch.zeros(n, dtype=torch.bool, device=dev)
+    cover = torch.zeros(n, dtype=torch.bool, device=dev)
+    thresholds = [("d", r_d2)] + ([] if k_pr == k_dc else [("p", r_p2)])
+    for i0 in range(0, n, chunk):
+        i1 = min(i0 + chunk, n)
+        xb = x[i0:i1] - mu
+        blk = torch.addmm(cx2[i0:i1].float()[:, None], xb.float(), y32.T, alpha=-2.0)
+        blk.add_(cy2_32[None, :]).clamp_min_(0.0)
+        tol_row = fac * (cx2[i0:i1] + cy2.max())
+        exact_blk = None
+        for kind, thr in thresholds:
+            t = thr[i0:i1]
+            sure = blk < (t - tol_row).float()[:, None]
+            a, j = ((blk <= (t + tol_row).float()[:, None]) ^ sure).nonzero(as_tuple=True)
+            n_amb = a.numel()
+            if n_amb > _MAX_AMBIGUOUS * blk.numel():  # the bound is too loose here: redo the block in float64
+                if exact_blk is None:
+                    exact_blk = _d2_block(x[i0:i1], xn2[i0:i1], y, yn2)
+                sure, n_amb = cmp(exact_blk, t[:, None]), 0
+            if kind == "d":
+                cover[i0:i1] |= sure.any(1)
+                if wx is None:
+                    dens += sure.view(torch.uint8).sum(0, dtype=torch.int64)
+                else:
+                    dens += wx_d[i0:i1] @ sure.to(torch.float64)
+            if kind == "p" or k_pr == k_dc:
+                prec_any |= sure.any(0)
+            if n_amb:
+                inside = cmp(_exact_pair_d2(x, a + i0, y, j), t[a])
+                a, j = a[inside], j[inside]
+                if kind == "d":
+                    cover[a + i0] = True
+                    dens.index_add_(0, j, torch.ones_like(j) if wx is None else wx_d[a + i0])
+                if kind == "p" or k_pr == k_dc:
+                    prec_any[j] = True
+        sure = blk < lo_rec
+        a, j = ((blk <= hi_rec) ^ sure).nonzero(as_tuple=True)
+        n_amb = a.numel()
+        if n_amb > _MAX_AMBIGUOUS * blk.numel():
+            if exact_blk is None:
+                exact_blk = _d2_block(x[i0:i1], xn2[i0:i1], y, yn2)
+            sure, n_amb = cmp(exact_blk, f_p2[None, :]), 0
+        recall[i0:i1] |= sure.any(1)
+        if n_amb:
+            inside = cmp(_exact_pair_d2(x, a + i0, y, j), f_p2[j])
+            recall[a[inside] + i0] = True
+        del blk, sure, exact_blk
+    return _finish(prec_any, recall, cover, dens, k_dc, m, wx, wy)
 
 
 def _resolve_ks(k_pr: int, k_dc: int, convention: str, nearest_k: Optional[int]) -> tuple[int, int, bool]:
@@ -144,12 +332,14 @@ def prdc(
     device: Optional[str | torch.device] = None,
     convention: str = "official",
     nearest_k: Optional[int] = None,
+    fast: Optional[bool] = None,
 ) -> dict[str, float]:
     """Precision, recall, density, coverage of fake features against real features.
 
     official: P/R with k_pr (3) and D/C with k_dc (5), inclusive `<=`. convention="prdc": the prdc package
     (one k = nearest_k or k_dc, strict `<`). `nearest_k` sets one k for all four in either convention.
-    Runs on `device` (default: the inputs'); memory O((N + M) * chunk)."""
+    Runs on `device` (default: the inputs'); memory O((N + M) * chunk). `fast` (default: on for CPU) forms
+    distances in float32 and settles every uncertain comparison in float64: same results as fast=False."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
     x = as_features(real, "real features", dev, 2)
@@ -157,7 +347,11 @@ def prdc(
     check_same_dim(x, y, "real features", "fake features")
     if chunk < 1:
         raise InvalidInputError(f"chunk must be >= 1, got {chunk}")
-    return _prdc_core(x, y, k_pr, k_dc, strict, int(chunk))
+    return _prdc_core(x, y, k_pr, k_dc, strict, int(chunk), fast=_use_fast(fast, x))
+
+
+def _use_fast(fast: Optional[bool], x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu") if fast is None else bool(fast)
 
 
 def _dedup(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,6 +368,7 @@ def prdc_dedup(
     device: Optional[str | torch.device] = None,
     convention: str = "official",
     nearest_k: Optional[int] = None,
+    fast: Optional[bool] = None,
 ) -> dict[str, float]:
     """`prdc` for sets with repeated rows (bootstrap resamples): identical rows are one point for the k-NN
     radii and count with their multiplicity in the averages (density's ball counts use multiplicities
@@ -186,4 +381,4 @@ def prdc_dedup(
     y = as_features(fake, "fake features", dev, 2)
     check_same_dim(x, y, "real features", "fake features")
     (xu, wx), (yu, wy) = _dedup(x), _dedup(y)
-    return _prdc_core(xu, yu, k_pr, k_dc, strict, int(chunk), wx, wy)
+    return _prdc_core(xu, yu, k_pr, k_dc, strict, int(chunk), wx, wy, fast=_use_fast(fast, xu))
