@@ -65,6 +65,7 @@ def test_markdown_values_arrows_and_bold(run_dir):
     # one seed: value ± half the CI width, best (lowest FD) bold
     assert rows["ddpm"]["FD ↓"] == "**12.3 ± 0.45**"
     assert rows["gan"]["FD ↓"] == "20.5 ± 0.7"
+    assert rows["vae"]["FD ↓"] == "45 [44, 48]"  # a lopsided CI is shown as the interval, not as ±
     assert rows["gan"]["precision ↑"] == "**0.8**"  # higher is better: the max is bold
     assert rows["ddpm"]["precision ↑"] == "0.7"
     assert rows["realnvp"]["bits/dim ↓"] == "**1.1**" and rows["vae"]["bits/dim ↓"] == "1.5 (bound)"

@@ -185,13 +185,34 @@ def is_bound(cell: Cell) -> bool:
     return bool(cell.protocol.get("kind") == "bound" or cell.protocol.get("bound") or cell.extra.get("is_upper_bound"))
 
 
+def symmetric(cell: Cell) -> bool:
+    """Does `value ± err` describe the interval? (Bootstrap CIs of biased statistics such as FD can be lopsided,
+    or even exclude the point estimate; those are shown as [low, high].)"""
+    if cell.err is None or cell.n_seeds > 1 or cell.err == 0:
+        return True
+    up, down = cell.hi - cell.value, cell.value - cell.lo
+    return up >= 0 and down >= 0 and abs(up - down) <= 0.25 * cell.err * 2
+
+
+def fmt_bound(v: float) -> str:
+    if not math.isfinite(v):
+        return fmt_number(v)
+    if abs(v) >= 100:
+        return f"{round(v, 1 - math.floor(math.log10(abs(v)))):,.0f}"
+    return f"{v:.2g}"
+
+
 def cell_text(metric: str, cell: Optional[Cell]) -> str:
+    """`value ± err` (symmetric CI or std over seeds), `value [low, high]` (lopsided CI), or `value`."""
     if cell is None:
         return MISSING
     k = scale(metric, cell)
     v = fmt_number(cell.value * k, metric)
-    e = fmt_err(cell.err * k) if cell.err is not None else ""
-    text = f"{v} ± {e}" if e else v
+    if not symmetric(cell):
+        text = f"{v} [{fmt_bound(cell.lo * k)}, {fmt_bound(cell.hi * k)}]"
+    else:
+        e = fmt_err(cell.err * k) if cell.err is not None else ""
+        text = f"{v} ± {e}" if e else v
     return text + " (bound)" if is_bound(cell) else text
 
 
@@ -254,7 +275,7 @@ def describe_protocol(p: Optional[dict]) -> str:
         feat = feat.get("id") or feat.get("name") or str(feat)
     if feat:
         parts.append(f"features {feat}")
-    if p.get("classifier"):
+    if p.get("classifier") and p["classifier"] != feat:
         parts.append(f"classifier {p['classifier']}")
     n_fake = next((p[k] for k in ("n_fake", "n_samples", "num_samples", "n_generated") if p.get(k) is not None), None)
     n_real = next((p[k] for k in ("n_real", "n_reference") if p.get(k) is not None), None)
@@ -297,8 +318,8 @@ def _count(n) -> str:
         return str(n)
 
 
-SPREAD_NOTE = ("± is half the width of the stored confidence interval (one seed) or the standard deviation over "
-               "seeds (seeds > 1); bold marks the best value of each column; (bound) marks a likelihood that is "
+SPREAD_NOTE = ("One seed: ± is half the width of the stored confidence interval, or [low, high] when that "
+               "interval is lopsided about the value; several seeds: mean ± standard deviation over seeds; bold marks the best value of each column; (bound) marks a likelihood that is "
                "only an upper bound on bits (ELBO / variational bound), not an exact value.")
 
 
