@@ -38,6 +38,9 @@ HIST_KEYS = ("histogram", "mode_histogram", "class_histogram", "per_mode", "per_
 STEP_VARIANT = re.compile(r"^([A-Za-z_]+)-(\d+)$")
 MAX_PANELS = 8
 _SINGULAR = {"modes": "mode", "classes": "class"}
+# Metrics the sampler-steps figure shows first (then one speed metric).
+STEP_PREFERENCE = ("fd", "kid", "fd_text", "modes_covered", "precision", "recall", "coverage", "density", "hq_share",
+                   "bits_per_dim")
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,11 @@ def _mixture(dataset: str):
         return getattr(get_dataset(dataset), "mixture", None)
     except Exception:  # user dataset / registry unavailable: no mixture figure
         return None
+
+
+def _yerr(cells) -> list:
+    """Asymmetric error bars from each cell's interval (a bootstrap CI can be lopsided)."""
+    return [[max(c.value - c.lo, 0.0) for c in cells], [max(c.hi - c.value, 0.0) for c in cells]]
 
 
 def _tidy_log_axis(ax, xs) -> None:
@@ -325,8 +333,7 @@ def _fig_precision_recall(ds, data, cells, arts, out_dir) -> Optional[FigureFile
         names = sorted(set(ca) & set(cb))
         xs, ys = [cb[n].value for n in names], [ca[n].value for n in names]
         for n, x, y in zip(names, xs, ys):
-            xe, ye = cb[n].err, ca[n].err
-            ax.errorbar([x], [y], xerr=[[xe or 0]], yerr=[[ye or 0]], fmt="o", ms=6, capsize=2)
+            ax.errorbar([x], [y], xerr=_yerr([cb[n]]), yerr=_yerr([ca[n]]), fmt="o", ms=6, capsize=2)
         _scatter_labels(ax, xs, ys, names)
         ax.set_xlabel(f"{label(b)} (diversity)")
         ax.set_ylabel(f"{label(a)} (quality)")
@@ -347,19 +354,26 @@ def _fig_steps(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
         m = STEP_VARIANT.match(variant)
         if d != ds or not m or not math.isfinite(c.value):
             continue
-        series.setdefault(metric, {}).setdefault(f"{model} ({m.group(1)})", []).append((int(m.group(2)), c.value, c.err))
-    metrics = [m for m in series if m not in SPEED] + [m for m in series if m in SPEED]
+        series.setdefault(metric, {}).setdefault(f"{model} ({m.group(1)})", []).append((int(m.group(2)), c.value, c))
+    quality = [m for m in STEP_PREFERENCE if m in series] + sorted(m for m in series if m not in STEP_PREFERENCE
+                                                                      and m not in SPEED and m != "nfe")
+    metrics = quality[:3] + [m for m in SPEED if m in series][:1]
     if not metrics:
         return None
-    metrics = metrics[:4]
     fig, axes = _new(len(metrics), panel=4.2, height=3.4)
     for ax, metric in zip(axes, metrics):
         for name, pts in sorted(series[metric].items()):
             pts.sort()
-            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] or 0 for p in pts], marker="o",
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=_yerr([p[2] for p in pts]), marker="o",
                         capsize=2, label=name)
         hib = next(c.higher_is_better for k, c in cells.items() if k[0] == ds and k[2] == metric)
         ax.set_xscale("log")
+        steps = sorted({p[0] for pts in series[metric].values() for p in pts})
+        from matplotlib.ticker import FixedLocator, NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(FixedLocator(steps))
+        ax.set_xticklabels([str(t) for t in steps])
         ax.set_xlabel("sampler steps (log scale)")
         ax.set_ylabel(f"{label(metric)} ({'higher' if hib else 'lower'} is better)")
         ax.grid(True, alpha=0.3)
