@@ -212,6 +212,7 @@ def main(argv=None) -> int:
     results = {} if a.fresh or not out_json.exists() else json.loads(out_json.read_text())["rows"]
     models = a.models or [m for m in list_models() if {"points", "image"} & set(get_model_class(m).modalities)]
     cache: dict = {}
+    mine: dict = {}
     for ds in a.datasets:
         modality = get_dataset(ds).info.modality
         for name in models:
@@ -225,8 +226,11 @@ def main(argv=None) -> int:
                 except Exception as e:  # keep the other rows; report the failure
                     print(f"  FAILED: {type(e).__name__}: {e}", flush=True)
                     continue
+                if out_json.exists():  # merge rows written meanwhile by another invocation (e.g. run in parallel)
+                    results = json.loads(out_json.read_text())["rows"] | mine
                 for r in rows:
                     results[f"{ds}|{name}|{r['checkpoint']}|{seed}|{a.budget}"] = r
+                    mine[f"{ds}|{name}|{r['checkpoint']}|{seed}|{a.budget}"] = r
                     show = {k: r[k] for k in ("checkpoint", "modes_covered", "hq_share", "nll", "fd_classifier",
                                               "classes_ge_3pct", "bits_per_dim", "train_s", "sample_s") if k in r}
                     print("  ", show, flush=True)

@@ -75,7 +75,7 @@ class GANConfig(ModelConfig):
             return {
                 "smoke": cls(steps=30, batch_size=64, hidden=64, depth=2, z_dim=8, eval_every=15, eval_samples=200, lr=1e-3),
                 "quick": cls(steps=3000, batch_size=256, hidden=256, depth=3, z_dim=16, pack=2, lr=5e-4, eval_every=250,
-                             max_seconds=120.0),
+                             max_seconds=300.0),
                 "standard": cls(steps=20000, batch_size=512, hidden=512, depth=3, z_dim=16, pack=2, lr=2e-4, eval_every=1000, eval_samples=2500),
             }[budget]
         c, h, w = check_image_shape(info)
@@ -83,7 +83,7 @@ class GANConfig(ModelConfig):
         return {
             "smoke": cls(steps=4, batch_size=16, ch=8, z_dim=16, eval_every=2, eval_samples=64, ema_decay=0.9),
             "quick": cls(steps=2000, batch_size=64, ch=16 if not small else 32, z_dim=64, lr=5e-4, ema_decay=0.99,
-                         eval_every=250, eval_samples=1000, max_seconds=120.0),
+                         eval_every=250, eval_samples=1000, max_seconds=300.0),
             "standard": cls(steps=30000, batch_size=128, ch=64, z_dim=128, eval_every=2000, eval_samples=5000, ema_decay=0.9995),
         }[budget]
 

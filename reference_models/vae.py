@@ -60,13 +60,13 @@ class VAEConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, hidden=64, depth=2, iw_samples=8),
-                "quick": cls(steps=8000, batch_size=256, hidden=256, depth=3, lr=2e-3, max_seconds=120.0),
+                "quick": cls(steps=8000, batch_size=256, hidden=256, depth=3, lr=2e-3, max_seconds=300.0),
                 "standard": cls(steps=30000, batch_size=512, hidden=512, depth=4),
             }[budget]
         c, h, w = check_image_shape(info)
         return {
             "smoke": cls(steps=4, batch_size=16, ch=8, latent_dim=4, iw_samples=4),
-            "quick": cls(steps=2000, batch_size=64, ch=32, latent_dim=16, max_seconds=120.0),
+            "quick": cls(steps=2000, batch_size=64, ch=32, latent_dim=16, max_seconds=300.0),
             "standard": cls(steps=50000, batch_size=128, ch=64, latent_dim=32, iw_samples=128),
         }[budget]
 
