@@ -371,9 +371,10 @@ def format_eval(result: EvalResult) -> str:
     lines.append(tabulate(table, headers=["metric", "value", "95% CI", "unit", "better"], tablefmt="github",
                           disable_numparse=True))
     spec = result.protocol.spec
-    p0 = {}
-    if result.rows:
-        p0 = result.rows[0].get("protocol") or {}
+    p0: dict = {}
+    for r in result.rows:  # the protocol keys shared by the rows (some metrics omit features or counts)
+        for k, v in (r.get("protocol") or {}).items():
+            p0.setdefault(k, v)
     lines += ["", f"protocol: {result.protocol.source}: features {p0.get('features', spec.features)}, reference split "
               f"{spec.reference}, n_real {p0.get('n_real', '?')}, n_fake {p0.get('n_fake', result.n_samples)}, "
               f"seed {p0.get('seed', '?')}, bootstrap {result.protocol.n_bootstrap}"]

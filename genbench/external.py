@@ -473,6 +473,8 @@ def register_external(name: str, ref: str, source: str = "", search_paths: tuple
         raise ExternalModelError(f"model name {name!r} is not usable (names starting with 'user:' are kept for "
                                  "`genbench eval`)")
     target = resolve(ref, search_paths)
+    if name in MODELS and MODELS.get(name) is target:  # the module registered it itself (@register_model)
+        return target
     cls = make_model_class(name, target, ref)
     cls._external_source = source or ref
     MODELS.register(name, cls, replace=True)
