@@ -71,6 +71,8 @@ def test_markdown_values_arrows_and_bold(run_dir):
     assert rows["realnvp"]["bits/dim ↓"] == "**1.1**" and rows["vae"]["bits/dim ↓"] == "1.5 (bound)"
     assert rows["gan"]["bits/dim ↓"] == "—"  # no likelihood: missing, not zero
     assert rows["vae"]["samples/s ↑"] == "**12,000**" and rows["ddpm"]["NFE ↓"] == "1,000"
+    # shares shown as percentages: 0.5 -> 50, best (fewest near copies) bold
+    assert rows["vae"]["near copies % ↓"] == "50" and rows["ddpm"]["near copies % ↓"] == "**1**"
     assert rows["gan"]["status"].startswith("1 of 2 seeds failed: RuntimeError: CUDA out of memory")
     for h in headers[1:-1]:  # every metric column has at least one bold cell; single best unless tied
         bold = [m for m, r in rows.items() if r[h].startswith("**")]

@@ -6,11 +6,13 @@ out of its table; a run whose dataset has an unknown modality shows every metric
 
 from __future__ import annotations
 
-# Headline columns per dataset modality, in table order.
+# Headline columns per dataset modality, in table order. near_copy_share (memorisation) is there because FD and
+# friends are blind to a model that copies its training set (the train-copy baseline shows it).
 HEADLINE: dict[str, tuple[str, ...]] = {
-    "points": ("modes_covered", "hq_share", "hq_fraction", "mode_kl", "fd", "bits_per_dim", "nll", "samples_per_s"),
+    "points": ("modes_covered", "hq_share", "hq_fraction", "mode_kl", "fd", "bits_per_dim", "nll", "near_copy_share",
+               "samples_per_s"),
     "image": ("fd", "kid", "precision", "recall", "density", "coverage", "classes_covered", "bits_per_dim",
-              "samples_per_s", "nfe"),
+              "near_copy_share", "samples_per_s", "nfe"),
     "text": ("bits_per_char", "perplexity", "novelty", "distinct_2", "distinct_4", "fd_text", "chars_per_s"),
 }
 
@@ -29,7 +31,7 @@ LABELS: dict[str, str] = {
     "classes_covered": "classes covered",
     "class_kl": "class KL",
     "vendi": "Vendi",
-    "near_copy_share": "near copies",
+    "near_copy_share": "near copies %",
     "nn_ratio": "train/held-out NN",
     "nn_train_heldout_ratio": "train/held-out NN",
     "bits_per_dim": "bits/dim",
@@ -58,7 +60,7 @@ LABELS: dict[str, str] = {
 }
 
 # Shares stored in [0, 1] that the tables show as percentages.
-PERCENT = {"hq_share", "hq_fraction"}
+PERCENT = {"hq_share", "hq_fraction", "near_copy_share"}
 
 # Order for "show everything" (unknown modality) and for metrics outside HEADLINE in the CSV export.
 ALL_ORDER: tuple[str, ...] = tuple(dict.fromkeys(
