@@ -285,6 +285,10 @@ def describe_protocol(p: Optional[dict]) -> str:
         parts.append(f"{_count(n_fake)} samples")
     elif n_real is not None:
         parts.append(f"{_count(n_real)} real samples")
+    if p.get("n_train") is not None:
+        parts.append(f"against {_count(p['n_train'])} training samples")
+    if p.get("near_copy"):
+        parts.append(f"near copy: {p['near_copy']}")
     if p.get("n_eval") is not None:
         parts.append(f"{_count(p['n_eval'])} held-out items")
     if p.get("n_chars") is not None and not p.get("timing"):
