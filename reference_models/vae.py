@@ -1,7 +1,7 @@
 """VAE: a latent-variable model p(x) = integral p(x|z) p(z) dz trained by maximising the ELBO (Kingma & Welling
 2014), with an importance-weighted bound for `log_prob` (IWAE, Burda et al. 2016).
 
-    q(z|x) = N(mu(x), diag sigma(x)^2)          encoder        p(z) = N(0, I)
+    q(z|x) = N(mu(x), diag sigma(x)^2)          encoder        p(z) = N(0, I)  (or a learned Gaussian mixture)
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log p(x)     (reparameterised z = mu + sigma * eps)
     IWAE_K(x) = E[ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) ],  z_k ~ q(z|x)    ELBO = IWAE_1 <= IWAE_K <= log p(x)
 
@@ -16,7 +16,9 @@ Likelihood p(x|z) ("a proper likelihood for the data"):
 `log_prob` is a lower bound (log_prob_kind "bound"): the IWAE bound with `config.iw_samples` samples; `elbo(x)`
 gives the ELBO. Both draw their z from a generator seeded by `config.eval_seed`, so they are reproducible.
 Sampling: z ~ N(0, I), x ~ p(x|z) (with `sample_noise=False`, the decoder mean instead: smoother but not a draw
-from the model). Training anneals the KL weight from 0 to 1 over the first `kl_warmup` share of the steps.
+from the model). `prior_components` > 1 learns a mixture-of-Gaussians prior (the quick/standard 2D configs use
+it: with a N(0, I) prior, prior samples between the encoder's clusters decode off the data's modes).
+Training anneals the KL weight from 0 to 1 over the first `kl_warmup` share of the steps.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class VAEConfig(ModelConfig):
     kl_warmup: float = 0.2  # share of the steps over which the KL weight rises linearly from 0 to 1
     lr_final: float = 0.05  # cosine decay of the learning rate to lr * lr_final
     min_log_scale: float = -7.0  # floor of the decoder's log-std / logistic log-scale
+    prior_components: int = 1  # 1: p(z) = N(0, I); > 1: a learned mixture of that many diagonal Gaussians
     iw_samples: int = 64  # K of the importance-weighted bound used by log_prob
     eval_seed: int = 0  # seeds the z draws of log_prob / elbo
     sample_noise: bool = True  # False: sample returns the decoder mean (not a draw from p(x|z))
@@ -60,8 +63,8 @@ class VAEConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, hidden=64, depth=2, iw_samples=8),
-                "quick": cls(steps=8000, batch_size=256, hidden=256, depth=3, lr=2e-3, max_seconds=300.0),
-                "standard": cls(steps=30000, batch_size=512, hidden=512, depth=4),
+                "quick": cls(steps=8000, batch_size=256, hidden=256, depth=3, lr=2e-3, prior_components=32, max_seconds=300.0),
+                "standard": cls(steps=30000, batch_size=512, hidden=512, depth=4, prior_components=64),
             }[budget]
         c, h, w = check_image_shape(info)
         return {
@@ -88,6 +91,36 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_mid))
 
 
+class MixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2), all learned (a mixture-of-Gaussians prior, as in GMVAE /
+    VampPrior-style VAEs): the prior can put its mass where the encoder puts the data, so samples from the prior
+    do not fall into the "holes" between well-separated clusters."""
+
+    def __init__(self, k: int, dim: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(k))
+        self.means = nn.Parameter(torch.zeros(k, dim))
+        self.log_std = nn.Parameter(torch.zeros(k, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.logits.zero_()
+            self.means.normal_()
+            self.log_std.zero_()
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:  # (..., L) -> (...)
+        zz = z.unsqueeze(-2)  # (..., 1, L)
+        comp = (-0.5 * ((zz - self.means) * torch.exp(-self.log_std)) ** 2 - self.log_std
+                - 0.5 * math.log(2 * math.pi)).sum(-1)  # (..., K)
+        return torch.logsumexp(comp + torch.log_softmax(self.logits, 0), -1)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        k = torch.multinomial(torch.softmax(self.logits.detach().float().cpu(), 0), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.means.shape[1], generator=generator)
+        return (self.means.detach().cpu()[k] + torch.exp(self.log_std.detach().cpu()[k]) * eps).to(self.means.device)
+
+
 @register_model
 class VAE(GenerativeModel):
     name = "vae"
@@ -109,12 +142,15 @@ class VAE(GenerativeModel):
             self.encoder = mlp(d, 2 * L, config.hidden, config.depth)
             self.decoder = mlp(L, 2 * d, config.hidden, config.depth)
             self.scaler = Scaler(d)
+        self.prior = MixturePrior(config.prior_components, L) if config.prior_components > 1 else None
         self._eval_gen: Optional[torch.Generator] = None
 
     def modules(self) -> dict[str, nn.Module]:
         m = {"encoder": self.encoder, "decoder": self.decoder}
         if self.scaler is not None:
             m["scaler"] = self.scaler
+        if self.prior is not None:
+            m["prior"] = self.prior
         return m
 
     # ---- the model ------------------------------------------------------------------------------------------
@@ -143,13 +179,23 @@ class VAE(GenerativeModel):
             lp = -0.5 * ((y - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * math.log(2 * math.pi)
         return lp.flatten(1).sum(1)
 
+    def _log_pz(self, z: torch.Tensor) -> torch.Tensor:
+        if self.prior is not None:
+            return self.prior.log_prob(z)
+        return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+
     def _neg_elbo_terms(self, y: torch.Tensor, generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction log-likelihood, analytic KL) per example, one reparameterised z each."""
+        """(reconstruction log-likelihood, KL) per example, one reparameterised z each. The KL is analytic for
+        the N(0, I) prior and the one-sample estimate log q(z|x) - log p(z) for a mixture prior."""
         mu, log_sigma = self._encode(y)
         eps = torch.randn(mu.shape, generator=generator).to(mu) if generator is not None else torch.randn_like(mu)
         z = mu + torch.exp(log_sigma) * eps
         rec = self._log_px_z(y, z)
-        kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(1)
+        if self.prior is None:
+            kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(1)
+        else:
+            log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(1)
+            kl = log_q - self.prior.log_prob(z)
         return rec, kl
 
     def _jacobian(self) -> float:
@@ -161,7 +207,7 @@ class VAE(GenerativeModel):
         cfg = apply_budget(self.config, budget, self.info)
         train = check_train(train, self.info)
         torch.manual_seed(seed)
-        reset_parameters(self.encoder, self.decoder)
+        reset_parameters(*self.modules().values())
         gen = torch.Generator().manual_seed(seed)
         self.to(device)
         dev = self.device
@@ -172,7 +218,7 @@ class VAE(GenerativeModel):
             data = data.contiguous(memory_format=torch.channels_last)
             for m in (self.encoder, self.decoder):
                 m.to(memory_format=torch.channels_last)
-        params = [p for m in (self.encoder, self.decoder) for p in m.parameters()]
+        params = [p for m in self.modules().values() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=cfg.lr)
         total = max(1, cfg.steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -221,7 +267,7 @@ class VAE(GenerativeModel):
             eps = torch.randn(k, B, L, generator=self._eval_gen).to(mu)
             z = mu + sigma * eps  # (k, B, L)
             log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
-            log_pz = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+            log_pz = self._log_pz(z)
             yk = y.unsqueeze(0).expand(k, *y.shape).reshape(k * B, *y.shape[1:])
             log_px = self._log_px_z(yk, z.reshape(k * B, L)).view(k, B)
             log_w.append(log_px + log_pz - log_q)
@@ -243,7 +289,10 @@ class VAE(GenerativeModel):
     # ---- sampling -------------------------------------------------------------------------------------------
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         self.decoder.eval()
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
+        if self.prior is not None:
+            z = self.prior.sample(n, generator)
+        else:
+            z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
         mean, log_scale = self._decode(z)
         if self.is_image:
             if self.config.sample_noise:  # logistic noise by inverse CDF, then snap to the 256 levels

@@ -51,10 +51,11 @@ def test_training_reduces_negative_elbo_points_and_images():
     assert -mi.elbo(x).mean() < before
 
 
-def test_log_prob_integrates_to_one_on_points():
+@pytest.mark.parametrize("prior_components", [1, 4])
+def test_log_prob_integrates_to_one_on_points(prior_components):
     """exp(IWAE estimate) is an unbiased estimate of p(x): its integral over the plane must be ~1. A missing
-    standardisation Jacobian would make it 1/(std_x std_y) ~ 2."""
-    m = _ring_vae(steps=60, iw_samples=16)
+    standardisation Jacobian would make it 1/(std_x std_y) ~ 2; an unnormalised mixture prior would show too."""
+    m = _ring_vae(steps=60, iw_samples=16, prior_components=prior_components)
     m.fit(ring_data(512), seed=0)
     g = torch.linspace(-5, 5, 161)
     xx, yy = torch.meshgrid(g, g, indexing="ij")
@@ -90,7 +91,7 @@ def test_image_shapes_and_levels(hw):
 
 def test_same_seed_same_samples_and_save_load(tmp_path):
     x = ring_data(256)
-    a, b = _ring_vae(steps=20), _ring_vae(steps=20)
+    a, b = _ring_vae(steps=20, prior_components=3), _ring_vae(steps=20, prior_components=3)
     a.fit(x, seed=3)
     b.fit(x, seed=3)
     s = a.sample(100, seed=5)
