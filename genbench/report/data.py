@@ -55,9 +55,8 @@ def load_run(run_dir: str | Path) -> RunData:
             if not ((d / JSON_NAME).exists() or (d / CSV_NAME).exists()):
                 raise InvalidInputError(f"cannot read {d / DB_NAME} ({e}) and there is no {JSON_NAME} or {CSV_NAME}"
                                         " beside it") from None
-            fallback = _from_json(d) if (d / JSON_NAME).exists() else _from_csv(d)
-            fallback.notes.insert(0, f"{DB_NAME} could not be opened ({e})")
-            return fallback
+            why = f"{DB_NAME} could not be opened ({e})"
+            return _from_json(d, why) if (d / JSON_NAME).exists() else _from_csv(d, why)
     if (d / JSON_NAME).exists():
         return _from_json(d)
     if (d / CSV_NAME).exists():
@@ -75,7 +74,7 @@ def _from_db(d: Path) -> RunData:
     except InvalidInputError as e:
         if "newer than" in str(e):
             raise
-        return _from_old_db(d, str(e))
+        return _from_old_db(d, None)
     try:
         metrics = store.metrics_frame()
         jobs = store.jobs_frame()
@@ -92,7 +91,7 @@ def _from_db(d: Path) -> RunData:
     return RunData(d, _norm_metrics(metrics), _norm_jobs(jobs), _norm_artifacts(artifacts), runs, version, DB_NAME, notes)
 
 
-def _from_old_db(d: Path, why: str) -> RunData:
+def _from_old_db(d: Path, why: Optional[str]) -> RunData:
     """A store written before the current schema: read whatever tables and columns exist."""
     con = sqlite3.connect(f"file:{d / DB_NAME}?mode=ro", uri=True)
     try:
@@ -105,8 +104,9 @@ def _from_old_db(d: Path, why: str) -> RunData:
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row and str(row[0]).isdigit() else None
-    notes = [f"results store {'schema version ' + str(version) if version is not None else 'without a schema_version'}"
-             f" (older than the current {SCHEMA_VERSION}): read what it holds; {why}"]
+    which = f"schema version {version}" if version is not None else "without a schema_version"
+    notes = [f"results store {which} (written by an older genbench; the current schema is {SCHEMA_VERSION}): "
+             "read what it holds" + (f"; {why}" if why else "")]
 
     def frame(sql):
         cur = con.execute(sql)
@@ -149,7 +149,7 @@ def _from_old_db(d: Path, why: str) -> RunData:
     return RunData(d, _norm_metrics(m), _norm_jobs(jobs), _norm_artifacts(artifacts), runs, version, DB_NAME, notes)
 
 
-def _from_json(d: Path) -> RunData:
+def _from_json(d: Path, why: str = f"{DB_NAME} is absent") -> RunData:
     try:
         blob = json.loads((d / JSON_NAME).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -157,7 +157,7 @@ def _from_json(d: Path) -> RunData:
     rows = blob.get("metrics", []) if isinstance(blob, dict) else blob
     blob = blob if isinstance(blob, dict) else {}
     version = blob.get("schema_version")
-    notes = [f"read from {JSON_NAME} ({DB_NAME} is absent)"]
+    notes = [f"read from {JSON_NAME} ({why})"]
     if version is None:
         notes.append(f"{JSON_NAME} carries no schema_version (an older run)")
     jobs = pd.DataFrame(blob.get("jobs", []))
@@ -170,11 +170,11 @@ def _from_json(d: Path) -> RunData:
                    pd.DataFrame(blob.get("runs", [])), version, JSON_NAME, notes)
 
 
-def _from_csv(d: Path) -> RunData:
+def _from_csv(d: Path, why: str = "") -> RunData:
     f = pd.read_csv(d / CSV_NAME, keep_default_na=False,
                     na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
-    notes = [f"read from {CSV_NAME} alone: no job list (failed jobs are not shown), no artifacts (no sample grids or "
-             "training curves) and no run metadata"]
+    notes = [f"read from {CSV_NAME} alone{f' ({why})' if why else ''}: no job list (failed jobs are not shown), no "
+             "artifacts (no sample grids or training curves) and no run metadata"]
     return RunData(d, _norm_metrics(f), _norm_jobs(pd.DataFrame()), _norm_artifacts(pd.DataFrame()), pd.DataFrame(),
                    None, CSV_NAME, notes)
 

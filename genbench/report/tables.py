@@ -332,9 +332,7 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
     esc = _md_escape
     out = [f"# {title}", ""]
     for n in notes or []:
-        out.append(f"> Note: {n}")
-    if notes:
-        out.append("")
+        out += [f"> Note: {n}", ""]
     if not boards:
         out += ["No results recorded yet.", ""]
     for lb in boards:
