@@ -1,0 +1,447 @@
+"""RealNVP: a normalizing flow of affine coupling layers (Dinh, Sohl-Dickstein & Bengio 2017) with an exact
+change-of-variables likelihood.
+
+    z = f(x) invertible,  log p(x) = log N(f(x); 0, I) + log |det df/dx|
+
+An affine coupling keeps part of the input (x_a) and transforms the rest: y_b = x_b * exp(s(x_a)) + t(x_a), whose
+Jacobian is triangular, log|det| = sum s(x_a); the inverse is x_b = (y_b - t(x_a)) * exp(-s(x_a)). `s` and `t` come
+from one network (any network: it is never inverted); s = scale * tanh(raw) keeps the scales bounded. Every
+coupling is followed by ActNorm (per-feature affine y = (x + b) e^{l}, initialised from the first batch so that
+its output has zero mean and unit variance; log|det| = sum l).
+
+Points (`PointFlow`): standardise (log|det| of the scaling added), then `n_layers` x [coupling with alternating
+masks, ActNorm, a fixed random rotation (orthogonal, log|det| = 0) that mixes the coordinates for the next
+coupling]. MLP coupling nets. `log_prob` is the exact log density in the data's units (nats).
+
+Images (`ImageFlow`): the multi-scale RealNVP architecture. Pre-processing (all Jacobians counted exactly):
+    y = (255 x + u) / 256, u ~ U[0, 1)^D              uniform dequantisation, y in [0, 1)^D
+    p = alpha + (1 - 2 alpha) y                       log|det| = D log(1 - 2 alpha)            (alpha = 0.05)
+    w = logit(p)                                      log|det| = -sum(log p + log(1 - p))
+then per scale: 3 checkerboard couplings, squeeze (C, H, W) -> (4C, H/2, W/2), 3 channel couplings, and half of the
+channels factored out to the Gaussian; the last scale has 4 checkerboard couplings. Coupling nets are small
+ResNets (3x3 convs) that see the masked input and the mask. `n_scales` needs H, W divisible by 2^(n_scales-1).
+
+Likelihood convention: log p_y(y) is the exact density of the dequantised image on the [0, 1] scale, and
+    log_prob(x) = log p_y((255 x + u) / 256) - D ln 256
+is the *dequantised* log-likelihood that the RealNVP paper reports as its "exact" bits/dim: for each u it is exact
+for the continuous model, and its expectation over u is a lower bound on the log-probability of the discrete 8-bit
+image (Theis et al. 2016). `config.dequant_samples` u draws are averaged (from a generator seeded by
+`config.eval_seed`, so log_prob is reproducible); log_prob_kind is "exact" in that sense. Sampling inverts the flow
+and quantises: k = clamp(floor(256 y), 0, 255), x = k / 255. `forward` / `inverse` are exact inverses
+(inverse(forward(x)) == x up to float error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genbench.data.base import DatasetInfo
+from genbench.errors import InvalidInputError
+from reference_models import register_model
+from reference_models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
+from reference_models.nets import Scaler, TrainLoop, apply_budget, autocast, batch_indices, check_train, mlp
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _at_least_f32(x: torch.Tensor) -> torch.Tensor:
+    """Undo autocast's bf16 outputs without downcasting float64 (used by the exactness tests)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * (z**2 + LOG_2PI)).flatten(1).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------- bijections
+class ActNorm(nn.Module):
+    """y = (x + bias) * exp(log_scale) per feature (dim 1); data-dependent init on the first training batch."""
+
+    def __init__(self, num_features: int, ndim: int):
+        super().__init__()
+        shape = (1, num_features) + (1,) * (ndim - 2)
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.reduce = [0] + list(range(2, ndim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and not bool(self.initialized):
+            with torch.no_grad():
+                self.bias.copy_(-x.mean(self.reduce, keepdim=True))
+                self.log_scale.copy_(-torch.log(x.std(self.reduce, keepdim=True).clamp_min(1e-6)))
+                self.initialized.fill_(True)
+        per_item = x[0].numel() // self.bias.numel()  # positions sharing each scale
+        return (x + self.bias) * torch.exp(self.log_scale), self.log_scale.sum().expand(x.shape[0]) * per_item
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * torch.exp(-self.log_scale) - self.bias
+
+
+class AffineCoupling(nn.Module):
+    """y = mask * x + (1 - mask) * (x * exp(s) + t) with (s, t) = net(mask * x [, mask]).
+
+    `mask` is a fixed 0/1 tensor broadcastable to x (points: per coordinate; images: checkerboard over (H, W) or
+    half of the channels). With `mask_input` the net also receives the mask as an extra channel (images)."""
+
+    def __init__(self, net: nn.Module, mask: torch.Tensor, num_features: int, mask_input: bool, ndim: int):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mask", mask)
+        self.mask_input = mask_input
+        self.scale = nn.Parameter(torch.ones((1, num_features) + (1,) * (ndim - 2)))
+
+    def _st(self, x_masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inp = x_masked
+        if self.mask_input:
+            inp = torch.cat([x_masked, self.mask.expand(x_masked.shape[0], 1, *x_masked.shape[2:])], 1)
+        raw_s, t = _at_least_f32(self.net(inp)).chunk(2, dim=1)
+        s = self.scale * torch.tanh(raw_s)
+        keep = 1 - self.mask
+        return s * keep, t * keep
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s, t = self._st(x * self.mask)
+        return x * torch.exp(s) + t, s.flatten(1).sum(1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        s, t = self._st(y * self.mask)  # masked part is unchanged, so the net sees the same input
+        return (y - t) * torch.exp(-s)
+
+
+class FixedRotation(nn.Module):
+    """y = x Q^T with a fixed random orthogonal Q (seeded; log|det| = 0)."""
+
+    def __init__(self, dim: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        q, r = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))
+        self.register_buffer("q", q.float())
+
+    def forward(self, x):
+        return x @ self.q.T, torch.zeros(x.shape[0], device=x.device)
+
+    def inverse(self, y):
+        return y @ self.q
+
+
+class Sequence(nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x):
+        total = torch.zeros(x.shape[0], device=x.device)
+        for layer in self.layers:
+            x, ld = layer(x)
+            total = total + ld
+        return x, total
+
+    def inverse(self, y):
+        for layer in reversed(self.layers):
+            y = layer.inverse(y)
+        return y
+
+
+# ---------------------------------------------------------------------------------------------- networks
+class PointFlow(nn.Module):
+    """Coupling stack for (N, d) points (already standardised): x -> (z, log|det dz/dx|)."""
+
+    def __init__(self, dim: int, n_layers: int, hidden: int, depth: int):
+        super().__init__()
+        layers = []
+        for i in range(n_layers):
+            mask = torch.tensor([float((j + i) % 2) for j in range(dim)])
+            net = mlp(dim, 2 * dim, hidden, depth)
+            nn.init.zeros_(net[-1].weight), nn.init.zeros_(net[-1].bias)
+            layers += [AffineCoupling(net, mask, dim, False, 2), ActNorm(dim, 2)]
+            if i < n_layers - 1:
+                layers.append(FixedRotation(dim, seed=1000 + i))
+        self.flow = Sequence(layers)
+
+    def forward(self, x):
+        return self.flow(x)
+
+    def inverse(self, z):
+        return self.flow.inverse(z)
+
+
+class ResNetST(nn.Module):
+    """Coupling network for images: 3x3 conv in, `blocks` residual blocks, zero-initialised 3x3 conv out
+    (so every coupling starts as the identity)."""
+
+    def __init__(self, cin: int, cout: int, ch: int, blocks: int):
+        super().__init__()
+        self.inp = nn.Conv2d(cin, ch, 3, padding=1)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1))
+                                     for _ in range(blocks)])
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, cout, 3, padding=1))
+        nn.init.zeros_(self.out[1].weight), nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for b in self.blocks:
+            h = h + b(h)
+        return self.out(h)
+
+
+def checkerboard(h: int, w: int, parity: int) -> torch.Tensor:
+    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return ((i + j + parity) % 2).float().view(1, 1, h, w)
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
+
+
+def unsqueeze(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c // 4, 2 * h, 2 * w)
+
+
+class ImageFlow(nn.Module):
+    """Multi-scale RealNVP on logit-space images (N, C, H, W) -> (z (N, D) in a fixed order, log|det|)."""
+
+    def __init__(self, c: int, h: int, w: int, n_scales: int, ch: int, blocks: int):
+        super().__init__()
+        self.scales = nn.ModuleList()
+        self.shapes = []  # (factored-out shape, kept shape) per scale
+        for s in range(n_scales):
+            last = s == n_scales - 1
+            n_checker = 4 if last else 3
+            pre = []
+            for i in range(n_checker):
+                pre += [AffineCoupling(ResNetST(c + 1, 2 * c, ch, blocks), checkerboard(h, w, i % 2), c, True, 4), ActNorm(c, 4)]
+            if last:
+                self.scales.append(nn.ModuleList([Sequence(pre), Sequence([])]))
+                self.shapes.append(((c, h, w), None))
+                break
+            c4 = 4 * c
+            post = []
+            for i in range(3):
+                mask = torch.zeros(1, c4, 1, 1)
+                mask[:, : c4 // 2] = 1.0 if i % 2 == 0 else 0.0
+                mask[:, c4 // 2:] = 0.0 if i % 2 == 0 else 1.0
+                post += [AffineCoupling(ResNetST(c4, 2 * c4, ch, blocks), mask, c4, False, 4), ActNorm(c4, 4)]
+            self.scales.append(nn.ModuleList([Sequence(pre), Sequence(post)]))
+            c, h, w = 2 * c, h // 2, w // 2
+            self.shapes.append(((c, h, w), (c, h, w)))
+
+    def forward(self, x):
+        zs, total = [], torch.zeros(x.shape[0], device=x.device)
+        for (pre, post), (out_shape, keep_shape) in zip(self.scales, self.shapes):
+            x, ld = pre(x)
+            total = total + ld
+            if keep_shape is None:
+                zs.append(x.flatten(1))
+                break
+            x, ld = post(squeeze(x))
+            total = total + ld
+            zs.append(x[:, out_shape[0]:].flatten(1))  # factor out half of the channels
+            x = x[:, : out_shape[0]]
+        return torch.cat(zs, 1), total
+
+    def inverse(self, z):
+        sizes = [math.prod(o) for o, _ in self.shapes]
+        parts = list(torch.split(z, sizes, dim=1))
+        x = None
+        for (pre, post), (out_shape, keep_shape), zp in reversed(list(zip(self.scales, self.shapes, parts))):
+            zp = zp.reshape(-1, *out_shape)
+            if keep_shape is None:
+                x = pre.inverse(zp)
+                continue
+            x = unsqueeze(post.inverse(torch.cat([x, zp], 1)))
+            x = pre.inverse(x)
+        return x
+
+
+# ---------------------------------------------------------------------------------------------- the model
+@dataclass
+class RealNVPConfig(ModelConfig):
+    steps: int = 10000
+    batch_size: int = 64
+    lr: float = 1e-3
+    n_layers: int = 8  # points: couplings
+    hidden: int = 128  # points: coupling MLP width
+    depth: int = 2  # points: coupling MLP hidden layers
+    n_scales: int = 2  # images: scales of the multi-scale architecture
+    ch: int = 32  # images: coupling ResNet channels
+    blocks: int = 2  # images: coupling ResNet residual blocks
+    alpha: float = 0.05  # images: logit transform margin
+    dequant_samples: int = 1  # images: u draws averaged by log_prob
+    weight_decay: float = 5e-5
+    grad_clip: float = 100.0
+    lr_final: float = 0.05  # cosine decay to lr * lr_final
+    eval_seed: int = 0
+    log_every: int = 50
+    mixed_precision: bool = False  # bf16 autocast of the coupling nets on CUDA only (log-dets stay float32)
+
+    @classmethod
+    def for_budget(cls, budget: str, info: DatasetInfo) -> "RealNVPConfig":
+        check_budget(budget)
+        if info.modality == "points":
+            return {
+                "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=32, depth=1),
+                "quick": cls(steps=5000, batch_size=256, n_layers=10, hidden=128, depth=2, lr=2e-3, max_seconds=120.0),
+                "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3),
+            }[budget]
+        _image_shape(info, 2)
+        return {
+            "smoke": cls(steps=4, batch_size=8, n_scales=2, ch=8, blocks=1),
+            "quick": cls(steps=1000, batch_size=32, n_scales=2, ch=16, blocks=1, max_seconds=120.0),
+            "standard": cls(steps=60000, batch_size=64, n_scales=3, ch=64, blocks=4, mixed_precision=True),
+        }[budget]
+
+
+def _image_shape(info: DatasetInfo, n_scales: int) -> tuple[int, int, int]:
+    if info.modality != "image" or len(info.shape) != 3:
+        raise InvalidInputError(f"dataset {info.name!r}: expected image items shaped (C, H, W), got {info.shape}")
+    c, h, w = (int(s) for s in info.shape)
+    f = 2 ** (n_scales - 1)
+    if h % f or w % f:
+        raise InvalidInputError(f"dataset {info.name!r}: RealNVP with n_scales={n_scales} needs H and W divisible by {f}, "
+                                f"got {h}x{w}; lower n_scales or pad the images")
+    return c, h, w
+
+
+@register_model
+class RealNVP(GenerativeModel):
+    name = "realnvp"
+    family = "flow"
+    log_prob_kind = LOG_PROB_EXACT
+    Config = RealNVPConfig
+
+    def __init__(self, config: RealNVPConfig, info: DatasetInfo):
+        super().__init__(config, info)
+        self.is_image = info.modality == "image"
+        if self.is_image:
+            _image_shape(info, config.n_scales)
+        self.scaler = None if self.is_image else Scaler(info.dim)
+        self._build(seed=0)
+
+    def _build(self, seed: int) -> None:
+        """A fresh flow with weights initialised from `seed` (fit rebuilds it: same seed, same model)."""
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.is_image:
+                self.flow = ImageFlow(*self.info.shape, cfg.n_scales, cfg.ch, cfg.blocks)
+            else:
+                self.flow = PointFlow(self.info.dim, cfg.n_layers, cfg.hidden, cfg.depth)
+
+    def modules(self) -> dict[str, nn.Module]:
+        m = {"flow": self.flow}
+        if self.scaler is not None:
+            m["scaler"] = self.scaler
+        return m
+
+    # ---- the bijection data -> base ---------------------------------------------------------------------------
+    def preprocess(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Data -> flow input and its log|det| (per example). Images: dequantise with `u` (U[0,1) noise; zeros if
+        None), scale to [alpha, 1 - alpha], logit. Points: standardise."""
+        if not self.is_image:
+            return self.scaler(x), self.scaler.log_abs_det().expand(x.shape[0])
+        a = self.config.alpha
+        y = (255.0 * x + (u if u is not None else 0.0)) / 256.0
+        p = a + (1 - 2 * a) * y
+        w = torch.log(p) - torch.log1p(-p)
+        ld = x[0].numel() * math.log(1 - 2 * a) - (torch.log(p) + torch.log1p(-p)).flatten(1).sum(1)
+        return w, ld
+
+    def forward(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (data; images dequantised with u) -> (z, log|det dz/dy|) where y is x on the [0, 1] dequantised scale
+        for images and x itself for points."""
+        w, ld0 = self.preprocess(x, u)
+        with autocast(self.device, self.config.mixed_precision):
+            z, ld = self.flow(w)
+        return _at_least_f32(z).flatten(1), ld0 + ld
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, D) -> data. Images: the continuous dequantised value y in [0, 1] (not yet quantised)."""
+        w = self.flow.inverse(z)
+        if not self.is_image:
+            return self.scaler.inverse(w)
+        a = self.config.alpha
+        return (torch.sigmoid(w) - a) / (1 - 2 * a)
+
+    def _continuous_log_prob(self, x: torch.Tensor, u: Optional[torch.Tensor]) -> torch.Tensor:
+        z, ld = self.forward(x, u)
+        return std_normal_log_prob(z) + ld
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
+        cfg = apply_budget(self.config, budget, self.info)
+        train = check_train(train, self.info)
+        self._build(seed)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        self.to(device)
+        dev = self.device
+        if self.scaler is not None:
+            self.scaler.fit(train.to(dev))
+        data = train.to(dev)
+        if self.is_image and dev.type == "cuda":
+            data = data.contiguous(memory_format=torch.channels_last)
+            self.flow.to(memory_format=torch.channels_last)
+        params = list(self.flow.parameters())
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total = max(1, cfg.steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        self.flow.train()
+        D = self.info.dim
+        loop = TrainLoop(cfg, self.history, callbacks, cfg.log_every)
+        for step in loop:
+            x = data[batch_indices(len(data), cfg.batch_size, gen).to(dev)]
+            u = torch.rand(x.shape, generator=gen).to(dev) if self.is_image else None
+            lp = self._continuous_log_prob(x, u)
+            if self.is_image:
+                lp = lp - D * math.log(256.0)
+            loss = -lp.mean() / D  # nats per dimension
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            logs = {"loss": float(loss.detach()), "nll": float(loss.detach()) * D}
+            if self.is_image:
+                logs["bpd"] = float(loss.detach()) / math.log(2)
+            loop.end_step(step, **logs)
+        loop.finish()
+        self.flow.eval()
+        return self.history
+
+    # ---- likelihood -------------------------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Exact log density (points) / dequantised 8-bit log-likelihood (images), nats per example."""
+        self._eval_gen = torch.Generator().manual_seed(self.config.eval_seed)
+        self.flow.eval()
+        try:
+            return super().log_prob(x, batch_size)
+        finally:
+            self._eval_gen = None
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if not self.is_image:
+            return self._continuous_log_prob(x, None).double()
+        K = max(1, int(self.config.dequant_samples))
+        lps = [self._continuous_log_prob(x, torch.rand(x.shape, generator=self._eval_gen).to(x)).double() for _ in range(K)]
+        return torch.stack(lps).mean(0) - self.info.dim * math.log(256.0)
+
+    # ---- sampling ---------------------------------------------------------------------------------------------
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        self.flow.eval()
+        z = torch.randn(n, self.info.dim, generator=generator).to(self.device)
+        x = self.inverse(z)
+        if self.is_image:
+            return torch.floor(256.0 * x).clamp(0, 255) / 255.0
+        return x

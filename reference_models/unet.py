@@ -1,0 +1,116 @@
+"""Noise-prediction networks for `diffusion.py`: they know nothing about diffusion, only map (x_t, t) -> a tensor
+shaped like x_t (the predicted noise).
+
+- `UNet` (images): DDPM-style (Ho et al. 2020) without attention, small enough for CPU: a sinusoidal time
+  embedding fed to every residual block (GroupNorm, SiLU, 3x3 convs), `len(ch_mult)` resolutions joined by
+  stride-2 convs down and nearest-upsample + conv up, skip connections from every down block to the matching up
+  block. Sizes H -> H/2 -> H/4 for three levels (28x28 -> 14 -> 7, 32x32 -> 16 -> 8, 8x8 -> 4 -> 2).
+- `MLPDenoiser` (points): the time embedding added to the first layer of a residual MLP.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps t (N,) -> (N, dim) (Transformer positions)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def _groups(ch: int) -> int:
+    return math.gcd(ch, 8)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, temb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.temb = nn.Linear(temb_dim, cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight), nn.init.zeros_(self.conv2.bias)  # each block starts as the identity
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.temb(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.drop(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class UNet(nn.Module):
+    def __init__(self, in_ch: int, ch: int = 32, ch_mult: tuple = (1, 2, 2), num_res_blocks: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.ch = ch
+        temb_dim = 4 * ch
+        self.temb = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
+        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        chans = [ch]  # channels of every skip tensor, in push order
+        cur = ch
+        for i, m in enumerate(ch_mult):
+            for _ in range(num_res_blocks):
+                self.down.append(ResBlock(cur, ch * m, temb_dim, dropout))
+                cur = ch * m
+                chans.append(cur)
+            if i < len(ch_mult) - 1:
+                self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
+                chans.append(cur)
+        self.mid = nn.ModuleList([ResBlock(cur, cur, temb_dim, dropout), ResBlock(cur, cur, temb_dim, dropout)])
+        self.up = nn.ModuleList()
+        for i, m in reversed(list(enumerate(ch_mult))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(ResBlock(cur + chans.pop(), ch * m, temb_dim, dropout))
+                cur = ch * m
+            if i > 0:
+                self.up.append(nn.Conv2d(cur, cur, 3, padding=1))  # after a nearest x2 upsample
+        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.conv_out = nn.Conv2d(cur, in_ch, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight), nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.temb(timestep_embedding(t, self.ch))
+        h = self.conv_in(x)
+        hs = [h]
+        for layer in self.down:
+            h = layer(h, temb) if isinstance(layer, ResBlock) else layer(h)
+            hs.append(h)
+        for layer in self.mid:
+            h = layer(h, temb)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = layer(torch.cat([h, hs.pop()], 1), temb)
+            else:
+                skip_hw = hs[-1].shape[-2:]
+                h = layer(F.interpolate(h, size=skip_hw, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class MLPDenoiser(nn.Module):
+    """(x (N, d), t (N,)) -> (N, d): residual MLP with the time embedding added at the input layer."""
+
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, temb_dim: int = 64):
+        super().__init__()
+        self.temb_dim = temb_dim
+        self.inp = nn.Linear(dim, hidden)
+        self.temb = nn.Sequential(nn.Linear(temb_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.blocks = nn.ModuleList([nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+                                     for _ in range(depth)])
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x) + self.temb(timestep_embedding(t, self.temb_dim))
+        for b in self.blocks:
+            h = h + b(h)
+        return self.out(h)

@@ -1,0 +1,212 @@
+"""DDPM: closed forms against step-by-step / Bayes-rule computations, samplers (DDIM eta=0 determinism, DDIM eta=1
+== DDPM), the discrete decoder, the variational bound, and the protocol (training, sampling, save/load)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genbench.errors import InvalidInputError
+from reference_models import create_model, load_model
+from reference_models.diffusion import GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, ring_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids oversubscription (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _process(T=40, kind="linear"):
+    return GaussianDiffusion(beta_schedule(kind, T), clip_x0=False)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_q_mean_var_matches_composed_single_steps(kind):
+    p = _process(30, kind)
+    x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    mean, var = x0.clone(), torch.zeros_like(x0)
+    for i in range(p.T):  # x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps, composed one step at a time
+        a = 1 - float(p.betas[i])
+        mean, var = math.sqrt(a) * mean, a * var + float(p.betas[i])
+        m, v = p.q_mean_var(x0, torch.tensor([i]))
+        torch.testing.assert_close(m, mean, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(v, var, rtol=1e-10, atol=1e-12)
+
+
+def test_posterior_matches_numerical_bayes_rule():
+    """q(x_{t-1} | x_t, x_0) proportional to q(x_t | x_{t-1}) q(x_{t-1} | x_0), integrated on a fine grid."""
+    p = _process(20)
+    grid = torch.linspace(-6, 6, 200001, dtype=torch.float64)
+    for i, x0v, xtv in [(1, 0.5, -0.2), (5, -1.0, 0.8), (12, 0.3, 1.7), (19, 0.9, -1.1)]:
+        a, b = 1 - float(p.betas[i]), float(p.betas[i])
+        ab_prev = float(p.alpha_bar[i - 1])
+        logw = -(xtv - math.sqrt(a) * grid) ** 2 / (2 * b) - (grid - math.sqrt(ab_prev) * x0v) ** 2 / (2 * (1 - ab_prev))
+        w = torch.exp(logw - logw.max())
+        w = w / w.sum()
+        num_mean = float((w * grid).sum())
+        num_var = float((w * (grid - num_mean) ** 2).sum())
+        m, v = p.q_posterior_mean_var(torch.tensor([[x0v]], dtype=torch.float64), torch.tensor([[xtv]], dtype=torch.float64),
+                                      torch.tensor([i]))
+        assert float(m) == pytest.approx(num_mean, abs=1e-6)
+        assert float(v) == pytest.approx(num_var, rel=1e-4)
+    m0, v0 = p.q_posterior_mean_var(torch.tensor([[0.25]]), torch.tensor([[3.0]]), torch.tensor([0]))
+    assert float(m0) == pytest.approx(0.25) and float(v0) == 0.0  # t = 1: the posterior is x_0 itself
+
+
+def test_discretized_gaussian_is_a_distribution_over_256_levels():
+    from scipy.stats import norm
+
+    levels = torch.arange(256, dtype=torch.float64) * 2 / 255 - 1
+    for mean, log_s in [(0.1, -3.0), (-0.98, -4.5), (0.999, -6.0), (0.0, 0.5)]:
+        lp = discretized_gaussian_log_prob(levels, torch.full_like(levels, mean), torch.full_like(levels, log_s))
+        assert float(torch.logsumexp(lp, 0).exp()) == pytest.approx(1.0, abs=1e-9)
+        s = math.exp(log_s)
+        k = 100  # an interior level: Phi(b) - Phi(a) computed by scipy
+        ref = norm.cdf((float(levels[k]) + 1 / 255 - mean) / s) - norm.cdf((float(levels[k]) - 1 / 255 - mean) / s)
+        if ref > 1e-300:
+            assert float(lp[k]) == pytest.approx(math.log(ref), rel=1e-6)
+
+
+def _fit(info, data, **over):
+    m = create_model("ddpm", info, "smoke", over)
+    m.fit(data, seed=0)
+    return m
+
+
+def test_training_reduces_the_loss_points_and_images():
+    for info, data, over in [(RING_INFO, ring_data(512), dict(steps=150, lr=3e-3)),
+                             (DIGITS_INFO, digits_data(128), dict(steps=40, lr=2e-3))]:
+        m = create_model("ddpm", info, "smoke", over)
+        m.to("cpu")
+        if m.scaler is not None:
+            m.scaler.fit(data)
+        x0 = m._prep(data)
+
+        def held_loss():
+            with torch.no_grad():
+                return float(m.process.loss(m._eps(m.net), x0, torch.Generator().manual_seed(123)))
+
+        before = held_loss()
+        m.fit(data, seed=0)
+        assert held_loss() < 0.8 * before, info.name
+
+
+@pytest.fixture(scope="module")
+def ring_model():
+    return _fit(RING_INFO, ring_data(256), steps=20)
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return _fit(DIGITS_INFO, digits_data(64), steps=3)
+
+
+def test_samples_shape_range_and_determinism(ring_model, digits_model):
+    for m in (ring_model, digits_model):
+        for sampler in ("ddpm", "ddim"):
+            m.set_sampler(sampler, 5)
+            x = m.sample(10, seed=1)
+            check_samples(x, 10, m.info)
+            assert torch.equal(x, m.sample(10, seed=1))
+            assert not torch.equal(x, m.sample(10, seed=2))
+
+
+def test_set_sampler_and_nfe(ring_model):
+    m = ring_model
+    m.set_sampler("ddim", 7)
+    assert m.nfe_per_sample == 7 and m.config.sampler == "ddim"
+    m.set_sampler("ddpm", m.config.timesteps)
+    assert m.nfe_per_sample == m.config.timesteps
+    with pytest.raises(InvalidInputError, match="sampler"):
+        m.set_sampler("euler", 5)
+    with pytest.raises(InvalidInputError, match="sample_steps"):
+        m.set_sampler("ddim", m.config.timesteps + 1)
+
+
+def test_ddim_eta0_is_deterministic_given_the_noise(digits_model):
+    m = digits_model.set_sampler("ddim", 10, eta=0.0)
+    x_T = torch.randn(6, *m.info.shape, generator=torch.Generator().manual_seed(5))
+    a = m.sample_from_noise(x_T, torch.Generator().manual_seed(0))
+    b = m.sample_from_noise(x_T, torch.Generator().manual_seed(999))
+    c = m.sample_from_noise(x_T, None)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(a, m.sample_from_noise(-x_T, None))
+    m.set_sampler("ddim", 10, eta=1.0)  # stochastic: different generators give different samples
+    assert not torch.equal(m.sample_from_noise(x_T, torch.Generator().manual_seed(0)),
+                           m.sample_from_noise(x_T, torch.Generator().manual_seed(1)))
+    m.set_sampler("ddim", 5, eta=0.0)
+
+
+@pytest.mark.parametrize("steps", [None, 9])
+def test_ddim_eta1_equals_ddpm_ancestral(ring_model, digits_model, steps):
+    for m in (ring_model, digits_model):
+        s = steps or m.config.timesteps
+        m.set_sampler("ddpm", s)
+        a = m.sample(8, seed=3)
+        m.set_sampler("ddim", s, eta=1.0)
+        b = m.sample(8, seed=3)
+        m.set_sampler("ddim", 5, eta=0.0)
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-5)
+
+
+def test_log_prob_bound_finite_reproducible_and_estimator_unbiased(ring_model, digits_model):
+    for m in (ring_model, digits_model):
+        x = (ring_data(64, seed=7) if m.info.modality == "points" else digits_data(32))
+        m.config.vlb_timesteps = None
+        exact = m.log_prob(x)
+        assert exact.shape == (len(x),) and exact.dtype == torch.float64 and torch.isfinite(exact).all()
+        assert torch.equal(exact, m.log_prob(x))
+        if m.info.modality == "image":
+            assert (exact < 0).all()  # a bound on the log-probability of a discrete image
+        m.config.vlb_timesteps = 8  # the stratified estimate agrees with the full sum on average
+        est = m.log_prob(x)
+        diff = est - exact
+        se = diff.std() / math.sqrt(len(diff))
+        assert abs(float(diff.mean())) < 4 * float(se) + 1e-6
+        m.config.vlb_timesteps = None if m.info.modality == "points" else 5
+
+
+def test_save_load_identical_samples(tmp_path, ring_model, digits_model):
+    for m in (ring_model, digits_model):
+        m.set_sampler("ddim", 4, eta=0.5)
+        path = m.save(tmp_path / m.info.name)
+        m2 = load_model(path)
+        assert m2.config.sampler == "ddim" and m2.config.sample_steps == 4
+        assert torch.equal(m.sample(6, seed=4), m2.sample(6, seed=4))
+        torch.testing.assert_close(m.log_prob(m.sample(4, seed=1)), m2.log_prob(m.sample(4, seed=1)))
+        m.set_sampler("ddim", 5, eta=0.0)
+
+
+def test_same_seed_same_model():
+    a = _fit(RING_INFO, ring_data(128), steps=10)
+    b = _fit(RING_INFO, ring_data(128), steps=10)
+    assert torch.equal(a.sample(16, seed=0), b.sample(16, seed=0))
+    assert [r["loss"] for r in a.history.records] == [r["loss"] for r in b.history.records]
+
+
+def test_fit_honours_callbacks_and_budget():
+    m = create_model("ddpm", RING_INFO, "smoke", {"steps": 100, "log_every": 1})
+    seen = []
+    m.fit(ring_data(64), seed=0, callbacks=[lambda s, logs: (seen.append(s), "stop" if s == 5 else None)[1]])
+    assert m.history.steps == 5 and seen == [1, 2, 3, 4, 5]
+    assert m.history.records[-1]["stopped_by"] == "callback"
+    m = create_model("ddpm", RING_INFO, "smoke", {"steps": 10**6, "max_seconds": 0.2})
+    m.fit(ring_data(64), seed=0)
+    assert m.history.steps < 10**6 and m.history.records[-1]["stopped_by"] == "max_seconds"
+
+
+def test_budget_configs():
+    from reference_models.diffusion import DDPMConfig
+
+    for info in (RING_INFO, DIGITS_INFO):
+        for b in ("smoke", "quick", "standard"):
+            c = DDPMConfig.for_budget(b, info)
+            assert 1 <= c.sample_steps <= c.timesteps
+    assert DDPMConfig.for_budget("quick", DIGITS_INFO).ch_mult == (1, 2, 4)

@@ -1,0 +1,147 @@
+"""RealNVP: log_prob against a numerical change of variables (autograd Jacobian), invertibility, the logit /
+dequantisation Jacobians on images, and the protocol (training, sampling, save/load, determinism)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genbench.errors import InvalidInputError
+from reference_models import create_model, load_model
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, ring_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids oversubscription (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _fit(info, data, **over):
+    m = create_model("realnvp", info, "smoke", over)
+    m.fit(data, seed=0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def ring_model():  # trained a little, so that the couplings and ActNorm are far from the identity
+    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3)
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return _fit(DIGITS_INFO, digits_data(64), steps=5, lr=5e-3)
+
+
+def _std_normal(z):
+    return (-0.5 * (z**2 + math.log(2 * math.pi))).sum(-1)
+
+
+def test_points_log_prob_matches_numerical_change_of_variables(ring_model):
+    m = ring_model
+    for mod in m.modules().values():
+        mod.double()
+    try:
+        xs = torch.cat([ring_data(4, seed=3).double(), torch.tensor([[0.3, -0.2], [1.5, 1.0]], dtype=torch.float64)])
+        lp = m.log_prob(xs)
+        for x, got in zip(xs, lp):
+            f = lambda v: m.forward(v[None])[0][0]  # noqa: E731  x -> z (standardisation included)
+            J = torch.autograd.functional.jacobian(f, x)
+            want = _std_normal(f(x)) + torch.linalg.slogdet(J).logabsdet
+            # 1e-6: the fixed rotations are stored in float32, so their |det| is 1 only to ~1e-7
+            assert float(got) == pytest.approx(float(want.detach()), abs=1e-6)
+        assert m.forward(xs)[1].abs().max() > 0.1  # not the identity map
+    finally:
+        for mod in m.modules().values():
+            mod.float()
+
+
+def test_image_log_density_matches_numerical_change_of_variables():
+    """On a 1x4x4 image: d z / d y (y = dequantised [0, 1] image) through logit + flow, by autograd."""
+    info = image_info(4, 4)
+    m = create_model("realnvp", info, "smoke", {"n_scales": 2, "steps": 10, "lr": 1e-2})
+    x = torch.randint(0, 256, (64, *info.shape)).float() / 255
+    m.fit(x, seed=0)
+    for mod in m.modules().values():
+        mod.double()
+    xd, u = x[:3].double(), torch.rand(3, *info.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lp = m._continuous_log_prob(xd, u)  # log p_y(y) on the [0, 1] scale
+    for i in range(3):
+        y = (255 * xd[i] + u[i]) / 256
+
+        def f(v):  # y -> z, written from the definitions: scale to [alpha, 1 - alpha], logit, flow
+            a = m.config.alpha
+            p = a + (1 - 2 * a) * v
+            return m.flow(torch.log(p / (1 - p))[None])[0][0]
+
+        J = torch.autograd.functional.jacobian(f, y).reshape(16, 16)
+        want = _std_normal(f(y)) + torch.linalg.slogdet(J).logabsdet
+        assert float(lp[i]) == pytest.approx(float(want.detach()), abs=1e-7)
+    # the discrete log_prob is the dequantised density minus D ln 256
+    for mod in m.modules().values():
+        mod.float()
+    gen = torch.Generator().manual_seed(m.config.eval_seed)
+    u0 = torch.rand(x[:5].shape, generator=gen)
+    torch.testing.assert_close(m.log_prob(x[:5]), m._continuous_log_prob(x[:5], u0).double() - 16 * math.log(256), rtol=0, atol=1e-4)
+
+
+def test_inverse_of_forward_is_identity(ring_model, digits_model):
+    x = ring_data(200, seed=5)
+    z, _ = ring_model.forward(x)
+    torch.testing.assert_close(ring_model.inverse(z), x, atol=1e-5, rtol=0)
+    assert (z - x).abs().max() > 0.1
+    x = digits_data(32)
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    z, _ = digits_model.forward(x, u)
+    assert z.shape == (32, 64)
+    torch.testing.assert_close(digits_model.inverse(z).reshape(x.shape), (255 * x + u) / 256, atol=1e-5, rtol=0)
+
+
+def test_squeeze_round_trip():
+    from reference_models.flow import squeeze, unsqueeze
+
+    x = torch.randn(2, 3, 6, 4)
+    s = squeeze(x)
+    assert s.shape == (2, 12, 3, 2) and torch.equal(unsqueeze(s), x)
+    assert torch.equal(s[0, :4, 0, 0], x[0, 0, :2, :2].flatten())  # each 2x2 block becomes 4 channels
+
+
+def test_training_reduces_the_loss():
+    for info, data, over in [(RING_INFO, ring_data(512), dict(steps=80, n_layers=4, lr=5e-3)),
+                             (DIGITS_INFO, digits_data(128), dict(steps=30, lr=3e-3))]:
+        m = create_model("realnvp", info, "smoke", over | {"log_every": 1})
+        m.fit(data, seed=0)
+        losses = [r["loss"] for r in m.history.records]
+        assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1, info.name
+
+
+def test_samples_log_prob_determinism_and_save_load(tmp_path, ring_model, digits_model):
+    for m, x in [(ring_model, ring_data(32, seed=9)), (digits_model, digits_data(16))]:
+        s = m.sample(20, seed=1)
+        check_samples(s, 20, m.info)
+        assert torch.equal(s, m.sample(20, seed=1)) and not torch.equal(s, m.sample(20, seed=2))
+        lp = m.log_prob(x)
+        assert lp.shape == (len(x),) and lp.dtype == torch.float64 and torch.isfinite(lp).all()
+        assert torch.equal(lp, m.log_prob(x))
+        m2 = load_model(m.save(tmp_path / m.info.name))
+        assert torch.equal(m2.sample(20, seed=1), s)
+        assert torch.equal(m2.log_prob(x), lp)
+
+
+def test_same_seed_same_model():
+    a = _fit(RING_INFO, ring_data(128), steps=10)
+    b = _fit(RING_INFO, ring_data(128), steps=10)
+    assert [r["loss"] for r in a.history.records] == [r["loss"] for r in b.history.records]
+    assert torch.equal(a.sample(16, seed=0), b.sample(16, seed=0))
+
+
+def test_image_size_checks():
+    with pytest.raises(InvalidInputError, match="divisible"):
+        create_model("realnvp", image_info(6, 6), "quick", {"n_scales": 3})
+    for h in (8, 28, 32):
+        create_model("realnvp", image_info(h, h), "quick")
