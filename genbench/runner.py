@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -204,7 +205,7 @@ class Worker:
         and size; also cached on disk under DIR/cache/features/ so resumed runs and other workers reuse it."""
         ext = self.extractor(spec.features, device)
         proto_id = _protocol_id(ext)
-        key = (spec.name, which, spec.features, proto_id, n)
+        key = (spec.name, which, spec.features, proto_id, n, self.data_identity(spec.name)["train_sha256"][:16])
         if key in self._features:
             return self._features[key]
         samples = real_subset(self.split(spec.name, which), n)
@@ -432,13 +433,16 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     if info.modality == "text" and hasattr(model, "_generate_ids"):
         from genbench.metrics.text import speed_metrics
 
-        rows += _rows(speed_metrics(model, n_chars=256, batch_size=1, repeats=job.speed.repeats))
+        try:  # characters/s with and without the key/value cache, first-character latency
+            rows += _rows(speed_metrics(model, n_chars=256, batch_size=1, repeats=job.speed.repeats))
+        except NotImplementedError:  # e.g. text-copy draws whole training passages: no per-character path
+            pass
 
     # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
     if job.sweep is not None:
         for steps in job.sweep.steps:
             variant = f"{job.sweep.sampler}-{steps}"
-            with model.sampler_variant(job.sweep.sampler, steps):
+            with _sampler_variant(model, job.sweep.sampler, steps):
                 rows += _score(job, worker, model, info, variant=variant, artifacts=artifacts, art_rel=art_rel,
                                likelihood=False)
                 rows += _rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup), variant)
@@ -448,6 +452,17 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     rows += _rows(S.cost_metrics(model, device, train_seconds, S.peak_memory_mb(device, mem_source), mem_source, cached))
     return JobResult(job.job_id, model.family, rows, artifacts, train_seconds, ckpt_rel, cache_key, config, cached,
                      time.perf_counter() - t_job)
+
+
+@contextmanager
+def _sampler_variant(model, sampler: str, steps: int):
+    """Temporarily switch a trained diffusion model's sampler (`model.set_sampler(sampler, steps)`)."""
+    before = (model.config.sampler, model.config.sample_steps)
+    model.set_sampler(sampler, int(steps))
+    try:
+        yield model
+    finally:
+        model.set_sampler(*before)
 
 
 def _finite_records(records):
@@ -496,6 +511,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         "modality": info.modality, "data_dim": info.dim if info.modality != "text" else None,
         "device": job.device, "num_classes": info.num_classes,
         "extra_protocol": {"sampler": variant} if variant else {},
+        **spec.options,
     }
     if info.modality == "text":  # text metrics receive the strings
         ctx_fields.update(real_samples=real_x, fake_samples=fake, real_texts=real_x, fake_texts=fake)

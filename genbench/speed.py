@@ -118,7 +118,9 @@ def cost_metrics(model, device, train_seconds: Optional[float], peak_mb: Optiona
     out = [
         MetricResult("nfe", float(model.nfe_per_sample), "evals/sample", False, SPEED_VERSION,
                      {"definition": "network evaluations to draw one sample"}),
-        MetricResult("num_params", float(model.num_params), "params", False, SPEED_VERSION, {}),
+        MetricResult("num_params", float(model.num_params), "params", False, SPEED_VERSION,
+                     {"definition": "parameters of every saved network (model.modules()), e.g. a GAN's "
+                                    "discriminator and EMA copies included"}),
     ]
     if train_seconds is not None:
         out.append(MetricResult("train_seconds", float(train_seconds), "s", False, SPEED_VERSION,

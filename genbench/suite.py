@@ -20,6 +20,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]   # genbench list metrics
     n_train_features = 0           # training items featurised for memorisation (0: n_samples)
     n_likelihood = 0               # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
+    options = { kid_subsets = 20 } # metric settings (EvalContext fields: kid_subsets, kid_subset_size, k_pr, k_dc...)
 
     [models.gan]                   # every model runs on every dataset of a modality it supports ...
     [models.ddpm]
@@ -78,6 +79,7 @@ class DatasetSpec:
     metrics: list = field(default_factory=list)
     n_train_features: int = 0  # training samples featurised for memorisation metrics (0: n_samples)
     n_likelihood: int = 0  # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
+    options: dict = field(default_factory=dict)  # metric settings: EvalContext fields (kid_subsets, k_pr, ...)
 
 
 @dataclass
@@ -175,17 +177,14 @@ def extractor_names() -> list[str]:
 
 
 def extractor_modalities(name: str) -> tuple:
+    """Modalities an extractor accepts: its registry entry's `modality` ("image", "points", "text", "any")."""
     try:
-        import genbench.features as F
+        from genbench.features import EXTRACTORS
 
-        reg = getattr(F, "EXTRACTORS", None)
         base = name.split(":", 1)[0]
-        if reg is not None:
-            for key in (name, base, base + ":"):
-                if key in reg:
-                    mods = getattr(reg.get(key), "modalities", None)
-                    if mods:
-                        return tuple(mods)
+        if base in EXTRACTORS:
+            mod = getattr(EXTRACTORS.get(base), "modality", None) or "any"
+            return ("points", "image", "text") if mod == "any" else (mod,)
     except ImportError:
         pass
     if name.startswith("classifier:"):
@@ -241,7 +240,10 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
 
 
 _TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "speed", "datasets", "models", "sweeps"}
-_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood"}
+_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options"}
+# EvalContext fields a suite may set per dataset (the rest are filled by the runner).
+METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
+                  "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float}
 _MODEL_KEYS = {"overrides", "datasets", "model"}
 _SWEEP_KEYS = {"sampler", "steps"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
@@ -372,7 +374,14 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
                 raise c.fail(f"{where}.metrics", problem)
         ntf = c.typed(dt, "n_train_features", where, int, default=0, check=_nonneg)
         nlk = c.typed(dt, "n_likelihood", where, int, default=0, check=_nonneg)
-        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk))
+        opts = c.typed(dt, "options", where, dict, default={})
+        for k, v in opts.items():
+            if k not in METRIC_OPTIONS:
+                raise c.fail(f"{where}.options.{k}", unknown_name_message("metric option", k, METRIC_OPTIONS))
+            want = METRIC_OPTIONS[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float) if want is float else want):
+                raise c.fail(f"{where}.options.{k}", f"expected {_tname(want)}, got {v!r}")
+        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts)))
 
     # models
     mtab = data.get("models")
@@ -429,15 +438,37 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         if mname not in mtab:
             raise c.fail(where, f"model {mname!r} is not in this suite's [models]")
         cls = _model_class(mname)
-        if not hasattr(cls, "sampler_variant"):
-            raise c.fail(where, f"model {mname!r} has no adjustable sampler (only diffusion models can be swept)")
+        if not hasattr(cls, "set_sampler"):
+            raise c.fail(where, f"model {mname!r} has no adjustable sampler (only diffusion models, with "
+                         "set_sampler(sampler, steps), can be swept)")
         sampler = c.typed(st, "sampler", where, str)
         steps = c.typed(st, "steps", where, list, what="a list of integers")
         if not steps or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
             raise c.fail(f"{where}.steps", f"expected a non-empty list of integers > 0, got {steps!r}")
-        samplers = getattr(cls, "SAMPLERS", None)
+        if len(set(steps)) != len(steps):
+            raise c.fail(f"{where}.steps", f"repeated steps in {steps!r}")
+        import sys as _sys
+
+        samplers = getattr(cls, "SAMPLERS", None) or getattr(_sys.modules.get(cls.__module__), "SAMPLERS", None)
         if samplers and sampler not in samplers:
             raise c.fail(f"{where}.sampler", unknown_name_message("sampler", sampler, samplers))
+        for dn in ds_names:
+            if mtab[mname].get("datasets") is not None and dn not in mtab[mname]["datasets"]:
+                continue
+            from genbench.data import get_dataset
+
+            info = get_dataset(dn).info
+            if info.modality not in cls.modalities:
+                continue
+            try:
+                cfg = cls.Config.for_budget(budget, info)
+                T = int(getattr(cfg, "timesteps", 0) or 0)
+            except Exception:
+                T = 0
+            T = int((mtab[mname].get("overrides") or {}).get("timesteps", T))
+            if T and max(steps) > T:
+                raise c.fail(f"{where}.steps", f"{max(steps)} steps exceed the {T} diffusion timesteps of {mname!r} "
+                             f"on {dn!r} at budget {budget!r}")
         sweeps[mname] = SweepSpec(mname, sampler, list(steps))
 
     suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source)

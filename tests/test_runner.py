@@ -169,12 +169,12 @@ def _done_rows(db):
         con.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_killed_run_resumes_without_losing_results(tmp_path, sig):
-    extra = "\n[models.dummy-gauss.overrides]\nsleep = 0.25\nsteps = 6\n"
-    p = _suite(tmp_path, seeds=(0, 1, 2, 3), extra=extra)
+    extra = "\n[models.dummy-gauss.overrides]\nsleep = 0.2\nsteps = 5\n"
+    p = _suite(tmp_path, seeds=(0, 1, 2), extra=extra)
     out = tmp_path / "out"
-    proc = _cli(["run", str(p), "--out", str(out), "--quiet"], tmp_path)
+    proc = _cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and not _done_rows(out / "results.db"):
@@ -190,21 +190,21 @@ def test_killed_run_resumes_without_losing_results(tmp_path, sig):
     if sig == signal.SIGINT:
         assert "resume" in err
     done_before = _done_rows(out / "results.db")
-    assert 1 <= len(done_before) < 4
+    assert 1 <= len(done_before) < 3
     values_before = _values(out)
     statuses = dict(sqlite3.connect(out / "results.db").execute("SELECT job_id, status FROM jobs").fetchall())
     assert set(statuses.values()) <= {"done", "running", "pending"}
 
-    proc = _cli(["run", str(p), "--out", str(out), "--quiet"], tmp_path)
+    proc = _cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     outp, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert f"{len(done_before)} already done" in outp
     after = _done_rows(out / "results.db")
-    assert len(after) == 4
+    assert len(after) == 3
     assert set(done_before) <= set(after)  # finished jobs were not redone (same finished_at)
     values_after = _values(out)
     assert {k: v for k, v in values_after.items() if k in values_before} == values_before
-    assert len(pd.read_csv(out / "results.csv").job_id.unique()) == 4
+    assert len(pd.read_csv(out / "results.csv").job_id.unique()) == 3
 
 
 def test_cli_errors_and_list(tmp_path, capsys):
@@ -231,7 +231,7 @@ def test_cli_errors_and_list(tmp_path, capsys):
 def test_cli_run_default_out_dir_and_overrides(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     p = _suite(tmp_path, models=("dummy-gauss", "dummy-nan"), seeds=(0, 1))
-    rc = main(["run", str(p), "--models", "dummy-gauss", "--seeds", "2", "--quiet"])
+    rc = main(["run", str(p), "--models", "dummy-gauss", "--seeds", "2", "--quiet", "--no-report"])
     assert rc == 0
     out = tmp_path / "reports" / "t"
     jobs = ResultsStore(out).jobs_frame()
@@ -239,5 +239,42 @@ def test_cli_run_default_out_dir_and_overrides(tmp_path, monkeypatch, capsys):
     run = ResultsStore(out).runs_frame().iloc[0]
     assert run.suite_name == "t" and "--seeds" in run.argv and run.torch_version and run.python_version
     assert "1 jobs run" in capsys.readouterr().out
-    rc = main(["run", str(p), "--models", "dummy-nan", "--seeds", "2", "--quiet"])
+    rc = main(["run", str(p), "--models", "dummy-nan", "--seeds", "2", "--quiet", "--no-report"])
     assert rc == 1  # some job failed: nonzero exit, results of the others kept
+
+
+def test_diffusion_sampler_sweep_records_variants(tmp_path):
+    from reference_models import list_models
+
+    if "ddpm" not in list_models():
+        pytest.skip("ddpm is not registered")
+    extra = '\n[sweeps.ddpm]\nsampler = "ddim"\nsteps = [5, 10]\n'
+    s = _run(_suite(tmp_path, models=("ddpm",), extra=extra), tmp_path / "out")
+    assert s.done == ["ring8/ddpm/seed0"], s.failed
+    f = ResultsStore(tmp_path / "out").metrics_frame()
+    for variant, steps in (("ddim-5", 5), ("ddim-10", 10)):
+        g = f[f.variant == variant].set_index("metric")
+        assert {"fd", "precision", "recall", "modes_covered", "samples_per_s", "latency_ms", "nfe"} <= set(g.index)
+        assert g.loc["nfe", "value"] == steps
+        assert json.loads(g.loc["fd", "protocol"])["sampler"] == variant
+        assert "bits_per_dim" not in g.index  # the likelihood does not depend on the sampler: default variant only
+    base = f[f.variant == ""].set_index("metric")
+    assert base.loc["nfe", "value"] == 50  # the model's own sampler is restored after the sweep
+    assert {"bits_per_dim", "train_seconds", "num_params"} <= set(base.index)
+    arts = ResultsStore(tmp_path / "out").artifacts()
+    assert {"samples_preview", "samples_preview:ddim-5", "samples_preview:ddim-10"} <= set(arts.kind)
+
+
+def test_invalid_sweeps(tmp_path):
+    from genbench.suite import SuiteError
+
+    from reference_models import list_models
+
+    if "ddpm" not in list_models():
+        pytest.skip("ddpm is not registered")
+    p = _suite(tmp_path, models=("ddpm",), extra='\n[sweeps.ddpm]\nsampler = "ddim"\nsteps = [10, 500]\n')
+    with pytest.raises(SuiteError, match="sweeps.ddpm.steps.*exceed the 50 diffusion timesteps"):
+        load_suite(p)
+    p = _suite(tmp_path, models=("ddpm",), extra='\n[sweeps.ddpm]\nsampler = "dpm"\nsteps = [10]\n', name="b.toml")
+    with pytest.raises(SuiteError, match="sweeps.ddpm.sampler.*'ddpm'"):
+        load_suite(p)

@@ -66,6 +66,10 @@ def test_minimal_suite_and_defaults(tmp_path):
     (BASE.replace('metrics = ["fd"]', 'metrics = []'), "datasets.ring8.metrics", "at least one"),
     (BASE.replace('device = "cpu"', 'device = "tpu"'), "device", "'cpu'"),
     (BASE + "\n[speed]\nrepeats = 0\n", "speed.repeats", "> 0"),
+    (BASE.replace('metrics = ["fd"]', 'metrics = ["fd"]\noptions = { kid_subset = 3 }'), "datasets.ring8.options.kid_subset",
+     "'kid_subsets'"),
+    (BASE.replace('metrics = ["fd"]', 'metrics = ["fd"]\noptions = { k_pr = "3" }'), "datasets.ring8.options.k_pr",
+     "integer"),
     (BASE + "\n[models.gan.overrides]\nstepz = 3\n", "models.gan.overrides.stepz", "'steps'"),
     (BASE + "\n[sweeps.gan]\nsampler = 'ddim'\nsteps = [10]\n", "sweeps.gan", "sampler"),
     (BASE.split("[models.gan]")[0], "models", "required"),
@@ -77,11 +81,11 @@ def test_invalid_suites_name_file_and_key(tmp_path, text, key, words):
 
 
 def test_impossible_combinations(tmp_path):
-    # a points-only extractor on images
-    msg = _err(tmp_path, BASE.replace("[datasets.ring8]", "[datasets.digits]").replace('metrics = ["fd"]', 'metrics = ["fd"]'))
-    assert "key 'datasets.digits.features'" in msg and "points" in msg and "image" in msg
+    # an image-only extractor on points
+    msg = _err(tmp_path, BASE.replace('"identity"', '"inception"'))
+    assert "key 'datasets.ring8.features'" in msg and "works on image data" in msg and "points" in msg
     # an image/points model restricted to a text dataset
-    text = BASE + '\n[datasets.names]\nfeatures = "char-ngram"\nn_samples = 10\nmetrics = ["fd"]\n'
+    text = BASE + '\n[datasets.names]\nfeatures = "identity"\nn_samples = 10\nmetrics = ["fd"]\n'
     text = text.replace("[models.gan]", '[models.gan]\ndatasets = ["names"]')
     msg = _err(tmp_path, text)
     assert "models.gan.datasets" in msg and "text" in msg

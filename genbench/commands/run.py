@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from genbench.errors import InvalidInputError
@@ -25,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="start over: delete DIR's results, artifacts, checkpoints and caches first")
     p.add_argument("--quiet", action="store_true", help="no progress bars: one line per job")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write the leaderboard/report files at the end (genbench report DIR does it later)")
     p.set_defaults(func=run)
 
 
@@ -67,4 +70,24 @@ def run(args) -> int:
     for job_id, err in summary.failed:
         print(f"  failed: {job_id}: {err.splitlines()[0]}")
     print("results: " + ", ".join(str(p) for p in summary.files))
+    if not args.no_report:
+        _report(out)
     return 1 if summary.failed else 0
+
+
+def _report(out: Path) -> None:
+    """End the run with its report (leaderboard.md, report.html); the results are already safe on disk, so a
+    report failure is only a warning."""
+    try:
+        from genbench.report import write_report
+    except ImportError:
+        return
+    try:
+        paths = write_report(out)
+    except Exception as e:  # noqa: BLE001 - the run's results are recorded; the report can be rebuilt
+        print(f"genbench run: warning: the report could not be written ({type(e).__name__}: {e}); "
+              f"rebuild it with `genbench report {out}`", file=sys.stderr)
+        return
+    main = [p for p in paths if p.suffix in (".md", ".html")]
+    if main:
+        print("report: " + ", ".join(str(p) for p in main))
