@@ -255,6 +255,14 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
 
 def _judge(key: tuple, x: Aggregate, y: Aggregate, tol: Tolerance) -> Row:
     ds, model, metric, variant = key
+    if not (math.isfinite(x.value) and math.isfinite(y.value)):
+        # e.g. mode_kl is +inf for a model that covers no mode: equal infinities are unchanged; a move to or
+        # from infinity is judged by direction alone.
+        if x.value == y.value or (math.isnan(x.value) and math.isnan(y.value)):
+            return Row(ds, model, metric, variant, x.value, y.value, 0.0, 0.0, str(tol), "unchanged", x.higher_is_better, x.unit, "both non-finite")
+        xv, yv = (-x.value, -y.value) if x.higher_is_better else (x.value, y.value)
+        verdict = "regressed" if (math.isnan(yv) or yv > xv) else "improved"
+        return Row(ds, model, metric, variant, x.value, y.value, None, 0.0, str(tol), verdict, x.higher_is_better, x.unit, "non-finite value")
     delta = y.value - x.value
     worse = -delta if x.higher_is_better else delta  # > 0 means the new value is worse
     noise = 0.0 if x.timing else math.sqrt(x.half_width**2 + y.half_width**2)

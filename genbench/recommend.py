@@ -151,7 +151,7 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
     models = sorted({k[1] for k in agg})
     values = {}  # (model, metric) -> Aggregate
     for (d, model, metric, _variant), a in agg.items():
-        if metric in CATEGORY_OF:
+        if metric in CATEGORY_OF and not math.isnan(a.value):
             values[(model, metric)] = a
     excluded: dict[str, str] = {}
     for m in models:
@@ -178,7 +178,7 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
         present = [m for m in kept if (m, metric) in values]
         if not present:
             continue
-        tr = _transform(metric)
+        tr = _clipped(_transform(metric), [values[(m, metric)].value for m in present])
         pts = {m: tr(values[(m, metric)].value) for m in present}
         lo_all, hi_all = min(pts.values()), max(pts.values())
         span = hi_all - lo_all
@@ -226,6 +226,21 @@ def _transform(metric: str):
     return lambda v: v
 
 
+def _clipped(tr, raw: list):
+    """Infinite values (e.g. mode_kl of a model that covers no mode) map to just past the finite extremes, so
+    they rank last (or first) without turning every score into NaN."""
+    finite = [tr(v) for v in raw if math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    pad = max(hi - lo, 1.0)
+
+    def f(v: float) -> float:
+        if math.isinf(v):
+            return hi + pad if v > 0 else lo - pad
+        return tr(v)
+
+    return f
+
+
 def _overlap(a: Ranked, b: Ranked) -> bool:
     return a.low <= b.high and b.low <= a.high
 
@@ -255,8 +270,28 @@ def _explain(r: Ranked, ranked: list, weights: dict, values: dict) -> tuple[str,
     for cat, s in measured.items():
         leader = max((o for o in ranked if o.categories.get(cat) is not None), key=lambda o: o.categories[cat])
         if leader.model != r.model and leader.categories[cat] - s > 0.1:
-            gives.append(f"{cat} ({_best_metric_text(r.model, cat, values)} vs {_best_metric_text(leader.model, cat, values)} for {leader.model})")
+            met = _worst_gap_metric(r.model, leader.model, cat, values)
+            if met:
+                a, b = values[(r.model, met)], values[(leader.model, met)]
+                unit = f" {a.unit}" if a.unit else ""
+                gives.append(f"{cat} ({met} {a.value:.4g}{unit} vs {b.value:.4g} for {leader.model})")
+            else:
+                gives.append(f"{cat} (score {s:.2f} vs {leader.categories[cat]:.2f} for {leader.model})")
     return reason, gives
+
+
+def _worst_gap_metric(model: str, leader: str, cat: str, values: dict) -> Optional[str]:
+    """The metric of `cat` on which `model` trails `leader` the most (relative), or None."""
+    best, gap = None, 0.0
+    for met in CATEGORIES[cat]:
+        a, b = values.get((model, met)), values.get((leader, met))
+        if a is None or b is None or not (math.isfinite(a.value) and math.isfinite(b.value)):
+            continue
+        worse = (b.value - a.value) if a.higher_is_better else (a.value - b.value)
+        rel = worse / max(abs(b.value), abs(a.value), 1e-12)
+        if rel > gap:
+            best, gap = met, rel
+    return best
 
 
 def _best_metric_text(model: str, cat: str, values: dict) -> str:

@@ -88,3 +88,13 @@ def test_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.index("**gan**") < out.index("**ddpm**")
     assert main(["recommend", "--results", str(d), "--weights", "speed=1,quality=0"]) == 0
+
+
+def test_infinite_metric_ranks_last_without_nan():
+    f = _frame(MODELS)
+    extra = pd.DataFrame([dict(dataset="fashion-mnist", model=m, seed=0, metric="mode_kl", variant="", value=v,
+                               ci_low=None, ci_high=None, unit="nats", higher_is_better=False, protocol="{}")
+                          for m, v in (("ddpm", 0.01), ("gan", float("inf")), ("realnvp", 0.2))])
+    rec = recommend(pd.concat([f, extra], ignore_index=True), weights={"diversity": 1.0})[0]
+    assert all(r.score == r.score for r in rec.ranked)  # no NaN
+    assert rec.ranked[-1].model == "gan"
