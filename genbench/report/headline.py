@@ -75,7 +75,10 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
                   "novelty", "vendi"),
     "speed": ("samples_per_s", "chars_per_s", "latency_ms", "first_char_latency", "first_token_ms"),
     "likelihood": ("bits_per_dim", "nll", "bits_per_char", "perplexity"),
+    "memorisation": ("near_copy_share",),
 }
+# Categories the summary only mentions as a cost of leading elsewhere (nobody "leads" on not copying).
+COST_ONLY = {"memorisation"}
 
 # Speed metrics: figures put them on a log axis and the summary compares them as ratios.
 RATIO_METRICS = {"samples_per_s", "chars_per_s", "latency_ms", "first_token_ms", "first_char_latency", "num_params", "peak_memory_mb",

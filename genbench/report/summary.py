@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from genbench.report.data import Cell, RunData, aggregate
-from genbench.report.headline import CATEGORIES, RATIO_METRICS, label
+from genbench.report.headline import CATEGORIES, COST_ONLY, PERCENT, RATIO_METRICS, label
 from genbench.report.tables import cell_text
 
 
@@ -60,7 +60,16 @@ def standings_for(cells: dict, dataset: str) -> dict:
 
 
 def _v(st: Standing, model: str) -> str:
-    return cell_text(st.metric, st.cell(model))
+    """The model's number as the tables show it; percentages carry a % sign (their label then drops it)."""
+    text = cell_text(st.metric, st.cell(model))
+    if st.metric in PERCENT:
+        head, sep, tail = text.partition(" ")
+        return f"{head}%{sep}{tail}"
+    return text
+
+
+def _label(metric: str) -> str:
+    return label(metric).removesuffix(" %") if metric in PERCENT else label(metric)
 
 
 def _names(ms: list) -> str:
@@ -68,7 +77,7 @@ def _names(ms: list) -> str:
 
 
 def _lead_sentence(st: Standing) -> str:
-    lab = label(st.metric)
+    lab = _label(st.metric)
     if len(st.ranked) == 1:
         m = st.ranked[0][0]
         return f"**{st.category.capitalize()}**: only {m} reports {lab} ({_v(st, m)})."
@@ -85,7 +94,7 @@ def _lead_sentence(st: Standing) -> str:
 
 def _cost_clause(model: str, st: Standing) -> str:
     """What `model` (a leader elsewhere, not among this category's leaders) gives up on it."""
-    lab = label(st.metric)
+    lab = _label(st.metric)
     mine = st.cell(model)
     if mine is None:
         return f"it has no {st.category} number ({lab} not reported)"
@@ -110,16 +119,19 @@ def summarise(data: RunData) -> list[DatasetSummary]:
     for ds in data.datasets:
         st = standings_for(cells, ds)
         s = DatasetSummary(ds, st)
-        if not st:
+        if not set(st) - COST_ONLY:
             s.sentences.append("No metrics were recorded for this dataset (its jobs failed or have not finished).")
         for cat, standing in st.items():
+            if cat in COST_ONLY:
+                continue
             sentence = _lead_sentence(standing)
             if len(standing.ranked) > 1 and len(standing.leaders) == 1:
                 lead = standing.leaders[0]
                 others = [o for c2, o in st.items() if c2 != cat]
                 also = [("leads" if o.leaders == [lead] else "shares the lead") + f" on {o.category}"
-                        for o in others if lead in o.leaders]
-                costs = [_cost_clause(lead, o) for o in others if lead not in o.leaders]
+                        for o in others if lead in o.leaders and o.category not in COST_ONLY]
+                costs = [_cost_clause(lead, o) for o in others if lead not in o.leaders
+                         and not (o.category in COST_ONLY and o.cell(lead) is None)]
                 if also:
                     sentence += f" It also {_names(also)}."
                 if costs:
