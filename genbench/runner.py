@@ -16,6 +16,7 @@ samples, wrong shape) is recorded as failed with its error and the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -104,6 +105,9 @@ def _hash(obj: Any) -> str:
 def make_jobs(suite: Suite, out_dir: Path, device: str, quiet: bool = False) -> list[JobSpec]:
     jobs = []
     for d, m in suite.pairs():
+        # the model spec as this job sees it: its overrides for this dataset only (so the job's hash, and a
+        # resume, depend on nothing that belongs to other datasets)
+        m = dataclasses.replace(m, overrides=m.overrides_for(d.name), dataset_overrides={})
         for seed in suite.seeds:
             jobs.append(JobSpec(job_id_for(d.name, m.name, seed), d, m, int(seed), suite.budget, device, suite.speed,
                                 suite.sweeps.get(m.name), suite.n_bootstrap, str(out_dir), quiet))

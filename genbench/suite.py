@@ -26,6 +26,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     [models.ddpm]
     datasets = ["ring8"]           # ... unless restricted here
     overrides = { steps = 200 }    # config fields replacing the budget's defaults
+    dataset_overrides = { ring8 = { max_seconds = 30 } }   # ... on one dataset only
 
     [sweeps.ddpm]                  # diffusion only: also score these sampler settings (variant "ddim-10", ...)
     sampler = "ddim"
@@ -88,6 +89,11 @@ class ModelSpec:
     overrides: dict = field(default_factory=dict)
     datasets: Optional[list] = None  # None: every dataset of a supported modality
     factory: Optional[str] = None  # a user's model: "package.module:factory" (genbench/external.py)
+    dataset_overrides: dict = field(default_factory=dict)  # dataset -> config fields for that dataset only
+
+    def overrides_for(self, dataset: str) -> dict:
+        """Config overrides of this model on `dataset` (the dataset's entries win)."""
+        return {**self.overrides, **self.dataset_overrides.get(dataset, {})}
 
 
 @dataclass
@@ -244,7 +250,7 @@ _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_featu
 # EvalContext fields a suite may set per dataset (the rest are filled by the runner).
 METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
                   "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float}
-_MODEL_KEYS = {"overrides", "datasets", "model"}
+_MODEL_KEYS = {"overrides", "dataset_overrides", "datasets", "model"}
 _SWEEP_KEYS = {"sampler", "steps"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
 
@@ -415,6 +421,18 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             for k in overrides:
                 if k not in fields:
                     raise c.fail(f"{where}.overrides.{k}", unknown_name_message(f"{mname} config field", k, fields))
+        d_over = c.typed(mt, "dataset_overrides", where, dict, default={})
+        for dn, ov in d_over.items():
+            if dn not in ds_names:
+                raise c.fail(f"{where}.dataset_overrides.{dn}", f"dataset {dn!r} is not in this suite's [datasets] "
+                             f"({', '.join(ds_names)})")
+            if not isinstance(ov, dict):
+                raise c.fail(f"{where}.dataset_overrides.{dn}", f"expected a table of config fields, got {ov!r}")
+            if fields is not None:
+                for k in ov:
+                    if k not in fields:
+                        raise c.fail(f"{where}.dataset_overrides.{dn}.{k}",
+                                     unknown_name_message(f"{mname} config field", k, fields))
         only = c.str_list(mt, "datasets", where, default=None)
         if only is not None:
             for dn in only:
@@ -428,7 +446,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         elif not any(dataset_modality(dn) in cls.modalities for dn in ds_names):
             raise c.fail(where, f"model {mname!r} supports {', '.join(cls.modalities)} data but no dataset of this "
                          f"suite is ({', '.join(f'{d}: {dataset_modality(d)}' for d in ds_names)})")
-        models.append(ModelSpec(mname, dict(overrides), only, factory))
+        models.append(ModelSpec(mname, dict(overrides), only, factory, {k: dict(v) for k, v in d_over.items()}))
 
     # sweeps
     sweeps = {}

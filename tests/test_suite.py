@@ -115,3 +115,19 @@ def test_command_line_overrides(tmp_path):
         apply_overrides(s, models=["vae"])
     with pytest.raises(SuiteError, match="--seeds"):
         apply_overrides(s, seeds=[1, 1])
+
+
+def test_dataset_overrides(tmp_path):
+    from genbench.runner import make_jobs
+
+    text = BASE.replace("[models.gan]", "[models.gan]\noverrides = { steps = 5, lr = 0.01 }\n"
+                        "dataset_overrides = { ring8 = { steps = 7 } }")
+    s = load_suite(_write(tmp_path, text))
+    assert s.models[0].overrides_for("ring8") == {"steps": 7, "lr": 0.01}
+    assert s.models[0].overrides_for("grid25") == {"steps": 5, "lr": 0.01}
+    (job,) = make_jobs(s, tmp_path, "cpu")
+    assert job.model.overrides == {"steps": 7, "lr": 0.01} and job.model.dataset_overrides == {}
+    msg = _err(tmp_path, BASE.replace("[models.gan]", "[models.gan]\ndataset_overrides = { grid25 = { steps = 7 } }"))
+    assert "key 'models.gan.dataset_overrides.grid25'" in msg and "not in this suite" in msg
+    msg = _err(tmp_path, BASE.replace("[models.gan]", "[models.gan]\ndataset_overrides = { ring8 = { stepz = 7 } }"))
+    assert "key 'models.gan.dataset_overrides.ring8.stepz'" in msg and "'steps'" in msg
