@@ -207,6 +207,12 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true", help="ignore earlier results in the JSON next to --out")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    try:  # numpy/sklearn BLAS too (PCA, EM): extra threads only spin on a busy shared machine
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(a.threads)
+    except ImportError:
+        pass
     out_md = Path(a.out)
     out_json = out_md.with_suffix(".json")
     results = {} if a.fresh or not out_json.exists() else json.loads(out_json.read_text())["rows"]
