@@ -287,19 +287,24 @@ def _text_subset(split, n: int) -> list:
 
 
 def code_version(cls) -> str:
-    """Digest of the source files defining a model class (its module and every base in reference_models)."""
+    """Digest of the code a model's checkpoint depends on: genbench's version, every source file of the
+    reference_models package (networks live in shared modules such as nets.py/unet.py), and the files defining
+    the class and its bases (user models live elsewhere)."""
     import genbench
+    import reference_models
 
     h = hashlib.sha256(genbench.__version__.encode())
-    seen = set()
+    files = set(Path(reference_models.__file__).resolve().parent.glob("*.py"))
     for k in inspect.getmro(cls):
         try:
             f = inspect.getsourcefile(k)
         except TypeError:  # builtins (object, ABC)
             continue
-        if f and f not in seen and (k is cls or "reference_models" in f.replace("\\", "/")):
-            seen.add(f)
-            h.update(Path(f).read_bytes())
+        if f:
+            files.add(Path(f).resolve())
+    for f in sorted(files):
+        h.update(str(f.name).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -400,9 +405,16 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     # 1. train or load --------------------------------------------------------------------------------------
     cached = (ckpt / "config.json").exists() and (ckpt / "weights.pt").exists()
     if cached:
-        model = load_model(ckpt).to(device)
-        train_seconds = float(model.history.seconds or 0.0)
-    else:
+        try:
+            model = load_model(ckpt).to(device)
+            train_seconds = float(model.history.seconds or 0.0)
+        except Exception as e:  # an unreadable or incompatible checkpoint is retrained, not fatal
+            print(f"  checkpoint {ckpt_rel} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                  "retraining", file=sys.stderr, flush=True)
+            cached = False
+            seed_everything(job.seed)
+            model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
+    if not cached:
         seed_everything(job.seed)
         mon = _TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
         t0 = time.perf_counter()

@@ -46,9 +46,14 @@ metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
 
 @pytest.fixture(autouse=True)
 def dummies():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the shared 2-core machine: one thread avoids OpenMP oversubscription stalls
     runner_dummies.register()
     yield
     runner_dummies.unregister()
+    torch.set_num_threads(threads)
 
 
 def _suite(tmp_path, models=("dummy-gauss",), seeds=(0,), extra="", name="s.toml"):
@@ -278,3 +283,19 @@ def test_invalid_sweeps(tmp_path):
     p = _suite(tmp_path, models=("ddpm",), extra='\n[sweeps.ddpm]\nsampler = "dpm"\nsteps = [10]\n', name="b.toml")
     with pytest.raises(SuiteError, match="sweeps.ddpm.sampler.*'ddpm'"):
         load_suite(p)
+
+
+def test_unreadable_checkpoint_is_retrained(tmp_path):
+    p = _suite(tmp_path)
+    out = tmp_path / "out"
+    _run(p, out)
+    before = _values(out)
+    (ckpt,) = (out / "checkpoints").iterdir()
+    (ckpt / "weights.pt").write_bytes(b"garbage")
+    p2 = _suite(tmp_path, name="s2.toml")
+    p2.write_text(p2.read_text().replace("repeats = 2", "repeats = 3"))  # changed settings: the job is redone
+    s = _run(p2, out)
+    assert s.done == ["ring8/dummy-gauss/seed0"], s.failed
+    f = ResultsStore(out).metrics_frame().set_index("metric")
+    assert json.loads(f.loc["train_seconds", "protocol"])["from_checkpoint_cache"] is False
+    assert _values(out) == before  # retrained with the same seed: the same numbers

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_smoke_suite_end_to_end(tmp_path):
     out = tmp_path / "smoke"
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # 2 shared cores: one thread avoids OpenMP oversubscription
     r = subprocess.run([sys.executable, "-m", "genbench.cli", "run", "smoke", "--out", str(out), "--quiet"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="start over: delete DIR's results, artifacts, checkpoints and caches first")
     p.add_argument("--quiet", action="store_true", help="no progress bars: one line per job")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's own choice; 1 is much faster on a machine shared with "
+                        "other busy processes; recorded in every timing protocol)")
     p.add_argument("--no-report", action="store_true",
                    help="do not write the leaderboard/report files at the end (genbench report DIR does it later)")
     p.set_defaults(func=run)
@@ -47,7 +50,7 @@ def _seeds(s):
 def _argv(args, out) -> list:
     """The command line that reproduces this run (recorded with the run)."""
     a = ["genbench", "run", str(args.suite), "--out", str(out)]
-    for opt in ("device", "models", "datasets", "seeds", "budget"):
+    for opt in ("device", "models", "datasets", "seeds", "budget", "threads"):
         v = getattr(args, opt)
         if v is not None:
             a += [f"--{opt}", str(v)]
@@ -59,6 +62,12 @@ def run(args) -> int:
     from genbench.runner import Runner
     from genbench.suite import apply_overrides, load_suite
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     suite = load_suite(args.suite)
     suite = apply_overrides(suite, models=_names(args.models), datasets=_names(args.datasets),
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
