@@ -29,6 +29,8 @@ import torch  # noqa: E402
 
 LN2 = math.log(2.0)
 SMOKE = os.environ.get("BENCH_TEXT_SMOKE") == "1"  # pipeline check only: smoke budget, tiny evaluation
+MAX_SECONDS = None  # --max-seconds: training time cap for transformer / lstm (stated in the overrides column)
+ONLY = None  # --models: restrict a part to these models
 SHK_EVAL_CHARS = 100_000  # first characters of the shakespeare-char test split scored for bits/char
 NAMES_OVERRIDES = {"transformer": {"block_size": 32, "eval_context": 32, "batch_size": 64, "steps": 600},
                    "lstm": {"seq_len": 32, "eval_context": 32, "batch_size": 64, "steps": 600}}
@@ -43,6 +45,8 @@ def load(name):
 
 def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None, n_samples=500, features=None,
                     seed=0, speed=False):
+    if ONLY and model_name not in ONLY:
+        return None
     from genbench.metrics.text import diversity_metrics, embedding_metrics, reference_texts, speed_metrics
     from reference_models import create_model
 
@@ -50,6 +54,8 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
     if SMOKE:
         eval_chars, n_samples = 2000, min(n_samples, 40)
         overrides = {k: v for k, v in (overrides or {}).items() if k == "order"}
+    if MAX_SECONDS is not None and model_name in ("transformer", "lstm"):
+        overrides = {**(overrides or {}), "max_seconds": MAX_SECONDS}
     m = create_model(model_name, ds.info, budget, overrides)
     load0 = os.getloadavg()[0]
     c0, t0 = time.process_time(), time.perf_counter()
@@ -81,7 +87,7 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
     if speed and model_name != "text-copy":
         for r in speed_metrics(m, n_chars=256, batch_size=1, repeats=3):
             row[r.name] = r.value
-    print(json.dumps({k: v for k, v in row.items() if k != "examples"}, default=str), flush=True)
+    print(json.dumps(row, default=str), flush=True)
     return row
 
 
@@ -156,7 +162,9 @@ def report(rows, meta) -> str:
         out.append("")
         for r in rs:
             if r["model"] in ("transformer", "lstm") or (r["model"] == "ngram" and "fd_text" in r):
-                ex = r.get("examples", [])
+                ex = r.get("examples") or []
+                if not ex:
+                    continue
                 out.append(f"Samples, {r['model']}: " + (", ".join(ex) if r["sample_mode"] == "line" else ""))
                 if r["sample_mode"] != "line":
                     out += ["", "```", ex[0] if ex else "", "```"]
@@ -171,9 +179,14 @@ def main(argv=None) -> int:
     ap.add_argument("--report", nargs="*", help="assemble reports/benchmarks/text.md from these JSON files")
     ap.add_argument("--features", default="text-auto", help="text feature extractor (minilm, char-ngram, text-auto)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-seconds", type=float, help="cap the training time of transformer / lstm (shared machine)")
+    ap.add_argument("--models", nargs="*", help="only these models within the parts")
+    ap.add_argument("--from-logs", nargs="*", help="rows from the JSON lines printed by parts (when a part was cut short)")
     ap.add_argument("--processes", type=int, default=1, help="how many parts ran at once (stated in the report)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "text.md"))
     a = ap.parse_args(argv)
+    global MAX_SECONDS, ONLY
+    MAX_SECONDS, ONLY = a.max_seconds, a.models
     torch.set_num_threads(a.threads)
     meta = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__, "threads": a.threads,
             "processes": a.processes}
@@ -181,6 +194,10 @@ def main(argv=None) -> int:
 
     if a.report is not None:
         rows, metas = [], []
+        for f in a.from_logs or []:
+            for line in Path(f).read_text().splitlines():
+                if line.startswith("{") and '"model"' in line:
+                    rows.append(json.loads(line))
         for f in a.report:
             blob = json.loads(Path(f).read_text())
             rows += blob["rows"]
@@ -197,7 +214,7 @@ def main(argv=None) -> int:
         features = "minilm" if minilm_available() else "char-ngram"
     rows = []
     for p in a.part or sorted(PARTS):
-        rows += PARTS[p](features)
+        rows += [r for r in PARTS[p](features) if r is not None]
     if a.json:
         atomic_write_text(a.json, json.dumps({"rows": rows, "meta": meta}, default=str, indent=1))
     if not a.part:

@@ -40,7 +40,7 @@ class LSTMConfig(TextConfig):
         check_budget(budget)
         if budget == "smoke":
             return cls(n_layer=1, n_embd=16, hidden=32, seq_len=32, batch_size=8, steps=20, lr=3e-3, warmup_steps=5,
-                       max_seconds=60, sample_length=64, eval_context=32, log_every=5)
+                       max_seconds=None, sample_length=64, eval_context=32, log_every=5)
         if budget == "quick":
             return cls(n_layer=2, n_embd=64, hidden=256, seq_len=128, batch_size=32, steps=1000, lr=3e-3,
                        max_seconds=1800, sample_length=256, eval_context=128)

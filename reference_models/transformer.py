@@ -47,7 +47,7 @@ class TransformerConfig(TextConfig):
         check_budget(budget)
         if budget == "smoke":
             return cls(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, steps=20, lr=3e-3,
-                       warmup_steps=5, max_seconds=60, sample_length=64, eval_context=32, log_every=5)
+                       warmup_steps=5, max_seconds=None, sample_length=64, eval_context=32, log_every=5)
         if budget == "quick":  # 2 CPU cores, ~3 minutes on an idle machine
             return cls(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=1000, lr=3e-3,
                        warmup_steps=100, max_seconds=1800, sample_length=256, eval_context=128)
