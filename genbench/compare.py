@@ -215,8 +215,17 @@ class Comparison:
         return EXIT_REGRESSION if self.regressions else EXIT_OK
 
 
-def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[dict[str, Tolerance]] = None) -> Comparison:
+def is_timing(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose protocol marks them as timing figures (speed, latency, memory): machine-dependent."""
+    return frame["protocol"].map(lambda p: bool(_protocol(p).get("timing", False)))
+
+
+def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[dict[str, Tolerance]] = None,
+                   timing: bool = True) -> Comparison:
+    """`timing=False` leaves the machine-dependent timing metrics out (a quality-only gate)."""
     tolerances = tolerances if tolerances is not None else load_tolerances()
+    if not timing:
+        base, new = base[~is_timing(base)], new[~is_timing(new)]
     cmp = Comparison()
     base_ds, new_ds = set(base["dataset"]), set(new["dataset"])
     if not base_ds & new_ds:
@@ -278,8 +287,9 @@ def _judge(key: tuple, x: Aggregate, y: Aggregate, tol: Tolerance) -> Row:
     return Row(ds, model, metric, variant, x.value, y.value, delta, noise, str(tol), verdict, x.higher_is_better, x.unit, detail)
 
 
-def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None) -> Comparison:
-    return compare_frames(load_results(baseline), load_results(new), load_tolerances(tolerances_file))
+def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None,
+                  timing: bool = True) -> Comparison:
+    return compare_frames(load_results(baseline), load_results(new), load_tolerances(tolerances_file), timing=timing)
 
 
 # ---------------------------------------------------------------------------------------------- output

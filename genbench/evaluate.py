@@ -467,7 +467,7 @@ def baseline_suite(baseline: str | Path, suite: Optional[str] = None):
 
 def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, junit: Optional[str | Path] = None,
               out: Optional[str | Path] = None, suite: Optional[str] = None, device: Optional[str] = None,
-              quiet: bool = True, log: Optional[Callable[[str], None]] = None) -> CheckResult:
+              quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True) -> CheckResult:
     from genbench.compare import Row, compare_frames, load_results, load_tolerances, to_junit, to_markdown
     from genbench.env_info import resolve_device
     from genbench.fileio import atomic_write_text
@@ -493,7 +493,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     base = load_results(base_path)
     base = base[~base["model"].astype(str).str.startswith(USER_PREFIX)]
     new = load_results(out_dir)
-    cmp = compare_frames(base, new, tol)
+    cmp = compare_frames(base, new, tol, timing=timing)
     for job_id, err in summary.failed:
         ds, model = job_id.split("/")[:2]
         cmp.rows.append(Row(ds, model, "job", "", None, None, None, 0.0, "", "regressed", True, "",

@@ -141,3 +141,9 @@ def test_infinite_values():
     b = pd.concat([base, pd.DataFrame([inf_row | {"value": 0.5}])], ignore_index=True)
     assert [r for r in compare_frames(a, b).rows if r.metric == "mode_kl"][0].verdict == "improved"
     assert [r for r in compare_frames(b, a).rows if r.metric == "mode_kl"][0].verdict == "regressed"
+
+
+def test_no_timing_leaves_timing_metrics_out():
+    cmp = compare_frames(_rows(), _rows(sps_gan=10.0), timing=False)
+    assert cmp.exit_code == EXIT_OK
+    assert {r.metric for r in cmp.rows} == {"fd"}

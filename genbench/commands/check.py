@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
                    help="baseline run directory or results.db/.json (results.csv needs --suite)")
     p.add_argument("--tolerances", metavar="FILE", help="TOML [tolerances] table overriding the defaults")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
+    p.add_argument("--no-timing", action="store_true", help="leave out timing metrics (samples/s, latency, "
+                   "training time, memory): a quality-only gate for machines whose speed varies")
     p.add_argument("--out", metavar="DIR", help="directory for the new run (default: a new temporary directory); "
                    "the Markdown report is also written to DIR/check.md")
     p.add_argument("--suite", metavar="NAME_OR_PATH", help="suite to rerun instead of the one stored in the baseline")
@@ -30,7 +32,7 @@ def run(args) -> int:
     from genbench.evaluate import run_check
 
     res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
-                    device=args.device, quiet=not args.verbose)
+                    device=args.device, quiet=not args.verbose, timing=not args.no_timing)
     sys.stdout.write(res.markdown)
     if res.comparison.problems:
         print(f"genbench: the baseline and the new run are not comparable ({len(res.comparison.problems)} "

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tolerances", metavar="FILE", help="TOML file with a [tolerances] table overriding the defaults "
                    "(e.g. fd = \"5%%\", bits_per_dim = 0.02)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
+    p.add_argument("--no-timing", action="store_true", help="leave out timing metrics (samples/s, latency, "
+                   "training time, memory): a quality-only gate for machines whose speed varies")
     p.add_argument("--out", metavar="FILE", help="write the Markdown table here instead of standard output")
     p.set_defaults(func=run)
 
@@ -27,7 +29,7 @@ def run(args) -> int:
     from genbench.compare import compare_paths, to_junit, to_markdown
     from genbench.fileio import atomic_write_text
 
-    cmp = compare_paths(args.baseline, args.new, args.tolerances)
+    cmp = compare_paths(args.baseline, args.new, args.tolerances, timing=not args.no_timing)
     md = to_markdown(cmp)
     if args.out:
         atomic_write_text(Path(args.out), md)
