@@ -151,16 +151,29 @@ class Sequence(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- networks
-class PointFlow(nn.Module):
-    """Coupling stack for (N, d) points (already standardised): x -> (z, log|det dz/dx|)."""
+class FourierFeatures(nn.Module):
+    """x -> [x, sin(2^k x), cos(2^k x)], k < n (n = 0: x itself)."""
 
-    def __init__(self, dim: int, n_layers: int, hidden: int, depth: int):
+    def __init__(self, n: int):
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.arange(n, dtype=torch.float32))
+
+    def forward(self, x):
+        xf = (x[:, :, None] * self.freqs.to(x.dtype)).flatten(1)
+        return torch.cat([x, torch.sin(xf), torch.cos(xf)], 1)
+
+
+class PointFlow(nn.Module):
+    """Coupling stack for (N, d) points (already standardised): x -> (z, log|det dz/dx|). With `x_freqs` > 0 the
+    coupling MLPs see Fourier features of the kept coordinates (the transformed ones are masked to 0 first)."""
+
+    def __init__(self, dim: int, n_layers: int, hidden: int, depth: int, x_freqs: int = 0):
         super().__init__()
         layers = []
         for i in range(n_layers):
             mask = torch.tensor([float((j + i) % 2) for j in range(dim)])
-            net = mlp(dim, 2 * dim, hidden, depth)
-            nn.init.zeros_(net[-1].weight), nn.init.zeros_(net[-1].bias)
+            net = nn.Sequential(FourierFeatures(x_freqs), mlp(dim * (1 + 2 * x_freqs), 2 * dim, hidden, depth))
+            nn.init.zeros_(net[1][-1].weight), nn.init.zeros_(net[1][-1].bias)
             layers += [AffineCoupling(net, mask, dim, False, 2), ActNorm(dim, 2)]
             if i < n_layers - 1:
                 layers.append(FixedRotation(dim, seed=1000 + i))
@@ -272,6 +285,7 @@ class RealNVPConfig(ModelConfig):
     n_layers: int = 8  # points: couplings
     hidden: int = 128  # points: coupling MLP width
     depth: int = 2  # points: coupling MLP hidden layers
+    x_freqs: int = 0  # points: Fourier features sin/cos(2^k x), k < x_freqs, as coupling-net inputs (0: none)
     n_scales: int = 2  # images: scales of the multi-scale architecture
     ch: int = 32  # images: coupling ResNet channels
     blocks: int = 2  # images: coupling ResNet residual blocks
@@ -290,8 +304,8 @@ class RealNVPConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=32, depth=1),
-                "quick": cls(steps=5000, batch_size=256, n_layers=10, hidden=128, depth=2, lr=2e-3, max_seconds=120.0),
-                "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3),
+                "quick": cls(steps=5000, batch_size=256, n_layers=10, hidden=128, depth=2, x_freqs=3, lr=2e-3, max_seconds=120.0),
+                "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3, x_freqs=3),
             }[budget]
         _image_shape(info, 2)
         return {
@@ -335,7 +349,7 @@ class RealNVP(GenerativeModel):
             if self.is_image:
                 self.flow = ImageFlow(*self.info.shape, cfg.n_scales, cfg.ch, cfg.blocks)
             else:
-                self.flow = PointFlow(self.info.dim, cfg.n_layers, cfg.hidden, cfg.depth)
+                self.flow = PointFlow(self.info.dim, cfg.n_layers, cfg.hidden, cfg.depth, cfg.x_freqs)
 
     def modules(self) -> dict[str, nn.Module]:
         m = {"flow": self.flow}

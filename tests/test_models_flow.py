@@ -30,7 +30,7 @@ def _fit(info, data, **over):
 
 @pytest.fixture(scope="module")
 def ring_model():  # trained a little, so that the couplings and ActNorm are far from the identity
-    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3)
+    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3, x_freqs=3)
 
 
 @pytest.fixture(scope="module")
