@@ -240,7 +240,7 @@ class DDPMConfig(ModelConfig):
             return {
                 "smoke": cls(steps=30, batch_size=64, hidden=32, depth=1, timesteps=50, sample_steps=50, warmup_steps=5),
                 "quick": cls(steps=6000, batch_size=256, lr=1e-3, hidden=128, depth=3, timesteps=250, sample_steps=250,
-                             max_seconds=45.0, ema_decay=0.995),
+                             max_seconds=60.0, ema_decay=0.995),
                 "standard": cls(steps=40000, batch_size=512, lr=1e-3, hidden=512, depth=4, timesteps=1000, sample_steps=1000),
             }[budget]
         check_image_shape(info)
