@@ -112,11 +112,15 @@ def test_prdc_bad_input():
 
 @pytest.mark.slow
 def test_prdc_readme_sanity_values():
+    # The README numbers (0.477 / 0.471 / 1.056 / 0.974) come from one unseeded draw. Measured here, the draw
+    # itself moves them more than 0.01 (seeds 0/1/2: precision 0.456/0.473/0.497, density 0.912/0.988/1.070),
+    # so the exact check is against the package on the same draw, and the README values within that spread.
     rng = np.random.default_rng(0)
     real, fake = rng.standard_normal((10000, 1000)), rng.standard_normal((10000, 1000))
     out = prdc(real, fake, convention="prdc", nearest_k=5)
-    for key, v in dict(precision=0.477, recall=0.471, density=1.056, coverage=0.974).items():
-        assert out[key] == pytest.approx(v, abs=0.01), key
+    assert out == {k: float(v) for k, v in compute_prdc(real, fake, 5).items()}
+    for key, v, tol in (("precision", 0.477, 0.04), ("recall", 0.471, 0.04), ("density", 1.056, 0.2), ("coverage", 0.974, 0.03)):
+        assert out[key] == pytest.approx(v, abs=tol), key
 
 
 def test_prdc_readme_case_small_n_matches_package():
