@@ -136,3 +136,16 @@ def test_registry_is_open_and_listable():
             register_metric(spec)
     finally:
         METRICS._items.pop("test_const")
+
+
+def test_bootstrap_is_bias_corrected_for_fd_of_a_copy():
+    # A model that copies its reference set has FD exactly 0; every with-replacement resample has fewer
+    # distinct rows, so every replicate FD is > 0 and a raw percentile interval would exclude the estimate.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 32, generator=g, dtype=torch.float64)
+    est = _fd(x, x)
+    ci = bootstrap_ci(_fd, x, x, n_boot=30, seed=0)
+    assert abs(est) < 1e-8
+    assert ci["bias"] > 0
+    assert ci["ci_low"] <= est <= ci["ci_high"]
+    assert ci["method"] == "bias-corrected percentile"
