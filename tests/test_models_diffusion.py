@@ -223,4 +223,4 @@ def test_budget_configs():
         for b in ("smoke", "quick", "standard"):
             c = DDPMConfig.for_budget(b, info)
             assert 1 <= c.sample_steps <= c.timesteps
-    assert DDPMConfig.for_budget("quick", DIGITS_INFO).ch_mult == (1, 2, 4)
+    assert DDPMConfig.for_budget("quick", DIGITS_INFO).ch_mult == (1, 2, 2)
