@@ -135,7 +135,8 @@ def report(rows, meta) -> str:
     out += [f"- machine: {meta.get('platform')}, {meta.get('cpus')} CPUs shared with other jobs; torch {meta.get('torch')}",
             f"- torch threads per process: {meta.get('threads')}; the parts ran as {meta.get('processes')} concurrent processes",
             "- timings are wall-clock under that contention; `fit CPU s` is the process CPU time of training (closer to "
-            "what an idle machine needs, per thread); load average at start/end of each fit is listed", ""]
+            "what an idle machine needs, per thread); load average at start/end of each fit is listed"]
+    out += [f"- {n}" for n in meta.get("notes", [])] + [""]
     for dn, title in (("shakespeare-char", "shakespeare-char"), ("names", "names")):
         rs = [r for r in rows if r["dataset"] == dn]
         if not rs:
@@ -181,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-seconds", type=float, help="cap the training time of transformer / lstm (shared machine)")
     ap.add_argument("--models", nargs="*", help="only these models within the parts")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report's notes (how the run went)")
     ap.add_argument("--from-logs", nargs="*", help="rows from the JSON lines printed by parts (when a part was cut short)")
     ap.add_argument("--processes", type=int, default=1, help="how many parts ran at once (stated in the report)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "text.md"))
@@ -204,6 +206,7 @@ def main(argv=None) -> int:
             metas.append(blob["meta"])
         meta = metas[0] if metas else meta
         meta["processes"] = a.processes
+        meta["notes"] = a.note
         atomic_write_text(a.out, report(rows, meta))
         print(f"wrote {a.out}")
         return 0
