@@ -7,6 +7,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     device = "cpu"                 # auto | cpu | cuda
     seeds = [0]
     n_bootstrap = 200              # bootstrap resamples for confidence intervals (0: none)
+    threads = 1                    # optional: torch CPU threads (default: torch's choice; --threads overrides)
 
     [speed]
     batch_size = 256               # samples/s is measured at this batch size
@@ -117,6 +118,7 @@ class Suite:
     n_bootstrap: int = 200
     source: str = "<memory>"  # file path or "builtin:<name>"
     toml_text: str = ""
+    threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
 
     def dataset(self, name: str) -> DatasetSpec:
         for d in self.datasets:
@@ -245,7 +247,8 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
     return suite
 
 
-_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "speed", "datasets", "models", "sweeps"}
+_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "speed", "datasets", "models",
+             "sweeps"}
 _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options"}
 # EvalContext fields a suite may set per dataset (the rest are filled by the runner).
 METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
@@ -332,6 +335,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     if len(set(seeds)) != len(seeds):
         raise c.fail("seeds", f"repeated seeds in {seeds!r}")
     n_boot = c.typed(data, "n_bootstrap", "", int, default=200, check=_nonneg)
+    threads = c.typed(data, "threads", "", int, default=None, check=_positive)
 
     sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
     speed = SpeedSpec(
@@ -489,7 +493,8 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
                              f"on {dn!r} at budget {budget!r}")
         sweeps[mname] = SweepSpec(mname, sampler, list(steps))
 
-    suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source)
+    suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source,
+                  threads=threads)
     for d in datasets:
         if not any(pd.name == d.name for pd, _ in suite.pairs()):
             raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "

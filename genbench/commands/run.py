@@ -62,13 +62,14 @@ def run(args) -> int:
     from genbench.runner import Runner
     from genbench.suite import apply_overrides, load_suite
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    suite = load_suite(args.suite)
+    threads = args.threads if args.threads is not None else suite.threads
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(args.threads)
-    suite = load_suite(args.suite)
+        torch.set_num_threads(threads)
     suite = apply_overrides(suite, models=_names(args.models), datasets=_names(args.datasets),
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
     device = resolve_device(suite.device)
