@@ -147,10 +147,6 @@ from genbench.features.text import register_text_extractors  # noqa: E402  (text
 
 register_text_extractors()
 
-from genbench.features.text import register_text_extractors  # noqa: E402  (minilm, char-ngram, text-auto)
-
-register_text_extractors()
-
 
 # ---------------------------------------------------------------------------------------------- one pass
 
