@@ -9,16 +9,14 @@ protocol (windows of `eval_context` characters from a zero state, stride eval_co
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from reference_models import register_model
 from reference_models.base import check_budget
-from reference_models.text_base import TextConfig, TextModel, lr_at, training_windows
+from reference_models.text_base import NeuralTextModel, TextConfig
 
 
 @dataclass
@@ -62,7 +60,7 @@ class CharLSTM(nn.Module):
 
 
 @register_model
-class LSTM(TextModel):
+class LSTM(NeuralTextModel):
     name = "lstm"
     family = "autoregressive"
     Config = LSTMConfig
@@ -72,47 +70,13 @@ class LSTM(TextModel):
         c = self.config
         self.net = CharLSTM(self.vocab_size, c.n_embd, c.hidden, c.n_layer, c.dropout).to(self.device)
 
-    def _autocast(self):
-        on = bool(self.config.amp) and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
-
     def _fit_ids(self, ids, seed, callbacks):
         c = self.config
         torch.manual_seed(seed)
         self._build()
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        self.net.train()
-        t0 = time.perf_counter()
-        ema = None
-        for step in range(c.steps):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, c.steps, c.lr, c.warmup_steps, c.min_lr_ratio)
-            x, y = training_windows(ids, c.batch_size, c.seq_len, gen)
-            x, y = x.to(self.device), y.to(self.device)
-            with self._autocast():
-                logits, _ = self.net(x)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip:
-                nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
-            opt.step()
-            lv = float(loss.detach())
-            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            if step % c.log_every == 0 or step == c.steps - 1:
-                self.history.log(step, loss=lv, loss_ema=ema, seconds=time.perf_counter() - t0)
-            stop = any(cb(step, {"loss": lv}) == "stop" for cb in callbacks)
-            self.history.steps = step + 1
-            if stop or self._out_of_time(t0):
-                break
-        self.net.eval()
-
-    def _window_logprobs(self, x):
-        self.net.eval()
-        with self._autocast():
-            logits, _ = self.net(x)
-        return F.log_softmax(logits.float(), -1)
+        self._train_loop(ids, opt, c.seq_len, gen, callbacks)
 
     def _begin(self, ctx, use_cache):
         self.net.eval()

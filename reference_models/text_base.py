@@ -350,3 +350,52 @@ def lr_at(step: int, total: int, lr: float, warmup: int, min_ratio: float = 0.1)
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
+
+class NeuralTextModel(TextModel):
+    """Shared by the neural character models (transformer, LSTM): `self.net(x) -> (logits, state)`, the
+    training loop over random windows, mixed precision on CUDA only, and window log-probabilities."""
+
+    def _autocast(self):
+        on = bool(self.config.amp) and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def _train_loop(self, ids: torch.Tensor, opt: torch.optim.Optimizer, window: int, gen: torch.Generator,
+                    callbacks: list) -> None:
+        """Next-character cross-entropy on `window`-long random windows of `ids`, with the warm-up/cosine
+        learning rate, gradient clipping, a loss EMA in the history, callbacks and the step/time budget."""
+        import torch.nn.functional as F
+
+        c = self.config
+        self.net.train()
+        t0 = time.perf_counter()
+        ema = None
+        for step in range(c.steps):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, c.steps, c.lr, c.warmup_steps, c.min_lr_ratio)
+            x, y = training_windows(ids, c.batch_size, window, gen)
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                logits, _ = self.net(x)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+            opt.step()
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+            if step % c.log_every == 0 or step == c.steps - 1:
+                self.history.log(step, loss=lv, loss_ema=ema, seconds=time.perf_counter() - t0)
+            stop = any(cb(step, {"loss": lv}) == "stop" for cb in callbacks)
+            self.history.steps = step + 1
+            if stop or self._out_of_time(t0):
+                break
+        self.net.eval()
+
+    def _window_logprobs(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        self.net.eval()
+        with self._autocast():
+            logits, _ = self.net(x)
+        return F.log_softmax(logits.float(), -1)

@@ -15,7 +15,6 @@ character is scored with between block_size/2 and block_size characters of conte
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 
 from reference_models import register_model
 from reference_models.base import check_budget
-from reference_models.text_base import TextConfig, TextModel, lr_at, training_windows
+from reference_models.text_base import NeuralTextModel, TextConfig
 
 
 @dataclass
@@ -134,7 +133,7 @@ class GPT(nn.Module):
 
 
 @register_model
-class Transformer(TextModel):
+class Transformer(NeuralTextModel):
     name = "transformer"
     family = "autoregressive"
     Config = TransformerConfig
@@ -147,10 +146,6 @@ class Transformer(TextModel):
         c = self.config
         self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout).to(self.device)
 
-    def _autocast(self):
-        on = bool(self.config.amp) and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
-
     # ---- training -----------------------------------------------------------------------------------------
     def _fit_ids(self, ids, seed, callbacks):
         c = self.config
@@ -161,39 +156,7 @@ class Transformer(TextModel):
         no_decay = [p for p in self.net.parameters() if p.dim() < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.99))
-        self.net.train()
-        t0 = time.perf_counter()
-        step, ema = 0, None
-        for step in range(c.steps):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, c.steps, c.lr, c.warmup_steps, c.min_lr_ratio)
-            x, y = training_windows(ids, c.batch_size, c.block_size, gen)
-            x, y = x.to(self.device), y.to(self.device)
-            with self._autocast():
-                logits, _ = self.net(x)
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip:
-                nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
-            opt.step()
-            lv = float(loss.detach())
-            ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            logs = {"loss": lv}
-            if step % c.log_every == 0 or step == c.steps - 1:
-                self.history.log(step, loss=lv, loss_ema=ema, seconds=time.perf_counter() - t0)
-            stop = any(cb(step, logs) == "stop" for cb in callbacks)
-            self.history.steps = step + 1
-            if stop or self._out_of_time(t0):
-                break
-        self.net.eval()
-
-    # ---- likelihood ---------------------------------------------------------------------------------------
-    def _window_logprobs(self, x):
-        self.net.eval()
-        with self._autocast():
-            logits, _ = self.net(x)
-        return F.log_softmax(logits.float(), -1)
+        self._train_loop(ids, opt, c.block_size, gen, callbacks)
 
     # ---- sampling (see module docstring for the context rule) ---------------------------------------------
     def _begin(self, ctx, use_cache):
