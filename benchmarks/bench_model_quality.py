@@ -55,9 +55,9 @@ def _samples_per_checkpoint(model, n: int, seed: int):
     for lab in labels:
         if lab:
             cfg.checkpoint = lab
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         x = model.sample(n, seed=seed, batch_size=500)
-        out.append((lab, x, time.perf_counter() - t))
+        out.append((lab, x, time.perf_counter() - t, time.process_time() - c))
     if labels[0]:
         cfg.checkpoint = "best"
     return out
@@ -86,15 +86,16 @@ def run_one(ds: str, name: str, seed: int, budget: str, n_toy: int, n_img: int, 
     data, train, test = cache.setdefault(ds, _load(ds))
     model = create_model(name, data.info, budget)
     load0 = os.getloadavg()[0]
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     model.fit(train.x, seed=seed, device=device)
-    train_s = time.perf_counter() - t
+    train_s, train_cpu_s = time.perf_counter() - t, time.process_time() - c
     model.to("cpu")
     n = n_toy if ds in TOY else n_img
     rows = []
-    for lab, x, sample_s in _samples_per_checkpoint(model, n, seed):
+    for lab, x, sample_s, sample_cpu_s in _samples_per_checkpoint(model, n, seed):
         row = {"dataset": ds, "model": name, "family": model.family, "checkpoint": lab or "", "seed": seed,
                "budget": budget, "train_s": round(train_s, 1), "sample_s": round(sample_s, 2), "n_samples": n,
+               "train_cpu_s": round(train_cpu_s, 1), "sample_cpu_s": round(sample_cpu_s, 2),
                "train_steps": model.history.steps, "num_params": model.num_params, "threads": torch.get_num_threads(),
                "load_avg_1min": round(load0, 2), "log_prob_kind": model.log_prob_kind}
         if ds in TOY:
@@ -163,12 +164,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
     key = lambda r: (r["dataset"], r["family"], r["model"], r["checkpoint"], r["seed"])
     if toy:
         lines += ["## 2D mixtures (2500 samples; mode_coverage: nearest mode, HQ within 3 std)", "",
-                  "| dataset | model | ckpt | seed | budget | modes | HQ share | mode KL | NLL (nats/pt) | train s | sample s | steps | threads | load | bar | result |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| dataset | model | ckpt | seed | budget | modes | HQ share | mode KL | NLL (nats/pt) | train s | train CPU s | sample s | steps | threads | load | bar | result |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(toy, key=key):
             lines.append(f"| {r['dataset']} | {r['model']} | {r['checkpoint']} | {r['seed']} | {r['budget']} | "
                          f"{r['modes_covered']}/{r['num_modes']} | {fmt(r['hq_share'])} | {fmt(r['mode_kl'])} | "
-                         f"{fmt(r.get('nll'))} | {fmt(r['train_s'], 1)} | {fmt(r['sample_s'], 2)} | {r['train_steps']} | "
+                         f"{fmt(r.get('nll'))} | {fmt(r['train_s'], 1)} | {fmt(r.get('train_cpu_s'), 1)} | {fmt(r['sample_s'], 2)} | {r['train_steps']} | "
                          f"{r['threads']} | {fmt(r['load_avg_1min'], 1)} | {r.get('bar', '')} | {fmt(r.get('pass', ''))} |")
         gan = [r for r in toy if r["family"] == "gan" and r["checkpoint"] in ("best", "")]
         for ds in sorted({r["dataset"] for r in gan}):
@@ -178,13 +179,13 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append("")
     if img:
         lines += ["## Images (5000 samples; classifier:fashion-mnist features vs the 10000 test images)", "",
-                  "| dataset | model | ckpt | seed | budget | FD (classifier) | classes >= 3% | min class share | bits/dim (1000 test) | likelihood | train s | sample s | steps | threads | load | bar | result |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| dataset | model | ckpt | seed | budget | FD (classifier) | classes >= 3% | min class share | bits/dim (1000 test) | likelihood | train s | train CPU s | sample s | sample CPU s | steps | threads | load | bar | result |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(img, key=key):
             lines.append(f"| {r['dataset']} | {r['model']} | {r['checkpoint']} | {r['seed']} | {r['budget']} | "
                          f"{fmt(r['fd_classifier'], 2)} | {r['classes_ge_3pct']}/10 | {fmt(r['min_class_share'])} | "
                          f"{fmt(r.get('bits_per_dim'))} | {r['log_prob_kind']} | {fmt(r['train_s'], 1)} | "
-                         f"{fmt(r['sample_s'], 2)} | {r['train_steps']} | {r['threads']} | {fmt(r['load_avg_1min'], 1)} | "
+                         f"{fmt(r.get('train_cpu_s'), 1)} | {fmt(r['sample_s'], 2)} | {fmt(r.get('sample_cpu_s'), 2)} | {r['train_steps']} | {r['threads']} | {fmt(r['load_avg_1min'], 1)} | "
                          f"{r.get('bar', '')} | {fmt(r.get('pass', ''))} |")
         lines.append("")
     lines.append("Likelihood kinds: exact = exact (flows, PixelCNN; gmm: exact for its dequantised model), "
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
                     results[f"{ds}|{name}|{r['checkpoint']}|{seed}|{a.budget}"] = r
                     mine[f"{ds}|{name}|{r['checkpoint']}|{seed}|{a.budget}"] = r
                     show = {k: r[k] for k in ("checkpoint", "modes_covered", "hq_share", "nll", "fd_classifier",
-                                              "classes_ge_3pct", "bits_per_dim", "train_s", "sample_s") if k in r}
+                                              "classes_ge_3pct", "bits_per_dim", "train_s", "train_cpu_s", "sample_s", "train_steps") if k in r}
                     print("  ", show, flush=True)
                 meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
                         "platform": platform.platform(), "cpus": os.cpu_count()}
