@@ -4,6 +4,13 @@ records each result in the results store as it comes back; only the driver proce
 `LocalExecutor` (the default) runs jobs one after another in this process, sharing in-process caches (loaded
 datasets, real-data features) between jobs.
 
+`ProcessExecutor(workers, threads)` runs up to `workers` jobs at once in spawned worker processes on this machine
+(suite key `workers`, or `genbench run --workers N`), each with `threads` torch CPU threads. Every job seeds itself,
+so its numbers do not depend on which worker ran it or in what order (a test checks workers=2 against workers=1).
+Workers build their own caches; the real-feature cache on disk (DIR/cache) is shared. Models must be importable by
+name in a fresh process (built-in, or registered through an entry point). If the driver dies, its workers notice
+and exit within a second.
+
 A cluster executor plugs in by implementing `map_unordered`. With Ray, for example (not a dependency):
 
     class RayExecutor(Executor):
@@ -59,7 +66,109 @@ class LocalExecutor(Executor):
                 yield item, result, None
 
 
-EXECUTORS = {"local": LocalExecutor}
+_PROCESS_FN: dict = {}
+
+
+def _init_worker(threads: Optional[int], parent_pid: int) -> None:
+    import os
+    import threading
+    import time
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        try:  # numpy/scipy/sklearn BLAS pools as well (EM, PCA)
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(threads)
+        except ImportError:
+            pass
+
+    def watch_parent():  # a killed driver (SIGKILL included) must not leave workers training on
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+
+
+def _call_in_worker(fn, item):
+    # keep the first job function this process received, so its in-process caches live across jobs
+    fn = _PROCESS_FN.setdefault(type(fn), fn)
+    return fn(item)
+
+
+class ProcessExecutor(Executor):
+    """Up to `workers` jobs at once, each in a spawned worker process with `threads` torch CPU threads."""
+
+    def __init__(self, workers: int = 2, threads: Optional[int] = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers, self.threads = int(workers), threads
+
+    def _pool(self):
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.threads, os.getpid()))
+
+    def map_unordered(self, fn, items):
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        it = iter(items)
+        pending: dict = {}
+        pool = self._pool()
+
+        def submit_next() -> None:
+            for item in it:  # takes one item (the generator marks it started as it is taken)
+                pending[pool.submit(_call_in_worker, fn, item)] = item
+                return
+
+        try:
+            for _ in range(self.workers):
+                submit_next()
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut not in pending:  # already resubmitted after a worker died
+                        continue
+                    item = pending.pop(fut)
+                    err = fut.exception()
+                    if isinstance(err, BrokenProcessPool):
+                        # a worker died (killed, out of memory): this job failed; the jobs that were running
+                        # beside it go back into a fresh pool
+                        err = RuntimeError(f"the worker process running this job died ({err}); "
+                                           "run again to retry it")
+                        retry = list(pending.values())
+                        pending.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = self._pool()
+                        for other in retry:
+                            pending[pool.submit(_call_in_worker, fn, other)] = other
+                    if err is None:
+                        yield item, fut.result(), None
+                    elif isinstance(err, (KeyboardInterrupt, SystemExit)):
+                        raise err
+                    else:
+                        yield item, None, err
+                    submit_next()
+        finally:
+            if pending:  # interrupted: jobs still running are abandoned (the next run resumes them)
+                procs = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()
+            else:
+                pool.shutdown(wait=True)
+
+
+EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor}
 
 
 def get_executor(name: str = "local") -> Executor:
@@ -71,4 +180,4 @@ def get_executor(name: str = "local") -> Executor:
     return EXECUTORS[name]()
 
 
-__all__ = ["Executor", "LocalExecutor", "get_executor", "EXECUTORS"]
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "get_executor", "EXECUTORS"]

@@ -308,6 +308,32 @@ def code_version(cls) -> str:
     return h.hexdigest()[:16]
 
 
+_HARNESS_CODE: list = []
+
+
+def harness_code_version() -> str:
+    """Digest of genbench's code that turns samples into numbers (data, features, metrics, runner, speed)."""
+    if not _HARNESS_CODE:
+        root = Path(__file__).resolve().parent
+        files = sorted([*(root / "data").rglob("*.py"), *(root / "features").rglob("*.py"),
+                        *(root / "metrics").rglob("*.py"), root / "runner.py", root / "speed.py"])
+        h = hashlib.sha256()
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+        _HARNESS_CODE.append(h.hexdigest()[:16])
+    return _HARNESS_CODE[0]
+
+
+def job_code_version(model_name: str) -> str:
+    """What a recorded job's numbers depend on besides its settings: the model's code and the harness code. A
+    finished job whose code version changed is redone on resume (its checkpoint is reused if the model's own
+    code did not change)."""
+    from reference_models import get_model_class
+
+    return f"{code_version(get_model_class(model_name))}-{harness_code_version()}"
+
+
 def check_samples(x, info, n: int, what: str = "samples") -> None:
     """Raise JobFailure unless x is n valid samples of the dataset."""
     if info.modality == "text":
@@ -623,13 +649,21 @@ class RunSummary:
 class Runner:
     def __init__(self, suite: Suite, out_dir: str | os.PathLike, device: str = "cpu", fresh: bool = False,
                  quiet: bool = False, executor: Optional[Executor] = None, argv: Optional[list] = None,
-                 log=None):
+                 log=None, workers: Optional[int] = None, threads: Optional[int] = None):
+        """`workers` (default: the suite's) > 1 runs that many jobs at once in worker processes with `threads`
+        torch threads each (default: the suite's); an explicit `executor` replaces both."""
         self.suite = suite
         self.out_dir = Path(out_dir)
         self.device = device
         self.fresh = fresh
         self.quiet = quiet
-        self.executor = executor or LocalExecutor()
+        self.workers = int(workers if workers is not None else getattr(suite, "workers", 1) or 1)
+        if executor is None:
+            from genbench.executors import ProcessExecutor
+
+            t = threads if threads is not None else suite.threads
+            executor = ProcessExecutor(self.workers, t) if self.workers > 1 else LocalExecutor()
+        self.executor = executor
         self.argv = list(argv) if argv is not None else list(sys.argv)
         self.log = log or (lambda msg: print(msg, flush=True))
 
@@ -657,24 +691,30 @@ class Runner:
         jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet)
         todo = []
         for j in jobs:
+            code = job_code_version(j.model.name)
+            row = store.job_row(j.job_id)
+            prev = json.loads(row["config_json"] or "{}") if row is not None else {}
+            if row is not None and row["status"] == "done" and prev.get("spec_hash") == j.spec_hash \
+                    and prev.get("code") == code:
+                summary.skipped.append(j.job_id)
+                continue
+            if row is not None and row["status"] == "done":
+                why = ("its suite settings changed" if prev.get("spec_hash") != j.spec_hash else
+                       "the code that computes its numbers (the model's, or genbench's data/features/metrics/runner) "
+                       "changed")
+                self.log(f"[redo] {j.job_id}: {why} since it was recorded")
             store.add_job(j.job_id, run_id=run_id, dataset=j.dataset.name, model=j.model.name,
                           family=_family(j.model.name), seed=j.seed, budget=j.budget,
-                          config={"spec_hash": j.spec_hash, "job": _job_dict(j)})
-            row = store.job_row(j.job_id)
-            prev = json.loads(row["config_json"] or "{}")
-            if row["status"] == "done" and prev.get("spec_hash") == j.spec_hash:
-                summary.skipped.append(j.job_id)
-            else:
-                if row["status"] == "done":
-                    self.log(f"[redo] {j.job_id}: its suite settings changed since it was recorded")
-                todo.append(j)
+                          config={"spec_hash": j.spec_hash, "code": code, "job": _job_dict(j)})
+            todo.append(j)
         self.log(f"genbench run: suite {self.suite.name!r} ({self.suite.source}), {len(jobs)} jobs "
                  f"({len(summary.skipped)} already done, {len(todo)} to run) on {self.device} -> {self.out_dir}")
         store.export()
 
         def submitted():
             for k, j in enumerate(todo):
-                store.start_job(j.job_id, run_id, config={"spec_hash": j.spec_hash, "job": _job_dict(j)})
+                store.start_job(j.job_id, run_id, config={"spec_hash": j.spec_hash, "code": job_code_version(j.model.name),
+                                                          "job": _job_dict(j)})
                 if not self.quiet:
                     self.log(f"[{k + 1}/{len(todo)}] {j.job_id} ...")
                 yield j
@@ -687,7 +727,9 @@ class Runner:
                                      result.checkpoint_path)
                     with store.transaction() as c:
                         c.execute("UPDATE jobs SET family=?, config_json=?, cache_key=? WHERE job_id=?",
-                                  (result.family, json.dumps({"spec_hash": job.spec_hash, "job": _job_dict(job),
+                                  (result.family, json.dumps({"spec_hash": job.spec_hash,
+                                                              "code": job_code_version(job.model.name),
+                                                              "job": _job_dict(job),
                                                               "model_config": result.config}, default=str),
                                    result.cache_key, job.job_id))
                     summary.done.append(job.job_id)

@@ -8,6 +8,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     seeds = [0]
     n_bootstrap = 200              # bootstrap resamples for confidence intervals (0: none)
     threads = 1                    # optional: torch CPU threads (default: torch's choice; --threads overrides)
+    workers = 2                    # optional: jobs run at once in worker processes (default 1; --workers overrides)
 
     [speed]
     batch_size = 256               # samples/s is measured at this batch size
@@ -119,6 +120,7 @@ class Suite:
     source: str = "<memory>"  # file path or "builtin:<name>"
     toml_text: str = ""
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
+    workers: int = 1  # jobs run at once, each in its own worker process (1: in this process; --workers overrides)
 
     def dataset(self, name: str) -> DatasetSpec:
         for d in self.datasets:
@@ -247,7 +249,7 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
     return suite
 
 
-_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "speed", "datasets", "models",
+_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "speed", "datasets", "models",
              "sweeps"}
 _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options"}
 # EvalContext fields a suite may set per dataset (the rest are filled by the runner).
@@ -336,6 +338,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         raise c.fail("seeds", f"repeated seeds in {seeds!r}")
     n_boot = c.typed(data, "n_bootstrap", "", int, default=200, check=_nonneg)
     threads = c.typed(data, "threads", "", int, default=None, check=_positive)
+    workers = c.typed(data, "workers", "", int, default=1, check=_positive)
 
     sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
     speed = SpeedSpec(
@@ -494,7 +497,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         sweeps[mname] = SweepSpec(mname, sampler, list(steps))
 
     suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source,
-                  threads=threads)
+                  threads=threads, workers=workers)
     for d in datasets:
         if not any(pd.name == d.name for pd, _ in suite.pairs()):
             raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default: torch's own choice; 1 is much faster on a machine shared with "
                         "other busy processes; recorded in every timing protocol)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N jobs at once, each in its own worker process (default: the suite's `workers`, 1 if "
+                        "unset; quick uses 2). Keep N x threads <= CPU cores, or speed figures measure contention")
     p.add_argument("--no-report", action="store_true",
                    help="do not write the leaderboard/report files at the end (genbench report DIR does it later)")
     p.set_defaults(func=run)
@@ -50,7 +53,7 @@ def _seeds(s):
 def _argv(args, out) -> list:
     """The command line that reproduces this run (recorded with the run)."""
     a = ["genbench", "run", str(args.suite), "--out", str(out)]
-    for opt in ("device", "models", "datasets", "seeds", "budget", "threads"):
+    for opt in ("device", "models", "datasets", "seeds", "budget", "threads", "workers"):
         v = getattr(args, opt)
         if v is not None:
             a += [f"--{opt}", str(v)]
@@ -64,6 +67,8 @@ def run(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 1:
+        raise InvalidInputError(f"--workers must be >= 1, got {args.workers}")
     suite = load_suite(args.suite)
     threads = args.threads if args.threads is not None else suite.threads
     if threads is not None:
@@ -74,7 +79,9 @@ def run(args) -> int:
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
     device = resolve_device(suite.device)
     out = Path(args.out) if args.out else Path("reports") / suite.name
-    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out)).run()
+    workers = args.workers if args.workers is not None else suite.workers
+    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
+                     workers=workers, threads=threads).run()
     print(f"genbench run: {len(summary.done)} jobs run, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed in {summary.seconds:.1f}s")
     for job_id, err in summary.failed:

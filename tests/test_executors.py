@@ -1,0 +1,155 @@
+"""Parallel worker processes give the numbers one process gives; a killed driver takes its workers with it;
+a finished job whose code changed is redone on resume (reusing its checkpoint when the model code is the same)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import runner_dummies
+from genbench.runner import Runner
+from genbench.store import ResultsStore
+from genbench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = """
+name = "par"
+budget = "smoke"
+device = "cpu"
+seeds = [0, 1]
+n_bootstrap = 10
+threads = 1
+{extra}
+
+[speed]
+batch_size = 64
+repeats = 1
+warmup = 0
+
+[datasets.ring8]
+features = "identity"
+n_samples = 200
+metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
+
+[models.gmm]
+[models.gan]
+[models.vae]
+"""
+
+
+def _values(out) -> dict:
+    f = ResultsStore(out).metrics_frame()
+    f = f[f["protocol"].map(lambda p: not json.loads(p).get("timing"))]
+    v = lambda x: None if x != x else float(x)  # NaN (no interval) compares equal to NaN
+    return {(r.job_id, r.metric, r.variant): (v(r.value), v(r.ci_low), v(r.ci_high)) for r in f.itertuples()}
+
+
+def test_two_worker_processes_give_the_numbers_of_one(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(extra=""))
+    one = Runner(load_suite(p), tmp_path / "one", quiet=True, log=lambda m: None).run()
+    two = Runner(load_suite(p), tmp_path / "two", quiet=True, log=lambda m: None, workers=2).run()
+    assert not one.failed and not two.failed, (one.failed, two.failed)
+    assert sorted(one.done) == sorted(two.done) and len(one.done) == 6
+    a, b = _values(tmp_path / "one"), _values(tmp_path / "two")
+    assert a and a == b  # bit-identical, whichever process ran which job in which order
+
+
+def test_suite_workers_key_is_validated(tmp_path):
+    from genbench.suite import SuiteError
+
+    p = tmp_path / "bad.toml"
+    p.write_text(SUITE.format(extra="workers = 0"))
+    with pytest.raises(SuiteError, match="workers"):
+        load_suite(p)
+    p.write_text(SUITE.format(extra="workers = 2"))
+    assert load_suite(p).workers == 2
+
+
+def _children(pid: int) -> set:
+    kids = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids |= {int(x) for x in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find worker processes")
+def test_killed_driver_takes_its_workers_with_it(tmp_path):
+    p = tmp_path / "s.toml"
+    # long enough training that both workers are busy when the driver is killed
+    p.write_text(SUITE.format(extra="workers = 2").replace("[models.gan]", "[models.gan]\noverrides = { steps = 100000 }")
+                 .replace("[models.gmm]\n", "").replace("[models.vae]\n", ""))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(tmp_path / "out"),
+                             "--quiet", "--no-report"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        workers: set = set()
+        while time.time() < deadline:  # wait for the two worker processes (beside the resource tracker)
+            kids = _children(proc.pid)
+            workers = {k for k in kids if b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()} \
+                if kids else set()
+            if len(workers) >= 2:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        assert len(workers) >= 2, "no worker processes appeared"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "worker processes outlived the killed driver"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_code_change_redoes_finished_jobs_from_their_checkpoints(tmp_path, monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+    runner_dummies.register()
+    try:
+        p = tmp_path / "d.toml"
+        p.write_text(SUITE.format(extra="").replace("[models.gmm]\n[models.gan]\n[models.vae]\n", "[models.dummy-gauss]\n"))
+        out = tmp_path / "out"
+        logs: list = []
+        first = Runner(load_suite(p), out, quiet=True, log=logs.append).run()
+        assert len(first.done) == 2
+        before = _values(out)
+        again = Runner(load_suite(p), out, quiet=True, log=logs.append).run()
+        assert again.done == [] and len(again.skipped) == 2
+        import genbench.runner as runner
+
+        real = runner.job_code_version
+        monkeypatch.setattr(runner, "job_code_version", lambda name: real(name) + "-changed")
+        logs.clear()
+        third = Runner(load_suite(p), out, quiet=True, log=logs.append).run()
+        assert sorted(third.done) == ["ring8/dummy-gauss/seed0", "ring8/dummy-gauss/seed1"]
+        assert any("[redo]" in m and "code" in m for m in logs), logs
+        f = ResultsStore(out).metrics_frame().set_index(["job_id", "metric"])
+        # the model's own code did not change, so its checkpoint was reused
+        assert json.loads(f.loc[("ring8/dummy-gauss/seed0", "train_seconds"), "protocol"])["from_checkpoint_cache"]
+        assert _values(out) == before
+    finally:
+        runner_dummies.unregister()
