@@ -9,6 +9,9 @@
   `prdc` package's `compute_prdc(nearest_k=5)`. Each runs in its own child process that loads the same .npy
   files; peak memory is the child's own peak resident set (VmHWM), reported both in total and as the
   increase over the resident set just before the call (inputs and libraries already loaded).
+  Wall-clock and process CPU seconds are both reported; `--threads N` gives both P/R/D/C tools the same N
+  threads (default: each library's own default, 2 here), e.g. `--threads 1` for CPU seconds that a loaded
+  machine does not distort.
 Writes the Markdown table to reports/benchmarks/metrics.md (atomically) and prints it.
 """
 
@@ -75,23 +78,39 @@ def child(tool: str, data_dir: str, k: int) -> None:
     run(real[:50], fake[:50])  # warm-up: lazily loaded BLAS kernels and thread pools are not the algorithm's memory
     rss_before = _status_kb("VmRSS")
     reset = _reset_peak()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     values = run(real, fake)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     # VmHWM: this process's own peak (ru_maxrss would include the parent's peak, inherited across fork/exec)
     peak = _status_kb("VmHWM")
     print(json.dumps({
-        "tool": tool, "seconds": seconds, "values": values, "rss_before_mb": rss_before / 1024,
+        "tool": tool, "seconds": seconds, "cpu_seconds": cpu_seconds, "threads": _threads(tool), "values": values, "rss_before_mb": rss_before / 1024,
         "peak_mb": peak / 1024, "peak_increase_mb": (peak - rss_before) / 1024, "peak_reset": reset,
     }))
 
 
-def run_child(tool: str, data_dir: str, k: int) -> dict:
+def _threads(tool: str) -> int:
+    """Threads the tool's compute library may use in this process (default settings, as a user gets them)."""
+    if tool == "genbench":
+        import torch
+
+        return torch.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_info
+
+        return max((p.get("num_threads", 1) for p in threadpool_info()), default=1)
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def run_child(tool: str, data_dir: str, k: int, threads: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--child", tool, "--data", data_dir, "--k", str(k)]
     # glibc raises its mmap threshold after large frees, then keeps freed blocks in the heap: the resident set
     # would count memory the algorithm already gave back. The static default threshold (128 KiB) is pinned
     # for both tools alike, so peak RSS measures live memory.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    if threads > 0:  # the same thread count for both tools: torch's, MKL's and OpenBLAS's pools
+        env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -122,7 +141,7 @@ def bench_fd(dim: int, repeats: int) -> dict:
     return {"dim": dim, "ours_s": min(t_ours), "ref_s": t_ref, "ours": v_ours, "ref": v_ref}
 
 
-def bench_prdc(n: int, dim: int, k: int, repeats: int) -> dict:
+def bench_prdc(n: int, dim: int, k: int, repeats: int, threads: int = 0) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -132,7 +151,7 @@ def bench_prdc(n: int, dim: int, k: int, repeats: int) -> dict:
         runs: dict = {"prdc-package": [], "genbench": []}
         for _ in range(repeats):  # interleaved, so background load hits both alike
             for tool in runs:
-                runs[tool].append(run_child(tool, d, k))
+                runs[tool].append(run_child(tool, d, k, threads))
     best = {tool: min(rs, key=lambda r: r["seconds"]) for tool, rs in runs.items()}
     return {"n": n, "dim": dim, "k": k, "runs": runs, "best": best}
 
@@ -168,12 +187,20 @@ def render(fd: dict, pr: dict, meta: dict) -> str:
         f"| P/R/D/C, N = {pr['n']} + {pr['n']}, {pr['dim']}-d, k = {pr['k']}: time | {g['seconds']:.1f} s (`prdc(convention=\"prdc\")`) | "
         f"{p['seconds']:.1f} s (`prdc` package `compute_prdc`) | **{p['seconds'] / g['seconds']:.1f}x faster** | >= 3x | "
         f"{'identical' if same else 'DIFFERENT'}: " + ", ".join(f"{key} {g['values'][key]:.4f}" for key in ("precision", "recall", "density", "coverage")) + " |",
+        f"| P/R/D/C: process CPU time (all threads) | {g['cpu_seconds']:.1f} s (threads: {g['threads']}) | {p['cpu_seconds']:.1f} s "
+        f"(threads: {p['threads']}) | {p['cpu_seconds'] / g['cpu_seconds']:.1f}x less | — | the same runs; with one thread per tool "
+        "(`--threads 1`) the steadiest figure on a loaded machine |",
         f"| P/R/D/C: peak memory increase during the call | {g['peak_increase_mb']:.0f} MiB | {p['peak_increase_mb']:.0f} MiB | "
         f"**{g['peak_increase_mb'] / p['peak_increase_mb']:.3f}** | <= 0.1 | inputs 2 x {pr['n'] * pr['dim'] * 8 / 2**20:.0f} MiB float64, loaded before the call |",
         f"| P/R/D/C: peak resident set of the whole process | {g['peak_mb']:.0f} MiB | {p['peak_mb']:.0f} MiB | "
         f"{g['peak_mb'] / p['peak_mb']:.2f} | — | includes inputs, interpreter and libraries (torch vs numpy/sklearn) |",
         "",
-        "All P/R/D/C runs (seconds): " + "; ".join(f"{tool}: " + ", ".join(f"{r['seconds']:.1f}" for r in rs) for tool, rs in pr["runs"].items()) + ".",
+        "All P/R/D/C runs (wall seconds / process CPU seconds, threads): " + "; ".join(
+            f"{tool}: " + ", ".join(f"{r['seconds']:.1f} / {r.get('cpu_seconds', float('nan')):.1f} (threads: {r.get('threads', '?')})" for r in rs)
+            for tool, rs in pr["runs"].items()
+        ) + ". Wall-clock ratios are fair while the load average stays below the core count; above it, threads "
+        "that wait for each other lose whole time slices (and spinning threads inflate CPU seconds), so compare "
+        "CPU seconds of one-thread runs (`--threads 1`) there.",
         "",
         "Peak memory is measured in a separate child process per run: the peak resident set (VmHWM, reset with "
         "/proc/self/clear_refs just before the call when permitted) minus the resident set just before the call, "
@@ -207,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--child", choices=("prdc-package", "genbench"), help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, default=5, help="nearest_k for P/R/D/C (default 5, the prdc README's)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for both P/R/D/C tools (OMP/MKL/OpenBLAS); default 0: each library's default")
     a = ap.parse_args(argv)
     if a.child:
         child(a.child, a.data, a.k)
@@ -218,7 +247,8 @@ def main(argv=None) -> int:
     n = a.n or (2000 if a.quick else 10000)
     fd_dim = 512 if a.quick else a.dim
     meta = {
-        "command": "benchmarks/bench_metrics.py" + (" --quick" if a.quick else "") + (f" --n {a.n}" if a.n else ""),
+        "command": "benchmarks/bench_metrics.py" + (" --quick" if a.quick else "") + (f" --n {a.n}" if a.n else "")
+        + (f" --repeats {a.repeats}" if a.repeats != 2 else "") + (f" --threads {a.threads}" if a.threads else ""),
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
         "scipy": scipy.__version__, "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
@@ -226,7 +256,7 @@ def main(argv=None) -> int:
     print(f"FD at {fd_dim}-d ...", flush=True)
     fd = bench_fd(fd_dim, repeats=3)
     print(f"P/R/D/C at N={n}, {a.dim}-d, {a.repeats} interleaved repeat(s) per tool ...", flush=True)
-    pr = bench_prdc(n, a.dim, a.k, a.repeats)
+    pr = bench_prdc(n, a.dim, a.k, a.repeats, a.threads)
     meta["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     text = render(fd, pr, meta)
     write_atomic(a.out, text)

@@ -164,3 +164,39 @@ def test_fast_path_radii_are_exact():
     fast = _knn_sq_radii_fast(x, (1, 3, 5), 128, x.mean(0))
     for k in (1, 3, 5):
         torch.testing.assert_close(fast[k], exact[k], rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("sparse_max", [-1.0, 2.0])
+def test_fast_path_pair_lists_and_dense_masks_agree(monkeypatch, sparse_max):
+    """The float32 pass handles candidates as short pair lists (the usual case) or as dense masks (many
+    candidates): force each everywhere (k-NN later-row updates and real-fake blocks) and compare with the
+    brute-force definition."""
+    from genbench.metrics import manifold
+
+    monkeypatch.setattr(manifold, "_SPARSE_MAX", sparse_max)
+    for name, real, fake in list(_tricky_sets())[:3]:
+        for convention, strict in (("official", False), ("prdc", True)):
+            k_pr, k_dc = (3, 5) if convention == "official" else (5, 5)
+            ref = _brute(real, fake, k_pr, k_dc, strict=strict)
+            ours = prdc(real, fake, convention=convention, fast=True, chunk=61)
+            assert ours == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12), (name, convention)
+    x = torch.from_numpy(np.random.default_rng(9).standard_normal((400, 40)))
+    fast = manifold._knn_sq_radii_fast(x, (1, 3), 50, x.mean(0))
+    exact = knn_sq_radii(x, (1, 3), chunk=50)
+    for k in (1, 3):
+        torch.testing.assert_close(fast[k], exact[k], rtol=1e-12, atol=1e-9)
+
+
+def test_prdc_default_chunk_and_input_checks():
+    real, fake = _sets(900, 700, 12, seed=10)
+    assert prdc(real, fake) == prdc(real, fake, chunk=37) == prdc(real, fake, chunk=900)  # default: one block
+    bad = real.copy()
+    bad[5, 3], bad[800, 0] = np.nan, np.inf
+    with pytest.raises(InvalidInputError, match="real features contains 2 NaN/inf"):
+        prdc(bad, fake)
+    with pytest.raises(InvalidInputError, match="fake features contains 1 NaN/inf"):
+        prdc(torch.from_numpy(real), torch.from_numpy(np.where(np.arange(fake.size).reshape(fake.shape) == 7, np.nan, fake)))
+    with pytest.raises(InvalidInputError, match="chunk must be >= 1"):
+        prdc(real, fake, chunk=0)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        prdc(real, fake[:, :5])

@@ -1,18 +1,23 @@
 """Precision / recall / density / coverage from k-nearest-neighbour balls, chunked in torch.
 
 Memory is O((N + M) * chunk): distances are formed one block of `chunk` rows at a time and never as a full
-N x N matrix. The k-NN radii pass uses the symmetry of the distance matrix (each block of rows is compared only
+N x N matrix; by default `chunk` comes from a budget of about 5 M block entries (20 MiB in float32: 524 rows
+against 10000 columns), and the block and its mask are allocated once and reused. The k-NN radii pass uses the symmetry of the distance matrix (each block of rows is compared only
 with itself and the rows after it; the block's columns feed the later rows' running k smallest), so it costs
 half the matrix products of a plain pass. Everything is float64 and exact: the k-th neighbour distance is the
 same number a full distance matrix gives, not an approximation.
 
 Speed on CPU (`fast=None` -> on for CPU tensors): distances are first formed in float32 from centred data,
 which halves the cost of the matrix products, with a rigorous bound on their error (worst-case float32
-rounding of a d-term dot product, times 2). Every decision the bound cannot settle is redone in float64: the
+rounding of a d-term dot product; see `_tol_factor`). Every decision the bound cannot settle is redone in float64: the
 k-th neighbour is recomputed exactly from the float32 candidates (all rows that could be among the k
 nearest), and every (real, fake) pair whose approximate distance lies within the bound of a ball radius is
 recomputed exactly. The results are therefore those of the float64 computation, not approximations.
-On GPU (where float32 products may silently use TF32) the float64 path is used.
+The float32 pass keeps one centred float32 copy of one set at a time (real, then fake) and works on short
+pair lists: in the real-fake blocks only the entries below a ball's radius plus the bound (a few per row) are
+listed, and in the k-NN pass the later rows take only the entries below their current m-th candidate.
+On GPU the float64 path is the default; `fast=True` there is honoured only while TF32 is off (TF32 products
+would break the float32 bound).
 
 Conventions (`convention=`):
 - "official": improved precision/recall (Kynkaenniemi et al. 2019) with `k_pr` (default 3), density/coverage
@@ -25,21 +30,27 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from genbench.errors import InvalidInputError
 from genbench.metrics._util import as_features, check_same_dim, resolve_device
 
 DEFAULT_CHUNK = 512
+_BLOCK_ENTRIES = 5 * 2**20  # prdc's default block: about this many (real, fake) entries (20 MiB in float32)
 CONVENTIONS = ("official", "prdc")
 _U32 = 2.0**-24  # float32 unit roundoff
 _MARGIN = 8  # extra float32 candidates kept per row beyond k
 _MAX_AMBIGUOUS = 0.25  # share of a block's pairs above which the block is redone in float64 (degenerate data)
+_SPARSE_MAX = 1 / 16  # share of a block's entries above which candidate pairs are handled as a dense mask
 
 
 def _tol_factor(d: int) -> float:
-    """|float32 d2 - exact d2| <= factor * (|x_i|^2 + |y_j|^2) for centred x, y (safety factor 2 included):
-    input rounding 2u|x||y|, a d-term dot product (d u)|x||y|, norms and additions ~3u(|x|^2+|y|^2)."""
+    """|float32 d2 - exact d2| <= factor * (|x_i|^2 + |y_j|^2) for centred x, y, with u the float32 unit
+    roundoff: the norms rounded to float32 (u each), the inputs rounded to float32 (2u|x||y| in the dot product,
+    times 2), and the sum of the d + 2 terms |y|^2 - 2 x_k y_k ... + |x|^2 in any order (BLAS may fold the
+    bias into its accumulation): (d + 1)u (|x|^2 + |y|^2 + 2|x||y|) <= 2(d + 1)u (|x|^2 + |y|^2). In all
+    (2d + 5)u (|x|^2 + |y|^2); 2(d + 9)u leaves 13u for the float64 centring and the float64 references."""
     return 2.0 * (d + 9) * _U32
 
 
@@ -58,9 +69,10 @@ def _exact_pair_d2(x: torch.Tensor, ia: torch.Tensor, y: torch.Tensor, ib: torch
     """Squared distances of the pairs (x[ia], y[ib]) in float64 from direct differences, sum((x - y)^2): the
     most accurate form (no cancellation), and the same bits for the same pair wherever it is asked for."""
     out = torch.empty(ia.shape[0], dtype=torch.float64, device=x.device)
-    step = 1024
+    step = max(1, 2**19 // max(1, x.shape[1]))  # pairs per step: two (step, D) float64 gathers of 4 MiB
     for p0 in range(0, ia.shape[0], step):
-        diff = x[ia[p0 : p0 + step]] - y[ib[p0 : p0 + step]]
+        diff = x[ia[p0 : p0 + step]]
+        diff.sub_(y[ib[p0 : p0 + step]])
         out[p0 : p0 + step] = diff.mul_(diff).sum(1)
     return out
 
@@ -113,6 +125,44 @@ def _merge_smallest_idx(av, ai, bv, bi, m):
     return v, torch.cat([ai, bi], 1).gather(1, pos)
 
 
+def _later_rows_update(sub, sv, si, i0: int, i1: int, m: int, mask_buf: torch.Tensor) -> None:
+    """Feed a block's distances to the rows after it (symmetry): sub (c, W) holds the pairs (block row a, later
+    row i1 + j). Only entries below a later row's current m-th kept value can enter its list; after the first
+    block they are few (about m * c / i0 per row), so they are found with one comparison and merged sparsely
+    instead of a top-m along the block's columns (a strided reduction, ~4x a row top-m)."""
+    c, w = sub.shape
+    dev = sub.device
+    mask = mask_buf[: c * w].view(c, w)
+    torch.lt(sub, sv[i1:, m - 1][None, :], out=mask)
+    p = int(mask.count_nonzero())
+    if p > _SPARSE_MAX * sub.numel():  # first block (nothing kept yet): dense top-m along the columns,
+        # through small transposed slices (topk along dim 0 copies the whole block, several times)
+        step = max(1, 2**20 // c)
+        for j0 in range(0, w, step):
+            j1 = min(j0 + step, w)
+            v, jj = sub[:, j0:j1].T.contiguous().topk(min(m, c), dim=1, largest=False)
+            r = slice(i1 + j0, i1 + j1)
+            sv[r], si[r] = _merge_smallest_idx(sv[r], si[r], v, jj + i0, m)
+        return
+    if p == 0:
+        return
+    a, j = mask.nonzero(as_tuple=True)
+    v = sub[a, j]
+    order = torch.argsort(j, stable=True)
+    j, a, v = j[order], a[order], v[order]
+    rows, cnt = torch.unique_consecutive(j, return_counts=True)
+    u = rows.numel()
+    slot = torch.arange(p, device=dev) - torch.repeat_interleave(cnt.cumsum(0) - cnt, cnt)
+    which = torch.repeat_interleave(torch.arange(u, device=dev), cnt)
+    width = int(cnt.max())
+    pv = torch.full((u, width), float("inf"), dtype=sv.dtype, device=dev)
+    pi = torch.zeros((u, width), dtype=si.dtype, device=dev)
+    pv[which, slot] = v
+    pi[which, slot] = a + i0
+    r = rows + i1
+    sv[r], si[r] = _merge_smallest_idx(sv[r], si[r], pv, pi, m)
+
+
 def _knn_sq_radii_fast(x: torch.Tensor, ks: tuple[int, ...], chunk: int, mu: torch.Tensor, x32=None, cn2=None) -> dict[int, torch.Tensor]:
     """knn_sq_radii through float32 candidates, exact: see the module docstring."""
     n, d = x.shape
@@ -123,21 +173,24 @@ def _knn_sq_radii_fast(x: torch.Tensor, ks: tuple[int, ...], chunk: int, mu: tor
     if x32 is None:
         x32, cn2 = _centred_f32(x, mu, chunk)
     n2_32 = cn2.float()
-    inf = torch.tensor(float("inf"), dtype=torch.float32, device=x.device)
-    sv = torch.full((n, m), float("inf"), dtype=torch.float32, device=x.device)
+    inf = float("inf")
+    sv = torch.full((n, m), inf, dtype=torch.float32, device=x.device)
     si = torch.zeros((n, m), dtype=torch.long, device=x.device)
+    c_max = min(chunk, n)
+    buf = torch.empty(c_max * n, dtype=torch.float32, device=x.device)  # one block, reused
+    mask_buf = torch.empty(c_max * n, dtype=torch.bool, device=x.device)
     for i0 in range(0, n, chunk):
         i1 = min(i0 + chunk, n)
-        c = i1 - i0
-        blk = torch.addmm(n2_32[i0:i1, None], x32[i0:i1], x32[i0:].T, alpha=-2.0)
-        blk.add_(n2_32[None, i0:]).clamp_min_(0.0)
-        blk[:, :c].diagonal().copy_(inf.expand(c))
-        v, j = blk.topk(min(m, blk.shape[1]), dim=1, largest=False)
+        c, w = i1 - i0, n - i0
+        blk = buf[: c * w].view(c, w)  # rows i0..i1 vs columns i0..n
+        torch.addmm(n2_32[None, i0:], x32[i0:i1], x32[i0:].T, alpha=-2.0, out=blk)
+        blk.add_(n2_32[i0:i1, None])
+        blk[:, :c].diagonal().fill_(inf)  # a point is not its own neighbour
+        v, j = blk.topk(min(m, w), dim=1, largest=False)
         sv[i0:i1], si[i0:i1] = _merge_smallest_idx(sv[i0:i1], si[i0:i1], v, j + i0, m)
         if i1 < n:
-            v, j = blk[:, c:].topk(min(m, c), dim=0, largest=False)
-            sv[i1:], si[i1:] = _merge_smallest_idx(sv[i1:], si[i1:], v.T, j.T + i0, m)
-        del blk
+            _later_rows_update(blk[:, c:], sv, si, i0, i1, m, mask_buf)
+    del buf, mask_buf
     # exact k-th distances. With tol the error bound of a row, the exact k-th distance T lies in
     # [a_k - tol, a_k + tol] (a_k: k-th smallest approximate value). Candidates with a_j < a_k - 2 tol are
     # certainly below T, those with a_j > a_k + 2 tol (and every point not kept, when a_m > a_k + 2 tol)
@@ -236,75 +289,125 @@ def _finish(prec_any, recall, cover, dens, k_dc, m, wx, wy) -> dict[str, float]:
     }
 
 
+def _f32_above(t: torch.Tensor) -> torch.Tensor:
+    """float32 values >= the float64 t (one ulp up from the nearest), so a rounding never narrows a window."""
+    t32 = t.float()
+    return torch.nextafter(t32, torch.full_like(t32, float("inf")))
+
+
+def _f32_below(t: torch.Tensor) -> torch.Tensor:
+    t32 = t.float()
+    return torch.nextafter(t32, torch.full_like(t32, float("-inf")))
+
+
+def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp):
+    """The (row, column) pairs of a float32 block whose exact squared distance is inside the ball threshold
+    (thr per real row when by_row, else per fake column; lo/hi: float32 thr -/+ the error bound, shaped to
+    broadcast over the block). Candidates are the entries <= hi, usually a few per row: one comparison and one
+    nonzero over the block, then everything on the short pair list; pairs between lo and hi are settled in
+    float64. None when the candidates are too many for a pair list (degenerate data: the dense path)."""
+    torch.le(blk, hi, out=mask)
+    if int(mask.count_nonzero()) > _SPARSE_MAX * blk.numel():
+        return None
+    a, j = mask.nonzero(as_tuple=True)
+    idx = a if by_row else j
+    inside = blk[a, j] < lo.reshape(-1)[idx]
+    amb = (~inside).nonzero().squeeze(1)
+    if amb.numel():
+        aa, jj = a[amb], j[amb]
+        inside[amb] = cmp(_exact_pair_d2(x, aa + i0, y, jj), thr[aa + i0] if by_row else thr[jj])
+    return a[inside], j[inside]
+
+
+def _dense_inside(blk, lo, hi, thr2d, x, y, i0: int, cmp, exact_block):
+    """_inside_pairs as a dense (c, M) mask, for blocks with many candidates; when the bound leaves too many
+    pairs undecided, the block is redone in float64."""
+    sure = blk < lo
+    a, j = ((blk <= hi) ^ sure).nonzero(as_tuple=True)
+    if a.numel() > _MAX_AMBIGUOUS * blk.numel():
+        return cmp(exact_block(), thr2d)
+    if a.numel():
+        sure[a, j] = cmp(_exact_pair_d2(x, a + i0, y, j), thr2d.expand(blk.shape)[a, j])
+    return sure
+
+
 def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy) -> dict[str, float]:
-    """_prdc_core with float32 distance blocks and exact float64 resolution of every uncertain decision."""
+    """_prdc_core with float32 distance blocks and exact float64 resolution of every uncertain decision.
+
+    Memory: one float32 centred copy of one set at a time (the real set for its radii, then the fake set),
+    one (chunk, max(N, M)) float32 block and its bool mask, reused; the real rows are converted block by
+    block in the real-fake pass."""
     n, d = x.shape
     m = y.shape[0]
     dev = x.device
     mu = x.mean(0)
     cmp = torch.lt if strict else torch.le
-    rr = _knn_sq_radii_fast(x, tuple(sorted({k_pr, k_dc})), chunk, mu)
+    x32, cx2 = _centred_f32(x, mu, chunk)
+    rr = _knn_sq_radii_fast(x, tuple(sorted({k_pr, k_dc})), chunk, mu, x32, cx2)
+    del x32
     r_p2, r_d2 = rr[k_pr], rr[k_dc]
     y32, cy2 = _centred_f32(y, mu, chunk)
     f_p2 = _knn_sq_radii_fast(y, (k_pr,), chunk, mu, y32, cy2)[k_pr]
-    cx2 = torch.empty(n, dtype=torch.float64, device=dev)
-    for i0 in range(0, n, chunk):
-        cx2[i0 : i0 + chunk] = _sq_norms(x[i0 : i0 + chunk] - mu)
-    xn2, yn2 = _sq_norms(x), _sq_norms(y)
     fac = _tol_factor(d)
+    tol_row = fac * (cx2 + cy2.max())  # (N,) bound for pairs with real i
     tol_col = fac * (cx2.max() + cy2)  # (M,) bound for pairs with fake j
-    lo_rec, hi_rec = (f_p2 - tol_col).float()[None, :], (f_p2 + tol_col).float()[None, :]
-    cy2_32 = cy2.float()
+    balls = [("d", r_d2)] + ([] if k_pr == k_dc else [("p", r_p2)])
+    row_win = {kind: (_f32_below(t - tol_row), _f32_above(t + tol_row)) for kind, t in balls}
+    lo_rec, hi_rec = _f32_below(f_p2 - tol_col)[None, :], _f32_above(f_p2 + tol_col)[None, :]
+    cx2_32, cy2_32 = cx2.float(), cy2.float()
     wx_d = wx / wx.mean() if wx is not None else None
     dens = torch.zeros(m, dtype=torch.float64 if wx is not None else torch.int64, device=dev)
     prec_any = torch.zeros(m, dtype=torch.bool, device=dev)
     recall = torch.zeros(n, dtype=torch.bool, device=dev)
     cover = torch.zeros(n, dtype=torch.bool, device=dev)
-    thresholds = [("d", r_d2)] + ([] if k_pr == k_dc else [("p", r_p2)])
+    c_max = min(chunk, n)
+    buf = torch.empty(c_max * m, dtype=torch.float32, device=dev)
+    mask_buf = torch.empty(c_max * m, dtype=torch.bool, device=dev)
+    norms64 = []  # float64 norms for the dense float64 fallback, computed only if a block needs it
+
     for i0 in range(0, n, chunk):
         i1 = min(i0 + chunk, n)
-        xb = x[i0:i1] - mu
-        blk = torch.addmm(cx2[i0:i1].float()[:, None], xb.float(), y32.T, alpha=-2.0)
-        blk.add_(cy2_32[None, :]).clamp_min_(0.0)
-        tol_row = fac * (cx2[i0:i1] + cy2.max())
-        exact_blk = None
-        for kind, thr in thresholds:
-            t = thr[i0:i1]
-            sure = blk < (t - tol_row).float()[:, None]
-            a, j = ((blk <= (t + tol_row).float()[:, None]) ^ sure).nonzero(as_tuple=True)
-            n_amb = a.numel()
-            if n_amb > _MAX_AMBIGUOUS * blk.numel():  # the bound is too loose here: redo the block in float64
-                if exact_blk is None:
-                    exact_blk = _d2_block(x[i0:i1], xn2[i0:i1], y, yn2)
-                sure, n_amb = cmp(exact_blk, t[:, None]), 0
-            if kind == "d":
-                cover[i0:i1] |= sure.any(1)
-                if wx is None:
-                    dens += sure.view(torch.uint8).sum(0, dtype=torch.int64)
-                else:
-                    dens += wx_d[i0:i1] @ sure.to(torch.float64)
-            if kind == "p" or k_pr == k_dc:
-                prec_any |= sure.any(0)
-            if n_amb:
-                inside = cmp(_exact_pair_d2(x, a + i0, y, j), t[a])
-                a, j = a[inside], j[inside]
+        c = i1 - i0
+        blk = buf[: c * m].view(c, m)
+        mask = mask_buf[: c * m].view(c, m)
+        torch.addmm(cy2_32[None, :], (x[i0:i1] - mu).float(), y32.T, alpha=-2.0, out=blk)
+        blk.add_(cx2_32[i0:i1, None])
+        cache: dict = {}
+
+        def exact_block(i0=i0, i1=i1, cache=cache):
+            if "b" not in cache:
+                if not norms64:
+                    norms64.extend([_sq_norms(x), _sq_norms(y)])
+                cache["b"] = _d2_block(x[i0:i1], norms64[0][i0:i1], y, norms64[1])
+            return cache["b"]
+
+        for kind, t in balls:
+            lo, hi = (w[i0:i1, None] for w in row_win[kind])
+            pairs = _inside_pairs(blk, lo, hi, t, True, mask, x, y, i0, cmp)
+            if pairs is not None:
+                a, j = pairs
                 if kind == "d":
                     cover[a + i0] = True
                     dens.index_add_(0, j, torch.ones_like(j) if wx is None else wx_d[a + i0])
                 if kind == "p" or k_pr == k_dc:
                     prec_any[j] = True
-        sure = blk < lo_rec
-        a, j = ((blk <= hi_rec) ^ sure).nonzero(as_tuple=True)
-        n_amb = a.numel()
-        if n_amb > _MAX_AMBIGUOUS * blk.numel():
-            if exact_blk is None:
-                exact_blk = _d2_block(x[i0:i1], xn2[i0:i1], y, yn2)
-            sure, n_amb = cmp(exact_blk, f_p2[None, :]), 0
-        recall[i0:i1] |= sure.any(1)
-        if n_amb:
-            inside = cmp(_exact_pair_d2(x, a + i0, y, j), f_p2[j])
-            recall[a[inside] + i0] = True
-        del blk, sure, exact_blk
+                continue
+            inside = _dense_inside(blk, lo, hi, t[i0:i1, None], x, y, i0, cmp, exact_block)
+            if kind == "d":
+                cover[i0:i1] |= inside.any(1)
+                if wx is None:
+                    dens += inside.view(torch.uint8).sum(0, dtype=torch.int64)
+                else:
+                    dens += wx_d[i0:i1] @ inside.to(torch.float64)
+            if kind == "p" or k_pr == k_dc:
+                prec_any |= inside.any(0)
+        # recall: real i inside some fake ball (radius f_p2[j])
+        pairs = _inside_pairs(blk, lo_rec, hi_rec, f_p2, False, mask, x, y, i0, cmp)
+        if pairs is not None:
+            recall[pairs[0] + i0] = True
+        else:
+            recall[i0:i1] |= _dense_inside(blk, lo_rec, hi_rec, f_p2[None, :], x, y, i0, cmp, exact_block).any(1)
+        del cache
     return _finish(prec_any, recall, cover, dens, k_dc, m, wx, wy)
 
 
@@ -328,7 +431,7 @@ def prdc(
     fake: Any,
     k_pr: int = 3,
     k_dc: int = 5,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: Optional[int] = None,
     device: Optional[str | torch.device] = None,
     convention: str = "official",
     nearest_k: Optional[int] = None,
@@ -338,19 +441,45 @@ def prdc(
 
     official: P/R with k_pr (3) and D/C with k_dc (5), inclusive `<=`. convention="prdc": the prdc package
     (one k = nearest_k or k_dc, strict `<`). `nearest_k` sets one k for all four in either convention.
-    Runs on `device` (default: the inputs'); memory O((N + M) * chunk). `fast` (default: on for CPU) forms
+    Runs on `device` (default: the inputs'); memory O((N + M) * chunk), `chunk` rows per distance block
+    (default: from a budget of about 5 M entries, clamped to 64..4096). `fast` (default: on for CPU) forms
     distances in float32 and settles every uncertain comparison in float64: same results as fast=False."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
-    x = as_features(real, "real features", dev, 2)
-    y = as_features(fake, "fake features", dev, 2)
+    x = _features(real, "real features", dev)
+    y = _features(fake, "fake features", dev)
     check_same_dim(x, y, "real features", "fake features")
-    if chunk < 1:
+    return _prdc_core(x, y, k_pr, k_dc, strict, _chunk(chunk, x, y), fast=_use_fast(fast, x))
+
+
+def _features(x: Any, name: str, device: torch.device) -> torch.Tensor:
+    """as_features(x, name, device, 2) without its whole-matrix temporaries: a 2-D float tensor or array is
+    checked for NaN/inf block by block (the full check allocates |x| and masks the size of the input, more than
+    the rest of prdc needs), otherwise as_features handles (and validates) the input."""
+    if isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype.kind == "f":
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not (isinstance(x, torch.Tensor) and x.ndim == 2 and x.dtype.is_floating_point and x.shape[0] >= 2):
+        return as_features(x, name, device, 2)
+    x = x.to(device=device, dtype=torch.float64)
+    step = max(1, 2**18 // max(1, x.shape[1]))
+    for i0 in range(0, x.shape[0], step):
+        if not bool(torch.isfinite(x[i0 : i0 + step]).all()):
+            bad = sum(int((~torch.isfinite(x[j : j + step])).sum()) for j in range(0, x.shape[0], step))
+            raise InvalidInputError(f"{name} contains {bad} NaN/inf value(s); check the model's samples or features")
+    return x
+
+
+def _chunk(chunk: Optional[int], x: torch.Tensor, y: torch.Tensor) -> int:
+    if chunk is None:
+        return int(min(4096, max(64, _BLOCK_ENTRIES // max(x.shape[0], y.shape[0]))))
+    if int(chunk) < 1:
         raise InvalidInputError(f"chunk must be >= 1, got {chunk}")
-    return _prdc_core(x, y, k_pr, k_dc, strict, int(chunk), fast=_use_fast(fast, x))
+    return int(chunk)
 
 
 def _use_fast(fast: Optional[bool], x: torch.Tensor) -> bool:
+    if x.device.type == "cuda" and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"):
+        return False  # TF32 products (10-bit mantissa) break the float32 error bound: float64 throughout
     return (x.device.type == "cpu") if fast is None else bool(fast)
 
 
@@ -364,7 +493,7 @@ def prdc_dedup(
     fake: Any,
     k_pr: int = 3,
     k_dc: int = 5,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: Optional[int] = None,
     device: Optional[str | torch.device] = None,
     convention: str = "official",
     nearest_k: Optional[int] = None,
@@ -377,8 +506,8 @@ def prdc_dedup(
     row repeats."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
-    x = as_features(real, "real features", dev, 2)
-    y = as_features(fake, "fake features", dev, 2)
+    x = _features(real, "real features", dev)
+    y = _features(fake, "fake features", dev)
     check_same_dim(x, y, "real features", "fake features")
     (xu, wx), (yu, wy) = _dedup(x), _dedup(y)
-    return _prdc_core(xu, yu, k_pr, k_dc, strict, int(chunk), wx, wy, fast=_use_fast(fast, xu))
+    return _prdc_core(xu, yu, k_pr, k_dc, strict, _chunk(chunk, xu, yu), wx, wy, fast=_use_fast(fast, xu))
