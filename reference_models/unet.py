@@ -5,6 +5,9 @@ shaped like x_t (the predicted noise).
   embedding fed to every residual block (GroupNorm, SiLU, 3x3 convs), `len(ch_mult)` resolutions joined by
   stride-2 convs down and nearest-upsample + conv up, skip connections from every down block to the matching up
   block. Sizes H -> H/2 -> H/4 for three levels (28x28 -> 14 -> 7, 32x32 -> 16 -> 8, 8x8 -> 4 -> 2).
+  `patch` = p > 1 first folds each p x p pixel patch into channels (space-to-depth, "pixel unshuffle": 28x28x1
+  -> 14x14x4 for p = 2) and unfolds the output the same way, so every convolution runs on (H/p) x (W/p): about
+  p^2 times cheaper, at the cost of fine detail (the CPU `quick` config uses it).
 - `MLPDenoiser` (points): the time embedding added to the first layer of a residual MLP.
 """
 
@@ -50,9 +53,14 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, in_ch: int, ch: int = 32, ch_mult: tuple = (1, 2, 2), num_res_blocks: int = 1, dropout: float = 0.0):
+    def __init__(self, in_ch: int, ch: int = 32, ch_mult: tuple = (1, 2, 2), num_res_blocks: int = 1, dropout: float = 0.0,
+                 patch: int = 1):
         super().__init__()
         self.ch = ch
+        self.patch = int(patch)
+        if self.patch < 1:
+            raise ValueError(f"patch must be >= 1, got {patch}")
+        in_ch = in_ch * self.patch**2  # channels after space-to-depth
         temb_dim = 4 * ch
         self.temb = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
         self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
@@ -81,6 +89,10 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = self.temb(timestep_embedding(t, self.ch))
+        if self.patch > 1:
+            if x.shape[-2] % self.patch or x.shape[-1] % self.patch:
+                raise ValueError(f"image size {tuple(x.shape[-2:])} is not divisible by patch={self.patch}")
+            x = F.pixel_unshuffle(x, self.patch)
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
@@ -94,7 +106,8 @@ class UNet(nn.Module):
             else:
                 skip_hw = hs[-1].shape[-2:]
                 h = layer(F.interpolate(h, size=skip_hw, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 
 class MLPDenoiser(nn.Module):

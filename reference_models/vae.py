@@ -16,9 +16,19 @@ Likelihood p(x|z) ("a proper likelihood for the data"):
 `log_prob` is a lower bound (log_prob_kind "bound"): the IWAE bound with `config.iw_samples` samples; `elbo(x)`
 gives the ELBO. Both draw their z from a generator seeded by `config.eval_seed`, so they are reproducible.
 Sampling: z ~ N(0, I), x ~ p(x|z) (with `sample_noise=False`, the decoder mean instead: smoother but not a draw
-from the model). `prior_components` > 1 learns a mixture-of-Gaussians prior (the quick/standard 2D configs use
-it: with a N(0, I) prior, prior samples between the encoder's clusters decode off the data's modes).
-Training anneals the KL weight from 0 to 1 over the first `kl_warmup` share of the steps.
+from the model).
+
+Prior: `prior_components` > 1 replaces N(0, I) by a learned mixture of that many diagonal Gaussians (with a
+N(0, I) prior, prior samples between the encoder's clusters decode off the data's modes):
+- `prior_type="mog"`: free means, stds and weights;
+- `prior_type="vamp"`: the VampPrior (Tomczak & Welling 2018), p(z) = sum_k pi_k q(z | u_k), the encoder's own
+  posteriors at K learned pseudo-inputs u_k, initialised at K random training items. The quick 2D config uses it:
+  its components start (and stay) where the encoder puts data, which the free mixture reaches only slowly.
+The KL term is then the one-sample estimate log q(z|x) - log p(z) (analytic for N(0, I)).
+
+Training: the KL weight rises from 0 to 1 over the first `kl_warmup` share of the steps; the learning rate decays
+by a cosine to `lr * lr_final`; `init_log_scale` starts the decoder's log-scale at that value (a confident
+decoder, so reconstructions must come through the latent from the first steps: the quick 2D config uses -3).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.data.base import DatasetInfo
+from genbench.errors import InvalidInputError
 from reference_models import register_model
 from reference_models.base import LOG_PROB_BOUND, GenerativeModel, ModelConfig, check_budget
 from reference_models.nets import (ConvDecoder, ConvEncoder, Scaler, TrainLoop, apply_budget, autocast, batch_indices,
@@ -50,7 +61,9 @@ class VAEConfig(ModelConfig):
     kl_warmup: float = 0.2  # share of the steps over which the KL weight rises linearly from 0 to 1
     lr_final: float = 0.05  # cosine decay of the learning rate to lr * lr_final
     min_log_scale: float = -7.0  # floor of the decoder's log-std / logistic log-scale
+    init_log_scale: Optional[float] = None  # start the decoder's log-scale there (its output bias) instead of ~0
     prior_components: int = 1  # 1: p(z) = N(0, I); > 1: a learned mixture of that many diagonal Gaussians
+    prior_type: str = "mog"  # with prior_components > 1: "mog" (free means / stds) | "vamp" (VampPrior: q(z|u_k))
     iw_samples: int = 64  # K of the importance-weighted bound used by log_prob
     eval_seed: int = 0  # seeds the z draws of log_prob / elbo
     sample_noise: bool = True  # False: sample returns the decoder mean (not a draw from p(x|z))
@@ -63,7 +76,8 @@ class VAEConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, hidden=64, depth=2, iw_samples=8),
-                "quick": cls(steps=8000, batch_size=256, hidden=256, depth=3, lr=2e-3, prior_components=32, max_seconds=300.0),
+                "quick": cls(steps=3000, batch_size=256, hidden=256, depth=3, lr=5e-3, prior_components=64, prior_type="vamp",
+                             init_log_scale=-3.0),
                 "standard": cls(steps=30000, batch_size=512, hidden=512, depth=4, prior_components=64),
             }[budget]
         c, h, w = check_image_shape(info)
@@ -91,10 +105,28 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_mid))
 
 
+PRIOR_TYPES = ("mog", "vamp")
+
+
+def mixture_log_prob(z: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log sum_k softmax(logits)_k N(z; means_k, diag exp(log_std_k)^2) for z (..., L); means, log_std (K, L)."""
+    zz = z.unsqueeze(-2)  # (..., 1, L)
+    comp = (-0.5 * ((zz - means) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)  # (..., K)
+    return torch.logsumexp(comp + torch.log_softmax(logits, 0), -1)
+
+
+def mixture_sample(n: int, logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """n draws from that mixture (randomness from the CPU `generator`), on the means' device."""
+    k = torch.multinomial(torch.softmax(logits.detach().float().cpu(), 0), n, replacement=True, generator=generator)
+    eps = torch.randn(n, means.shape[1], generator=generator)
+    return (means.detach().cpu()[k] + torch.exp(log_std.detach().cpu()[k]) * eps).to(means.device)
+
+
 class MixturePrior(nn.Module):
-    """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2), all learned (a mixture-of-Gaussians prior, as in GMVAE /
-    VampPrior-style VAEs): the prior can put its mass where the encoder puts the data, so samples from the prior
-    do not fall into the "holes" between well-separated clusters."""
+    """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2), all learned (a mixture-of-Gaussians prior, as in GMVAE):
+    the prior can put its mass where the encoder puts the data, so samples from the prior do not fall into the
+    "holes" between well-separated clusters. `params(encode)` -> (logits, means, log_std)."""
 
     def __init__(self, k: int, dim: int):
         super().__init__()
@@ -109,16 +141,37 @@ class MixturePrior(nn.Module):
             self.means.normal_()
             self.log_std.zero_()
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:  # (..., L) -> (...)
-        zz = z.unsqueeze(-2)  # (..., 1, L)
-        comp = (-0.5 * ((zz - self.means) * torch.exp(-self.log_std)) ** 2 - self.log_std
-                - 0.5 * math.log(2 * math.pi)).sum(-1)  # (..., K)
-        return torch.logsumexp(comp + torch.log_softmax(self.logits, 0), -1)
+    def params(self, encode=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.logits, self.means, self.log_std
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        k = torch.multinomial(torch.softmax(self.logits.detach().float().cpu(), 0), n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.means.shape[1], generator=generator)
-        return (self.means.detach().cpu()[k] + torch.exp(self.log_std.detach().cpu()[k]) * eps).to(self.means.device)
+
+class VampPrior(nn.Module):
+    """VampPrior (Tomczak & Welling 2018): p(z) = sum_k pi_k q(z | u_k), a mixture of the encoder's own posteriors
+    at K learned *pseudo-inputs* u_k (in model space), initialised at K random training items by `init_from`.
+    The prior's components sit wherever the encoder puts data, and move with it as the encoder trains: the
+    KL term cannot be cut by pushing the posteriors away from a fixed prior, and the prior has no empty
+    components between clusters. The weights pi_k are learned too."""
+
+    def __init__(self, k: int, item_shape: tuple):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(k))
+        self.pseudo = nn.Parameter(torch.zeros(k, *item_shape))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.logits.zero_()
+            self.pseudo.normal_()
+
+    @torch.no_grad()
+    def init_from(self, data: torch.Tensor, generator: torch.Generator) -> None:
+        idx = torch.randperm(len(data), generator=generator)[: len(self.pseudo)] % len(data)
+        if len(idx) < len(self.pseudo):  # fewer items than components: repeat them
+            idx = idx.repeat(math.ceil(len(self.pseudo) / len(idx)))[: len(self.pseudo)]
+        self.pseudo.copy_(data[idx.to(data.device)])
+
+    def params(self, encode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        means, log_std = encode(self.pseudo)
+        return self.logits, means, log_std
 
 
 @register_model
@@ -142,7 +195,12 @@ class VAE(GenerativeModel):
             self.encoder = mlp(d, 2 * L, config.hidden, config.depth)
             self.decoder = mlp(L, 2 * d, config.hidden, config.depth)
             self.scaler = Scaler(d)
-        self.prior = MixturePrior(config.prior_components, L) if config.prior_components > 1 else None
+        if config.prior_type not in PRIOR_TYPES:
+            raise InvalidInputError(f"unknown prior_type {config.prior_type!r}; use one of {PRIOR_TYPES}")
+        self.prior: Optional[nn.Module] = None
+        if config.prior_components > 1:
+            self.prior = (VampPrior(config.prior_components, tuple(info.shape)) if config.prior_type == "vamp"
+                          else MixturePrior(config.prior_components, L))
         self._eval_gen: Optional[torch.Generator] = None
 
     def modules(self) -> dict[str, nn.Module]:
@@ -179,15 +237,22 @@ class VAE(GenerativeModel):
             lp = -0.5 * ((y - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * math.log(2 * math.pi)
         return lp.flatten(1).sum(1)
 
-    def _log_pz(self, z: torch.Tensor) -> torch.Tensor:
+    def _log_pz(self, z: torch.Tensor, prior_params=None) -> torch.Tensor:
+        """log p(z); `prior_params` (from `self.prior.params`) saves re-encoding VampPrior pseudo-inputs."""
         if self.prior is not None:
-            return self.prior.log_prob(z)
+            return mixture_log_prob(z, *(prior_params or self.prior.params(self._encode)))
         return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def _neg_elbo_terms(self, y: torch.Tensor, generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction log-likelihood, KL) per example, one reparameterised z each. The KL is analytic for
         the N(0, I) prior and the one-sample estimate log q(z|x) - log p(z) for a mixture prior."""
-        mu, log_sigma = self._encode(y)
+        if isinstance(self.prior, VampPrior):  # encode the batch and the pseudo-inputs in one pass
+            mu, log_sigma = self._encode(torch.cat([y, self.prior.pseudo]))
+            mu, log_sigma, prior_mu, prior_log_sigma = mu[:len(y)], log_sigma[:len(y)], mu[len(y):], log_sigma[len(y):]
+            prior_params = (self.prior.logits, prior_mu, prior_log_sigma)
+        else:
+            mu, log_sigma = self._encode(y)
+            prior_params = None
         eps = torch.randn(mu.shape, generator=generator).to(mu) if generator is not None else torch.randn_like(mu)
         z = mu + torch.exp(log_sigma) * eps
         rec = self._log_px_z(y, z)
@@ -195,7 +260,7 @@ class VAE(GenerativeModel):
             kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(1)
         else:
             log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(1)
-            kl = log_q - self.prior.log_prob(z)
+            kl = log_q - self._log_pz(z, prior_params)
         return rec, kl
 
     def _jacobian(self) -> float:
@@ -208,12 +273,18 @@ class VAE(GenerativeModel):
         train = check_train(train, self.info)
         torch.manual_seed(seed)
         reset_parameters(*self.modules().values())
+        if cfg.init_log_scale is not None:  # a confident decoder from the start: the latent must carry the data
+            last = self.decoder.net[-1] if self.is_image else self.decoder[-1]
+            with torch.no_grad():
+                last.bias[last.bias.shape[0] // 2:].fill_(cfg.init_log_scale)
         gen = torch.Generator().manual_seed(seed)
         self.to(device)
         dev = self.device
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))
         data = self._prep(train.to(dev))
+        if isinstance(self.prior, VampPrior):
+            self.prior.init_from(data, gen)
         if self.is_image and dev.type == "cuda":
             data = data.contiguous(memory_format=torch.channels_last)
             for m in (self.encoder, self.decoder):
@@ -260,6 +331,7 @@ class VAE(GenerativeModel):
         mu, log_sigma = self._encode(y)
         sigma = torch.exp(log_sigma)
         K, B, L = self.config.iw_samples, y.shape[0], mu.shape[1]
+        prior_params = self.prior.params(self._encode) if self.prior is not None else None
         chunk = max(1, 4096 // max(1, B))  # importance samples per decoder pass
         log_w = []
         for k0 in range(0, K, chunk):
@@ -267,7 +339,7 @@ class VAE(GenerativeModel):
             eps = torch.randn(k, B, L, generator=self._eval_gen).to(mu)
             z = mu + sigma * eps  # (k, B, L)
             log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
-            log_pz = self._log_pz(z)
+            log_pz = self._log_pz(z, prior_params)
             yk = y.unsqueeze(0).expand(k, *y.shape).reshape(k * B, *y.shape[1:])
             log_px = self._log_px_z(yk, z.reshape(k * B, L)).view(k, B)
             log_w.append(log_px + log_pz - log_q)
@@ -290,7 +362,8 @@ class VAE(GenerativeModel):
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         self.decoder.eval()
         if self.prior is not None:
-            z = self.prior.sample(n, generator)
+            self.encoder.eval()
+            z = mixture_sample(n, *self.prior.params(self._encode), generator)
         else:
             z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.device)
         mean, log_scale = self._decode(z)
