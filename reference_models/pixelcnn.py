@@ -21,6 +21,10 @@ samples and *incremental*: after a row is complete the vertical stack is advance
 only recomputes one column of the horizontal stack, from cached per-layer activations (the same arithmetic as
 the full network, about H*W times less work than re-running the network per pixel). `_sample_naive` re-runs the
 full network per pixel; the tests check that both give the same samples.
+
+Training minimises the exact NLL (nats/dim) with Adam and a cosine lr decay; on a CPU the convs run channels-last
+and the 1x1 output convs as matrix products with the 256-way softmax on the last axis (`logits_last`, tested equal
+to `forward`). The quick config (kernel 5, batch 8, 550 steps) is sized to ~80 CPU-s with sampling of 1000 images.
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ class GatedLayer(nn.Module):
         return gate(v_pre), h_out if self.first else h + h_out
 
 
+def _conv_as_matrix(w: torch.Tensor) -> torch.Tensor:
+    """1x1 conv weight (Cout, Cin, 1, 1) -> the (Cout, Cin) matrix of the same map on channels-last inputs."""
+    return w.flatten(1)
+
+
 class GatedPixelCNN(nn.Module):
     """(N, C, H, W) image in [-1, 1] -> logits (N, C, 256, H, W); the logits of (i, c) depend on pixels < i
     and on channels < c of pixel i only."""
@@ -102,6 +111,21 @@ class GatedPixelCNN(nn.Module):
         f = self.trunk(x)
         return torch.stack([self.head(f, x, c) for c in range(self.c)], 1)
 
+    def logits_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The same logits as `forward`, laid out (N, H, W, C, 256): the 1x1 output convs run as matrix products
+        over channels-last features and the softmax axis is contiguous (cheaper on a CPU for training and log_prob;
+        `forward` and the incremental sampler use the conv modules themselves)."""
+        v = h = x
+        for layer in self.layers:
+            v, h = layer(v, h)
+        f = F.linear(F.relu(h.permute(0, 2, 3, 1)), _conv_as_matrix(self.out.weight), self.out.bias)
+        xl = x.permute(0, 2, 3, 1)
+        outs = []
+        for c in range(self.c):
+            g = f if c == 0 else f + F.linear(xl[..., :c], _conv_as_matrix(self.ctx[c - 1].weight), self.ctx[c - 1].bias)
+            outs.append(F.linear(F.relu(g), _conv_as_matrix(self.heads[c].weight), self.heads[c].bias))
+        return torch.stack(outs, 3)
+
 
 # ---------------------------------------------------------------------------------------------- the model
 @dataclass
@@ -124,7 +148,8 @@ class PixelCNNConfig(ModelConfig):
         _image_shape(info)
         return {
             "smoke": cls(steps=4, batch_size=8, ch=8, n_layers=2, hidden=16),
-            "quick": cls(steps=400, batch_size=16, ch=32, n_layers=5, kernel=3, hidden=64, lr=2e-3, max_seconds=120.0),
+            # ~63 CPU-s training + ~13 CPU-s sampling 1000 28x28 images (1 thread); kernel 5 for a wider context
+            "quick": cls(steps=550, batch_size=8, ch=32, n_layers=5, kernel=5, hidden=64, lr=2e-3),
             "standard": cls(steps=60000, batch_size=64, ch=128, n_layers=12, kernel=5, hidden=256, lr=5e-4),
         }[budget]
 
@@ -172,9 +197,11 @@ class PixelCNN(GenerativeModel):
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
         """-log p(x) per example (nats)."""
-        logits = self._logits(x)  # (N, C, 256, H, W)
-        ce = F.cross_entropy(logits.transpose(1, 2), self._levels(x), reduction="none")  # (N, C, H, W)
-        return ce.flatten(1).sum(1)
+        with autocast(self.device, self.config.mixed_precision):
+            logits = self.net.logits_last(x * 2 - 1).float()  # (N, H, W, C, 256)
+        levels = self._levels(x).permute(0, 2, 3, 1)  # (N, H, W, C)
+        ce = F.cross_entropy(logits.reshape(-1, 256), levels.reshape(-1), reduction="none")
+        return ce.view(x.shape[0], -1).sum(1)
 
     # ---- training ---------------------------------------------------------------------------------------------
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
@@ -185,10 +212,9 @@ class PixelCNN(GenerativeModel):
         gen = torch.Generator().manual_seed(seed)
         self.to(device)
         dev = self.device
-        data = train.to(dev)
-        if dev.type == "cuda":
-            data = data.contiguous(memory_format=torch.channels_last)
-            self.net.to(memory_format=torch.channels_last)
+        # channels-last convs: faster with cuDNN and (~8%) with oneDNN on a CPU
+        data = train.to(dev).contiguous(memory_format=torch.channels_last)
+        self.net.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         total = max(1, cfg.steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -206,6 +232,7 @@ class PixelCNN(GenerativeModel):
             sched.step()
             loop.end_step(step, loss=float(loss.detach()), bpd=float(loss.detach()) / math.log(2))
         loop.finish()
+        self.net.to(memory_format=torch.contiguous_format)  # evaluate as a loaded model does: identical numbers
         self.net.eval()
         return self.history
 

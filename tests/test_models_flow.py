@@ -61,10 +61,12 @@ def test_points_log_prob_matches_numerical_change_of_variables(ring_model):
             mod.float()
 
 
-def test_image_log_density_matches_numerical_change_of_variables():
-    """On a 1x4x4 image: d z / d y (y = dequantised [0, 1] image) through logit + flow, by autograd."""
+@pytest.mark.parametrize("squeeze_first", [False, True])
+def test_image_log_density_matches_numerical_change_of_variables(squeeze_first):
+    """On a 1x4x4 image: d z / d y (y = dequantised [0, 1] image) through logit + flow, by autograd (with
+    `squeeze_first` every coupling runs on the squeezed 4x2x2 tensor)."""
     info = image_info(4, 4)
-    m = create_model("realnvp", info, "smoke", {"n_scales": 2, "steps": 10, "lr": 1e-2})
+    m = create_model("realnvp", info, "smoke", {"n_scales": 2, "steps": 10, "lr": 1e-2, "squeeze_first": squeeze_first})
     x = torch.randint(0, 256, (64, *info.shape)).float() / 255
     m.fit(x, seed=0)
     for mod in m.modules().values():
@@ -100,6 +102,28 @@ def test_inverse_of_forward_is_identity(ring_model, digits_model):
     z, _ = digits_model.forward(x, u)
     assert z.shape == (32, 64)
     torch.testing.assert_close(digits_model.inverse(z).reshape(x.shape), (255 * x + u) / 256, atol=1e-5, rtol=0)
+
+
+def test_squeeze_first_inverse_and_size_check():
+    info = image_info(8, 8)
+    m = create_model("realnvp", info, "smoke", {"squeeze_first": True, "steps": 5, "lr": 5e-3})
+    x = torch.randint(0, 256, (32, *info.shape)).float() / 255
+    m.fit(x, seed=0)
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    z, _ = m.forward(x, u)
+    torch.testing.assert_close(m.inverse(z).reshape(x.shape), (255 * x + u) / 256, atol=1e-5, rtol=0)
+    with pytest.raises(InvalidInputError, match="divisible by 4"):
+        create_model("realnvp", image_info(6, 6), "smoke", {"squeeze_first": True})
+
+
+def test_warmup_cosine_schedule():
+    from reference_models.flow import warmup_cosine
+
+    assert [warmup_cosine(s, 100, 4, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_cosine(4, 100, 4, 0.1) == 1.0
+    assert warmup_cosine(52, 100, 4, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the decay
+    assert warmup_cosine(100, 100, 4, 0.1) == pytest.approx(0.1) and warmup_cosine(500, 100, 4, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 10, 0, 0.05) == 1.0  # no warm-up: the plain cosine
 
 
 def test_squeeze_round_trip():
@@ -145,3 +169,14 @@ def test_image_size_checks():
         create_model("realnvp", image_info(6, 6), "quick", {"n_scales": 3})
     for h in (8, 28, 32):
         create_model("realnvp", image_info(h, h), "quick")
+
+
+def test_configs_valid_and_quick_is_step_based():
+    """Every budget builds for points and for 28x28 images; quick runs in the default suite, so it has no
+    wall-clock cap (same seed, same numbers on any machine)."""
+    from reference_models.flow import RealNVPConfig
+
+    for info in (RING_INFO, image_info(28, 28)):
+        for b in ("smoke", "quick", "standard"):
+            create_model("realnvp", info, b)
+        assert RealNVPConfig.for_budget("quick", info).max_seconds is None

@@ -69,6 +69,17 @@ def test_incremental_sampler_matches_the_full_network(shape):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_training_nll_layout_matches_the_full_network(kernel):
+    """`_nll` (the channels-last matrix-product path, used for training and log_prob) equals the cross-entropy of
+    `net(x)`'s (N, C, 256, H, W) conv logits, the path the causality and sampler tests check."""
+    m = _tiny(image_info(4, 5, 3), kernel=kernel)
+    x = torch.randint(0, 256, (3, 3, 4, 5)).float() / 255
+    logits = m.net(x * 2 - 1)  # (N, C, 256, H, W)
+    want = -torch.log_softmax(logits, 2).gather(2, torch.round(x * 255).long()[:, :, None]).flatten(1).sum(1)
+    torch.testing.assert_close(m._nll(x), want, atol=1e-4, rtol=1e-5)
+
+
 def test_training_reduces_the_loss_and_protocol(tmp_path):
     data = digits_data(128)
     m = create_model("pixelcnn", DIGITS_INFO, "smoke", {"steps": 30, "lr": 3e-3, "log_every": 1})
@@ -91,3 +102,12 @@ def test_training_reduces_the_loss_and_protocol(tmp_path):
 def test_images_only():
     with pytest.raises(ValueError, match="image"):
         create_model("pixelcnn", RING_INFO, "quick")
+
+
+def test_configs_valid_and_quick_is_step_based():
+    from reference_models.pixelcnn import PixelCNNConfig
+
+    info = image_info(28, 28)
+    for b in ("smoke", "quick", "standard"):
+        create_model("pixelcnn", info, b)
+    assert PixelCNNConfig.for_budget("quick", info).max_seconds is None  # default suite: same seed, same numbers
