@@ -149,3 +149,17 @@ def test_bootstrap_is_bias_corrected_for_fd_of_a_copy():
     assert ci["bias"] > 0
     assert ci["ci_low"] <= est <= ci["ci_high"]
     assert ci["method"] == "bias-corrected percentile"
+
+
+def test_bootstrap_interval_is_clipped_to_the_metric_range():
+    # FD of a copy: the bias-corrected interval reaches below 0, which FD cannot; bounds clip it at 0.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 32, generator=g, dtype=torch.float64)
+    raw = bootstrap_ci(_fd, x, x, n_boot=30, seed=0)
+    assert raw["ci_low"] < 0 and raw["clipped"] is False
+    ci = bootstrap_ci(_fd, x, x, n_boot=30, seed=0, bounds=(0.0, None))
+    assert ci["ci_low"] == 0.0 and ci["ci_high"] == raw["ci_high"] and ci["clipped"] is True
+    # per-key bounds for dict-valued metrics
+    fn = lambda r, f: {"a": float(_fd(r, f)), "b": -float(_fd(r, f))}
+    d = bootstrap_ci(fn, x, x, n_boot=30, seed=0, bounds={"a": (0.0, None)})
+    assert d["a"]["ci_low"] == 0.0 and d["b"]["ci_high"] == -raw["ci_low"]

@@ -26,6 +26,7 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
     device: Optional[str | torch.device] = None,
+    bounds: Optional[tuple | Mapping] = None,
 ) -> dict:
     """Bias-corrected percentile bootstrap CI of fn(real, fake): resample the rows of both feature matrices
     with replacement (seeded CPU generator: same seed -> same intervals), recompute fn, take the alpha/2 and
@@ -35,7 +36,10 @@ def bootstrap_ci(
     entirely above the estimate; the spread of the replicates measures the sampling noise, the estimate on
     the full data is the centre. fn may return a float, a tuple (first entry used, e.g. kid's mean) or a dict of floats (e.g.
     prdc); the answer is {"ci_low", "ci_high", "std", "n_boot", "alpha", "seed"} for a scalar and
-    {key: {...}} for a dict. For k-NN metrics pass `prdc_dedup`, which treats repeated rows as one point."""
+    {key: {...}} for a dict. For k-NN metrics pass `prdc_dedup`, which treats repeated rows as one point.
+    `bounds` = (low, high) (None: unbounded), or {key: (low, high)} for a dict, is the metric's range: the
+    bias shift can carry an end of the interval past it (an FD interval below 0), so the ends are clipped to it
+    ("clipped": true in the answer when that happened)."""
     if n_boot < 2:
         raise InvalidInputError(f"n_boot must be >= 2, got {n_boot}")
     if not 0 < alpha < 1:
@@ -58,6 +62,14 @@ def bootstrap_ci(
         v = torch.tensor([d[key] for d in draws], dtype=torch.float64)
         lo, hi = torch.quantile(v, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)).tolist()
         bias = float(v.mean()) - full[key]
-        res[key] = {"ci_low": lo - bias, "ci_high": hi - bias, "std": float(v.std()), "bias": bias,
+        lo, hi = lo - bias, hi - bias
+        b = bounds.get(key) if isinstance(bounds, Mapping) else bounds
+        clipped = False
+        if b is not None:
+            if b[0] is not None and lo < b[0]:
+                lo, clipped = float(b[0]), True
+            if b[1] is not None and hi > b[1]:
+                hi, clipped = float(b[1]), True
+        res[key] = {"ci_low": lo, "ci_high": hi, "std": float(v.std()), "bias": bias, "clipped": clipped,
                     "n_boot": int(n_boot), "alpha": alpha, "seed": int(seed), "method": "bias-corrected percentile"}
     return res["value"] if scalar else res

@@ -19,11 +19,13 @@ from genbench.metrics.stats import gaussian_stats
 FEATURES = ("real_features", "fake_features")
 
 
-def _ci(ctx: EvalContext, fn, key: str | None = None) -> dict:
-    """{"ci_low", "ci_high"} from a feature bootstrap when ctx.n_bootstrap > 0, else {}."""
+def _ci(ctx: EvalContext, fn, bounds=None) -> dict:
+    """{"ci_low", "ci_high"} from a feature bootstrap when ctx.n_bootstrap > 0, else {}; `bounds`: the
+    metric's range, which the interval is clipped to."""
     if ctx.n_bootstrap <= 0:
         return {}
-    return bootstrap_ci(fn, ctx.real_features, ctx.fake_features, ctx.n_bootstrap, ctx.seed, ctx.bootstrap_alpha, device=ctx.device)
+    return bootstrap_ci(fn, ctx.real_features, ctx.fake_features, ctx.n_bootstrap, ctx.seed, ctx.bootstrap_alpha,
+                        device=ctx.device, bounds=bounds)
 
 
 def _boot_protocol(ctx: EvalContext) -> dict:
@@ -46,7 +48,7 @@ def _fd(ctx: EvalContext) -> list[MetricResult]:
 
         with warnings.catch_warnings():  # the point estimate already warned about singular covariances
             warnings.simplefilter("ignore", MetricWarning)
-            ci = _ci(ctx, fn)
+            ci = _ci(ctx, fn, bounds=(0.0, None))  # FD >= 0
     proto = {**ctx.base_protocol(), "feature_dim": int(ctx.fake_features.shape[1]), "statistics": "float64, unbiased covariance", **_boot_protocol(ctx)}
     return [MetricResult("fd", value, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"))]
 
@@ -78,7 +80,9 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
 def _prdc(ctx: EvalContext) -> list[MetricResult]:
     kw = dict(k_pr=ctx.k_pr, k_dc=ctx.k_dc, convention=ctx.prdc_convention, device=ctx.device)
     vals = prdc(ctx.real_features, ctx.fake_features, **kw)
-    cis = _ci(ctx, lambda r, f: prdc_dedup(r, f, **kw)) if ctx.n_bootstrap > 0 else {}
+    cis = _ci(ctx, lambda r, f: prdc_dedup(r, f, **kw),
+              bounds={"precision": (0.0, 1.0), "recall": (0.0, 1.0), "coverage": (0.0, 1.0), "density": (0.0, None)}) \
+        if ctx.n_bootstrap > 0 else {}
     strict = ctx.prdc_convention == "prdc"
     k_pr = ctx.k_dc if strict else ctx.k_pr
     out = []
