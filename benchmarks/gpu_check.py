@@ -123,10 +123,10 @@ def check_classifier():
     return out
 
 
-STEPS = {"gan": 3000, "vae": 3000, "ddpm": 3000, "realnvp": 1500, "pixelcnn": 1500}
+STEPS = {"gan": 3000, "vae": 3000, "ddpm": 2000, "realnvp": 1500, "pixelcnn": 1500}
 
 
-def check_image_model(name: str, steps: int, n: int = 2000):
+def check_image_model(name: str, steps: int, n: int = 1000):
     from genbench.features import get_extractor
     from genbench.metrics import frechet_distance, gaussian_stats
     from reference_models import create_model, load_model
@@ -159,7 +159,7 @@ def check_image_model(name: str, steps: int, n: int = 2000):
     out = {"config": {k: v for k, v in model.config.to_dict().items() if k in
                       ("steps", "batch_size", "ch", "mixed_precision", "sample_steps", "sampler", "timesteps")},
            "train_s": round(train_s, 1), "steps_per_s": round(model.history.steps / train_s, 1),
-           "samples_per_s": round(n / sample_s, 1), "fd_classifier_2000": round(fd, 2),
+           "samples_per_s": round(n / sample_s, 1), "fd_classifier_1000": round(fd, 2),
            "classes_ge_3pct": int((shares >= 0.03).sum()), "min_class_share": round(float(shares.min()), 4),
            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20) if DEV == "cuda" else None, "log_prob_kind": model.log_prob_kind}
     if model.log_prob_kind != "none":
@@ -181,7 +181,7 @@ def check_images(only=None):
 
 
 @section("text transformer (standard config)")
-def check_text(steps: int = 2500):
+def check_text(steps: int = 2000):
     from genbench.data import get_dataset
     from genbench.metrics.text import sampling_speed
     from reference_models import create_model
