@@ -248,8 +248,8 @@ class DDPMConfig(ModelConfig):
         return {
             "smoke": cls(steps=4, batch_size=8, ch=8, ch_mult=(1, 2), timesteps=50, sampler="ddim", sample_steps=5,
                          vlb_timesteps=5, warmup_steps=1),
-            "quick": cls(steps=600, batch_size=32, lr=1e-3, ch=16, ch_mult=(1, 2, 2), timesteps=1000, sampler="ddim",
-                         sample_steps=10, vlb_timesteps=10, max_seconds=60.0, ema_decay=0.99, warmup_steps=50),
+            "quick": cls(steps=300, batch_size=32, lr=2e-3, ch=16, ch_mult=(1, 2, 2), timesteps=1000, sampler="ddim",
+                         sample_steps=10, vlb_timesteps=10, ema_decay=0.99, warmup_steps=20),
             "standard": cls(steps=100000, batch_size=128, lr=2e-4, ch=64, ch_mult=(1, 2, 2), num_res_blocks=2, dropout=0.1,
                             timesteps=1000, sampler="ddpm", sample_steps=1000, vlb_timesteps=200, ema_decay=0.9995),
         }[budget]

@@ -223,4 +223,35 @@ def test_budget_configs():
         for b in ("smoke", "quick", "standard"):
             c = DDPMConfig.for_budget(b, info)
             assert 1 <= c.sample_steps <= c.timesteps
-    assert DDPMConfig.for_budget("quick", DIGITS_INFO).ch_mult == (1, 2, 2)
+    for info in (RING_INFO, DIGITS_INFO):  # quick runs in the default suite: step-based, no wall-clock cap
+        assert DDPMConfig.for_budget("quick", info).max_seconds is None
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (28, 28)])
+def test_unet_patch_folds_pixels_into_channels(hw):
+    """patch=2: the convs see (H/2, W/2) with 4x the channels; output shaped like the input; odd sizes refused."""
+    from reference_models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(1, ch=8, ch_mult=(1, 2), patch=2)
+    assert net.conv_in.in_channels == 4
+    for p in net.parameters():  # the output conv starts at zero: give it weights so the check means something
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(3, 1, *hw)
+    seen = []
+    hook = net.conv_in.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape))
+    y = net(x, torch.tensor([0, 5, 9]))
+    hook.remove()
+    assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().sum() > 0
+    assert seen[0] == (3, 4, hw[0] // 2, hw[1] // 2)
+    torch.testing.assert_close(torch.nn.functional.pixel_shuffle(torch.nn.functional.pixel_unshuffle(x, 2), 2), x)
+    with pytest.raises(ValueError, match="patch"):
+        net(torch.randn(1, 1, 9, 9), torch.tensor([0]))
+
+
+def test_ddpm_with_patched_unet_trains_and_samples():
+    x = digits_data(64)
+    m = create_model("ddpm", DIGITS_INFO, "smoke", {"steps": 3, "patch": 2})
+    m.fit(x, seed=0)
+    check_samples(m.sample(6, seed=0), 6, DIGITS_INFO)
+    assert torch.isfinite(m.log_prob(x[:4])).all()

@@ -51,11 +51,11 @@ def test_training_reduces_negative_elbo_points_and_images():
     assert -mi.elbo(x).mean() < before
 
 
-@pytest.mark.parametrize("prior_components", [1, 4])
-def test_log_prob_integrates_to_one_on_points(prior_components):
+@pytest.mark.parametrize("prior_components,prior_type", [(1, "mog"), (4, "mog"), (4, "vamp")])
+def test_log_prob_integrates_to_one_on_points(prior_components, prior_type):
     """exp(IWAE estimate) is an unbiased estimate of p(x): its integral over the plane must be ~1. A missing
     standardisation Jacobian would make it 1/(std_x std_y) ~ 2; an unnormalised mixture prior would show too."""
-    m = _ring_vae(steps=60, iw_samples=16, prior_components=prior_components)
+    m = _ring_vae(steps=60, iw_samples=16, prior_components=prior_components, prior_type=prior_type)
     m.fit(ring_data(512), seed=0)
     g = torch.linspace(-5, 5, 161)
     xx, yy = torch.meshgrid(g, g, indexing="ij")
@@ -110,3 +110,48 @@ def test_mean_sampling_option_and_errors():
     assert m.sample(10, seed=0).shape == (10, 2)
     with pytest.raises(InvalidInputError, match="shaped"):
         m.fit(torch.zeros(8, 1, 8, 8))
+
+
+def test_vamp_prior_is_the_mixture_of_posteriors_at_the_pseudo_inputs(tmp_path):
+    """log p(z) of the VampPrior equals log (1/K) sum_k N(z; mu(u_k), sigma(u_k)^2) computed directly from the
+    encoder (uniform weights at init); the pseudo-inputs start at training items; save/load keeps them."""
+    x = ring_data(256)
+    m = _ring_vae(steps=0, prior_components=5, prior_type="vamp")
+    m.fit(x, seed=1)
+    y = m._prep(x)
+    u = m.prior.pseudo.detach()
+    assert all(bool((y - ui).abs().sum(1).min() < 1e-6) for ui in u)  # each pseudo-input is a training item
+    mu, log_sigma = m._encode(u)
+    z = torch.randn(7, 2, generator=torch.Generator().manual_seed(0))
+    comp = torch.distributions.Normal(mu.double(), log_sigma.exp().double()).log_prob(z.double()[:, None]).sum(-1)
+    ref = torch.logsumexp(comp, 1) - math.log(5)
+    torch.testing.assert_close(m._log_pz(z).double(), ref, rtol=1e-5, atol=1e-5)
+    m.save(tmp_path / "v")
+    c = load_model(tmp_path / "v")
+    assert torch.equal(c.prior.pseudo, m.prior.pseudo) and torch.equal(c.sample(50, seed=2), m.sample(50, seed=2))
+
+
+def test_vamp_prior_on_images_and_unknown_prior_type():
+    x = digits_data(64)
+    m = create_model("vae", DIGITS_INFO, "smoke", {"steps": 3, "prior_components": 4, "prior_type": "vamp"})
+    m.fit(x, seed=0)
+    check_samples(m.sample(8, seed=0), 8, DIGITS_INFO)
+    assert torch.isfinite(m.log_prob(x[:4])).all()
+    with pytest.raises(InvalidInputError, match="prior_type"):
+        create_model("vae", RING_INFO, "smoke", {"prior_components": 3, "prior_type": "flow"})
+
+
+def test_init_log_scale_sets_the_decoder_scale_at_the_start():
+    m = _ring_vae(steps=0, init_log_scale=-3.0)
+    m.fit(ring_data(64), seed=0)
+    _, log_scale = m._decode(torch.zeros(4, m.config.latent_dim))
+    # the output bias is -3; the last layer's weights add a small z-dependent term at init
+    assert (log_scale - (-3.0)).abs().max() < 1.0
+
+
+def test_quick_configs_are_step_based():
+    from reference_models.vae import VAEConfig
+
+    for info in (RING_INFO, DIGITS_INFO):
+        c = VAEConfig.for_budget("quick", info)
+        assert c.max_seconds is None and c.steps > 0
