@@ -204,15 +204,19 @@ class Worker:
             feats = ext.extract(samples, batch_size=batch_size)
         return feats.double().cpu()
 
-    def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool):
+    def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool,
+                      text_unit: Optional[tuple] = None):
         """(samples, features) of a fixed subset of a real split, computed once per dataset, split, extractor
-        and size; also cached on disk under DIR/cache/features/ so resumed runs and other workers reuse it."""
+        and size (text: and unit, see `_text_subset`); also cached on disk under DIR/cache/features/ so resumed
+        runs and other workers reuse it."""
         ext = self.extractor(spec.features, device)
         proto_id = _protocol_id(ext)
         key = (spec.name, which, spec.features, proto_id, n, self.data_identity(spec.name)["train_sha256"][:16])
+        if text_unit is not None:
+            key = key + tuple(text_unit)
         if key in self._features:
             return self._features[key]
-        samples = real_subset(self.split(spec.name, which), n)
+        samples = real_subset(self.split(spec.name, which), n, text_unit)
         disk = out_dir / "cache" / "features" / f"{_hash(list(key))[:20]}.pt"
         feats = None
         if disk.exists():
@@ -255,35 +259,44 @@ def _protocol_id(ext) -> str:
         return str(getattr(ext, "name", "?"))
 
 
-def real_subset(split, n: int):
-    """A fixed pseudo-random subset of `n` items of a split (all of it if smaller); text: `n` lines."""
+def real_subset(split, n: int, text_unit: Optional[tuple] = None):
+    """A fixed pseudo-random subset of `n` items of a split (all of it if smaller); text: `n` units shaped like
+    the model's samples (`text_unit`, see `_text_subset`)."""
     if hasattr(split, "x"):
         N = len(split.x)
         if n >= N:
             return split.x
         idx = torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
         return split.x[idx]
-    return _text_subset(split, n)
+    return _text_subset(split, n, text_unit)
 
 
-def _text_subset(split, n: int) -> list:
-    """Real text items shaped like the text models' samples (reference_models/text_base.py): whole lines for
-    line datasets (names); for running text (shakespeare-char), passages of the default sample length that
-    start at a line boundary."""
+def _text_subset(split, n: int, text_unit: Optional[tuple] = None) -> list:
+    """Real text items shaped like the text models' samples (reference_models/text_base.py), drawn with
+    `genbench.metrics.text.reference_texts`: `text_unit` = (sample_mode, sample_length) of the model (see
+    `_text_unit`); "line" -> `n` whole lines (names), "stream" -> `n` passages of exactly sample_length
+    characters starting at line boundaries (shakespeare-char). Without a unit: the split's own mode and the
+    default sample length."""
+    from genbench.metrics.text import reference_texts
     from reference_models.text_base import TextConfig, resolve_sample_mode
 
-    g = torch.Generator().manual_seed(REAL_SUBSET_SEED)
-    if resolve_sample_mode(split) == "line":
-        lines = split.lines
-        if n >= len(lines):
-            return list(lines)
-        idx = torch.randperm(len(lines), generator=g)[:n].sort().values
-        return [lines[int(i)] for i in idx]
-    L = TextConfig().sample_length
-    text = split.text
-    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + 1 + L <= len(text)]
-    pick = torch.randperm(len(starts), generator=g)[: min(n, len(starts))].sort().values
-    return [text[starts[int(i)]: starts[int(i)] + L] for i in pick]
+    mode, length = text_unit if text_unit is not None else (resolve_sample_mode(split), TextConfig().sample_length)
+    return reference_texts(split, n, mode, int(length), seed=REAL_SUBSET_SEED)
+
+
+def _text_unit(model, split, fake: Optional[list] = None) -> tuple:
+    """(sample_mode, sample_length) of what `model` generates: a genbench text model states both; for another
+    sampler (genbench eval) the mode comes from the split and the length from the samples (median)."""
+    from reference_models.text_base import TextConfig, resolve_sample_mode
+
+    mode = getattr(model, "sample_mode", None)
+    if mode not in ("line", "stream"):
+        mode = resolve_sample_mode(split)
+    length = getattr(getattr(model, "config", None), "sample_length", None)
+    if not length:
+        lens = sorted(len(s) for s in fake or [])
+        length = lens[len(lens) // 2] if lens else TextConfig().sample_length
+    return (mode, int(length) if mode == "stream" else 0)
 
 
 def code_version(cls) -> str:
@@ -531,10 +544,11 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
     prev_rel = f"{art_rel}/samples_preview{suffix}{ext_name}"
     _save_preview(out_dir / prev_rel, fake, info)
     artifacts.append(("samples_preview" if not variant else f"samples_preview:{variant}", prev_rel))
+    unit = _text_unit(model, worker.split(spec.name, spec.reference), fake) if info.modality == "text" else None
     if not variant:
-        real_rel = f"artifacts/{spec.name}/real_preview{ext_name}"
+        real_rel = f"artifacts/{spec.name}/real_preview{'-' + '-'.join(map(str, unit)) if unit else ''}{ext_name}"
         if not (out_dir / real_rel).exists():
-            _save_preview(out_dir / real_rel, real_subset(worker.split(spec.name, spec.reference), PREVIEW_N), info)
+            _save_preview(out_dir / real_rel, real_subset(worker.split(spec.name, spec.reference), PREVIEW_N, unit), info)
         artifacts.append(("real_preview", real_rel))
 
     names = [m for m in spec.metrics if (likelihood or m not in LIKELIHOOD_METRICS)]
@@ -543,7 +557,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
 
     ext = worker.extractor(spec.features, job.device)
-    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q)
+    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
     fake_f = worker._extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
     ctx_fields: dict[str, Any] = {
         "real_features": real_f, "fake_features": fake_f, "feature_protocol": dict(ext.protocol),
@@ -559,7 +573,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         ctx_fields.update(real_samples=real_x, fake_samples=fake, real_texts=real_x, fake_texts=fake)
     if need & {"train_features", "train_samples"}:
         n_tr = spec.n_train_features or n
-        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q)
+        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
         ctx_fields.update(train_samples=tr_x if info.modality != "text" else None, train_features=tr_f)
     mixture = getattr(worker.dataset(spec.name), "mixture", None)
     if mixture is not None:
@@ -600,17 +614,20 @@ def score_samples(job: JobSpec, worker: Worker, sampler, info, artifacts: list, 
 
 def _likelihood_fields(model, info, spec: DatasetSpec, worker: Worker) -> dict:
     """Held-out likelihood inputs: log_prob of the first `n_likelihood` (default n_samples) reference items of
-    the fixed real subset; text: nats/char over the first `n_likelihood` (default 20000) reference characters."""
+    the fixed real subset; text: nats/char over `n_likelihood` (default 20000) reference characters (running
+    text: the first ones; line datasets: whole lines in a seeded random order, see
+    `genbench.metrics.text.heldout_text`), with the window protocol (context, stride) in `nll_protocol`."""
     ref = worker.split(spec.name, spec.reference)
     if info.modality == "text":
-        from genbench.metrics.text import nll_protocol
+        from genbench.metrics.text import heldout_text, nll_protocol
 
         max_chars = spec.n_likelihood or 20000
-        nats, count = model.nll_per_char(ref.text, max_chars=max_chars)
+        text, text_proto = heldout_text(ref, max_chars, _text_unit(model, ref)[0], seed=REAL_SUBSET_SEED)
+        nats, count = model.nll_per_char(text)
         if not math.isfinite(float(nats)):
             raise JobFailure(f"nll_per_char gave {nats} on the {spec.reference} text of {info.name}")
         return {"nll_per_char": float(nats), "n_chars": int(count), "log_prob_kind": model.log_prob_kind,
-                "nll_protocol": {**nll_protocol(model, None, None), "max_chars": max_chars}}
+                "nll_protocol": {**nll_protocol(model, None, None), **text_proto}}
     real_x = real_subset(ref, spec.n_likelihood or spec.n_samples)
     lp = model.log_prob(real_x)
     if not torch.isfinite(lp).all():

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from reference_models import register_model
 from reference_models.base import check_budget
-from reference_models.text_base import NeuralTextModel, TextConfig
+from reference_models.text_base import NeuralTextModel, TextConfig, is_line_dataset
 
 
 @dataclass
@@ -39,9 +39,14 @@ class LSTMConfig(TextConfig):
         if budget == "smoke":
             return cls(n_layer=1, n_embd=16, hidden=32, seq_len=32, batch_size=8, steps=20, lr=3e-3, warmup_steps=5,
                        max_seconds=None, sample_length=64, eval_context=32, log_every=5)
-        if budget == "quick":
-            return cls(n_layer=2, n_embd=64, hidden=256, seq_len=128, batch_size=32, steps=1000, lr=3e-3,
-                       max_seconds=1800, sample_length=256, eval_context=128)
+        if budget == "quick":  # CPU, 1 thread; step-based, the same CPU time as the transformer's quick config
+            if is_line_dataset(info):  # names: ~20 CPU-s of training
+                return cls(n_layer=1, n_embd=64, hidden=256, seq_len=32, batch_size=32, steps=900, lr=4e-3,
+                           max_seconds=None, eval_context=32)
+            # running text: ~190 CPU-s; one 256-unit layer at a high lr beat 2 x 256 (windows 64 and 128) and
+            # 1 x 512 at equal CPU time (reports/benchmarks/text.md)
+            return cls(n_layer=1, n_embd=64, hidden=256, seq_len=64, batch_size=32, steps=4000, lr=6e-3,
+                       max_seconds=None, sample_length=256, eval_context=64)
         return cls(n_layer=3, n_embd=128, hidden=512, seq_len=256, batch_size=64, steps=5000, lr=2e-3,
                    dropout=0.2, max_seconds=3600, sample_length=256, eval_context=256)
 

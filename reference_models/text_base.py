@@ -12,6 +12,8 @@ Text conventions (also summarised in reference_models/base.py):
     generated from the context "\n" (so it starts at a line boundary).
   "auto" (the default) resolves at fit time: "line" when 95% of the training lines have <= 32 characters,
   else "stream". The resolved mode is saved with the model.
+- Line datasets train on their lines in a seeded random order (`training_text`): neighbouring lines of a file
+  can share information that held-out lines do not (names is alphabetical within frequency ties).
 - `nll_per_char(text, context, stride)` -> (nats per character, number of characters): the exact negative
   log-likelihood of a held-out text under the model, scored with a sliding window (see `sliding_windows`).
   The text is scored as if preceded by "\n" (it starts at a line boundary); every character is scored once.
@@ -36,6 +38,13 @@ from reference_models.base import LOG_PROB_EXACT, Callback, FitHistory, Generati
 
 SAMPLE_MODES = ("auto", "line", "stream")
 NEWLINE = "\n"
+LINE_DATASETS = ("names",)  # built-in datasets of short independent lines (the others are running text)
+
+
+def is_line_dataset(info) -> bool:
+    """True for the built-in datasets of short lines (names): the text models' quick configs use short
+    contexts and small networks there, and running-text settings (shakespeare-char) for every other dataset."""
+    return getattr(info, "name", None) in LINE_DATASETS
 
 
 @dataclass
@@ -56,6 +65,18 @@ def resolve_sample_mode(split: TextSplit) -> str:
     lengths = sorted(len(ln) for ln in lines)
     p95 = lengths[min(len(lengths) - 1, int(math.ceil(0.95 * len(lengths))) - 1)]
     return "line" if p95 <= 32 else "stream"
+
+
+def training_text(split: TextSplit, sample_mode: str, seed: int) -> str:
+    """The text a model trains on. Running text ("stream"): the split's text. Line datasets ("line"): the lines
+    in a seeded random order, each followed by "\n" -- lines are independent items, and a file's own order can
+    leak between neighbours (names: the census list is alphabetical within each frequency tie, so a model with
+    context learns to copy the previous name's prefix, which fails on held-out names in any other order)."""
+    if sample_mode != "line":
+        return split.text
+    lines = split.lines
+    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    return "".join(lines[i] + NEWLINE for i in order)
 
 
 def sliding_windows(n_targets: int, context: int, stride: int) -> list[tuple[int, int, int]]:
@@ -165,7 +186,7 @@ class TextModel(GenerativeModel):
         if self.config.sample_mode == "auto":
             self.config.sample_mode = resolve_sample_mode(train)
         self.to(device)
-        ids = self.encode(train.text)
+        ids = self.encode(training_text(train, self.config.sample_mode, int(seed)))
         t0 = time.perf_counter()
         self.history = FitHistory()
         self._fit_ids(ids, int(seed), list(callbacks))

@@ -44,6 +44,33 @@ def nll_protocol(model, context: Optional[int], stride: Optional[int]) -> dict:
             "kind": model.log_prob_kind}
 
 
+def heldout_text(split, max_chars: Optional[int] = None, sample_mode: str = "stream", seed: int = 0) -> tuple[str, dict]:
+    """(text, protocol) of the held-out text scored for bits/char. Stream mode (running text): the first
+    `max_chars` characters of the split, contiguous. Line mode (datasets of independent lines, e.g. names):
+    whole lines of the split in a seeded random order, each followed by "\n", as many as fit in `max_chars`
+    (at least one) -- a line file's own order need not be random (names is sorted by frequency, so its first
+    characters are the commonest names only)."""
+    if sample_mode not in ("line", "stream"):
+        raise InvalidInputError(f"sample_mode must be 'line' or 'stream', got {sample_mode!r}")
+    if sample_mode == "stream":
+        text = split.text if max_chars is None else split.text[: int(max_chars)]
+        return text, {"text": "first characters of the split" if max_chars is not None else "whole split",
+                      "max_chars": max_chars}
+    lines = split.lines
+    if not lines:
+        raise InvalidInputError("the held-out split has no lines to score")
+    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    parts, total = [], 0
+    for i in order:
+        k = len(lines[i]) + 1
+        if max_chars is not None and parts and total + k > int(max_chars):
+            break
+        parts.append(lines[i] + "\n")
+        total += k
+    return "".join(parts), {"text": "whole lines in a seeded random order", "line_order_seed": int(seed),
+                            "n_lines": len(parts), "max_chars": max_chars}
+
+
 def heldout_nll(model, text, context: Optional[int] = None, stride: Optional[int] = None,
                 max_chars: Optional[int] = None, reference_split: str = "test", dataset: Optional[str] = None) -> list[MetricResult]:
     """bits_per_char and perplexity of `model` on a held-out text (str or TextSplit); see module docstring."""
