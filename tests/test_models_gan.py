@@ -103,6 +103,25 @@ def test_callback_stop_and_time_budget():
     assert m2.fit(ring_data(128), seed=0).steps == 1
 
 
+def test_quick_configs_are_step_based():
+    for info in (RING_INFO, image_info(28, 28)):
+        c = create_model("gan", info, "quick").config
+        assert c.max_seconds is None and c.steps > 0  # default suite: same seed, same numbers on any machine
+
+
+def test_linear_lr_decay_reaches_zero_at_the_last_step():
+    m = _ring_gan(steps=40, lr=1e-2, lr_d=3e-2, lr_decay_start=0.5, eval_every=40, log_every=1)
+    h = m.fit(ring_data(128), seed=0)
+    lr = [r["lr"] for r in h.records]  # G's lr used at steps 1..40
+    assert [r["step"] for r in h.records] == list(range(1, 41))
+    assert lr[:21] == [1e-2] * 21  # steps 1..21 run after i = 0..20 completed steps: full lr
+    assert lr[30] == pytest.approx(1e-2 * 10 / 20) and lr[39] == pytest.approx(1e-2 / 20)
+    assert all(a > b for a, b in zip(lr[20:], lr[21:]))
+    assert m._lr_factor(40, m.config) == 0.0
+    const = _ring_gan(steps=12, log_every=1, eval_every=12)
+    assert {r["lr"] for r in const.fit(ring_data(128), seed=0).records} == {const.config.lr}
+
+
 def test_budget_argument_replaces_step_budget():
     m = _ring_gan(steps=5)
     m.fit(ring_data(128), budget="smoke", seed=0)
