@@ -23,7 +23,8 @@ N(0, I) prior, prior samples between the encoder's clusters decode off the data'
 - `prior_type="mog"`: free means, stds and weights;
 - `prior_type="vamp"`: the VampPrior (Tomczak & Welling 2018), p(z) = sum_k pi_k q(z | u_k), the encoder's own
   posteriors at K learned pseudo-inputs u_k, initialised at K random training items. The quick 2D config uses it:
-  its components start (and stay) where the encoder puts data, which the free mixture reaches only slowly.
+  its components start (and stay) where the encoder puts data, which the free mixture reaches only slowly. The
+  quick image config uses it too (64 pseudo-images): with N(0, I), Fashion-MNIST samples missed 3 of 10 classes.
 The KL term is then the one-sample estimate log q(z|x) - log p(z) (analytic for N(0, I)).
 
 Training: the KL weight rises from 0 to 1 over the first `kl_warmup` share of the steps; the learning rate decays
@@ -83,7 +84,7 @@ class VAEConfig(ModelConfig):
         c, h, w = check_image_shape(info)
         return {
             "smoke": cls(steps=4, batch_size=16, ch=8, latent_dim=4, iw_samples=4),
-            "quick": cls(steps=2000, batch_size=64, ch=32, latent_dim=16, max_seconds=300.0),
+            "quick": cls(steps=1500, batch_size=64, ch=32, latent_dim=16, prior_components=64, prior_type="vamp"),
             "standard": cls(steps=50000, batch_size=128, ch=64, latent_dim=32, iw_samples=128),
         }[budget]
 
