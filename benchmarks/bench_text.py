@@ -32,8 +32,7 @@ SMOKE = os.environ.get("BENCH_TEXT_SMOKE") == "1"  # pipeline check only: smoke 
 MAX_SECONDS = None  # --max-seconds: training time cap for transformer / lstm (stated in the overrides column)
 ONLY = None  # --models: restrict a part to these models
 SHK_EVAL_CHARS = 100_000  # first characters of the shakespeare-char test split scored for bits/char
-NAMES_OVERRIDES = {"transformer": {"block_size": 32, "eval_context": 32, "batch_size": 64, "steps": 600},
-                   "lstm": {"seq_len": 32, "eval_context": 32, "batch_size": 64, "steps": 600}}
+LINE_ORDER_SEED = 20240601  # names: the held-out lines are scored in this seeded random order (as genbench run)
 
 
 def load(name):
@@ -47,7 +46,7 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
                     seed=0, speed=False):
     if ONLY and model_name not in ONLY:
         return None
-    from genbench.metrics.text import diversity_metrics, embedding_metrics, reference_texts, speed_metrics
+    from genbench.metrics.text import diversity_metrics, embedding_metrics, heldout_text, reference_texts, speed_metrics
     from reference_models import create_model
 
     budget = "smoke" if SMOKE else "quick"
@@ -65,14 +64,16 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
            "params": m.num_params, "fit_wall_s": fit_wall, "fit_cpu_s": fit_cpu,
            "load_avg_start": load0, "load_avg_end": os.getloadavg()[0], "threads": torch.get_num_threads()}
     if m.log_prob_kind != "none":
-        t0 = time.perf_counter()
-        nats, n = m.nll_per_char(test, max_chars=eval_chars)
+        t0, c0 = time.perf_counter(), time.process_time()
+        text, text_proto = heldout_text(test, eval_chars, m.sample_mode, seed=LINE_ORDER_SEED)
+        nats, n = m.nll_per_char(text)
         C = m.default_context()
         row.update(nats_per_char=nats, bits_per_char=nats / LN2, perplexity=math.exp(nats), eval_chars=n,
-                   context=C, stride=C // 2, eval_wall_s=time.perf_counter() - t0)
-    t0 = time.perf_counter()
+                   context=C, stride=C // 2, eval_text=text_proto["text"], eval_wall_s=time.perf_counter() - t0,
+                   eval_cpu_s=time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
     samples = m.sample(n_samples, seed=seed, batch_size=100)
-    row["sample_wall_s"] = time.perf_counter() - t0
+    row["sample_wall_s"], row["sample_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     row["sample_mode"] = m.sample_mode
     row["examples"] = samples[:8] if m.sample_mode == "line" else [s[:160] for s in samples[:2]]
     train_lines = set(train.lines)
@@ -110,7 +111,7 @@ def part_names(features):
     ds, tr, te = load("names")
     rows = []
     for name in ("transformer", "lstm"):
-        rows.append(train_and_score(name, ds, tr, te, NAMES_OVERRIDES[name], n_samples=1000, features=features, speed=True))
+        rows.append(train_and_score(name, ds, tr, te, n_samples=1000, features=features, speed=True))
     for order in (4, 5, 6):
         rows.append(train_and_score("ngram", ds, tr, te, {"order": order}, n_samples=1000,
                                     features=features if order == 5 else None))
@@ -119,6 +120,57 @@ def part_names(features):
 
 
 PARTS = {"shk-transformer": part_shk_transformer, "shk-baselines": part_shk_baselines, "names": part_names}
+
+
+# ---------------------------------------------------------------------------------------------- config sweep
+def sweep_one(cfg: dict) -> dict:
+    """One sweep point: train `cfg["model"]` on `cfg["dataset"]` with the quick config plus `cfg["ov"]`
+    (1 torch thread), then bits/char on the first `eval_chars` test characters in file order (and on the whole
+    test split with `eval_all`), novelty of `sample` samples. CPU seconds are this process's."""
+    torch.set_num_threads(1)
+    from reference_models import create_model
+
+    ds, tr, te = load(cfg["dataset"])
+    m = create_model(cfg["model"], ds.info, "quick", {**cfg.get("ov", {}), "max_seconds": cfg.get("max_seconds")})
+    c0 = time.process_time()
+    m.fit(tr, seed=cfg.get("seed", 0))
+    row = {**cfg, "steps_done": m.history.steps, "fit_cpu": time.process_time() - c0, "params": m.num_params}
+    row["bpc"] = m.nll_per_char(te, max_chars=cfg.get("eval_chars", 30000))[0] / LN2
+    if cfg.get("eval_all"):
+        row["bpc_all"] = m.nll_per_char(te)[0] / LN2
+        if m.sample_mode == "line":  # the benchmark's protocol: whole held-out lines in a seeded random order
+            from genbench.metrics.text import heldout_text
+
+            row["bpc_shuffled"] = m.nll_per_char(heldout_text(te, None, "line", seed=LINE_ORDER_SEED)[0])[0] / LN2
+    if cfg.get("sample"):
+        s = m.sample(cfg["sample"], seed=0, batch_size=100)
+        lines = set(tr.lines)
+        row["novelty"] = sum(x not in lines for x in s) / len(s)
+    return row
+
+
+def run_sweep(configs: str, out: str, procs: int) -> None:
+    import multiprocessing as mp
+
+    cfgs = json.loads(Path(configs).read_text())
+    with mp.get_context("spawn").Pool(procs, maxtasksperchild=1) as pool, open(out, "a") as f:
+        for row in pool.imap_unordered(sweep_one, cfgs):
+            print(json.dumps(row, default=str), flush=True)
+            f.write(json.dumps(row, default=str) + "\n")
+            f.flush()
+
+
+def sweep_report(rows: list, note: str) -> list:
+    out = ["## Config sweep (how the quick configs were chosen)", "", note, "",
+           "| sweep | dataset | model | setting | steps | training CPU s | bits/char | whole test, file order | whole test, shuffled lines | novelty | params |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["dataset"], r.get("sweep", ""), r["model"], r["bpc"])
+    for r in sorted(rows, key=key):
+        out.append("| " + " | ".join([r.get("sweep", ""), r["dataset"], r["model"], r["tag"], str(r["steps_done"]),
+                                      fmt(r["fit_cpu"], 1), fmt(r["bpc"]), fmt(r.get("bpc_all")), fmt(r.get("bpc_shuffled")),
+                                      fmt(r.get("novelty")),
+                                      str(r["params"])]) + " |")
+    return out + [""]
 
 
 def fmt(v, nd=3):
@@ -143,8 +195,9 @@ def report(rows, meta) -> str:
             continue
         r0 = next((r for r in rs if "context" in r), {})
         out += [f"## {title}", "",
-                f"Held-out NLL: test split, first {fmt(r0.get('eval_chars'), 0)} characters, preceded by a newline; sliding "
-                f"window, each character scored once with the model's context (context/stride below). "
+                f"Held-out NLL: test split, {fmt(r0.get('eval_chars'), 0)} characters ({r0.get('eval_text', 'first characters')}), "
+                "preceded by a newline; sliding window, each character scored once with the model's context (context/stride "
+                "below). "
                 "Diversity: distinct-n and self-BLEU-4 in "
                 f"{rs[0].get('diversity_protocol', {}).get('unit')} units; novelty = share of generated lines not in the training lines. "
                 f"Embedding FD / precision / recall (k=3): {rs[0].get('embedding_protocol', {}).get('features', '-')} features of "
@@ -179,14 +232,21 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write this part's rows here (for --report)")
     ap.add_argument("--report", nargs="*", help="assemble reports/benchmarks/text.md from these JSON files")
     ap.add_argument("--features", default="text-auto", help="text feature extractor (minilm, char-ngram, text-auto)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, help="cap the training time of transformer / lstm (shared machine)")
     ap.add_argument("--models", nargs="*", help="only these models within the parts")
     ap.add_argument("--note", action="append", default=[], help="a line for the report's notes (how the run went)")
     ap.add_argument("--from-logs", nargs="*", help="rows from the JSON lines printed by parts (when a part was cut short)")
     ap.add_argument("--processes", type=int, default=1, help="how many parts ran at once (stated in the report)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "text.md"))
+    ap.add_argument("--sweep", nargs=2, metavar=("CONFIGS.json", "OUT.jsonl"), help="run a config sweep (1 thread per process)")
+    ap.add_argument("--procs", type=int, default=1, help="--sweep: processes at once")
+    ap.add_argument("--sweep-rows", help="--report: add the sweep table from this JSON-lines file")
+    ap.add_argument("--sweep-note", default="", help="--report: how and where the sweep ran")
     a = ap.parse_args(argv)
+    if a.sweep:
+        run_sweep(a.sweep[0], a.sweep[1], a.procs)
+        return 0
     global MAX_SECONDS, ONLY
     MAX_SECONDS, ONLY = a.max_seconds, a.models
     torch.set_num_threads(a.threads)
@@ -207,7 +267,11 @@ def main(argv=None) -> int:
         meta = metas[0] if metas else meta
         meta["processes"] = a.processes
         meta["notes"] = a.note
-        atomic_write_text(a.out, report(rows, meta))
+        text = report(rows, meta)
+        if a.sweep_rows:
+            srows = [json.loads(x) for x in Path(a.sweep_rows).read_text().splitlines() if x.strip()]
+            text += "\n".join(sweep_report(srows, a.sweep_note)) + "\n"
+        atomic_write_text(a.out, text)
         print(f"wrote {a.out}")
         return 0
     features = a.features

@@ -40,7 +40,7 @@ class LSTMConfig(TextConfig):
             return cls(n_layer=1, n_embd=16, hidden=32, seq_len=32, batch_size=8, steps=20, lr=3e-3, warmup_steps=5,
                        max_seconds=None, sample_length=64, eval_context=32, log_every=5)
         if budget == "quick":  # CPU, 1 thread; step-based, the same CPU time as the transformer's quick config
-            if is_line_dataset(info):  # names: ~20 CPU-s of training
+            if is_line_dataset(info):  # names: ~25 CPU-s of training
                 return cls(n_layer=1, n_embd=64, hidden=256, seq_len=32, batch_size=32, steps=900, lr=4e-3,
                            max_seconds=None, eval_context=32)
             # running text: ~190 CPU-s; one 256-unit layer at a high lr beat 2 x 256 (windows 64 and 128) and
