@@ -48,7 +48,7 @@ class LSTMConfig(TextConfig):
             return cls(n_layer=1, n_embd=64, hidden=256, seq_len=64, batch_size=32, steps=4000, lr=6e-3,
                        max_seconds=None, sample_length=256, eval_context=64)
         return cls(n_layer=3, n_embd=128, hidden=512, seq_len=256, batch_size=64, steps=5000, lr=2e-3,
-                   dropout=0.2, max_seconds=3600, sample_length=256, eval_context=256)
+                   dropout=0.2, max_seconds=None, sample_length=256, eval_context=256)
 
 
 class CharLSTM(nn.Module):
