@@ -183,7 +183,14 @@ class GenerativeModel(ABC):
 
     @property
     def num_params(self) -> int:
-        return sum(p.numel() for m in self.modules().values() for p in m.parameters())
+        """Parameters of the networks that define the model (`model_modules`), not of training-only copies."""
+        return sum(p.numel() for m in self.model_modules().values() for p in m.parameters())
+
+    def model_modules(self) -> dict[str, torch.nn.Module]:
+        """The networks that make up the model as a generator/density (what `num_params` counts). By default
+        every saved network; a model that also saves training-only networks or copies (a GAN's discriminator and
+        its EMA / best-checkpoint generators, diffusion's raw weights beside the EMA ones) returns one copy."""
+        return self.modules()
 
     def to(self, device: str | torch.device) -> "GenerativeModel":
         self.device = torch.device(device)

@@ -283,6 +283,9 @@ class DDPM(GenerativeModel):
                 self.net = MLPDenoiser(self.info.dim, cfg.hidden, cfg.depth)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
 
+    def model_modules(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema}  # the sampler's weights; the raw training weights are a same-sized copy
+
     def modules(self) -> dict[str, nn.Module]:
         m = {"net": self.net, "ema": self.ema}
         if self.scaler is not None:

@@ -127,6 +127,9 @@ class GAN(GenerativeModel):
         self.G_best = copy.deepcopy(self.G).requires_grad_(False).eval()
 
     # ---- networks -------------------------------------------------------------------------------------------
+    def model_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G}  # D and the EMA / best copies of G are training machinery: one generator counts
+
     def modules(self) -> dict[str, nn.Module]:
         m = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "G_best": self.G_best}
         if self.scaler is not None:

@@ -255,3 +255,11 @@ def test_ddpm_with_patched_unet_trains_and_samples():
     m.fit(x, seed=0)
     check_samples(m.sample(6, seed=0), 6, DIGITS_INFO)
     assert torch.isfinite(m.log_prob(x[:4])).all()
+
+
+def test_num_params_counts_the_network_once():
+    # the EMA weights the sampler uses; the raw training weights are a same-sized copy
+    for info in (RING_INFO, DIGITS_INFO):
+        m = create_model("ddpm", info, "smoke")
+        n = sum(p.numel() for p in m.net.parameters())
+        assert m.num_params == n == sum(p.numel() for p in m.ema.parameters())

@@ -139,3 +139,12 @@ def test_bad_inputs_raise_clear_errors():
         create_model("gan", image_info(30, 30), "smoke")
     with pytest.raises(NotImplementedError):
         _ring_gan().log_prob(ring_data(4))
+
+
+def test_num_params_counts_one_generator():
+    # the discriminator and the EMA / best-checkpoint copies of G are training machinery, not model size
+    for info in (RING_INFO, DIGITS_INFO):
+        m = create_model("gan", info, "smoke")
+        g = sum(p.numel() for p in m.G.parameters())
+        every = sum(p.numel() for net in m.modules().values() for p in net.parameters())
+        assert m.num_params == g and every > 2 * g
