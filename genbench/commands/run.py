@@ -27,8 +27,9 @@ def add_parser(sub) -> None:
                    help="start over: delete DIR's results, artifacts, checkpoints and caches first")
     p.add_argument("--quiet", action="store_true", help="no progress bars: one line per job")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's own choice; 1 is much faster on a machine shared with "
-                        "other busy processes; recorded in every timing protocol)")
+                   help="torch CPU threads per job (default: the suite's `threads`, 1 in quick; else torch's own "
+                        "choice; 1 is much faster on a machine shared with other busy processes; recorded in every "
+                        "timing protocol)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="run N jobs at once, each in its own worker process (default: the suite's `workers`, 1 if "
                         "unset; quick uses 2). Keep N x threads <= CPU cores, or speed figures measure contention")
