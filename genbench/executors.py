@@ -160,10 +160,12 @@ class ProcessExecutor(Executor):
         finally:
             if pending:  # interrupted: jobs still running are abandoned (the next run resumes them)
                 procs = list((getattr(pool, "_processes", None) or {}).values())
-                pool.shutdown(wait=False, cancel_futures=True)
                 for p in procs:
                     if p.is_alive():
                         p.terminate()
+                for p in procs:
+                    p.join(timeout=5)
+                pool.shutdown(wait=True, cancel_futures=True)
             else:
                 pool.shutdown(wait=True)
 

@@ -91,7 +91,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find worker processes")
-def test_killed_driver_takes_its_workers_with_it(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_driver_takes_its_workers_with_it(tmp_path, sig):
     p = tmp_path / "s.toml"
     # long enough training that both workers are busy when the driver is killed
     p.write_text(SUITE.format(extra="workers = 2").replace("[models.gan]", "[models.gan]\noverrides = { steps = 100000 }")
@@ -99,7 +100,7 @@ def test_killed_driver_takes_its_workers_with_it(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(tmp_path / "out"),
                              "--quiet", "--no-report"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 90
         workers: set = set()
@@ -113,8 +114,11 @@ def test_killed_driver_takes_its_workers_with_it(tmp_path):
             time.sleep(0.2)
         assert len(workers) >= 2, "no worker processes appeared"
         time.sleep(1.0)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(sig)  # SIGKILL: the workers notice their parent is gone; SIGINT (Ctrl-C): the driver stops them
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0
+        if sig == signal.SIGINT:
+            assert "run the same command again to resume" in err, err
         deadline = time.time() + 20
         while time.time() < deadline and any(_alive(w) for w in workers):
             time.sleep(0.2)
