@@ -28,7 +28,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     [models.ddpm]
     datasets = ["ring8"]           # ... unless restricted here
     overrides = { steps = 200 }    # config fields replacing the budget's defaults
-    dataset_overrides = { ring8 = { max_seconds = 30 } }   # ... on one dataset only
+    dataset_overrides = { ring8 = { steps = 500 } }   # ... on one dataset only
 
     [sweeps.ddpm]                  # diffusion only: also score these sampler settings (variant "ddim-10", ...)
     sampler = "ddim"
