@@ -707,8 +707,9 @@ class Runner:
                         suite_toml=self.suite.toml_text or json.dumps(self.suite.to_dict()), argv=self.argv, **env)
         jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet)
         todo = []
+        codes = {m: job_code_version(m) for m in {j.model.name for j in jobs}}  # source digests, once per model
         for j in jobs:
-            code = job_code_version(j.model.name)
+            code = codes[j.model.name]
             row = store.job_row(j.job_id)
             prev = json.loads(row["config_json"] or "{}") if row is not None else {}
             if row is not None and row["status"] == "done" and prev.get("spec_hash") == j.spec_hash \
@@ -730,7 +731,7 @@ class Runner:
 
         def submitted():
             for k, j in enumerate(todo):
-                store.start_job(j.job_id, run_id, config={"spec_hash": j.spec_hash, "code": job_code_version(j.model.name),
+                store.start_job(j.job_id, run_id, config={"spec_hash": j.spec_hash, "code": codes[j.model.name],
                                                           "job": _job_dict(j)})
                 if not self.quiet:
                     self.log(f"[{k + 1}/{len(todo)}] {j.job_id} ...")
@@ -745,7 +746,7 @@ class Runner:
                     with store.transaction() as c:
                         c.execute("UPDATE jobs SET family=?, config_json=?, cache_key=? WHERE job_id=?",
                                   (result.family, json.dumps({"spec_hash": job.spec_hash,
-                                                              "code": job_code_version(job.model.name),
+                                                              "code": codes[job.model.name],
                                                               "job": _job_dict(job),
                                                               "model_config": result.config}, default=str),
                                    result.cache_key, job.job_id))
