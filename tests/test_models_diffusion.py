@@ -11,16 +11,10 @@ import torch
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
 from reference_models.diffusion import GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, ring_data
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, one_thread, ring_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: one intra-op thread avoids oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _process(T=40, kind="linear"):

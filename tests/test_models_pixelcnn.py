@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, one_thread
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: one intra-op thread avoids oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _tiny(info, **over):
