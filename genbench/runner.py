@@ -434,8 +434,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     seed_everything(job.seed)
     model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
     config = model.config.to_dict()
-    cache_key = _hash({"model": mspec.name, "config": config, "data": worker.data_identity(spec.name),
-                       "seed": job.seed, "budget": job.budget, "code": code_version(type(model))})
+    precision = model.precision(device)  # bf16 results differ from float32 ones: part of the key and protocol
+    key = {"model": mspec.name, "config": config, "data": worker.data_identity(spec.name), "seed": job.seed,
+           "budget": job.budget, "code": code_version(type(model))}
+    cache_key = _hash({**key, "precision": precision} if precision != "float32" else key)
     ckpt_rel = f"checkpoints/{_slug(job.job_id)}-{cache_key[:12]}"
     ckpt = out_dir / ckpt_rel
     art_rel = f"artifacts/{_slug(job.job_id)}"
@@ -566,7 +568,8 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         "n_bootstrap": job.n_bootstrap, "dataset": spec.name, "reference_split": spec.reference,
         "modality": info.modality, "data_dim": info.dim if info.modality != "text" else None,
         "device": job.device, "num_classes": info.num_classes,
-        "extra_protocol": {"sampler": variant} if variant else {},
+        "extra_protocol": {**({"sampler": variant} if variant else {}),
+                           **({"precision": prec} if (prec := model.precision(job.device)) != "float32" else {})},
         **spec.options,
     }
     if info.modality == "text":  # text metrics receive the strings

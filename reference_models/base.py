@@ -186,6 +186,16 @@ class GenerativeModel(ABC):
         """Parameters of the networks that define the model (`model_modules`), not of training-only copies."""
         return sum(p.numel() for m in self.model_modules().values() for p in m.parameters())
 
+    def precision(self, device: str | torch.device | None = None) -> str:
+        """'bf16-autocast' or 'float32': the arithmetic of this model's networks on `device` (default: its own),
+        from the config's `mixed_precision` (or `amp`) and `cpu_bf16` flags (`reference_models.nets.uses_bf16`)."""
+        from reference_models.nets import precision_label
+
+        c = self.config
+        enabled = bool(getattr(c, "mixed_precision", getattr(c, "amp", False)))
+        return precision_label(torch.device(device) if device is not None else self.device, enabled,
+                               bool(getattr(c, "cpu_bf16", False)))
+
     def model_modules(self) -> dict[str, torch.nn.Module]:
         """The networks that make up the model as a generator/density (what `num_params` counts). By default
         every saved network; a model that also saves training-only networks or copies (a GAN's discriminator and

@@ -374,11 +374,12 @@ def lr_at(step: int, total: int, lr: float, warmup: int, min_ratio: float = 0.1)
 
 class NeuralTextModel(TextModel):
     """Shared by the neural character models (transformer, LSTM): `self.net(x) -> (logits, state)`, the
-    training loop over random windows, mixed precision on CUDA only, and window log-probabilities."""
+    training loop over random windows, bf16 autocast (CUDA, or CPU when opted in), and window log-probabilities."""
 
     def _autocast(self):
-        on = bool(self.config.amp) and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=on)
+        from reference_models.nets import autocast
+
+        return autocast(self.device, bool(self.config.amp), bool(getattr(self.config, "cpu_bf16", False)))
 
     def _train_loop(self, ids: torch.Tensor, opt: torch.optim.Optimizer, window: int, gen: torch.Generator,
                     callbacks: list) -> None:
