@@ -20,7 +20,7 @@ from genbench.cli import main
 from genbench.errors import InvalidInputError
 from genbench.report import FILE_NAMES, load_run, render, write_report
 from genbench.report.figures import pareto_front
-from genbench.report.tables import describe_protocol
+from genbench.report.tables import Row, describe_protocol, protocol_lines
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from report_store import MNIST, RING8, build_fixture, build_old_store  # noqa: E402  (tests/fixtures/report_store.py)
@@ -203,6 +203,19 @@ def test_describe_protocol_names_the_protocol():
     assert describe_protocol({"timing": True, "device": "cpu", "batch_size": 256, "repeats": 3}) == \
         "timed on cpu, batch 256, median of 3 repeats"
     assert describe_protocol({}) == "protocol not recorded (older store)"
+
+
+def test_protocol_lines_name_models_run_in_bf16():
+    from types import SimpleNamespace as NS
+
+    proto = {"features": "identity", "n_fake": 10, "n_real": 10}
+    rows = [Row("ddpm", "diffusion", 1, "", False, {"fd": NS(protocol={**proto, "precision": "bf16-autocast"})}),
+            Row("gan", "gan", 1, "", False, {"fd": NS(protocol=dict(proto))})]
+    lines = protocol_lines(rows, ["fd"])
+    assert "models run in bf16-autocast: ddpm (the others in float32)" in lines
+    assert not any("WARNING" in ln for ln in lines)  # a model's precision is not a different metric protocol
+    rows[0].cells["fd"].protocol["precision"] = "float32"
+    assert not any("bf16" in ln for ln in protocol_lines(rows, ["fd"]))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)")

@@ -252,7 +252,18 @@ def protocol_lines(rows: list, cols: list) -> list:
             warnings.append(f"WARNING {label(c)}: models were scored under different protocols, not comparable: "
                             + " · ".join(f"{', '.join(ms)}: {d}" for d, ms in descs.items()))
         groups.setdefault(next(iter(descs), describe_protocol(None)), []).append(label(c))
-    return [f"{', '.join(ms)}: {desc}" for desc, ms in groups.items()] + warnings
+    return [f"{', '.join(ms)}: {desc}" for desc, ms in groups.items()] + precision_lines(rows) + warnings
+
+
+def precision_lines(rows: list) -> list:
+    """A line naming the models whose networks ran in reduced precision (the runner records `precision`, e.g.
+    "bf16-autocast", in each result's protocol; float32 is not recorded), or nothing when all ran in float32."""
+    by_prec: dict[str, list] = {}
+    for r in rows:
+        precs = {(cell.protocol or {}).get("precision") for cell in r.cells.values()} - {None, "", "float32"}
+        for prec in sorted(precs):
+            by_prec.setdefault(prec, []).append(r.model)
+    return [f"models run in {prec}: {', '.join(ms)} (the others in float32)" for prec, ms in by_prec.items()]
 
 
 def describe_protocol(p: Optional[dict]) -> str:
