@@ -24,7 +24,7 @@ def _fit(info, data, **over):
 
 @pytest.fixture(scope="module")
 def ring_model():  # trained a little, so that the couplings and ActNorm are far from the identity
-    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3, x_freqs=3)
+    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3, x_freqs=3, cond_gain=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,14 @@ def _std_normal(z):
     return (-0.5 * (z**2 + math.log(2 * math.pi))).sum(-1)
 
 
-def test_points_log_prob_matches_numerical_change_of_variables(ring_model):
-    m = ring_model
+@pytest.fixture(scope="module")
+def ring_model_alternate():  # the classic RealNVP alternation (reverse + ActNorm) instead of learned mixing
+    return _fit(RING_INFO, ring_data(512), steps=60, n_layers=4, lr=5e-3, x_freqs=3, mixing="alternate")
+
+
+@pytest.mark.parametrize("which", ["lu", "alternate"])
+def test_points_log_prob_matches_numerical_change_of_variables(which, ring_model, ring_model_alternate):
+    m = ring_model if which == "lu" else ring_model_alternate
     for mod in m.modules().values():
         mod.double()
     try:
@@ -47,7 +53,6 @@ def test_points_log_prob_matches_numerical_change_of_variables(ring_model):
             f = lambda v: m.forward(v[None])[0][0]  # noqa: E731  x -> z (standardisation included)
             J = torch.autograd.functional.jacobian(f, x)
             want = _std_normal(f(x)) + torch.linalg.slogdet(J).logabsdet
-            # 1e-6: the fixed rotations are stored in float32, so their |det| is 1 only to ~1e-7
             assert float(got) == pytest.approx(float(want.detach()), abs=1e-6)
         assert m.forward(xs)[1].abs().max() > 0.1  # not the identity map
     finally:
@@ -86,11 +91,97 @@ def test_image_log_density_matches_numerical_change_of_variables(squeeze_first):
     torch.testing.assert_close(m.log_prob(x[:5]), m._continuous_log_prob(x[:5], u0).double() - 16 * math.log(256), rtol=0, atol=1e-4)
 
 
-def test_inverse_of_forward_is_identity(ring_model, digits_model):
+GLOW = {"image_arch": "glow", "n_scales": 2, "ch": 8, "glow_steps": 2, "top": 2, "top_hidden": 16, "top_depth": 1}
+
+
+def test_glow_image_log_density_matches_numerical_change_of_variables():
+    """Glow architecture (ActNorm, invertible 1x1 convs, channel couplings, split priors, MLP couplings on the
+    flattened top) on a 1x4x4 image: log p_y(y) against autograd's Jacobian of y -> z, written from the
+    definitions; and inverse(forward) == identity."""
+    info = image_info(4, 4)
+    m = create_model("realnvp", info, "smoke", GLOW | {"steps": 15, "lr": 1e-2})
+    x = torch.randint(0, 256, (64, *info.shape)).float() / 255
+    m.fit(x, seed=0)
+    for mod in m.modules().values():
+        mod.double()
+    xd, u = x[:3].double(), torch.rand(3, *info.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lp = m._continuous_log_prob(xd, u)
+    for i in range(3):
+        y = (255 * xd[i] + u[i]) / 256
+
+        def f(v):
+            a = m.config.alpha
+            p = a + (1 - 2 * a) * v
+            return m.flow(torch.log(p / (1 - p))[None])[0][0]
+
+        J = torch.autograd.functional.jacobian(f, y).reshape(16, 16)
+        want = _std_normal(f(y)) + torch.linalg.slogdet(J).logabsdet
+        assert float(lp[i]) == pytest.approx(float(want.detach()), abs=1e-7)
+    z, ld = m.forward(xd, u)
+    assert ld.abs().max() > 0.1  # trained away from the identity
+    torch.testing.assert_close(m.inverse(z).reshape(xd.shape), (255 * xd + u) / 256, atol=1e-10, rtol=0)
+
+
+def test_invertible_1x1_conv_log_det():
+    """log|det| of Glow's 1x1 conv = H W log|det W|, against the Jacobian of the layer alone; exact inverse."""
+    from reference_models.flow import InvConv1x1
+
+    torch.manual_seed(0)
+    layer = InvConv1x1(3).double()
+    with torch.no_grad():
+        layer.weight.add_(0.3 * torch.randn(3, 3, dtype=torch.float64))  # not a rotation any more: |det| != 1
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64)
+    y, ld = layer(x)
+    J = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x[0]).reshape(18, 18)
+    assert abs(float(torch.linalg.slogdet(J).logabsdet)) > 0.1
+    torch.testing.assert_close(ld, torch.linalg.slogdet(J).logabsdet.expand(2), atol=1e-10, rtol=0)
+    torch.testing.assert_close(layer.inverse(y), x, atol=1e-12, rtol=0)
+
+
+def test_bf16_training_keeps_log_prob_and_sampling_float32(monkeypatch):
+    """With cpu_bf16 (forced native here) training runs the coupling nets in bf16 autocast, but log_prob and
+    sampling do not: the same weights give the same numbers with the flags off."""
+    from reference_models import nets
+
+    monkeypatch.setattr(nets, "cpu_native_bf16", lambda: True)
+    info = image_info(8, 8)
+    m = create_model("realnvp", info, "smoke", GLOW | {"steps": 3, "mixed_precision": True, "cpu_bf16": True})
+    assert m.precision("cpu") == "bf16-autocast"
+    x = torch.randint(0, 256, (16, *info.shape)).float() / 255
+    m.fit(x, seed=0)
+    lp, s = m.log_prob(x[:4]), m.sample(4, seed=0)
+    m.config.cpu_bf16 = m.config.mixed_precision = False
+    assert torch.equal(m.log_prob(x[:4]), lp) and torch.equal(m.sample(4, seed=0), s)
+
+
+def test_lu_linear_log_det_and_inverse():
+    """LULinear with random (far from initial) parameters: its log|det| is slogdet of the matrix it applies (read
+    off the map itself, by autograd), W = P L U holds, and inverse(forward(x)) == x."""
+    from reference_models.flow import LULinear
+
+    torch.manual_seed(0)
+    for dim in (2, 3, 5):
+        lin = LULinear(dim, seed=7).double()
+        with torch.no_grad():
+            for prm in lin.parameters():
+                prm.add_(0.5 * torch.randn_like(prm))
+        x = torch.randn(16, dim, dtype=torch.float64)
+        y, ld = lin(x)
+        J = torch.autograd.functional.jacobian(lambda v: lin(v[None])[0][0], x[0])
+        torch.testing.assert_close(ld, torch.linalg.slogdet(J).logabsdet.expand(16), rtol=0, atol=1e-12)
+        assert abs(float(ld[0])) > 0.1  # the perturbed map is not volume-preserving
+        torch.testing.assert_close(y, x @ J.T + (y[0] - x[0] @ J.T), rtol=0, atol=1e-12)  # affine with that matrix
+        torch.testing.assert_close(lin.inverse(y), x, rtol=0, atol=1e-12)
+        w0 = LULinear(dim, seed=7).weight().double()  # at initialisation: a rotation (orthogonal, |det| = 1)
+        torch.testing.assert_close(w0 @ w0.T, torch.eye(dim, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+def test_inverse_of_forward_is_identity(ring_model, ring_model_alternate, digits_model):
     x = ring_data(200, seed=5)
-    z, _ = ring_model.forward(x)
-    torch.testing.assert_close(ring_model.inverse(z), x, atol=1e-5, rtol=0)
-    assert (z - x).abs().max() > 0.1
+    for m in (ring_model, ring_model_alternate):
+        z, _ = m.forward(x)
+        torch.testing.assert_close(m.inverse(z), x, atol=1e-5, rtol=0)
+        assert (z - x).abs().max() > 0.1
     x = digits_data(32)
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     z, _ = digits_model.forward(x, u)
@@ -163,6 +254,13 @@ def test_image_size_checks():
         create_model("realnvp", image_info(6, 6), "quick", {"n_scales": 3})
     for h in (8, 28, 32):
         create_model("realnvp", image_info(h, h), "quick")
+    with pytest.raises(InvalidInputError, match="image_arch"):
+        create_model("realnvp", image_info(8, 8), "smoke", {"image_arch": "nice"})
+
+
+def test_points_mixing_check():
+    with pytest.raises(InvalidInputError, match="mixing must be 'lu' or 'alternate'"):
+        create_model("realnvp", RING_INFO, "smoke", {"mixing": "rotate"})
 
 
 def test_configs_valid_and_quick_is_step_based():
