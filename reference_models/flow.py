@@ -242,8 +242,9 @@ class FourierFeatures(nn.Module):
 class PointCoupling(nn.Module):
     """Affine coupling for (N, d) points written with slices instead of masks (fewer ops per step, which is what a
     small MLP flow costs on a CPU): the first d // 2 coordinates x_a pass unchanged and condition the others,
-    y_b = x_b * exp(s) + t, (s, t) = net(gain * features(x_a)), s = scale * tanh(raw). The net's last layer starts at
-    zero (every coupling starts as the identity). `gain` > 1 steepens the net's input: the shifts t(x_a) that move
+    y_b = x_b * exp(s) + t, (s, t) = net(gain * features(x_a)), s = scale * tanh(raw). The net is a ReLU MLP (its
+    kinks make step-like shifts cheap to learn: grid25 HQ 0.56 with SiLU -> 0.74 at equal steps); its last layer
+    starts at zero (every coupling starts as the identity). `gain` > 1 steepens the net's input: the shifts t(x_a) that move
     mass into separate modes are step-like, and Adam changes each weight by about lr per step, so a slope of 10
     from a unit-scale input takes thousands of steps."""
 
@@ -254,7 +255,7 @@ class PointCoupling(nn.Module):
         self.ka = dim // 2
         self.gain = float(gain)
         self.features = FourierFeatures(x_freqs)
-        self.net = mlp(self.ka * (1 + 2 * x_freqs), 2 * (dim - self.ka), hidden, depth)
+        self.net = mlp(self.ka * (1 + 2 * x_freqs), 2 * (dim - self.ka), hidden, depth, act=nn.ReLU)
         nn.init.zeros_(self.net[-1].weight), nn.init.zeros_(self.net[-1].bias)
         self.scale = nn.Parameter(torch.ones(1, dim - self.ka))
 
@@ -592,9 +593,11 @@ class RealNVPConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=32, depth=1),
-                # ~30 CPU-s (1 thread): 2800 steps of ~11 ms (16 couplings, MLP 64x2, batch 256)
-                "quick": cls(steps=2800, batch_size=256, n_layers=16, hidden=64, depth=2, x_freqs=3, lr=2e-3),
-                "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3, x_freqs=3),
+                # ~40 CPU-s (1 thread): 4000 steps of ~9-10 ms (8 couplings + LU mixing, MLP 64x2, batch 256)
+                "quick": cls(steps=4000, batch_size=256, n_layers=8, hidden=64, depth=2, x_freqs=3, cond_gain=3.0,
+                             grad_clip=2.0, lr=5e-3, warmup=200),
+                "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3, x_freqs=3, cond_gain=3.0,
+                                grad_clip=2.0, warmup=500),
             }[budget]
         _image_shape(info, 2)
         return {
