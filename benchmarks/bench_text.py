@@ -62,7 +62,8 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
     fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     row = {"model": model_name, "dataset": ds.info.name, "overrides": overrides or {}, "steps": m.history.steps,
            "params": m.num_params, "fit_wall_s": fit_wall, "fit_cpu_s": fit_cpu,
-           "load_avg_start": load0, "load_avg_end": os.getloadavg()[0], "threads": torch.get_num_threads()}
+           "load_avg_start": load0, "load_avg_end": os.getloadavg()[0], "threads": torch.get_num_threads(),
+           "precision": m.precision()}
     if m.log_prob_kind != "none":
         t0, c0 = time.perf_counter(), time.process_time()
         text, text_proto = heldout_text(test, eval_chars, m.sample_mode, seed=LINE_ORDER_SEED)
@@ -173,6 +174,19 @@ def sweep_report(rows: list, note: str) -> list:
     return out + [""]
 
 
+def row_precision(r) -> str:
+    """Training/sampling arithmetic of a row ('bf16-autocast' or 'float32'); rows written before this field
+    existed get it from the model's current quick config with the row's overrides (same config, same CPU)."""
+    if "precision" in r:
+        return r["precision"]
+    if r["model"] not in ("transformer", "lstm"):
+        return "-"
+    from genbench.data import get_dataset
+    from reference_models import create_model
+
+    return create_model(r["model"], get_dataset(r["dataset"]).info, "quick", r.get("overrides") or None).precision()
+
+
 def fmt(v, nd=3):
     if v is None:
         return "-"
@@ -197,18 +211,18 @@ def report(rows, meta) -> str:
         out += [f"## {title}", "",
                 f"Held-out NLL: test split, {fmt(r0.get('eval_chars'), 0)} characters ({r0.get('eval_text', 'first characters')}), "
                 "preceded by a newline; sliding window, each character scored once with the model's context (context/stride "
-                "below). "
+                "below), always in float32 (the training precision column is the arithmetic of training and sampling). "
                 "Diversity: distinct-n and self-BLEU-4 in "
                 f"{rs[0].get('diversity_protocol', {}).get('unit')} units; novelty = share of generated lines not in the training lines. "
                 f"Embedding FD / precision / recall (k=3): {rs[0].get('embedding_protocol', {}).get('features', '-')} features of "
                 "the samples vs as many held-out units of the same kind (lines for names, passages of the same length for shakespeare).", "",
-                "| model | overrides | steps | params | fit wall s | fit CPU s | load avg | bits/char | ppl | ctx/stride | distinct-1/2/3/4 | self-BLEU | novelty | FD | P | R | chars/s cache | chars/s no cache | 1st char ms |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| model | overrides | steps | params | training precision | fit wall s | fit CPU s | load avg | bits/char | ppl | ctx/stride | distinct-1/2/3/4 | self-BLEU | novelty | FD | P | R | chars/s cache | chars/s no cache | 1st char ms |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             dist = "/".join(fmt(r.get(f"distinct_{n}"), 2) for n in (1, 2, 3, 4))
             out.append("| " + " | ".join([
                 r["model"], json.dumps(r.get("overrides") or {}).replace("|", "/"), str(r["steps"]), str(r["params"]),
-                fmt(r["fit_wall_s"], 1), fmt(r["fit_cpu_s"], 1), f"{r['load_avg_start']:.1f}-{r['load_avg_end']:.1f}",
+                row_precision(r), fmt(r["fit_wall_s"], 1), fmt(r["fit_cpu_s"], 1), f"{r['load_avg_start']:.1f}-{r['load_avg_end']:.1f}",
                 fmt(r.get("bits_per_char")), fmt(r.get("perplexity"), 2),
                 f"{r['context']}/{r['stride']}" if "context" in r else "-", dist, fmt(r.get("self_bleu")),
                 fmt(r.get("novelty")), fmt(r.get("fd_text"), 4), fmt(r.get("precision_text"), 3), fmt(r.get("recall_text"), 3),

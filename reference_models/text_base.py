@@ -418,6 +418,5 @@ class NeuralTextModel(TextModel):
         import torch.nn.functional as F
 
         self.net.eval()
-        with self._autocast():
-            logits, _ = self.net(x)
+        logits, _ = self.net(x)  # float32 (no autocast): likelihoods are scored in full precision
         return F.log_softmax(logits.float(), -1)

@@ -1,9 +1,13 @@
 """A GPT-style decoder-only character transformer (family "autoregressive").
 
-Pre-norm blocks of causal multi-head self-attention and a 4x GELU MLP, rotary position embeddings (relative
-positions, so a key/value cache stays valid however long the generation), input embedding tied to the output
-layer. Trained on random windows of `block_size` characters with AdamW, linear warm-up and cosine decay;
-bf16 autocast on CUDA only (config.amp).
+Pre-norm blocks of causal multi-head self-attention and a 4x MLP (exact GELU, or squared ReLU with
+`mlp_act="relu2"`), rotary position embeddings (relative positions, so a key/value cache stays valid however long
+the generation), input embedding tied to the output layer. Trained on random windows of `block_size` characters
+with linear warm-up and cosine decay, by AdamW, or (`optimizer="muon"`) by Muon for the blocks' weight matrices
+(momentum, then each update orthogonalized by a Newton-Schulz iteration) and AdamW for the embedding, norms and
+biases. bf16 autocast on CUDA (config.amp), and on CPU only when `cpu_bf16` is set and the CPU multiplies bf16
+natively (reference_models.nets.autocast); likelihoods (`nll_per_char`, `log_prob`) are always computed in
+float32.
 
 Sampling context: a sample is generated with at most `block_size` characters of context; when the context is
 full, it is cut back to its last `block_size // 2` characters (the cache is then rebuilt from them). Cached and
@@ -38,7 +42,12 @@ class TransformerConfig(TextConfig):
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
-    amp: bool = True  # bf16 autocast, used only when the device is CUDA
+    amp: bool = True  # bf16 autocast on CUDA (and on CPU when cpu_bf16)
+    cpu_bf16: bool = False  # bf16 autocast on CPU too, where the CPU multiplies bf16 natively (nets.autocast)
+    mlp_act: str = "gelu"  # "gelu" (exact erf) | "relu2" (squared ReLU)
+    optimizer: str = "adamw"  # "adamw" | "muon" (Muon for the blocks' matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # Muon's learning rate (scaled by the same warm-up/decay schedule as lr)
+    muon_momentum: float = 0.95
     log_every: int = 50
 
     @classmethod
@@ -52,11 +61,16 @@ class TransformerConfig(TextConfig):
                 # (~30 CPU-s) left it 0.03 bits/char behind the 5-gram, 1800 beat it (reports/benchmarks/text.md)
                 return cls(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=64, steps=1800, lr=5e-3,
                            warmup_steps=50, max_seconds=None, eval_context=32)
-            # running text (shakespeare-char): ~190 CPU-s of training (as the LSTM's quick config); chosen in a
-            # sweep of depth/width/batch/context/lr at equal CPU time (reports/benchmarks/text.md): 3 x 96 with
-            # context 64 and a high lr beat 4 x 128 / context 128 (too few steps in the time) and 2 x 192
-            return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32, steps=2300, lr=6e-3,
-                       warmup_steps=100, max_seconds=None, sample_length=256, eval_context=64)
+            # running text (shakespeare-char): ~410 CPU-s of training measured (1 thread, on the shared machine at
+            # load 4-6; less when idle), the budget the LSTM's quick config gets too: 2.090 bits/char, behind the
+            # LSTM (1.918) and the 6-gram (1.956) (reports/benchmarks/text.md). Shape chosen in a sweep of
+            # depth/width/batch/context/lr at equal CPU time (reports/benchmarks/text.md): 3 x 96 with context 64
+            # and a high lr beat 4 x 128 / context 128 (too few steps in the time) and 2 x 192. Muon + squared
+            # ReLU: 2.160 vs 2.271 bits/char for AdamW + GELU at 1200 steps (sweep D), ~15% more CPU per step.
+            # float32: at this width bf16 autocast is slower on CPU (cast/elementwise overhead, ~106 vs 73 ms/step)
+            return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32, steps=2900, lr=6e-3,
+                       warmup_steps=100, max_seconds=None, sample_length=256, eval_context=64,
+                       optimizer="muon", muon_lr=0.03, mlp_act="relu2")
         # standard: one GPU (nanoGPT's shakespeare-char config: 6 x 384, context 256, dropout 0.2)
         return cls(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, steps=5000, lr=1e-3,
                    dropout=0.2, warmup_steps=100, max_seconds=None, sample_length=256, eval_context=256)
@@ -97,26 +111,33 @@ class CausalSelfAttention(nn.Module):
         return F.dropout(self.proj(y), self.dropout, self.training), (k, v)
 
 
+MLP_ACTS = ("gelu", "relu2")
+
+
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, mlp_act: str = "gelu"):
         super().__init__()
+        if mlp_act not in MLP_ACTS:
+            raise ValueError(f"mlp_act must be one of {MLP_ACTS}, got {mlp_act!r}")
         self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout)
         self.fc, self.out = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
-        self.dropout = dropout
+        self.dropout, self.mlp_act = dropout, mlp_act
 
     def forward(self, x, pos, cache=None):
         a, kv = self.attn(self.ln1(x), pos, cache)
         x = x + a
-        x = x + F.dropout(self.out(F.gelu(self.fc(self.ln2(x)))), self.dropout, self.training)
+        h = self.fc(self.ln2(x))
+        h = F.gelu(h) if self.mlp_act == "gelu" else F.relu(h).square()
+        x = x + F.dropout(self.out(h), self.dropout, self.training)
         return x, kv
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float):
+    def __init__(self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float, mlp_act: str = "gelu"):
         super().__init__()
         self.wte = nn.Embedding(vocab_size, n_embd)
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, mlp_act) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self.head.weight = self.wte.weight  # weight tying
@@ -139,6 +160,74 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x)), new
 
 
+def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """An approximately orthogonal matrix with g's row/column spaces (U V^T of g's SVD; singular values pushed
+    into roughly [0.7, 1.2]) by a quintic Newton-Schulz iteration on g / ||g||_F, in float32."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.float()
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        m = x @ x.mT
+        x = a * x + (b * m + c * (m @ m)) @ x
+    return x.mT if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum on the gradients of weight matrices, then each update orthogonalized (`orthogonalize`) and
+    scaled by sqrt(max(1, rows / cols)) (Keller Jordan's "Muon", written from its description). A fused
+    attention input matrix (3 * n_embd, n_embd) is orthogonalized as its three square blocks (q, k, v)."""
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95):
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if "buf" not in st:
+                    st["buf"] = torch.zeros_like(p)
+                buf = st["buf"].mul_(group["momentum"]).add_(p.grad)
+                g = p.grad.add(buf, alpha=group["momentum"])  # Nesterov
+                rows, cols = g.shape
+                if rows == 3 * cols:
+                    u = orthogonalize(g.view(3, cols, cols)).reshape(rows, cols)
+                    scale = 1.0
+                else:
+                    u = orthogonalize(g)
+                    scale = max(1.0, rows / cols) ** 0.5
+                p.add_(u.to(p.dtype), alpha=-group["lr"] * scale)
+
+
+class _Both:
+    """AdamW and Muon stepped together; the training loop's learning-rate schedule (set on param_groups as a
+    multiple of the AdamW base lr) scales Muon's lr by the same factor."""
+
+    def __init__(self, adam: torch.optim.Optimizer, muon: Muon, base_lr: float):
+        self.adam, self.muon, self.base_lr = adam, muon, base_lr
+        self.muon_lr = [g["lr"] for g in muon.param_groups]
+
+    @property
+    def param_groups(self):
+        return self.adam.param_groups
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.adam.zero_grad(set_to_none=set_to_none)
+        self.muon.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        f = self.adam.param_groups[0]["lr"] / self.base_lr
+        for g, lr in zip(self.muon.param_groups, self.muon_lr):
+            g["lr"] = lr * f
+        self.adam.step()
+        self.muon.step()
+
+
 @register_model
 class Transformer(NeuralTextModel):
     name = "transformer"
@@ -151,7 +240,7 @@ class Transformer(NeuralTextModel):
 
     def _build(self) -> None:
         c = self.config
-        self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout).to(self.device)
+        self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout, c.mlp_act).to(self.device)
 
     # ---- training -----------------------------------------------------------------------------------------
     def _fit_ids(self, ids, seed, callbacks):
@@ -159,10 +248,16 @@ class Transformer(NeuralTextModel):
         torch.manual_seed(seed)
         self._build()  # fresh weights from this seed
         gen = torch.Generator().manual_seed(seed)
-        decay = [p for p in self.net.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.net.parameters() if p.dim() < 2]
+        if c.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', got {c.optimizer!r}")
+        matrices = [p for n, p in self.net.blocks.named_parameters() if p.dim() >= 2] if c.optimizer == "muon" else []
+        rest = [p for p in self.net.parameters() if all(p is not q for q in matrices)]
+        decay = [p for p in rest if p.dim() >= 2]
+        no_decay = [p for p in rest if p.dim() < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.99))
+        if matrices:
+            opt = _Both(opt, Muon(matrices, lr=c.muon_lr, momentum=c.muon_momentum), c.lr)
         self._train_loop(ids, opt, c.block_size, gen, callbacks)
 
     # ---- sampling (see module docstring for the context rule) ---------------------------------------------

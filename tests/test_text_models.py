@@ -265,3 +265,53 @@ def test_bad_inputs_raise_clear_errors():
         fitted("text-copy").nll_per_char("smith")
     with pytest.raises(ValueError):
         create_model("transformer", DatasetInfo("pts", "points", (2,), (-1, 1)), "smoke")
+
+
+# ---------------------------------------------------------------------------------------------- quick-config options
+def test_muon_orthogonalize_matches_svd_polar_factor():
+    """Newton-Schulz output is close to U V^T of the SVD (the exact orthogonal polar factor), for wide, tall and
+    batched matrices whose singular values span 30x (as gradients do; the iteration is not meant to lift
+    singular values near 0): its singular values lie in ~[0.7, 1.2] and it is aligned with U V^T."""
+    from reference_models.transformer import orthogonalize
+
+    torch.manual_seed(0)
+    for shape in [(16, 48), (48, 16), (3, 24, 24)]:
+        *b, r, c = shape
+        k = min(r, c)
+        u = torch.linalg.qr(torch.randn(*b, r, k, dtype=torch.float64))[0]
+        v = torch.linalg.qr(torch.randn(*b, c, k, dtype=torch.float64))[0]
+        s = torch.logspace(0, -1.5, k, dtype=torch.float64) * 7.0
+        g = u @ torch.diag_embed(s.expand(*b, k)) @ v.mT
+        polar = (u @ v.mT).float()
+        o = orthogonalize(g.float())
+        sv = torch.linalg.svdvals(o)
+        assert o.shape == g.shape and sv.min() > 0.6 and sv.max() < 1.25
+        cos = (o * polar).sum((-2, -1)) / (o.norm(dim=(-2, -1)) * polar.norm(dim=(-2, -1)))
+        assert bool((cos > 0.97).all())
+
+
+def test_transformer_muon_relu2_trains_deterministically():
+    ov = {"optimizer": "muon", "mlp_act": "relu2", "steps": 60}
+    a, b = fitted("transformer", **ov), fitted("transformer", fresh=True, **ov)
+    assert a.nll_per_char(TEXT[:200]) == b.nll_per_char(TEXT[:200])
+    assert a.nll_per_char(TEXT[:200])[0] < math.log(len(VOCAB)) - 0.5  # it learns
+    with pytest.raises(ValueError, match="optimizer"):
+        create_model("transformer", INFO, "smoke", {"optimizer": "sgd"}).fit(split(), seed=0)
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+def test_likelihood_is_float32_even_with_cpu_bf16(name, monkeypatch):
+    """cpu_bf16 switches training/sampling to bf16 autocast, never the likelihood: nll_per_char of the same weights
+    is identical with the flag on (and native bf16 forced) and off."""
+    m = fitted(name)
+    ref = m.nll_per_char(TEXT[:150])
+    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
+    from reference_models.nets import cpu_native_bf16
+
+    cpu_native_bf16.cache_clear()
+    try:
+        m.config.cpu_bf16 = True
+        assert m.nll_per_char(TEXT[:150]) == ref
+    finally:
+        m.config.cpu_bf16 = False
+        cpu_native_bf16.cache_clear()
