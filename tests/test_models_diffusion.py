@@ -68,6 +68,30 @@ def test_discretized_gaussian_is_a_distribution_over_256_levels():
             assert float(lp[k]) == pytest.approx(math.log(ref), rel=1e-6)
 
 
+def test_min_snr_loss_weights_each_example_by_min_snr_over_snr():
+    """min-SNR-gamma loss == sum_i min(SNR_t_i, gamma) / SNR_t_i * mean_d (eps_theta - eps)^2 / N, with t and eps drawn
+    in the documented order; gamma = None is L_simple, and a gamma above every SNR gives the same weights (all 1)."""
+    p = _process(50)
+    x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(3))
+    eps_model = lambda x, t: 0.3 * x + 0.01 * t[:, None].to(x)  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, p.T, (16,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    direct_w, direct_l = 0.0, 0.0
+    for i in range(16):
+        ab = float(p.alpha_bar[int(t[i])])
+        xt = math.sqrt(ab) * x0[i:i + 1] + math.sqrt(1 - ab) * noise[i:i + 1]
+        err = float(((eps_model(xt, t[i:i + 1]) - noise[i:i + 1]) ** 2).mean())
+        snr = ab / (1 - ab)
+        direct_w += min(snr, 2.0) / snr * err / 16
+        direct_l += err / 16
+    assert float(p.loss(eps_model, x0, torch.Generator().manual_seed(0), 2.0)) == pytest.approx(direct_w, rel=1e-5)
+    assert float(p.loss(eps_model, x0, torch.Generator().manual_seed(0))) == pytest.approx(direct_l, rel=1e-5)
+    big = float((p.alpha_bar / (1 - p.alpha_bar)).max()) * 2
+    assert float(p.loss(eps_model, x0, torch.Generator().manual_seed(0), big)) == pytest.approx(direct_l, rel=1e-5)
+    assert direct_w < direct_l  # some low-noise examples were down-weighted
+
+
 def _fit(info, data, **over):
     m = create_model("ddpm", info, "smoke", over)
     m.fit(data, seed=0)
@@ -257,3 +281,41 @@ def test_num_params_counts_the_network_once():
         m = create_model("ddpm", info, "smoke")
         n = sum(p.numel() for p in m.net.parameters())
         assert m.num_params == n == sum(p.numel() for p in m.ema.parameters())
+
+
+def test_cpu_bf16_samples_in_bf16_but_log_prob_stays_float32(monkeypatch, digits_model):
+    """With `cpu_bf16` (forced on here) sampling runs the UNet under bf16 autocast, so samples change, while the
+    variational bound evaluates the network in float32: identical to the float32 model's."""
+    from reference_models.nets import cpu_native_bf16
+
+    m = digits_model
+    m.set_sampler("ddim", 5, eta=0.0)
+    x = digits_data(8)
+    lp32, s32 = m.log_prob(x), m.sample_from_noise(torch.randn(4, *m.info.shape, generator=torch.Generator().manual_seed(0)))
+    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
+    cpu_native_bf16.cache_clear()
+    try:
+        m.config.cpu_bf16 = True
+        assert m.precision() == "bf16-autocast"
+        eps = m._eps(m.ema)(m._prep(x), torch.full((8,), 10))
+        eps32 = m._eps(m.ema, float32=True)(m._prep(x), torch.full((8,), 10))
+        assert not torch.equal(eps, eps32)  # the network really ran in bf16
+        assert torch.equal(m.log_prob(x), lp32)
+        s16 = m.sample_from_noise(torch.randn(4, *m.info.shape, generator=torch.Generator().manual_seed(0)))
+        assert s16.shape == s32.shape
+    finally:
+        m.config.cpu_bf16 = False
+        cpu_native_bf16.cache_clear()
+
+
+def test_set_sampler_clip_x0_switches_clipping_of_images_only(ring_model, digits_model):
+    m = digits_model
+    m.set_sampler("ddpm", 5, clip_x0=False)
+    assert m.config.clip_x0 is False and m.process.clip_x0 is False
+    unclipped = m.sample(6, seed=2)
+    m.set_sampler("ddpm", 5, clip_x0=True)
+    assert m.config.clip_x0 is True and m.process.clip_x0 is True
+    assert not torch.equal(unclipped, m.sample(6, seed=2))  # x0_hat leaves [-1, 1] at high noise
+    ring_model.set_sampler("ddpm", 5, clip_x0=True)
+    assert ring_model.process.clip_x0 is False  # points are standardised, not bounded: never clipped
+    m.set_sampler("ddim", 5, eta=0.0)
