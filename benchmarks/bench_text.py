@@ -177,10 +177,10 @@ def sweep_report(rows: list, note: str) -> list:
 def row_precision(r) -> str:
     """Training/sampling arithmetic of a row ('bf16-autocast' or 'float32'); rows written before this field
     existed get it from the model's current quick config with the row's overrides (same config, same CPU)."""
+    if r["model"] not in ("transformer", "lstm"):
+        return "-"  # counting models
     if "precision" in r:
         return r["precision"]
-    if r["model"] not in ("transformer", "lstm"):
-        return "-"
     from genbench.data import get_dataset
     from reference_models import create_model
 

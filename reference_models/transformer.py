@@ -66,7 +66,7 @@ class TransformerConfig(TextConfig):
             # LSTM (1.918) and the 6-gram (1.956) (reports/benchmarks/text.md). Shape chosen in a sweep of
             # depth/width/batch/context/lr at equal CPU time (reports/benchmarks/text.md): 3 x 96 with context 64
             # and a high lr beat 4 x 128 / context 128 (too few steps in the time) and 2 x 192. Muon + squared
-            # ReLU: 2.160 vs 2.271 bits/char for AdamW + GELU at 1200 steps (sweep D), ~15% more CPU per step.
+            # ReLU: 2.160 vs 2.271 bits/char for AdamW + GELU at 1200 steps (sweep D), at ~15-45% more CPU per step.
             # float32: at this width bf16 autocast is slower on CPU (cast/elementwise overhead, ~106 vs 73 ms/step)
             return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32, steps=2900, lr=6e-3,
                        warmup_steps=100, max_seconds=None, sample_length=256, eval_context=64,
