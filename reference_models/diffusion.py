@@ -269,11 +269,16 @@ class DDPMConfig(ModelConfig):
         return {
             "smoke": cls(steps=4, batch_size=8, ch=8, ch_mult=(1, 2), timesteps=50, sampler="ddim", sample_steps=5,
                          vlb_timesteps=5, warmup_steps=1),
-            # quick (CPU, ~90 CPU-s for training + 1000 samples with 1 thread): a ch-32 UNet on 2x2 patches (14x14
-            # convs) in bf16 where the CPU has it, min-SNR-5 weighting, a fast EMA for the short run; the stochastic
-            # 40-step ancestral sampler without x0 clipping beat clipped DDIM (10-40 steps) on classifier FD.
-            "quick": cls(steps=400, batch_size=64, lr=1e-3, ch=32, ch_mult=(1, 2, 2), patch=2, timesteps=1000,
-                         min_snr_gamma=5.0, sampler="ddpm", sample_steps=40, clip_x0=False, vlb_timesteps=10,
+            # quick (CPU, 1 thread: 59.7 train CPU-s + 19.4 per 1000 samples at load 1.6, ~95 under load 4; FD 162.7
+            # on 5000 samples, bench_model_quality.py): a ch-32 UNet on 2x2 patches (14x14
+            # convs) in bf16 where the CPU has it, min-SNR-5 weighting, a fast EMA for the short run. Many small
+            # batches beat fewer large ones at equal CPU (650 x 32 in ~73 CPU-s: FD 160 on 2000 samples; 400 x 64 in
+            # ~72: 248). The stochastic ancestral sampler without x0 clipping beat clipped DDIM (10-40 steps); 30
+            # evenly spaced steps (~23 CPU-s per 1000 images) matched 40 (179.9 vs 179.9 on a 600-step model), 25 lost
+            # (191); spacings denser near t = 0 did not buy steps (400-step model, 40 even steps: 251; 20 steps at
+            # t ~ (k/19)^2: 352, ^1.5: 307).
+            "quick": cls(steps=650, batch_size=32, lr=1e-3, ch=32, ch_mult=(1, 2, 2), patch=2, timesteps=1000,
+                         min_snr_gamma=5.0, sampler="ddpm", sample_steps=30, clip_x0=False, vlb_timesteps=10,
                          ema_decay=0.99, warmup_steps=20, cpu_bf16=True),
             "standard": cls(steps=100000, batch_size=128, lr=2e-4, ch=64, ch_mult=(1, 2, 2), num_res_blocks=2, dropout=0.1,
                             timesteps=1000, sampler="ddpm", sample_steps=1000, vlb_timesteps=200, ema_decay=0.9995),
