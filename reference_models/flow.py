@@ -594,10 +594,11 @@ class RealNVPConfig(ModelConfig):
         if info.modality == "points":
             return {
                 "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=32, depth=1),
-                # ~40 CPU-s (1 thread): 4500 steps of ~9 ms (8 couplings + LU mixing, MLP 64x2, batch 256). The result
-                # is very sensitive to the initialisation; lr 1.5e-3 (vs 3e-3) raises the worst of training seeds 0/1:
-                # grid25 HQ 0.30/0.74 -> 0.65/0.70, ring8 0.89/0.65 -> 0.92/0.79 (grid25 still short of the 0.8 bar)
-                "quick": cls(steps=4500, batch_size=256, n_layers=8, hidden=64, depth=2, x_freqs=3, cond_gain=3.0,
+                # ~32-37 CPU-s (1 thread): 3000 steps of ~11 ms (8 couplings + LU mixing, MLP 64x2, batch 512). The
+                # result is very sensitive to the initialisation; HQ share on training seeds 0/1 -- batch 256 x 4500
+                # steps at lr 3e-3: grid25 0.30/0.74, ring8 0.89/0.65; at lr 1.5e-3: grid25 0.65/0.70, ring8 0.92/0.79;
+                # this config: grid25 0.71/0.70, ring8 0.83/0.86 (grid25 still short of the 0.8 bar)
+                "quick": cls(steps=3000, batch_size=512, n_layers=8, hidden=64, depth=2, x_freqs=3, cond_gain=3.0,
                              grad_clip=2.0, lr=1.5e-3),
                 "standard": cls(steps=30000, batch_size=512, n_layers=16, hidden=256, depth=3, x_freqs=3, cond_gain=3.0,
                                 grad_clip=2.0, warmup=500),
