@@ -434,7 +434,7 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     seed_everything(job.seed)
     model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
     config = model.config.to_dict()
-    precision = model.precision(device)  # bf16 results differ from float32 ones: part of the key and protocol
+    precision = _model_precision(model, device)  # bf16 results differ from float32 ones: key and protocol
     key = {"model": mspec.name, "config": config, "data": worker.data_identity(spec.name), "seed": job.seed,
            "budget": job.budget, "code": code_version(type(model))}
     cache_key = _hash({**key, "precision": precision} if precision != "float32" else key)
@@ -529,6 +529,13 @@ def _finite_records(records):
     return out
 
 
+def _model_precision(model, device) -> str:
+    """The model's `precision(device)` ('bf16-autocast' / 'float32'); 'float32' for objects without one (user
+    models that do not subclass GenerativeModel, replayed samples)."""
+    fn = getattr(model, "precision", None)
+    return str(fn(device)) if callable(fn) else "float32"
+
+
 def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: list, art_rel: str,
            likelihood: bool = True) -> list[dict]:
     """Sample, featurise and compute the suite's metrics for one sampler setting."""
@@ -561,6 +568,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
     ext = worker.extractor(spec.features, job.device)
     real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
     fake_f = worker._extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
+    prec = _model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
         "real_features": real_f, "fake_features": fake_f, "feature_protocol": dict(ext.protocol),
         "real_stats": real_stats, "real_samples": real_x if info.modality != "text" else None,
@@ -569,7 +577,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         "modality": info.modality, "data_dim": info.dim if info.modality != "text" else None,
         "device": job.device, "num_classes": info.num_classes,
         "extra_protocol": {**({"sampler": variant} if variant else {}),
-                           **({"precision": prec} if (prec := model.precision(job.device)) != "float32" else {})},
+                           **({"precision": prec} if prec != "float32" else {})},
         **spec.options,
     }
     if info.modality == "text":  # text metrics receive the strings
