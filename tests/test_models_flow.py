@@ -60,6 +60,29 @@ def test_points_log_prob_matches_numerical_change_of_variables(which, ring_model
             mod.float()
 
 
+def _check_image_change_of_variables(m, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Switch the (1x4x4 image) flow `m` to float64 and check its log p_y(y) on the [0, 1] scale (y = dequantised
+    x) against autograd's Jacobian of y -> z written from the definitions: scale to [alpha, 1 - alpha], logit,
+    flow. Returns the float64 images and the dequantisation noise used."""
+    for mod in m.modules().values():
+        mod.double()
+    n = len(x)
+    xd, u = x.double(), torch.rand(n, *x.shape[1:], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lp = m._continuous_log_prob(xd, u)
+    for i in range(n):
+        y = (255 * xd[i] + u[i]) / 256
+
+        def f(v):
+            a = m.config.alpha
+            p = a + (1 - 2 * a) * v
+            return m.flow(torch.log(p / (1 - p))[None])[0][0]
+
+        J = torch.autograd.functional.jacobian(f, y).reshape(y.numel(), y.numel())
+        want = _std_normal(f(y)) + torch.linalg.slogdet(J).logabsdet
+        assert float(lp[i]) == pytest.approx(float(want.detach()), abs=1e-7)
+    return xd, u
+
+
 @pytest.mark.parametrize("squeeze_first", [False, True])
 def test_image_log_density_matches_numerical_change_of_variables(squeeze_first):
     """On a 1x4x4 image: d z / d y (y = dequantised [0, 1] image) through logit + flow, by autograd (with
@@ -68,21 +91,7 @@ def test_image_log_density_matches_numerical_change_of_variables(squeeze_first):
     m = create_model("realnvp", info, "smoke", {"n_scales": 2, "steps": 10, "lr": 1e-2, "squeeze_first": squeeze_first})
     x = torch.randint(0, 256, (64, *info.shape)).float() / 255
     m.fit(x, seed=0)
-    for mod in m.modules().values():
-        mod.double()
-    xd, u = x[:3].double(), torch.rand(3, *info.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    lp = m._continuous_log_prob(xd, u)  # log p_y(y) on the [0, 1] scale
-    for i in range(3):
-        y = (255 * xd[i] + u[i]) / 256
-
-        def f(v):  # y -> z, written from the definitions: scale to [alpha, 1 - alpha], logit, flow
-            a = m.config.alpha
-            p = a + (1 - 2 * a) * v
-            return m.flow(torch.log(p / (1 - p))[None])[0][0]
-
-        J = torch.autograd.functional.jacobian(f, y).reshape(16, 16)
-        want = _std_normal(f(y)) + torch.linalg.slogdet(J).logabsdet
-        assert float(lp[i]) == pytest.approx(float(want.detach()), abs=1e-7)
+    _check_image_change_of_variables(m, x[:3])
     # the discrete log_prob is the dequantised density minus D ln 256
     for mod in m.modules().values():
         mod.float()
@@ -102,21 +111,7 @@ def test_glow_image_log_density_matches_numerical_change_of_variables():
     m = create_model("realnvp", info, "smoke", GLOW | {"steps": 15, "lr": 1e-2})
     x = torch.randint(0, 256, (64, *info.shape)).float() / 255
     m.fit(x, seed=0)
-    for mod in m.modules().values():
-        mod.double()
-    xd, u = x[:3].double(), torch.rand(3, *info.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    lp = m._continuous_log_prob(xd, u)
-    for i in range(3):
-        y = (255 * xd[i] + u[i]) / 256
-
-        def f(v):
-            a = m.config.alpha
-            p = a + (1 - 2 * a) * v
-            return m.flow(torch.log(p / (1 - p))[None])[0][0]
-
-        J = torch.autograd.functional.jacobian(f, y).reshape(16, 16)
-        want = _std_normal(f(y)) + torch.linalg.slogdet(J).logabsdet
-        assert float(lp[i]) == pytest.approx(float(want.detach()), abs=1e-7)
+    xd, u = _check_image_change_of_variables(m, x[:3])
     z, ld = m.forward(xd, u)
     assert ld.abs().max() > 0.1  # trained away from the identity
     torch.testing.assert_close(m.inverse(z).reshape(xd.shape), (255 * xd + u) / 256, atol=1e-10, rtol=0)
