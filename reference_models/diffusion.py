@@ -64,7 +64,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from reference_models import register_model
 from reference_models.base import LOG_PROB_BOUND, GenerativeModel, ModelConfig, check_budget
-from reference_models.nets import Scaler, TrainLoop, apply_budget, autocast, batch_indices, check_image_shape, check_train
+from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, autocast, batch_indices, check_image_shape, check_train
 from reference_models.unet import MLPDenoiser, UNet
 
 SAMPLERS = ("ddpm", "ddim")
@@ -372,7 +372,7 @@ class DDPM(GenerativeModel):
         if self.is_image and dev.type == "cuda":
             data = data.contiguous(memory_format=torch.channels_last)
             self.net.to(memory_format=torch.channels_last), self.ema.to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, fused=True)  # one fused kernel per step (CPU and CUDA)
+        opt = adam(self.net.parameters(), lr=cfg.lr)  # fused where the device has the kernel
         total, warm = max(1, cfg.steps), max(1, cfg.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to lr * lr_final
             opt, lambda s: min(1.0, (s + 1) / warm) * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))

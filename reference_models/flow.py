@@ -70,7 +70,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from reference_models import register_model
 from reference_models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
-from reference_models.nets import Scaler, TrainLoop, apply_budget, autocast, batch_indices, check_train, mlp
+from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, autocast, batch_indices, check_train, mlp
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -90,16 +90,6 @@ def warmup_cosine(step: int, total: int, warmup: int, final: float) -> float:
         return (step + 1) / warmup
     span = max(1, total - warmup)
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
-
-
-def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where torch has one for the parameters' device (same update rule; on a CPU it is
-    several times cheaper than the per-tensor loop for the many small tensors of a coupling stack)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 # ---------------------------------------------------------------------------------------------- bijections

@@ -270,6 +270,16 @@ def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False)
     return contextlib.nullcontext()
 
 
+def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where torch has one for the parameters' device (same update rule; on a CPU it is
+    several times cheaper than the per-tensor loop for the many small tensors of a model), else the plain one."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """`batch_size` random item indices (with replacement) from `generator`."""
     return torch.randint(0, n, (batch_size,), generator=generator)

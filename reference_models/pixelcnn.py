@@ -50,7 +50,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from reference_models import register_model
 from reference_models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
-from reference_models.nets import TrainLoop, apply_budget, autocast, batch_indices, check_train
+from reference_models.nets import TrainLoop, adam, apply_budget, autocast, batch_indices, check_train
 
 
 def gate(h: torch.Tensor) -> torch.Tensor:
@@ -310,7 +310,7 @@ class PixelCNN(GenerativeModel):
         # channels-last convs: faster with cuDNN and (~8%) with oneDNN on a CPU
         data = train.to(dev).contiguous(memory_format=torch.channels_last)
         self.net.to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel, CPU and CUDA
+        opt = adam(self.net.parameters(), lr=cfg.lr)  # fused where the device has the kernel
         total = max(1, cfg.steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
