@@ -22,6 +22,7 @@ _BUILTIN_MODULES: list[str] = [  # e.g. "reference_models.gan"; filled as famili
     "reference_models.baselines",
     "reference_models.diffusion",
     "reference_models.flow",
+    "reference_models.spline_flow",
     "reference_models.pixelcnn",
     "reference_models.transformer",
     "reference_models.lstm",
