@@ -106,8 +106,8 @@ class NSFConfig(ModelConfig):
         check_budget(budget)
         return {
             "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=16, depth=1, bins=4),
-            # ~17-20 CPU-s (1 thread): 2000 steps of ~9 ms (4 couplings + LU mixing, MLP 64x2, batch 256, 16 bins);
-            # 2500 samples score grid25 HQ 0.94, ring8 0.94 (training seeds 0-2; README / model_quality.md)
+            # 15-17 train CPU-s (1 thread): 2000 steps of ~8 ms (4 couplings + LU mixing, MLP 64x2, batch 256, 16
+            # bins); 2500 samples: grid25 HQ 0.94, ring8 0.94 on training seeds 0-2 (reports/benchmarks/model_quality.md)
             "quick": cls(steps=2000, batch_size=256, n_layers=4, hidden=64, depth=2, bins=16),
             "standard": cls(steps=20000, batch_size=512, n_layers=8, hidden=128, depth=2, bins=16, warmup=500),
         }[budget]
