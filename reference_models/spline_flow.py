@@ -70,7 +70,8 @@ class SplineFlow(nn.Module):
     def __init__(self, dim: int, n_layers: int, hidden: int, depth: int, bins: int, bound: float, mixing: str = "lu"):
         super().__init__()
         if mixing not in ("lu", "reverse"):
-            raise InvalidInputError(f"nsf mixing must be 'lu' (learned invertible linear map) or 'reverse', got {mixing!r}")
+            raise InvalidInputError(f"nsf mixing must be 'lu' (learned invertible linear map) or 'reverse', "
+                                    f"got {mixing!r}")
         layers = []
         for i in range(n_layers):
             layers.append(SplineCoupling(dim, hidden, depth, bins, bound))
@@ -107,7 +108,7 @@ class NSFConfig(ModelConfig):
         return {
             "smoke": cls(steps=30, batch_size=64, n_layers=2, hidden=16, depth=1, bins=4),
             # 15-17 train CPU-s (1 thread): 2000 steps of ~8 ms (4 couplings + LU mixing, MLP 64x2, batch 256, 16
-            # bins); 2500 samples: grid25 HQ 0.94, ring8 0.94 on training seeds 0-2 (reports/benchmarks/model_quality.md)
+            # bins); 2500 samples: grid25 HQ 0.94, ring8 0.94 on training seeds 0-2 (reports/benchmarks/)
             "quick": cls(steps=2000, batch_size=256, n_layers=4, hidden=64, depth=2, bins=16),
             "standard": cls(steps=20000, batch_size=512, n_layers=8, hidden=128, depth=2, bins=16, warmup=500),
         }[budget]

@@ -51,7 +51,8 @@ def spline_params(params: torch.Tensor, bound: float, min_bin: float = MIN_BIN, 
     # widths and heights in one softmax: (..., 2, K) fractions of the interval -> knots (..., 2, K + 1)
     frac = min_bin + (1 - min_bin * k) * torch.softmax(params[..., : 2 * k].unflatten(-1, (2, k)), dim=-1)
     cum = torch.cumsum(frac[..., :-1], dim=-1)  # interior knots; the end knots are set exactly below
-    knots = torch.cat([torch.full_like(frac[..., :1], -bound), 2 * bound * cum - bound, torch.full_like(frac[..., :1], bound)], -1)
+    lo, hi = torch.full_like(frac[..., :1], -bound), torch.full_like(frac[..., :1], bound)
+    knots = torch.cat([lo, 2 * bound * cum - bound, hi], -1)
     sizes = knots[..., 1:] - knots[..., :-1]
     shift = math.log(math.expm1(1 - min_derivative))  # softplus(0 + shift) + min_derivative == 1
     inner = min_derivative + F.softplus(params[..., 2 * k:] + shift)

@@ -37,6 +37,23 @@ def check_samples(x: torch.Tensor, n: int, info: DatasetInfo) -> None:
         assert torch.allclose(levels, levels.round(), atol=1e-3), "image samples must be 8-bit levels k/255"
 
 
+def check_points_change_of_variables(m, xs: torch.Tensor, atol: float) -> torch.Tensor:
+    """A points flow's `log_prob(xs)` against log N(z; 0, I) + log|det dz/dx| at each point, with z = m.forward(x)[0]
+    (the model's data -> base map) and its Jacobian by autograd. Call with the modules in float64. Returns log_prob."""
+    import math
+
+    import pytest
+
+    lp = m.log_prob(xs)
+    for x, got in zip(xs, lp):
+        f = lambda v: m.forward(v[None])[0][0]  # noqa: E731
+        z = f(x)
+        J = torch.autograd.functional.jacobian(f, x)
+        want = (-0.5 * (z**2 + math.log(2 * math.pi))).sum() + torch.linalg.slogdet(J).logabsdet
+        assert float(got) == pytest.approx(float(want.detach()), abs=atol)
+    return lp
+
+
 def fd2(a: torch.Tensor, b: torch.Tensor) -> float:
     from reference_models.nets import frechet_distance
 

@@ -10,7 +10,8 @@ import torch
 
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, one_thread, ring_data
+from tests._model_helpers import (DIGITS_INFO, RING_INFO, check_points_change_of_variables, check_samples, digits_data,
+                                  image_info, one_thread, ring_data)
 
 
 _threads = pytest.fixture(autouse=True, scope="module")(one_thread)
@@ -48,12 +49,7 @@ def test_points_log_prob_matches_numerical_change_of_variables(which, ring_model
         mod.double()
     try:
         xs = torch.cat([ring_data(4, seed=3).double(), torch.tensor([[0.3, -0.2], [1.5, 1.0]], dtype=torch.float64)])
-        lp = m.log_prob(xs)
-        for x, got in zip(xs, lp):
-            f = lambda v: m.forward(v[None])[0][0]  # noqa: E731  x -> z (standardisation included)
-            J = torch.autograd.functional.jacobian(f, x)
-            want = _std_normal(f(x)) + torch.linalg.slogdet(J).logabsdet
-            assert float(got) == pytest.approx(float(want.detach()), abs=1e-6)
+        check_points_change_of_variables(m, xs, atol=1e-6)  # m.forward: x -> z, standardisation included
         assert m.forward(xs)[1].abs().max() > 0.1  # not the identity map
     finally:
         for mod in m.modules().values():
