@@ -201,3 +201,18 @@ def test_configs_valid_step_based_float32():
         m = create_model("nsf", RING_INFO, b)
         assert m.precision("cpu") == "float32" and m.num_params > 0
     assert NSFConfig.for_budget("quick", RING_INFO).max_seconds is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ds, modes", [("grid25", 23), ("ring8", 8)])
+def test_quick_config_meets_the_issue4_bar(ds, modes):
+    """The bar of issue 4 for flows on the default seed (about 15-20 CPU-s per dataset): >= 23/25 (8/8) modes and
+    >= 80% of 2500 samples within 3 std of a mode (benchmarks/bench_model_quality.py measures the same)."""
+    from genbench.data import get_dataset
+    from genbench.metrics import mode_coverage
+
+    data = get_dataset(ds)
+    m = create_model("nsf", data.info, "quick")
+    m.fit(data.load("train").x, seed=0)
+    mc = mode_coverage(m.sample(2500, seed=0, batch_size=500), data.mixture)
+    assert mc["modes_covered"] >= modes and mc["hq_share"] >= 0.8, mc
