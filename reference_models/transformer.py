@@ -7,7 +7,14 @@ with linear warm-up and cosine decay, by AdamW, or (`optimizer="muon"`) by Muon 
 (momentum, then each update orthogonalized by a Newton-Schulz iteration) and AdamW for the embedding, norms and
 biases. bf16 autocast on CUDA (config.amp), and on CPU only when `cpu_bf16` is set and the CPU multiplies bf16
 natively (reference_models.nets.autocast); likelihoods (`nll_per_char`, `log_prob`) are always computed in
-float32.
+float32. With `attn_impl="matmul"` attention is written as batched matmuls (torch's fused CPU kernel is slow in
+bf16).
+
+Cheap local context (optional; character models gain from it): `token_shift` mixes each position's attention input
+with the previous position's (a learned per-channel kernel-2 causal conv), and `qkv_conv=k` is Primer's
+multi-dconv-head attention (So et al. 2021): a causal depthwise conv of kernel k along time after the q, k and v
+projections. Both start as the identity. The KV cache keeps the convs' last inputs, so cached sampling stays the
+same computation as uncached.
 
 Sampling context: a sample is generated with at most `block_size` characters of context; when the context is
 full, it is cut back to its last `block_size // 2` characters (the cache is then rebuilt from them). Cached and
@@ -48,6 +55,9 @@ class TransformerConfig(TextConfig):
     optimizer: str = "adamw"  # "adamw" | "muon" (Muon for the blocks' matrices, AdamW for the rest)
     muon_lr: float = 0.02  # Muon's learning rate (scaled by the same warm-up/decay schedule as lr)
     muon_momentum: float = 0.95
+    qkv_conv: int = 0  # > 0: Primer's multi-dconv-head attention, a causal depthwise conv of this kernel along time after q, k, v
+    token_shift: bool = False  # attention input: a learned per-channel mix of each position with the previous one
+    attn_impl: str = "sdpa"  # "sdpa" (torch's fused kernel) | "matmul" (batched matmuls: faster under CPU bf16)
     log_every: int = 50
 
     @classmethod
@@ -77,50 +87,145 @@ class TransformerConfig(TextConfig):
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., i], x[..., i + d/2]) of x (B, H, T, d) by angle pos * inv_freq[i]."""
+    """Rotate pairs (x[..., i], x[..., i + d/2]) of x (B, T, ..., d) by angle pos[t] * inv_freq[i] (positions along
+    dimension 1: q and k are rotated together, before the heads are moved in front of the time axis)."""
     ang = pos.to(inv_freq.dtype)[:, None] * inv_freq[None, :]  # (T, d/2)
+    ang = ang.view(ang.shape[0], *([1] * (x.dim() - 3)), ang.shape[1])
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+ATTN_IMPLS = ("sdpa", "matmul")
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v for q (B, H, Tq, d), k and v (B, H, Tk, d), written as batched matmuls
+    (the same function as F.scaled_dot_product_attention without dropout). Under CPU bf16 autocast the matmuls run in
+    bf16 and the softmax in float32, where torch's fused CPU attention kernel is slow (its bf16 backward took
+    ~60 ms of a ~110 ms training step at 3 x 96, batch 64 x 64)."""
+    B, H, Tq, d = q.shape
+    Tk = k.shape[2]
+    kt = k.reshape(B * H, Tk, d).transpose(1, 2)
+    qf = q.reshape(B * H, Tq, d)
+    if causal:  # query i (the last Tq of Tk positions) sees keys j <= i + Tk - Tq
+        mask = torch.full((Tq, Tk), float("-inf"), device=q.device, dtype=qf.dtype).triu(Tk - Tq + 1)
+        s = torch.baddbmm(mask, qf, kt, alpha=d ** -0.5)
+    else:
+        s = torch.bmm(qf, kt) * d ** -0.5
+    p = s.float().softmax(-1)
+    return torch.bmm(p.to(v.dtype), v.reshape(B * H, Tk, d)).view(B, H, Tq, d)
+
+
+class CausalDepthwiseConv(nn.Module):
+    """Primer's "multi-dconv-head" step (So et al. 2021): each channel of x (B, T, C) is replaced by a learned
+    combination of its values at the last `kernel` positions, y[t] = sum_j w[j] * x[t - j] (+ bias), with zeros
+    before the window's first position. Initialised to the identity (w[0] = 1), so it starts as plain attention.
+    Incremental use (one new position, `tail` = the previous kernel - 1 inputs) gives the same output as the full
+    sequence."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        if kernel < 1:
+            raise ValueError(f"qkv_conv kernel must be >= 1, got {kernel}")
+        self.kernel = kernel
+        w = torch.zeros(kernel, channels)
+        w[0] = 1.0
+        self.weight = nn.Parameter(w)  # weight[j]: the tap on x[t - j]
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, tail: Optional[torch.Tensor] = None):
+        """(y, new_tail): y (B, T, C) and the last kernel - 1 rows of [tail, x] (zeros where there were none)."""
+        B, T, C = x.shape
+        K = self.kernel
+        if tail is None:
+            tail = x.new_zeros(B, K - 1, C)
+        xp = torch.cat([tail, x], 1)  # (B, K - 1 + T, C)
+        if T == 1:  # one new position (sampling with a cache): the sum written out
+            y = self.bias.to(x.dtype) + xp[:, K - 1 :] * self.weight[0].to(x.dtype)
+            for j in range(1, K):
+                y = y + xp[:, K - 1 - j : K - 1 - j + T] * self.weight[j].to(x.dtype)
+        else:  # the same sum as a grouped conv1d (cross-correlation: its taps run oldest first)
+            y = F.conv1d(xp.transpose(1, 2), self.weight.flip(0).t().unsqueeze(1), self.bias, groups=C).transpose(1, 2)
+        return y, xp[:, xp.shape[1] - (K - 1) :]
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, qkv_conv: int = 0, attn_impl: str = "sdpa",
+                 token_shift: bool = False):
         super().__init__()
         if n_embd % n_head or (n_embd // n_head) % 2:
             raise ValueError(f"n_embd {n_embd} must split into {n_head} heads of even size")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        self.attn_impl = attn_impl
         self.n_head, self.hd = n_head, n_embd // n_head
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
+        self.dconv = CausalDepthwiseConv(3 * n_embd, qkv_conv) if qkv_conv > 0 else None
+        self.shift = CausalDepthwiseConv(n_embd, 2) if token_shift else None  # token shift: a kernel-2 conv
         self.proj = nn.Linear(n_embd, n_embd, bias=False)
         self.dropout = dropout
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd)), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: Optional[tuple] = None):
+        """Attention output and this layer's cache (k, v, tail, shift_tail): rotated keys and values of every
+        position so far, the last qkv_conv - 1 pre-conv q/k/v rows and the last input row for the token shift (None
+        without the conv / the shift)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.hd).permute(2, 0, 3, 1, 4)
-        q, k = rotary(q, pos, self.inv_freq), rotary(k, pos, self.inv_freq)
+        if cache is not None and T != 1:
+            raise ValueError("cached attention takes one new position at a time")
+        shift_tail = None
+        if self.shift is not None:
+            x, shift_tail = self.shift(x, None if cache is None else cache[3])
+        qkv, tail = self.qkv(x), None
+        if self.dconv is not None:
+            qkv, tail = self.dconv(qkv, None if cache is None else cache[2])
+        qkv = qkv.view(B, T, 3, self.n_head, self.hd)
+        q, k = rotary(qkv[:, :, :2], pos, self.inv_freq).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
+        v = qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
-            if T != 1:
-                raise ValueError("cached attention takes one new position at a time")
             k = torch.cat([cache[0], k], 2)
             v = torch.cat([cache[1], v], 2)
-            y = F.scaled_dot_product_attention(q, k, v)  # the new position sees every cached one
+        causal = cache is None  # a cached step's one new position sees every cached one
+        if self.attn_impl == "matmul" and not (self.training and self.dropout > 0):
+            y = matmul_attention(q, k, v, causal)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)
-        return F.dropout(self.proj(y), self.dropout, self.training), (k, v)
+        return F.dropout(self.proj(y), self.dropout, self.training), (k, v, tail, shift_tail)
 
 
 MLP_ACTS = ("gelu", "relu2")
 
 
+class _ReLU2(torch.autograd.Function):
+    """relu(x)^2 with a hand-written backward (2 x relu(x) x grad): the same function and gradient as
+    `F.relu(x).square()` in about half the elementwise passes, which dominate a small model's CPU step."""
+
+    @staticmethod
+    def forward(ctx, x):
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, g):
+        (r,) = ctx.saved_tensors
+        return g * (r + r)
+
+
+def relu2(x: torch.Tensor) -> torch.Tensor:
+    return _ReLU2.apply(x)
+
+
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, mlp_act: str = "gelu"):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, mlp_act: str = "gelu", qkv_conv: int = 0,
+                 attn_impl: str = "sdpa", token_shift: bool = False):
         super().__init__()
         if mlp_act not in MLP_ACTS:
             raise ValueError(f"mlp_act must be one of {MLP_ACTS}, got {mlp_act!r}")
         self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, qkv_conv, attn_impl, token_shift)
         self.fc, self.out = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
         self.dropout, self.mlp_act = dropout, mlp_act
 
@@ -128,21 +233,25 @@ class Block(nn.Module):
         a, kv = self.attn(self.ln1(x), pos, cache)
         x = x + a
         h = self.fc(self.ln2(x))
-        h = F.gelu(h) if self.mlp_act == "gelu" else F.relu(h).square()
+        h = F.gelu(h) if self.mlp_act == "gelu" else relu2(h)
         x = x + F.dropout(self.out(h), self.dropout, self.training)
         return x, kv
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float, mlp_act: str = "gelu"):
+    def __init__(self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float, mlp_act: str = "gelu",
+                 qkv_conv: int = 0, attn_impl: str = "sdpa", token_shift: bool = False):
         super().__init__()
         self.wte = nn.Embedding(vocab_size, n_embd)
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, mlp_act) for _ in range(n_layer)])
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, mlp_act, qkv_conv, attn_impl, token_shift)
+                                     for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self.head.weight = self.wte.weight  # weight tying
         self.drop = nn.Dropout(dropout)
         for name, p in self.named_parameters():
+            if ".dconv." in name or ".shift." in name:
+                continue  # identity init (CausalDepthwiseConv)
             if p.dim() >= 2:
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "out.weight")) else 0.02
                 nn.init.normal_(p, 0.0, std)
@@ -150,7 +259,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(p)
 
     def forward(self, idx: torch.Tensor, pos0: int = 0, cache: Optional[list] = None):
-        """Logits (B, T, V) for ids idx (B, T) at positions pos0..pos0+T-1, and the per-layer (k, v) cache."""
+        """Logits (B, T, V) for ids idx (B, T) at positions pos0..pos0+T-1, and the per-layer attention caches."""
         pos = torch.arange(pos0, pos0 + idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx))
         new = []
@@ -240,7 +349,8 @@ class Transformer(NeuralTextModel):
 
     def _build(self) -> None:
         c = self.config
-        self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout, c.mlp_act).to(self.device)
+        self.net = GPT(self.vocab_size, c.n_layer, c.n_head, c.n_embd, c.dropout, c.mlp_act,
+                       c.qkv_conv, c.attn_impl, c.token_shift).to(self.device)
 
     # ---- training -----------------------------------------------------------------------------------------
     def _fit_ids(self, ids, seed, callbacks):
@@ -250,10 +360,13 @@ class Transformer(NeuralTextModel):
         gen = torch.Generator().manual_seed(seed)
         if c.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', got {c.optimizer!r}")
-        matrices = [p for n, p in self.net.blocks.named_parameters() if p.dim() >= 2] if c.optimizer == "muon" else []
+        local = lambda n: ".dconv." in n or ".shift." in n  # noqa: E731  (the convs: identity init, AdamW, no decay)
+        matrices = ([p for n, p in self.net.blocks.named_parameters() if p.dim() >= 2 and not local(n)]
+                    if c.optimizer == "muon" else [])
+        conv = {id(p) for n, p in self.net.named_parameters() if local(n)}
         rest = [p for p in self.net.parameters() if all(p is not q for q in matrices)]
-        decay = [p for p in rest if p.dim() >= 2]
-        no_decay = [p for p in rest if p.dim() < 2]
+        decay = [p for p in rest if p.dim() >= 2 and id(p) not in conv]
+        no_decay = [p for p in rest if p.dim() < 2 or id(p) in conv]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.99))
         if matrices:

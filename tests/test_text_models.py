@@ -46,8 +46,23 @@ def test_registered():
 
 
 # ---------------------------------------------------------------------------------------------- transformer
-def test_transformer_is_causal():
-    m = create_model("transformer", INFO, "smoke", {"vocab": "".join(VOCAB), "n_layer": 2})
+# the quick config's options on running text (local-context convs, matmul attention); the convs start as the
+# identity, so the tests give them random weights (else they would not be exercised)
+OPTS = [{}, {"qkv_conv": 3, "token_shift": True, "attn_impl": "matmul"}, {"qkv_conv": 2, "attn_impl": "sdpa"}]
+
+
+def randomize_convs(m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.net.named_parameters():
+            if ".dconv." in n or ".shift." in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return m
+
+
+@pytest.mark.parametrize("opts", OPTS)
+def test_transformer_is_causal(opts):
+    m = randomize_convs(create_model("transformer", INFO, "smoke", {"vocab": "".join(VOCAB), "n_layer": 2, **opts}))
     torch.manual_seed(0)
     x = torch.randint(0, len(VOCAB), (2, 24))
     x2 = x.clone()
@@ -59,10 +74,12 @@ def test_transformer_is_causal():
     assert (a[:, 12:] - b[:, 12:]).abs().max() > 1e-3  # the changed character does matter from its position on
 
 
+@pytest.mark.parametrize("opts", OPTS)
 @pytest.mark.parametrize("length", [10, 40])  # 40 > block_size 32: the context is cut back (cache rebuilt)
-def test_kv_cache_sampling_equals_uncached(length):
+def test_kv_cache_sampling_equals_uncached(length, opts):
     m = create_model("transformer", INFO, "smoke", {"vocab": "".join(VOCAB), "n_layer": 2, "sample_mode": "stream",
-                                                    "sample_length": length})
+                                                    "sample_length": length, **opts})
+    randomize_convs(m)
     a = m.sample(3, seed=3, use_cache=True)
     b = m.sample(3, seed=3, use_cache=False)
     assert a == b
@@ -315,3 +332,85 @@ def test_likelihood_is_float32_even_with_cpu_bf16(name, monkeypatch):
     finally:
         m.config.cpu_bf16 = False
         cpu_native_bf16.cache_clear()
+
+
+def test_matmul_attention_equals_torch_sdpa():
+    """The explicit-matmul attention (used for CPU bf16 training) is torch's scaled_dot_product_attention: causal
+    (square) and for new queries against a longer key sequence (the KV-cache step)."""
+    import torch.nn.functional as F
+
+    from reference_models.transformer import matmul_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 8, dtype=torch.float64) for _ in range(3))
+    assert torch.allclose(matmul_attention(q, k, v, True), F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert torch.allclose(matmul_attention(q[:, :, -1:], k, v, False), F.scaled_dot_product_attention(q[:, :, -1:], k, v))
+    # causal with fewer queries than keys: the queries are the last positions (each sees keys up to itself)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, :, -4:]
+    assert torch.allclose(matmul_attention(q[:, :, -4:], k, v, True), ref)
+
+
+def test_causal_depthwise_conv_equals_conv1d_and_runs_incrementally():
+    """y[t] = sum_j w[j] x[t-j] + b with zero padding, against torch's grouped conv1d; feeding one position at a
+    time with the returned tail gives the same outputs; the identity init passes x through."""
+    import torch.nn.functional as F
+
+    from reference_models.transformer import CausalDepthwiseConv
+
+    torch.manual_seed(0)
+    B, T, C, K = 2, 7, 5, 3
+    conv = CausalDepthwiseConv(C, K).double()
+    x = torch.randn(B, T, C, dtype=torch.float64)
+    assert torch.equal(conv(x)[0], x)
+    with torch.no_grad():
+        conv.weight.normal_()
+        conv.bias.normal_()
+    y, tail = conv(x)
+    ref = F.conv1d(F.pad(x.transpose(1, 2), (K - 1, 0)), conv.weight.flip(0).t().unsqueeze(1), conv.bias, groups=C)
+    assert torch.allclose(y, ref.transpose(1, 2))
+    assert torch.equal(tail, x[:, -(K - 1):])
+    t, steps = None, []
+    for i in range(T):
+        yi, t = conv(x[:, i : i + 1], t)
+        steps.append(yi)
+    assert torch.allclose(torch.cat(steps, 1), y)
+
+
+def test_transformer_local_convs_train_deterministically_and_bf16_likelihood_is_float32(monkeypatch):
+    ov = {"qkv_conv": 3, "token_shift": True, "attn_impl": "matmul", "optimizer": "muon", "mlp_act": "relu2",
+          "steps": 60}
+    a, b = fitted("transformer", **ov), fitted("transformer", fresh=True, **ov)
+    assert a.nll_per_char(TEXT[:200]) == b.nll_per_char(TEXT[:200])
+    assert a.nll_per_char(TEXT[:200])[0] < math.log(len(VOCAB)) - 0.5  # it learns
+    w = a.net.blocks[0].attn.dconv.weight
+    identity = torch.zeros_like(w)
+    identity[0] = 1.0
+    assert (w - identity).abs().max() > 1e-3  # the conv was trained (away from its identity init)
+    ref = a.nll_per_char(TEXT[:150])
+    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
+    from reference_models.nets import cpu_native_bf16
+
+    cpu_native_bf16.cache_clear()
+    try:
+        a.config.cpu_bf16 = True
+        assert a.nll_per_char(TEXT[:150]) == ref
+    finally:
+        a.config.cpu_bf16 = False
+        cpu_native_bf16.cache_clear()
+    with pytest.raises(ValueError, match="attn_impl"):
+        create_model("transformer", INFO, "smoke", {"attn_impl": "flash"}).fit(split(), seed=0)
+
+
+def test_relu2_matches_autograd_of_relu_square():
+    """The hand-written relu(x)^2 backward equals autograd's gradient of F.relu(x).square() (and passes gradcheck)."""
+    import torch.nn.functional as F
+
+    from reference_models.transformer import relu2
+
+    torch.manual_seed(0)
+    x = torch.randn(50, 7, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(50, 7, dtype=torch.float64)
+    (a,) = torch.autograd.grad(relu2(x), x, g)
+    (b,) = torch.autograd.grad(F.relu(x).square(), x, g)
+    assert torch.equal(relu2(x), F.relu(x).square()) and torch.allclose(a, b, rtol=0, atol=1e-15)
+    assert torch.autograd.gradcheck(relu2, (x,))
