@@ -134,3 +134,35 @@ def test_gaussian_stats_no_warning_when_enough_samples():
         gaussian_stats(torch.randn(1, 5))
     with pytest.raises(InvalidInputError, match="dimension"):
         StreamingGaussianStats().update(torch.randn(4, 5)).update(torch.randn(4, 6))
+
+
+def test_eigen_solver_failure_on_a_device_is_redone_on_the_cpu(monkeypatch):
+    """cuSOLVER failed to converge on singular covariances (few degenerate samples, an H100); the decomposition
+    is then redone on the CPU. Simulated here: the 'device' solver fails once, the retry must give the CPU value."""
+    from genbench.metrics import _util
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((20, 40)), rng.standard_normal((20, 40)) * 1.3  # N < D: both singular
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        want = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+        real = {"eigh": torch.linalg.eigh, "eigvalsh": torch.linalg.eigvalsh}
+        calls = []
+
+        def failing_once(name):
+            def fn(x):
+                calls.append(name)
+                if len(calls) == 1:
+                    raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+                return real[name](x)
+            return fn
+
+        monkeypatch.setattr(torch.linalg, "eigh", failing_once("eigh"))
+        monkeypatch.setattr(torch.linalg, "eigvalsh", failing_once("eigvalsh"))
+        monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: True)
+        got = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+        assert calls[:2] == ["eigh", "eigh"] and got == pytest.approx(want, rel=1e-12)
+        calls.clear()  # on the CPU itself there is nothing to fall back to: the error is raised
+        monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: False)
+        with pytest.raises(torch.linalg.LinAlgError):
+            frechet_distance(*gaussian_stats(a), *gaussian_stats(b))

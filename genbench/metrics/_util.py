@@ -70,3 +70,22 @@ def check_same_dim(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
         raise InvalidInputError(
             f"{na} has dimension {a.shape[1]} but {nb} has {b.shape[1]}; both must come from the same feature extractor"
         )
+
+
+def _can_retry_on_cpu(t: torch.Tensor) -> bool:
+    return t.device.type != "cpu"
+
+
+def symmetric_eig(a: torch.Tensor, vectors: bool = False):
+    """`torch.linalg.eigvalsh(a)` (or `eigh` with `vectors`) of a symmetric matrix, on a's device. Where the
+    device's solver fails to converge, the same float64 decomposition is done on the CPU and moved back:
+    cuSOLVER's syevd was seen to fail on the singular, repeated-eigenvalue covariances of few degenerate samples
+    (an H100, genbench's smoke suite) that LAPACK decomposes."""
+    fn = torch.linalg.eigh if vectors else torch.linalg.eigvalsh
+    try:
+        return fn(a)
+    except torch.linalg.LinAlgError:
+        if not _can_retry_on_cpu(a):
+            raise
+        out = fn(a.cpu())
+    return tuple(t.to(a.device) for t in out) if vectors else out.to(a.device)

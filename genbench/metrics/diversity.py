@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 
 from genbench.errors import InvalidInputError
-from genbench.metrics._util import as_features, check_same_dim, resolve_device
+from genbench.metrics._util import as_features, check_same_dim, resolve_device, symmetric_eig
 from genbench.metrics.manifold import DEFAULT_CHUNK, _d2_block, _sq_norms, knn_sq_radii
 
 VENDI_KERNELS = ("cosine", "rbf")
@@ -40,7 +40,7 @@ def vendi_score(
             raise InvalidInputError("cosine Vendi score is undefined for all-zero feature rows; use kernel='rbf'")
         xn = x / norms
         small = xn.T @ xn if x.shape[1] < n else xn @ xn.T
-        ev = torch.linalg.eigvalsh(0.5 * (small + small.T)) / n
+        ev = symmetric_eig(0.5 * (small + small.T)) / n
     elif kernel == "rbf":
         d2 = _d2_block(x, _sq_norms(x), x, _sq_norms(x))
         d2.diagonal().zero_()
@@ -49,7 +49,7 @@ def vendi_score(
             med = float(off.median()) if off.numel() else 1.0
             gamma = 1.0 / med if med > 0 else 1.0
         kmat = torch.exp(-gamma * d2)
-        ev = torch.linalg.eigvalsh(0.5 * (kmat + kmat.T)) / n
+        ev = symmetric_eig(0.5 * (kmat + kmat.T)) / n
     else:
         from genbench.registry import unknown_name_message
 

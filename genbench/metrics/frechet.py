@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from genbench.errors import InvalidInputError
-from genbench.metrics._util import as_f64, resolve_device, warn
+from genbench.metrics._util import as_f64, resolve_device, symmetric_eig, warn
 
 # A Cholesky pivot this small relative to the largest variance marks a numerically singular covariance.
 _NEAR_SINGULAR = 1e-10
@@ -36,7 +36,7 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tens
                     f"{name} is near-singular (smallest Cholesky pivot^2 / largest variance < {_NEAR_SINGULAR:g}); "
                     "the Frechet distance is finite but unstable. Use more samples than feature dimensions."
                 )
-            ev = torch.linalg.eigvalsh(_sym(L.T @ b @ L))
+            ev = symmetric_eig(_sym(L.T @ b @ L))
             break
         if name == "sigma1":
             warn(
@@ -48,9 +48,9 @@ def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tens
             "both covariances are singular (fewer samples than feature dimensions?); using the eigh square root "
             "of sigma1. The Frechet distance is finite but biased: use more samples than feature dimensions."
         )
-        w, v = torch.linalg.eigh(s1)
+        w, v = symmetric_eig(s1, vectors=True)
         h = (v * w.clamp_min(0).sqrt()) @ v.T
-        ev = torch.linalg.eigvalsh(_sym(h @ s2 @ h))
+        ev = symmetric_eig(_sym(h @ s2 @ h))
     top = float(ev.abs().max()) if ev.numel() else 0.0
     if ev.numel() and float(ev.min()) < -1e-6 * max(top, 1e-300):
         warn(
