@@ -76,7 +76,7 @@ def load_model(path: str | Path) -> GenerativeModel:
     cls = get_model_class(meta["model"])
     model = cls(cls.Config.from_dict(meta["config"]), info_from_dict(meta["data_info"]))
     model._load_state(path)
-    return model
+    return model.to(model.device)  # the device's weight layout (GenerativeModel.memory_format), as after fit
 
 
 __all__ = ["GenerativeModel", "ModelConfig", "MODELS", "register_model", "create_model", "load_model", "list_models", "get_model_class"]

@@ -369,9 +369,8 @@ class DDPM(GenerativeModel):
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))
         data = self._prep(train.to(dev))
-        if self.is_image and dev.type == "cuda":
+        if self.memory_format(dev) == torch.channels_last:  # the weights were made channels-last by self.to
             data = data.contiguous(memory_format=torch.channels_last)
-            self.net.to(memory_format=torch.channels_last), self.ema.to(memory_format=torch.channels_last)
         opt = adam(self.net.parameters(), lr=cfg.lr)  # fused where the device has the kernel
         total, warm = max(1, cfg.steps), max(1, cfg.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to lr * lr_final

@@ -699,9 +699,8 @@ class RealNVP(GenerativeModel):
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))
         data = train.to(dev)
-        if self.is_image and dev.type == "cuda":
+        if self.memory_format(dev) == torch.channels_last:  # the weights were made channels-last by self.to
             data = data.contiguous(memory_format=torch.channels_last)
-            self.flow.to(memory_format=torch.channels_last)
         params = list(self.flow.parameters())
         opt = adam(params, cfg.lr, cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup, cfg.lr_final))

@@ -286,10 +286,8 @@ class VAE(GenerativeModel):
         data = self._prep(train.to(dev))
         if isinstance(self.prior, VampPrior):
             self.prior.init_from(data, gen)
-        if self.is_image and dev.type == "cuda":
+        if self.memory_format(dev) == torch.channels_last:  # the weights were made channels-last by self.to
             data = data.contiguous(memory_format=torch.channels_last)
-            for m in (self.encoder, self.decoder):
-                m.to(memory_format=torch.channels_last)
         params = [p for m in self.modules().values() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=cfg.lr)
         total = max(1, cfg.steps)
