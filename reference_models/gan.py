@@ -179,10 +179,7 @@ class GAN(GenerativeModel):
         gen = torch.Generator().manual_seed(seed)
         self.to(device)
         dev = self.device
-        channels_last = self.is_image and dev.type == "cuda"
-        if channels_last:
-            for m in (self.G, self.D, self.G_ema, self.G_best):
-                m.to(memory_format=torch.channels_last)
+        channels_last = self.memory_format(dev) == torch.channels_last  # weights: set by self.to
 
         # held-out slice for checkpoint selection (never trained on)
         perm = torch.randperm(len(train), generator=gen)
@@ -191,7 +188,7 @@ class GAN(GenerativeModel):
         train = train[perm[n_hold:]] if n_hold else train
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))
-        data = self._from_data(train).to(dev)
+        data = self._from_data(train.to(dev))  # the fitted scaler lives on dev
         if channels_last:
             data = data.contiguous(memory_format=torch.channels_last)
         held_feats = self._eval_features(held.to(dev))

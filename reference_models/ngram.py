@@ -188,6 +188,7 @@ class NGram(TextModel):
         return torch.from_numpy(np.log(self._prob(hist, w)))
 
     def _begin(self, ctx, use_cache):
+        ctx = ctx.cpu()  # the counts are numpy tables: the history stays on the CPU whatever the device
         return self._next(ctx), ctx
 
     def _advance(self, ids, nxt):
