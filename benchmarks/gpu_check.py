@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 RESULTS: dict = {}
+OUT: Path | None = None  # gpu_check.json is rewritten after every section: a run killed by a time limit keeps what it had
 DEV = "cuda"  # --device cpu dry-runs this script itself (with --scale 0.01) on a machine without a GPU
 SCALE = 1.0
 
@@ -47,11 +48,19 @@ def section(name):
                 traceback.print_exc()
                 RESULTS[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             RESULTS[name]["seconds"] = round(time.perf_counter() - t0, 1)
+            if OUT is not None:
+                write_json(OUT / "gpu_check.json", RESULTS)
             print(f"--- {name}: {'ok' if RESULTS[name]['ok'] else 'FAILED'} in {RESULTS[name]['seconds']} s",
                   json.dumps({k: v for k, v in RESULTS[name].items() if k not in ('ok', 'seconds')}, default=str),
                   flush=True)
         return run
     return wrap
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)
 
 
 def sync():
@@ -223,9 +232,9 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (0.01 for a dry run)")
     p.add_argument("--only", nargs="*", help="sections: metrics classifier images text smoke, or image model names")
     a = p.parse_args(argv)
-    global DEV, SCALE
+    global DEV, SCALE, OUT
     DEV, SCALE = a.device, a.scale
-    out = Path(a.out)
+    out = OUT = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if DEV == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device is visible to torch; nothing to check", file=sys.stderr)
@@ -245,7 +254,7 @@ def main(argv=None) -> int:
         check_text()
     if "smoke" in want:
         check_smoke(out)
-    (out / "gpu_check.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    write_json(out / "gpu_check.json", RESULTS)
     failed = [k for k, v in RESULTS.items() if isinstance(v, dict) and v.get("ok") is False]
     print(f"\ngpu_check: {len(RESULTS) - 1 - len(failed)} sections ok, {len(failed)} failed: {failed}", flush=True)
     return 1 if failed else 0
