@@ -71,16 +71,19 @@ class TransformerConfig(TextConfig):
                 # (~30 CPU-s) left it 0.03 bits/char behind the 5-gram, 1800 beat it (reports/benchmarks/text.md)
                 return cls(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=64, steps=1800, lr=5e-3,
                            warmup_steps=50, max_seconds=None, eval_context=32)
-            # running text (shakespeare-char): ~410 CPU-s of training measured (1 thread, on the shared machine at
-            # load 4-6; less when idle), the budget the LSTM's quick config gets too: 2.090 bits/char, behind the
-            # LSTM (1.918) and the 6-gram (1.956) (reports/benchmarks/text.md). Shape chosen in a sweep of
-            # depth/width/batch/context/lr at equal CPU time (reports/benchmarks/text.md): 3 x 96 with context 64
-            # and a high lr beat 4 x 128 / context 128 (too few steps in the time) and 2 x 192. Muon + squared
-            # ReLU: 2.160 vs 2.271 bits/char for AdamW + GELU at 1200 steps (sweep D), at ~15-45% more CPU per step.
-            # float32: at this width bf16 autocast is slower on CPU (cast/elementwise overhead, ~106 vs 73 ms/step)
-            return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32, steps=2900, lr=6e-3,
+            # running text (shakespeare-char): 400 CPU-s of training measured (1 thread, load ~1), the budget the
+            # LSTM's quick config gets too: 1.909 bits/char, ahead of the LSTM (1.918) and the 6-gram (1.956)
+            # (reports/benchmarks/text.md, with the sweeps). 3 x 96, context 64 (a depth/width/batch/context/lr
+            # sweep at equal CPU time); Muon + squared ReLU (2.160 vs 2.271 bits/char for AdamW + GELU at 1200
+            # steps); batch 64 in CPU bf16 with matmul attention (torch's fused CPU attention is slow in bf16): ~1.4x
+            # the characters per CPU-s of float32; Primer's dconv on q/k/v (at 800 steps: 2.037 vs 2.053 with token
+            # shift, 2.086 with neither; ~20% more CPU per step); Muon lr 0.0075 (sweep G, step 2400 of 3200: 1.917
+            # vs 1.922 for 0.01 and 1.933 for 0.015; 0.03 was worse still at 800 steps).
+            # On CPUs without native bf16, cpu_bf16 is a no-op and these steps take longer.
+            return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=64, steps=2300, lr=6e-3,
                        warmup_steps=100, max_seconds=None, sample_length=256, eval_context=64,
-                       optimizer="muon", muon_lr=0.03, mlp_act="relu2")
+                       optimizer="muon", muon_lr=0.0075, mlp_act="relu2", qkv_conv=3, attn_impl="matmul",
+                       cpu_bf16=True)
         # standard: one GPU (nanoGPT's shakespeare-char config: 6 x 384, context 256, dropout 0.2)
         return cls(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, steps=5000, lr=1e-3,
                    dropout=0.2, warmup_steps=100, max_seconds=None, sample_length=256, eval_context=256)
