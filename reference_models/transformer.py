@@ -71,16 +71,17 @@ class TransformerConfig(TextConfig):
                 # (~30 CPU-s) left it 0.03 bits/char behind the 5-gram, 1800 beat it (reports/benchmarks/text.md)
                 return cls(n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=64, steps=1800, lr=5e-3,
                            warmup_steps=50, max_seconds=None, eval_context=32)
-            # running text (shakespeare-char): 400 CPU-s of training measured (1 thread, load ~1), the budget the
-            # LSTM's quick config gets too: 1.909 bits/char, ahead of the LSTM (1.918) and the 6-gram (1.956)
-            # (reports/benchmarks/text.md, with the sweeps). 3 x 96, context 64 (a depth/width/batch/context/lr
-            # sweep at equal CPU time); Muon + squared ReLU (2.160 vs 2.271 bits/char for AdamW + GELU at 1200
+            # running text (shakespeare-char): 357 CPU-s of training measured (1 thread, load ~2), no more than
+            # the LSTM's quick config (394 CPU-s, same run): 1.896 bits/char against the LSTM's 1.908 and the
+            # 6-gram's 1.956 (reports/benchmarks/text.md, with the sweeps). Width 128 (was 96: 1.909 after 2300
+            # steps, 400 CPU-s; better per step on the remote sweep G); 3 layers, context 64 (a
+            # depth/width/batch/context/lr sweep at equal CPU time); Muon + squared ReLU (2.160 vs 2.271 bits/char for AdamW + GELU at 1200
             # steps); batch 64 in CPU bf16 with matmul attention (torch's fused CPU attention is slow in bf16): ~1.4x
             # the characters per CPU-s of float32; Primer's dconv on q/k/v (at 800 steps: 2.037 vs 2.053 with token
             # shift, 2.086 with neither; ~20% more CPU per step); Muon lr 0.0075 (sweep G, step 2400 of 3200: 1.917
             # vs 1.922 for 0.01 and 1.933 for 0.015; 0.03 was worse still at 800 steps).
             # On CPUs without native bf16, cpu_bf16 is a no-op and these steps take longer.
-            return cls(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=64, steps=2300, lr=6e-3,
+            return cls(n_layer=3, n_head=4, n_embd=128, block_size=64, batch_size=64, steps=1770, lr=6e-3,
                        warmup_steps=100, max_seconds=None, sample_length=256, eval_context=64,
                        optimizer="muon", muon_lr=0.0075, mlp_act="relu2", qkv_conv=3, attn_impl="matmul",
                        cpu_bf16=True)
