@@ -168,7 +168,8 @@ def test_quick_configs_are_step_based_and_per_dataset(name):
     assert co == cs  # other datasets get the running-text settings
     if name in ("transformer", "lstm"):
         ctx = "block_size" if name == "transformer" else "seq_len"
-        assert getattr(cn, ctx) < getattr(cs, ctx) and cn.steps < cs.steps
+        chars = lambda c: c.steps * c.batch_size * getattr(c, ctx)  # characters trained on
+        assert getattr(cn, ctx) < getattr(cs, ctx) and chars(cn) < chars(cs)
     if name == "ngram":
         assert (cn.order, cs.order) == (5, 6)
 
