@@ -316,15 +316,12 @@ def test_transformer_muon_relu2_trains_deterministically():
         create_model("transformer", INFO, "smoke", {"optimizer": "sgd"}).fit(split(), seed=0)
 
 
-@pytest.mark.parametrize("name", ["transformer", "lstm"])
-def test_likelihood_is_float32_even_with_cpu_bf16(name, monkeypatch):
-    """cpu_bf16 switches training/sampling to bf16 autocast, never the likelihood: nll_per_char of the same weights
-    is identical with the flag on (and native bf16 forced) and off."""
-    m = fitted(name)
-    ref = m.nll_per_char(TEXT[:150])
-    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
+def check_nll_unchanged_by_cpu_bf16(m, monkeypatch):
+    """nll_per_char of the same weights is identical with cpu_bf16 on (and native bf16 forced) and off."""
     from reference_models.nets import cpu_native_bf16
 
+    ref = m.nll_per_char(TEXT[:150])
+    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
     cpu_native_bf16.cache_clear()
     try:
         m.config.cpu_bf16 = True
@@ -332,6 +329,13 @@ def test_likelihood_is_float32_even_with_cpu_bf16(name, monkeypatch):
     finally:
         m.config.cpu_bf16 = False
         cpu_native_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+def test_likelihood_is_float32_even_with_cpu_bf16(name, monkeypatch):
+    """cpu_bf16 switches training/sampling to bf16 autocast, never the likelihood: nll_per_char of the same weights
+    is identical with the flag on (and native bf16 forced) and off."""
+    check_nll_unchanged_by_cpu_bf16(fitted(name), monkeypatch)
 
 
 def test_matmul_attention_equals_torch_sdpa():
@@ -386,17 +390,7 @@ def test_transformer_local_convs_train_deterministically_and_bf16_likelihood_is_
     identity = torch.zeros_like(w)
     identity[0] = 1.0
     assert (w - identity).abs().max() > 1e-3  # the conv was trained (away from its identity init)
-    ref = a.nll_per_char(TEXT[:150])
-    monkeypatch.setenv("GENBENCH_CPU_BF16", "1")
-    from reference_models.nets import cpu_native_bf16
-
-    cpu_native_bf16.cache_clear()
-    try:
-        a.config.cpu_bf16 = True
-        assert a.nll_per_char(TEXT[:150]) == ref
-    finally:
-        a.config.cpu_bf16 = False
-        cpu_native_bf16.cache_clear()
+    check_nll_unchanged_by_cpu_bf16(a, monkeypatch)
     with pytest.raises(ValueError, match="attn_impl"):
         create_model("transformer", INFO, "smoke", {"attn_impl": "flash"}).fit(split(), seed=0)
 
