@@ -252,6 +252,16 @@ def _feature_batch(spec: DatasetSpec) -> int:
     return 256
 
 
+def _feature_protocol(ext) -> dict:
+    """The extractor's protocol with `pinned` stated (False for a user extractor whose weights carry no hash, or
+    a classifier built here: reports say so, and its numbers are not comparable across machines)."""
+    p = dict(ext.protocol)
+    if "pinned" not in p:
+        p["pinned"] = bool(getattr(ext, "pinned", False) or getattr(ext, "weightless", False)
+                           or p.get("weights_sha256"))
+    return p
+
+
 def _protocol_id(ext) -> str:
     try:
         return str(ext.protocol.get("id", ext.name))
@@ -570,7 +580,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
     fake_f = worker._extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
     prec = _model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
-        "real_features": real_f, "fake_features": fake_f, "feature_protocol": dict(ext.protocol),
+        "real_features": real_f, "fake_features": fake_f, "feature_protocol": _feature_protocol(ext),
         "real_stats": real_stats, "real_samples": real_x if info.modality != "text" else None,
         "fake_samples": fake if info.modality != "text" else None, "seed": job.seed,
         "n_bootstrap": job.n_bootstrap, "dataset": spec.name, "reference_split": spec.reference,

@@ -34,8 +34,8 @@ def digits():
 def clf_dirs(tmp_path_factory):
     """Two independent caches, each trained from scratch (same seed)."""
     a, b = tmp_path_factory.mktemp("cache-a"), tmp_path_factory.mktemp("cache-b")
-    ca = get_extractor("classifier:digits", cache_dir=a, verbose=False)
-    cb = get_extractor("classifier:digits", cache_dir=b, verbose=False)
+    ca = get_extractor("classifier:digits", cache_dir=a, verbose=False, weights="build")
+    cb = get_extractor("classifier:digits", cache_dir=b, verbose=False, weights="build")
     return a, ca, cb
 
 
@@ -150,7 +150,7 @@ def test_classifier_second_use_loads_cache(clf_dirs, digits):
     a, ca, _ = clf_dirs
     files = list((a / "classifiers").glob("digits-seed0-*.pt"))
     assert len(files) == 1 and files[0] == ca.cache_path
-    again = get_extractor("classifier:digits", cache_dir=a, verbose=False)
+    again = get_extractor("classifier:digits", cache_dir=a, verbose=False, weights="build")
     assert again.loaded_from_cache
     x = digits[1].x
     assert torch.equal(again.extract(x), ca.extract(x))
@@ -211,15 +211,15 @@ def test_corrupt_cache_is_retrained(tmp_path, clf_dirs):
     d.mkdir()
     (d / ca.cache_path.name).write_bytes(b"not a torch file")
     with pytest.warns(RuntimeWarning, match="unusable"):
-        c = get_extractor("classifier:digits", cache_dir=tmp_path, verbose=False)
+        c = get_extractor("classifier:digits", cache_dir=tmp_path, verbose=False, weights="build")
     assert not c.loaded_from_cache
     assert all(torch.equal(v, ca.model.state_dict()[k]) for k, v in c.model.state_dict().items())
-    assert get_extractor("classifier:digits", cache_dir=tmp_path, verbose=False).loaded_from_cache
+    assert get_extractor("classifier:digits", cache_dir=tmp_path, verbose=False, weights="build").loaded_from_cache
 
 
 def test_different_seed_different_network(clf_dirs, tmp_path, digits):
     _, ca, _ = clf_dirs
-    c1 = get_extractor("classifier:digits", cache_dir=tmp_path, seed=1, verbose=False)
+    c1 = get_extractor("classifier:digits", cache_dir=tmp_path, seed=1, verbose=False, weights="build")
     assert c1.cache_path != ca.cache_path and c1.protocol["id"] != ca.protocol["id"]
     assert not torch.allclose(c1.extract(digits[1].x[:5]), ca.extract(digits[1].x[:5]))
 
@@ -228,7 +228,7 @@ def test_stacked_classifier_labels_are_channel_triples(clf_dirs, digits):
     """The stacked wrapper (on the digits classifier here; MNIST in the slow test): mode label and the
     1000-way probabilities are the per-channel predictions combined."""
     a, ca, _ = clf_dirs
-    st = StackedMNISTClassifier(base="digits", cache_dir=a, verbose=False, n_test=200)
+    st = StackedMNISTClassifier(base="digits", cache_dir=a, verbose=False, n_test=200, weights="build")
     assert st.digit.loaded_from_cache
     x1 = digits[1].x
     idx = torch.tensor([[0, 1, 2], [5, 9, 30], [100, 7, 7]])

@@ -1,4 +1,4 @@
-"""`genbench assets list | fetch [NAME ...|--all] | verify [NAME ...]`."""
+"""`genbench assets list | fetch [NAME ...|--all] | verify [NAME ...] | build classifier:DATASET`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,41 @@ def add_parser(sub) -> None:
     v = s.add_parser("verify", help="re-hash cached assets (all present ones unless names are given)")
     v.add_argument("names", nargs="*", metavar="NAME")
     v.set_defaults(func=_verify)
+    b = s.add_parser("build", help="train a built-in instrument here with its recipe (classifier:<dataset>) and "
+                     "compare it with the weights genbench ships",
+                     description="Runs the training recipe of classifier:<dataset> on this machine and reports its "
+                     "held-out accuracy and weights hash next to the shipped weights'. Runs keep using the shipped "
+                     "weights where they exist (a rebuild on another CPU kind gives other weights, so another "
+                     "protocol id); for datasets without shipped weights the build is what runs use here.")
+    b.add_argument("name", metavar="classifier:DATASET")
+    b.add_argument("--seed", type=int, default=0, help="training seed (shipped weights use 0)")
+    b.add_argument("--ship", action="store_true", help="maintainers: write the weights into the package and "
+                   "record their sha256 in genbench/features/weights/classifiers.json")
+    b.set_defaults(func=_build)
     p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def _build(args) -> int:
+    from genbench.features import get_extractor  # noqa: F401  (validates the name below)
+    from genbench.features.classifier_build import build, ship
+
+    base, _, dataset = args.name.partition(":")
+    if base != "classifier" or not dataset:
+        raise InvalidInputError(f"cannot build {args.name!r}: only classifier:<dataset> instruments are built "
+                                "(data and the Inception weights are fetched: `genbench assets fetch NAME`)")
+    from genbench.features import _classifier_datasets
+
+    if dataset not in _classifier_datasets():
+        from genbench.registry import unknown_name_message
+
+        raise InvalidInputError(unknown_name_message("classifier dataset", dataset, _classifier_datasets()))
+    res = build(dataset, seed=args.seed)
+    print(res.summary())
+    if args.ship:
+        path = ship(res, command=" ".join(["genbench", "assets", "build", args.name, "--seed", str(args.seed),
+                                            "--ship"]))
+        print(f"shipped: {path} (recorded in classifiers.json)")
+    return 0
 
 
 def _table(rows, headers) -> str:

@@ -44,6 +44,19 @@ class FeatureExtractor(ABC):
     def protocol_id(self) -> str:
         return self.protocol["id"]
 
+    # An extractor without learned weights (a fixed transform, or weights drawn from a fixed seed) measures the
+    # same on every machine by construction; set True in such subclasses.
+    weightless: bool = False
+
+    @property
+    def pinned(self) -> bool:
+        """Is this instrument the same on every machine? Weightless extractors are; a network is when its
+        protocol carries the sha256 of its weights (`weights_sha256`) and does not say `"pinned": false`."""
+        p = self.protocol
+        if "pinned" in p:
+            return bool(p["pinned"])
+        return bool(self.weightless or p.get("weights_sha256"))
+
     @abstractmethod
     def _prepare(self, samples: torch.Tensor) -> torch.Tensor:
         """Validate `samples` (a CPU tensor) and return what `forward_batch` takes, still on the CPU.

@@ -1,4 +1,4 @@
-"""`classifier:<dataset>`: a small CNN trained by genbench on a labelled image dataset, for features and labels.
+"""`classifier:<dataset>`: a small CNN for a labelled image dataset, for features and labels.
 
 - Features: the 128-d hidden layer (the penultimate layer, taken before its ReLU so no unit is stuck at 0)
   for FD / KID / P-R-D-C on CPU in seconds. Trained in float32; every inference (features, probabilities,
@@ -6,13 +6,22 @@
   instead of float32's (~1e-7: BLAS picks kernels by batch size). Labels: `predict_proba(samples)` (softmax, float64) for class
   coverage; `classifier:stacked-mnist` applies the MNIST classifier to each channel and gives the
   1000-mode label 100*d_R + 10*d_G + d_B.
-- `accuracy`: held-out accuracy on the dataset's test split (never trained on), reported in the protocol.
-- Deterministic: weights drawn with `seed`, batches shuffled by a seeded generator, trained on the CPU with one
-  thread (so the thread count of the machine cannot change the result; also the fastest choice on a busy
-  2-core machine). The result is cached under the genbench cache as
-  `classifiers/<dataset>-seed<seed>-<key>.pt`, `key` = sha256 of (data hash, architecture, training recipe,
-  seed, CODE_VERSION); the first use trains and saves atomically, later uses load. Bump CODE_VERSION whenever
-  the training code changes what it produces.
+- **Pinned weights.** Training is deterministic on one machine but not across CPU kinds (oneDNN picks other
+  kernels, float32 sums round differently, and training amplifies it: a Fashion-MNIST FD moved ~10% between an
+  AMX and an AVX512-BF16 CPU). So genbench ships the trained weights (`genbench/features/weights/`, listed with
+  their sha256 in `classifiers.json`) and every machine loads the same ones, verified by hash. The weights'
+  sha256 (of the float32 tensors, `weights_digest`) is part of the protocol id: `classifier:<dataset>/<12 hex>`.
+  Shipped weights are matched to the dataset by the sha256 of its train and test bytes, so another variant
+  (e.g. full MNIST instead of the offline 5000-image subset) never loads them.
+- **Built here.** A dataset without shipped weights (full MNIST, user datasets), or `weights="build"`, trains
+  the network with the recipe below on the CPU (one thread, seeded) and caches it, sealed with its sha256, as
+  `$GENBENCH_CACHE/classifiers/<dataset>-seed<seed>-<key>.pt`; a file lock makes concurrent workers train it
+  once. Its protocol says `"pinned": false` and its id carries its own weights hash, so its numbers are never
+  mistaken for the shipped instrument's (unless the build reproduced the shipped weights bit for bit).
+  `genbench assets build classifier:<dataset>` runs the recipe and reports how it compares with the shipped
+  weights (accuracy within `REBUILD_ACCURACY_MARGIN`; same hash only on the kind of CPU that built them).
+- `accuracy`: held-out accuracy on the dataset's test split (never trained on), measured when the weights were
+  built. It describes the instrument; the weights hash identifies it.
 """
 
 from __future__ import annotations
@@ -163,18 +172,67 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return right / max(1, len(x))
 
 
+WEIGHTS_DIR = Path(__file__).resolve().with_name("weights")
+MANIFEST = WEIGHTS_DIR / "classifiers.json"
+# A rebuild with the recipe (another CPU kind, another torch) gives other weights; its held-out accuracy stays
+# within this many points of the shipped weights' (fashion-mnist: measured, see docs).
+REBUILD_ACCURACY_MARGIN = 0.01
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 of a network's weights as float32 tensors (names, shapes and bytes, in name order): the
+    instrument's identity, independent of the file format that carried it."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        t = state_dict[k].detach().cpu().to(torch.float32).contiguous()
+        h.update(f"{k}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def shipped_manifest() -> dict:
+    """{dataset: [entry, ...]} of the weights shipped with genbench (`classifiers.json`)."""
+    try:
+        return json.loads(MANIFEST.read_text(encoding="utf-8")).get("classifiers", {})
+    except FileNotFoundError:
+        return {}
+
+
+def shipped_entry(dataset: str, data_sha256: str, seed: int = 0) -> Optional[dict]:
+    """The shipped weights for this dataset's exact data (train+test sha256) and seed, or None."""
+    for e in shipped_manifest().get(dataset, []):
+        if e.get("data_sha256") == data_sha256 and int(e.get("seed", 0)) == int(seed):
+            return e
+    return None
+
+
+def _state_from_bytes(raw: bytes) -> tuple[dict, dict]:
+    blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return blob["state_dict"], json.loads(blob["meta_json"])
+
+
+def _state_to_bytes(model: nn.Module, meta: dict) -> bytes:
+    buf = io.BytesIO()
+    sd = {k: v.detach().cpu().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": sd, "meta_json": json.dumps(meta, sort_keys=True)}, buf)
+    return buf.getvalue()
+
+
 class ClassifierExtractor(FeatureExtractor):
     """Features, class probabilities and held-out accuracy of genbench's CNN for one labelled image dataset.
-    Constructing it trains the network the first time (on the CPU) and loads the cached weights afterwards."""
+    `weights="shipped"` (default) loads the weights shipped with genbench when they exist for this data, else
+    builds them here; `weights="build"` always uses (and if needed trains) the locally built, cached network."""
 
     dim = HIDDEN
     default_batch_size = 1000
 
     def __init__(self, dataset: str, device="cpu", seed: int = 0, cache_dir: Optional[str | Path] = None,
-                 verbose: bool = True, dataset_options: Optional[dict] = None):
+                 verbose: bool = True, dataset_options: Optional[dict] = None, weights: str = "shipped"):
         super().__init__(device)
         from genbench.data import get_dataset
 
+        if weights not in ("shipped", "build"):
+            raise InvalidInputError(f"classifier weights must be 'shipped' or 'build', got {weights!r}")
         ds = get_dataset(dataset, **(dataset_options or {}))
         info = ds.info
         if info.modality != "image" or not info.num_classes:
@@ -188,69 +246,125 @@ class ClassifierExtractor(FeatureExtractor):
         train, test = ds.load("train"), ds.load("test")
         if train.y is None or test.y is None:
             raise InvalidInputError(f"classifier:{dataset}: the dataset has no labels")
+        self._data = (train, test)
         self.recipe = RECIPES.get(dataset, Recipe())
         self.data_sha256 = data_sha256(train.x, train.y, test.x, test.y)
         self.data_variant = train.meta.get("variant", "")
-        key_src = {"code_version": CODE_VERSION, "dataset": dataset, "data_sha256": self.data_sha256,
-                   "architecture": ARCHITECTURE, "num_classes": self.num_classes, "input_shape": self.input_shape,
-                   "recipe": asdict(self.recipe), "seed": self.seed}
-        self.cache_key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
+        self.key_source = {"code_version": CODE_VERSION, "dataset": dataset, "data_sha256": self.data_sha256,
+                           "architecture": ARCHITECTURE, "num_classes": self.num_classes,
+                           "input_shape": self.input_shape, "recipe": asdict(self.recipe), "seed": self.seed}
+        self.cache_key = hashlib.sha256(json.dumps(self.key_source, sort_keys=True).encode()).hexdigest()
         if cache_dir is None:
             from genbench.assets import cache_dir as _cache_dir
 
             cache_dir = _cache_dir()
         self.cache_path = Path(cache_dir) / "classifiers" / f"{dataset}-seed{self.seed}-{self.cache_key[:16]}.pt"
 
+        entry = shipped_entry(dataset, self.data_sha256, self.seed) if weights == "shipped" else None
+        self.shipped = entry
+        if entry is not None:
+            model, meta = self._load_shipped(entry, verbose)
+            self.loaded_from_cache = True
+            self.source = f"shipped with genbench ({entry['file']})"
+        else:
+            model, meta = self._load_or_build(verbose)
+            self.source = f"built here ({self.cache_path})"
+        self.meta = meta
+        self.accuracy = float(meta["test_accuracy"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        self.weights_sha256 = weights_digest(model.state_dict())
+        ship = shipped_entry(dataset, self.data_sha256, self.seed)
+        # pinned: these are the shipped weights (a local build that reproduced them bit for bit counts too)
+        self._pinned = ship is not None and ship.get("weights_sha256") == self.weights_sha256
+        self.model = model.to(self.device, torch.float64).eval()
+
+    # ------------------------------------------------------------------------------------------ weights
+    def _load_shipped(self, entry: dict, verbose: bool):
+        from genbench.errors import GenbenchError
+
+        path = WEIGHTS_DIR / entry["file"]
+        try:
+            sd, meta = _state_from_bytes(path.read_bytes())
+        except Exception as e:  # noqa: BLE001 - any failure means the installed package is damaged
+            raise GenbenchError(f"{self.name}: the weights shipped with genbench ({path}) cannot be read "
+                                f"({type(e).__name__}: {e}); reinstall genbench") from None
+        got = weights_digest(sd)
+        if got != entry["weights_sha256"]:
+            raise GenbenchError(f"{self.name}: the weights shipped with genbench ({path}) have sha256 {got[:12]}..., "
+                                f"expected {entry['weights_sha256'][:12]}... (damaged file); reinstall genbench")
+        c, h, w = self.input_shape
+        model = SmallCNN(c, h, w, self.num_classes)
+        model.load_state_dict(sd)
+        _log(f"loaded {self.name} shipped with genbench (weights {got[:12]}, test accuracy "
+             f"{100 * meta['test_accuracy']:.2f}%)", verbose)
+        return model.eval(), meta
+
+    def _load_or_build(self, verbose: bool):
+        """The locally built network: from the sealed cache, else trained now (once, under a file lock)."""
+        from genbench.locks import FileLock
+
         model, meta = self._load_cached(verbose)
-        self.loaded_from_cache = model is not None
-        if model is None:
-            c, h, w = self.input_shape
+        if model is not None:
+            self.loaded_from_cache = True
+            return model, meta
+        lock = FileLock(self.cache_path.with_suffix(".lock"), what=f"building {self.name}", blocking=True,
+                        timeout=3600)
+        with lock:
+            model, meta = self._load_cached(verbose)  # another process may have built it while we waited
+            if model is not None:
+                self.loaded_from_cache = True
+                return model, meta
+            train, test = self._data
             model, meta = train_classifier(train.x, train.y, test.x, test.y, self.num_classes, self.recipe,
                                            self.seed, label=self.name, verbose=verbose)
-            meta = {**meta, "cache_key": self.cache_key, "key_source": key_src, "torch_version": str(torch.__version__),
+            meta = {**meta, "cache_key": self.cache_key, "key_source": self.key_source,
+                    "torch_version": str(torch.__version__),
                     "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             self._save(model, meta)
             _log(f"saved {self.name} to {self.cache_path}", verbose)
-        self.meta = meta
-        self.accuracy = float(meta["test_accuracy"])
-        self.train_seconds = float(meta["train_seconds"])
-        self.model = model.to(self.device, torch.float64).eval()
+        self.loaded_from_cache = False
+        return model.float(), meta
 
-    # ------------------------------------------------------------------------------------------ cache
     def _load_cached(self, verbose: bool):
+        from genbench.fileio import read_sealed
+
         p = self.cache_path
         if not p.is_file():
             return None, None
         try:
-            blob = torch.load(p, map_location="cpu", weights_only=True)
-            meta = json.loads(blob["meta_json"])
+            sd, meta = _state_from_bytes(read_sealed(p))
             if meta.get("cache_key") != self.cache_key:
                 raise ValueError(f"cache key mismatch ({str(meta.get('cache_key'))[:16]})")
+            if meta.get("weights_sha256") not in (None, weights_digest(sd)):
+                raise ValueError("weights do not match their recorded sha256")
             c, h, w = self.input_shape
-            model = SmallCNN(c, h, w, self.num_classes).double()
-            model.load_state_dict(blob["state_dict"])
-        except Exception as e:  # unreadable, truncated or foreign file: train again and overwrite it
-            warnings.warn(f"cached {self.name} at {p} is unusable ({type(e).__name__}: {e}); training again",
-                          RuntimeWarning, stacklevel=3)
+            model = SmallCNN(c, h, w, self.num_classes)
+            model.load_state_dict(sd)
+        except Exception as e:  # unreadable, corrupted, truncated or foreign file: delete, train again
+            warnings.warn(f"cached {self.name} at {p} is unusable ({type(e).__name__}: {e}); deleting it and "
+                          "training again", RuntimeWarning, stacklevel=4)
+            p.unlink(missing_ok=True)
             return None, None
         _log(f"loaded {self.name} from {p} (test accuracy {100 * meta['test_accuracy']:.2f}%)", verbose)
         return model.eval(), meta
 
     def _save(self, model: nn.Module, meta: dict) -> None:
-        from genbench.fileio import atomic_write_bytes
+        from genbench.fileio import write_sealed
 
-        buf = io.BytesIO()
-        torch.save({"state_dict": model.state_dict(), "meta_json": json.dumps(meta, sort_keys=True)}, buf)
-        atomic_write_bytes(self.cache_path, buf.getvalue())
+        meta = {**meta, "weights_sha256": weights_digest(model.state_dict())}
+        write_sealed(self.cache_path, _state_to_bytes(model, meta))
 
     # ------------------------------------------------------------------------------------------ API
     @property
     def protocol(self) -> dict:
         c, h, w = self.input_shape
         return {
-            "id": f"{self.name}/{self.cache_key[:12]}",
+            "id": f"{self.name}/{self.weights_sha256[:12]}",
             "extractor": "classifier",
             "version": CODE_VERSION,
+            "weights_sha256": self.weights_sha256,
+            "pinned": self._pinned,
+            "weights_source": "shipped" if self.shipped is not None else "built here",
             "dataset": self.dataset,
             "data_variant": self.data_variant,
             "data_sha256": self.data_sha256,
@@ -265,7 +379,6 @@ class ClassifierExtractor(FeatureExtractor):
             "test_accuracy": self.accuracy,
             "n_train": self.meta["n_train"],
             "n_test": self.meta["n_test"],
-            "cache_key": self.cache_key,
         }
 
     def _prepare(self, samples: torch.Tensor) -> torch.Tensor:
@@ -304,12 +417,12 @@ class StackedMNISTClassifier(FeatureExtractor):
     default_batch_size = 1000
 
     def __init__(self, device="cpu", seed: int = 0, cache_dir=None, verbose: bool = True,
-                 mnist_variant: str = "auto", base: str = "mnist", n_test: int = 10000):
+                 mnist_variant: str = "auto", base: str = "mnist", n_test: int = 10000, weights: str = "shipped"):
         super().__init__(device)
         self.name = "classifier:stacked-mnist" if base == "mnist" else f"classifier:stacked-{base}"
         opts = {"variant": mnist_variant} if base == "mnist" else None
         self.digit = ClassifierExtractor(base, device=device, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                                         dataset_options=opts)
+                                         dataset_options=opts, weights=weights)
         if self.digit.num_classes != 10 or self.digit.input_shape[0] != 1:
             raise InvalidInputError(f"{self.name}: the per-channel classifier must be a 10-class one-channel "
                                     f"classifier, {self.digit.name} is not")
@@ -335,9 +448,11 @@ class StackedMNISTClassifier(FeatureExtractor):
         base = self.digit.protocol
         h, w = self.image_size
         return {
-            "id": f"{self.name}/{self.digit.cache_key[:12]}",
+            "id": f"{self.name}/{self.digit.weights_sha256[:12]}",
             "extractor": "classifier",
             "version": CODE_VERSION,
+            "weights_sha256": self.digit.weights_sha256,
+            "pinned": self.digit.pinned,
             "dataset": self.name.split(":", 1)[1],
             "per_channel": base,
             "mode_label": f"100*d_R + 10*d_G + d_B, each digit by {self.digit.name}",

@@ -104,6 +104,7 @@ class InceptionExtractor(FeatureExtractor):
             "version": VERSION,
             "network": "Inception-v3, TF inception-2015-12-05 graph (NVIDIA TorchScript export)",
             "weights_sha256": self.weights_sha256,
+            "pinned": pinned,
             "layer": "pool3",
             "dim": self.dim,
             "input": "images (N, C, H, W), C in {1, 3}, float in [0, 1] or uint8",

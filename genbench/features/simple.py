@@ -12,6 +12,7 @@ from genbench.features.base import FeatureExtractor, check_finite, prepare_image
 
 
 class IdentityExtractor(FeatureExtractor):
+    weightless = True
     """Features = the samples themselves, flattened to (N, D), in float64. `dim` is D of the last extracted
     set (0 before the first call) unless given."""
 
@@ -48,6 +49,7 @@ class IdentityExtractor(FeatureExtractor):
 
 
 class RandomConvExtractor(FeatureExtractor):
+    weightless = True  # weights drawn from a fixed seed
     """A fixed-seed, untrained two-layer conv net: cheap features for plumbing tests of the pipeline. Its numbers
     mean nothing about sample quality; the protocol says so. Weights are drawn (He-normal, from a seeded
     torch.Generator) per input channel count C, so any (N, C, H, W) image in [0, 1] is accepted."""

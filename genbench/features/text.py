@@ -35,6 +35,7 @@ def _texts(samples) -> list[str]:
 
 
 class CharNgramExtractor(FeatureExtractor):
+    weightless = True  # hashed character n-gram counts: a fixed transform
     name = "char-ngram"
 
     def __init__(self, dim: int = 256, max_n: int = 3, device: str = "cpu"):

@@ -62,6 +62,8 @@ class EvalContext:
             p["dataset"] = self.dataset
         if self.feature_protocol:
             p["features"] = self.feature_protocol.get("id", "")
+            if self.feature_protocol.get("pinned") is False:  # the instrument may differ from machine to machine
+                p["features_pinned"] = False
         if self.real_features is not None:
             p["n_real"] = int(self.real_features.shape[0])
         if self.fake_features is not None:

@@ -285,7 +285,8 @@ def describe_protocol(p: Optional[dict]) -> str:
     if isinstance(feat, dict):
         feat = feat.get("id") or feat.get("name") or str(feat)
     if feat:
-        parts.append(f"features {feat}")
+        parts.append(f"features {feat}" + (" (UNPINNED: weights not hash-pinned, so the numbers may differ from "
+                                           "machine to machine)" if p.get("features_pinned") is False else ""))
     if p.get("classifier") and p["classifier"] != feat:
         parts.append(f"classifier {p['classifier']}")
     n_fake = next((p[k] for k in ("n_fake", "n_samples", "num_samples", "n_generated") if p.get(k) is not None), None)
