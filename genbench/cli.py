@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "genbench.commands.recommend",
     "genbench.commands.eval",
     "genbench.commands.check",
+    "genbench.commands.calibrate",
     "genbench.commands.report",
 ]
 

@@ -1,13 +1,22 @@
-"""Regression checks between two result sets (`genbench compare BASELINE NEW`).
+"""Regression checks between two result sets (`genbench compare BASELINE NEW`, and `genbench check`).
 
-For every (dataset, model, metric, variant) present in either set: the change, whether it is beyond noise and
-beyond the metric's tolerance, and a verdict. Noise comes from the numbers themselves: the confidence
-intervals the metric engine stored (bootstrap over features) or, with several seeds, the spread over seeds —
-never a bare percentage. A change is a *regression* only when it goes the wrong way by more than both the
-noise and the tolerance. Timing metrics (protocol `"timing": true`) have no CI; they use the tolerance alone.
+For every (dataset, model, metric, variant) present in either set: the change of the mean over seeds, its 95%
+confidence interval, the noise it was judged against and what that noise is made of, and a verdict.
+
+- **Quality scores** are judged by `genbench.noise`: the noise includes sampling noise (the stored bootstrap CIs)
+  *and* training noise (the spread over seeds of either side, pooled with the committed calibration of seed
+  spreads). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
+  change that counts) and significantly worse, by a one-sided test on the difference of seed means that is
+  Holm-Bonferroni-corrected over all scores at family-wise level `alpha` (default 0.05).
+- **Timing scores** (protocol `"timing": true`) are compared, by tolerance alone, only when both were measured on
+  the same hardware (CPU model and extensions or GPU, torch version) with the same threads; otherwise they are
+  listed as "not compared: different hardware (A vs B)" and neither fail the gate nor make the runs incomparable.
+- **Comparability** is decided by the measurement's protocol (feature network *with its weights hash*, sample
+  counts, reference split, k...), not by entries that describe the machine (`classifier_accuracy`, the model's
+  arithmetic `precision`).
 
 Exit codes (a contract for CI): 0 no regression, 1 at least one regression, 2 the two sets are not comparable
-(a different protocol, dataset or sample count), with the reason.
+(a different protocol, dataset or sample count, or no job in common), with the reason; 2 wins over 1.
 """
 
 from __future__ import annotations
@@ -22,12 +31,18 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
+from genbench.noise import Z95, Calibration, holm, interval, load_calibration, noise_for, p_greater, side_stats
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.toml")
 KEY = ["dataset", "model", "metric", "variant"]
+DEFAULT_ALPHA = 0.05  # family-wise false-alarm rate of one comparison (Holm-Bonferroni over its scores)
 # Protocol entries that legitimately differ between two runs of the same protocol.
-_VOLATILE_PROTOCOL_KEYS = {"seed", "timing", "device", "batch_size", "repeats", "warmup"}
+_VOLATILE_PROTOCOL_KEYS = {"seed", "timing", "device", "batch_size", "repeats", "warmup", "hardware",
+                           "torch_threads", "device_name"}
+# Entries that describe the machine or the model's arithmetic, not the measurement: shown, never what decides
+# comparability (the instrument's id, which carries its weights hash, decides that).
+_DESCRIPTIVE_PROTOCOL_KEYS = {"classifier_accuracy", "precision", "features_pinned"}
 # Protocol entries that make two numbers incomparable when they differ; named in the "not comparable" message.
 _SAMPLE_COUNT_KEYS = ("n_fake", "n_real", "n_samples", "num_samples")
 
@@ -150,21 +165,17 @@ class Aggregate:
 
 
 def aggregate(frame: pd.DataFrame) -> dict[tuple, Aggregate]:
+    """Per score: the mean over seeds and a 95% half-width of that mean (noise model of genbench.noise with
+    no calibration: max of the feature noise and the seed spread)."""
     out: dict[tuple, Aggregate] = {}
     for key, g in frame.groupby(KEY, sort=True, dropna=False):
-        vals = g["value"].astype(float)
-        n = int(len(vals))
+        st = side_stats(g)
         proto = _protocol(g["protocol"].iloc[0])
         timing = bool(proto.get("timing", False))
-        mean = float(vals.mean())
-        ci_hw = ((g["ci_high"] - g["ci_low"]) / 2).dropna()
-        hw = 0.0
-        if len(ci_hw):
-            # CI of a mean of independent estimates: the half-widths add in quadrature, over n.
-            hw = float(math.sqrt(float((ci_hw**2).sum())) / n)
-        if n >= 2:
-            hw = max(hw, 1.96 * float(vals.std(ddof=1)) / math.sqrt(n))
-        out[tuple(key)] = Aggregate(mean, hw, n, bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]), proto, timing)
+        seed_sd = math.sqrt(st.sum_sq() / (st.n - 1)) if st.n >= 2 else 0.0
+        hw = Z95 * max(st.feature_sd, seed_sd) / math.sqrt(st.n)
+        out[tuple(key)] = Aggregate(st.mean, hw, st.n, bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]),
+                                    proto, timing)
     return out
 
 
@@ -179,7 +190,15 @@ def _protocol(raw) -> dict:
 
 
 def _stable_protocol(p: dict) -> dict:
-    return {k: v for k, v in p.items() if k not in _VOLATILE_PROTOCOL_KEYS}
+    return {k: v for k, v in p.items() if k not in _VOLATILE_PROTOCOL_KEYS and k not in _DESCRIPTIVE_PROTOCOL_KEYS}
+
+
+def protocol_fingerprint(raw) -> str:
+    """The protocol entries that decide comparability, as canonical JSON (calibration files key on it)."""
+    p = _stable_protocol(_protocol(raw))
+    if _protocol(raw).get("timing"):
+        p["timing"] = True
+    return json.dumps(p, sort_keys=True, default=str)
 
 
 @dataclass
@@ -191,18 +210,26 @@ class Row:
     baseline: Optional[float]
     new: Optional[float]
     delta: Optional[float]
-    noise: float
+    noise: float  # standard error of the change (quality); 0 for timing
     tolerance: str
-    verdict: str  # "regressed" | "improved" | "unchanged" | "within noise" | "new" | "missing"
+    verdict: str  # "regressed" | "improved" | "unchanged" | "within noise" | "not compared" | "new" | "missing"
     higher_is_better: bool
     unit: str
     detail: str = ""
+    ci: Optional[tuple] = None  # 95% confidence interval of the change
+    p_value: Optional[float] = None  # one-sided, for the direction of the change
+    noise_source: str = ""  # what the noise is made of
+    seeds: tuple = (0, 0)  # seeds on the (baseline, new) side
 
 
 @dataclass
 class Comparison:
     rows: list[Row] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # reasons the sets are not comparable
+    notes: list[str] = field(default_factory=list)  # things a reader must know (unknown training noise...)
+    env: dict = field(default_factory=dict)  # {"baseline": str, "new": str, "differs": bool}
+    alpha: float = DEFAULT_ALPHA
+    calibration: str = ""
 
     @property
     def regressions(self) -> list[Row]:
@@ -210,7 +237,7 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        if self.problems:
+        if self.problems:  # the gate cannot be trusted: not comparable wins over a regression
             return EXIT_NOT_COMPARABLE
         return EXIT_REGRESSION if self.regressions else EXIT_OK
 
@@ -221,128 +248,200 @@ def is_timing(frame: pd.DataFrame) -> pd.Series:
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[dict[str, Tolerance]] = None,
-                   timing: bool = True) -> Comparison:
-    """`timing=False` leaves the machine-dependent timing metrics out (a quality-only gate)."""
+                   timing: bool = True, alpha: float = DEFAULT_ALPHA, calibration: Optional[Calibration] = None,
+                   env: Optional[dict] = None) -> Comparison:
+    """Judge every score of `new` against `base` (see the module docstring and genbench.noise). `timing=False`
+    leaves the machine-dependent timing metrics out; otherwise they are compared only on the same hardware.
+    `calibration` defaults to the built-in seed spreads (genbench/calibration/)."""
     tolerances = tolerances if tolerances is not None else load_tolerances()
+    calibration = calibration if calibration is not None else load_calibration()
+    if not 0 < alpha < 1:
+        raise InvalidInputError(f"alpha must be between 0 and 1, got {alpha}")
     if not timing:
         base, new = base[~is_timing(base)], new[~is_timing(new)]
-    cmp = Comparison()
+    cmp = Comparison(alpha=alpha, calibration=calibration.describe(), env=dict(env or {}))
     base_ds, new_ds = set(base["dataset"]), set(new["dataset"])
     if not base_ds & new_ds:
         cmp.problems.append(f"no dataset in common: baseline has {sorted(base_ds)}, new has {sorted(new_ds)}")
         return cmp
-    a, b = aggregate(base), aggregate(new)
+    base_jobs, new_jobs = set(zip(base["dataset"], base["model"])), set(zip(new["dataset"], new["model"]))
+    if not base_jobs & new_jobs:
+        cmp.problems.append("no (dataset, model) in common: the two runs share datasets but scored different models "
+                            f"(baseline: {_jobs(base_jobs)}; new: {_jobs(new_jobs)})")
+        return cmp
+    a, b = _sides(base), _sides(new)
+    pending = []  # quality rows awaiting the multiple-testing decision
+    unknown_noise = set()
     for key in sorted(set(a) | set(b)):
         ds, model, metric, variant = key
         if ds not in base_ds or ds not in new_ds:
             continue  # a dataset only one side ran is reported once, below
-        if key not in b:
-            x = a[key]
-            cmp.rows.append(Row(ds, model, metric, variant, x.value, None, None, x.half_width, "", "missing", x.higher_is_better, x.unit))
-            continue
-        if key not in a:
-            y = b[key]
-            cmp.rows.append(Row(ds, model, metric, variant, None, y.value, None, y.half_width, "", "new", y.higher_is_better, y.unit))
+        if key not in b or key not in a:
+            x = a.get(key) or b.get(key)
+            cmp.rows.append(Row(ds, model, metric, variant, x.stats.mean if key in a else None,
+                                x.stats.mean if key in b else None, None, 0.0, "", "missing" if key in a else "new",
+                                x.higher_is_better, x.unit))
             continue
         x, y = a[key], b[key]
+        if x.timing or y.timing:
+            cmp.rows.append(_judge_timing(key, x, y, tolerance_for(metric, tolerances)))
+            continue
         pa, pb = _stable_protocol(x.protocol), _stable_protocol(y.protocol)
         if pa != pb:
             diff = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
             counts = [k for k in diff if k in _SAMPLE_COUNT_KEYS]
-            what = "sample count" if counts else "protocol"
+            what = ("sample count" if counts else "feature network" if "features" in diff or "classifier" in diff
+                    else "protocol")
             detail = ", ".join(f"{k}: {pa.get(k)!r} -> {pb.get(k)!r}" for k in diff)
             cmp.problems.append(f"{ds}/{model}/{metric}{'/' + variant if variant else ''}: different {what} ({detail})")
             continue
-        cmp.rows.append(_judge(key, x, y, tolerance_for(metric, tolerances)))
-    only = sorted(base_ds ^ new_ds)
-    for ds in only:
+        cal, _ = calibration.get(x.budget, key, protocol_fingerprint(x.protocol))
+        row = _judge(key, x, y, tolerance_for(metric, tolerances), cal)
+        if row.noise_source.startswith("unknown"):
+            unknown_noise.add((ds, model))
+        if x.protocol.get("features_pinned") is False:
+            row.detail += "; unpinned feature network: numbers may differ between machines"
+        cmp.rows.append(row)
+        if row.verdict == "pending":
+            pending.append(row)
+    _decide(pending, alpha)
+    for ds in sorted(base_ds ^ new_ds):
         side = "baseline" if ds in base_ds else "new"
         cmp.rows.append(Row(ds, "*", "*", "", None, None, None, 0.0, "", "missing" if side == "baseline" else "new", True, "",
                             detail=f"dataset only in the {side} run"))
+    if unknown_noise:
+        cmp.notes.append(f"training noise unknown for {len(unknown_noise)} job(s) ({_jobs(unknown_noise)}): each side "
+                         "has one seed and no calibration applies, so only sampling noise was allowed for. Run more "
+                         "seeds (--seeds 0,1,2) or provide a calibration (genbench calibrate).")
     return cmp
 
 
-def _judge(key: tuple, x: Aggregate, y: Aggregate, tol: Tolerance) -> Row:
+def _jobs(pairs) -> str:
+    pairs = sorted(pairs)
+    s = ", ".join(f"{d}/{m}" for d, m in pairs[:6])
+    return s + (f" and {len(pairs) - 6} more" if len(pairs) > 6 else "")
+
+
+@dataclass
+class _Side:
+    stats: SideStats
+    higher_is_better: bool
+    unit: str
+    protocol: dict
+    timing: bool
+    budget: str
+
+
+def _sides(frame: pd.DataFrame) -> dict[tuple, _Side]:
+    out = {}
+    for key, g in frame.groupby(KEY, sort=True, dropna=False):
+        proto = _protocol(g["protocol"].iloc[0])
+        budget = str(g["budget"].iloc[0]) if "budget" in g.columns else ""
+        out[tuple(key)] = _Side(side_stats(g), bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]), proto,
+                                bool(proto.get("timing", False)), budget)
+    return out
+
+
+def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance) -> Row:
+    """Timings are compared by tolerance alone, and only between runs on the same hardware and thread count."""
     ds, model, metric, variant = key
-    if not (math.isfinite(x.value) and math.isfinite(y.value)):
-        # e.g. mode_kl is +inf for a model that covers no mode: equal infinities are unchanged; a move to or
-        # from infinity is judged by direction alone.
-        if x.value == y.value or (math.isnan(x.value) and math.isnan(y.value)):
-            return Row(ds, model, metric, variant, x.value, y.value, 0.0, 0.0, str(tol), "unchanged", x.higher_is_better, x.unit, "both non-finite")
-        xv, yv = (-x.value, -y.value) if x.higher_is_better else (x.value, y.value)
-        verdict = "regressed" if (math.isnan(yv) or yv > xv) else "improved"
-        return Row(ds, model, metric, variant, x.value, y.value, None, 0.0, str(tol), verdict, x.higher_is_better, x.unit, "non-finite value")
-    delta = y.value - x.value
-    worse = -delta if x.higher_is_better else delta  # > 0 means the new value is worse
-    noise = 0.0 if x.timing else math.sqrt(x.half_width**2 + y.half_width**2)
-    allowed = tol.allowed(x.value)
-    threshold = max(noise, allowed)
-    if abs(delta) <= 1e-12 * max(1.0, abs(x.value)):
-        verdict = "unchanged"
-    elif abs(worse) <= threshold:
-        verdict = "within noise" if noise >= allowed else "unchanged"
-    else:
-        verdict = "regressed" if worse > 0 else "improved"
-    detail = f"threshold {threshold:.4g} (noise {noise:.3g}, tolerance {tol})"
-    return Row(ds, model, metric, variant, x.value, y.value, delta, noise, str(tol), verdict, x.higher_is_better, x.unit, detail)
+    base, new = x.stats.mean, y.stats.mean
+    hx, hy = x.protocol.get("hardware"), y.protocol.get("hardware")
+    tx, ty = x.protocol.get("torch_threads"), y.protocol.get("torch_threads")
+    why = ""
+    if hx is None or hy is None:
+        why = f"hardware not recorded ({hx or 'baseline: unknown'} vs {hy or 'new: unknown'})"
+    elif hx != hy:
+        why = f"different hardware ({hx} vs {hy})"
+    elif tx != ty:
+        why = f"different thread counts ({tx} vs {ty})"
+    elif _timing_setup(x.protocol) != _timing_setup(y.protocol):
+        px, py = _timing_setup(x.protocol), _timing_setup(y.protocol)
+        why = "different timing set-up (" + ", ".join(
+            f"{k}: {px.get(k)!r} -> {py.get(k)!r}" for k in sorted(set(px) | set(py)) if px.get(k) != py.get(k)) + ")"
+    if why:
+        return Row(ds, model, metric, variant, base, new, None, 0.0, str(tol), "not compared", x.higher_is_better,
+                   x.unit, detail=why, noise_source="timing", seeds=(x.stats.n, y.stats.n))
+    verdict, delta = _by_tolerance(base, new, x.higher_is_better, tol)
+    return Row(ds, model, metric, variant, base, new, delta, 0.0, str(tol), verdict, x.higher_is_better, x.unit,
+               detail=f"same hardware ({hx}); judged by the tolerance {tol} alone", noise_source="timing",
+               seeds=(x.stats.n, y.stats.n))
+
+
+def _timing_setup(p: dict) -> dict:
+    """What a timing measured (batch size, repeats, statistic...), without where it ran."""
+    return {k: v for k, v in p.items()
+            if k not in ("seed", "hardware", "torch_threads", "device_name", "from_checkpoint_cache", "source")}
+
+
+def _by_tolerance(base: float, new: float, higher_is_better: bool, tol: Tolerance) -> tuple[str, Optional[float]]:
+    if not (math.isfinite(base) and math.isfinite(new)):
+        if base == new or (math.isnan(base) and math.isnan(new)):
+            return "unchanged", 0.0
+        xv, yv = (-base, -new) if higher_is_better else (base, new)
+        return ("regressed" if (math.isnan(yv) or yv > xv) else "improved"), None
+    delta = new - base
+    worse = -delta if higher_is_better else delta
+    if abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= tol.allowed(base):
+        return "unchanged", delta
+    return ("regressed" if worse > 0 else "improved"), delta
+
+
+def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal) -> Row:
+    """A quality score: 'unchanged' within the tolerance; beyond it, 'pending' until `_decide` tests it."""
+    ds, model, metric, variant = key
+    base, new = x.stats.mean, y.stats.mean
+    seeds = (x.stats.n, y.stats.n)
+    if not (math.isfinite(base) and math.isfinite(new)):
+        # e.g. mode_kl is +inf for a model that covers no mode: equal infinities are unchanged; a move to or from
+        # infinity is judged by direction alone.
+        verdict, _ = _by_tolerance(base, new, x.higher_is_better, tol)
+        return Row(ds, model, metric, variant, base, new, None if verdict != "unchanged" else 0.0, 0.0, str(tol),
+                   verdict, x.higher_is_better, x.unit, "non-finite value", seeds=seeds)
+    nz = noise_for(x.stats, y.stats, cal)
+    delta = new - base
+    worse = -delta if x.higher_is_better else delta  # > 0: the new value is worse
+    ci = interval(delta, nz.se, nz.df)
+    allowed = tol.allowed(base)
+    detail = f"tolerance {tol} (= {allowed:.3g}); noise: {nz.describe()}"
+    row = Row(ds, model, metric, variant, base, new, delta, nz.se, str(tol), "unchanged", x.higher_is_better, x.unit,
+              detail, ci, None, nz.seed_source, seeds)
+    if abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= allowed:
+        return row  # within the smallest change that counts
+    row.p_value = p_greater(abs(worse), nz.se, nz.df)
+    row.verdict = "pending"
+    row._worse = worse > 0  # type: ignore[attr-defined]
+    return row
+
+
+def _decide(rows: list[Row], alpha: float) -> None:
+    """Holm-Bonferroni over every score whose change exceeds its tolerance, at family-wise level `alpha`:
+    significant ones are 'regressed' / 'improved', the others 'within noise'."""
+    rejected = holm([r.p_value for r in rows], alpha)
+    for r, sig in zip(rows, rejected):
+        worse = r.__dict__.pop("_worse")
+        r.verdict = ("regressed" if worse else "improved") if sig else "within noise"
+        r.detail += f"; p = {r.p_value:.2g} (Holm, family-wise alpha {alpha:g} over {len(rows)})"
 
 
 def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None,
-                  timing: bool = True) -> Comparison:
-    return compare_frames(load_results(baseline), load_results(new), load_tolerances(tolerances_file), timing=timing)
+                  timing: bool = True, alpha: float = DEFAULT_ALPHA,
+                  calibration_files: Optional[list] = None) -> Comparison:
+    base, new_f = load_results(baseline), load_results(new)
+    env = {"baseline": environment_of(baseline, base), "new": environment_of(new, new_f)}
+    env["differs"] = env["baseline"] != env["new"]
+    return compare_frames(base, new_f, load_tolerances(tolerances_file), timing=timing, alpha=alpha,
+                          calibration=load_calibration(calibration_files), env=env)
 
 
-# ---------------------------------------------------------------------------------------------- output
-def to_markdown(cmp: Comparison) -> str:
-    from tabulate import tabulate
-
-    lines = []
-    if cmp.problems:
-        lines.append("**Not comparable** (exit 2):\n")
-        lines += [f"- {p}" for p in cmp.problems]
-        lines.append("")
-    n_reg = len(cmp.regressions)
-    lines.append(f"{len(cmp.rows)} metrics compared: {n_reg} regressed, "
-                 f"{sum(r.verdict == 'improved' for r in cmp.rows)} improved, "
-                 f"{sum(r.verdict in ('unchanged', 'within noise') for r in cmp.rows)} unchanged or within noise, "
-                 f"{sum(r.verdict == 'new' for r in cmp.rows)} new, {sum(r.verdict == 'missing' for r in cmp.rows)} missing.\n")
-    table = [
-        [r.dataset, r.model, r.metric + (f" [{r.variant}]" if r.variant else ""), "↑" if r.higher_is_better else "↓",
-         _fmt(r.baseline), _fmt(r.new), _fmt(r.delta, signed=True), _fmt(r.noise), r.tolerance,
-         f"**{r.verdict}**" if r.verdict == "regressed" else r.verdict]
-        for r in sorted(cmp.rows, key=lambda r: (r.verdict != "regressed", r.dataset, r.model, r.metric, r.variant))
-    ]
-    headers = ["dataset", "model", "metric", "better", "baseline", "new", "change", "noise (95%)", "tolerance", "verdict"]
-    lines.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
-    return "\n".join(lines) + "\n"
+def environment_of(path: str | Path, frame: pd.DataFrame) -> str:
+    """Where a result set was measured: the `hardware` its timing rows recorded (else 'unknown')."""
+    if frame is None or frame.empty or "protocol" not in frame.columns:
+        return "unknown"
+    hw = {_protocol(p).get("hardware") for p in frame["protocol"]} - {None}
+    if not hw:
+        return "unknown (no hardware recorded: a result set from an older genbench)"
+    return "; ".join(sorted(hw))
 
 
-def _fmt(v: Optional[float], signed: bool = False) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{v:+.4g}" if signed else f"{v:.4g}"
-
-
-def to_junit(cmp: Comparison, suite_name: str = "genbench.compare") -> str:
-    import xml.etree.ElementTree as ET
-
-    suite = ET.Element("testsuite", name=suite_name)
-    failures = 0
-    for p in cmp.problems:
-        tc = ET.SubElement(suite, "testcase", classname="comparability", name=p.split(":")[0])
-        ET.SubElement(tc, "error", message="not comparable").text = p
-    for r in cmp.rows:
-        name = f"{r.metric}[{r.variant}]" if r.variant else r.metric
-        tc = ET.SubElement(suite, "testcase", classname=f"{r.dataset}.{r.model}", name=name)
-        if r.verdict == "regressed":
-            failures += 1
-            ET.SubElement(tc, "failure", message=f"{name} regressed: {_fmt(r.baseline)} -> {_fmt(r.new)}").text = r.detail
-        elif r.verdict in ("new", "missing"):
-            ET.SubElement(tc, "skipped", message=f"{r.verdict} {r.detail}".strip())
-        else:
-            ET.SubElement(tc, "system-out").text = f"{r.verdict}: {_fmt(r.baseline)} -> {_fmt(r.new)}; {r.detail}"
-    suite.set("tests", str(len(cmp.rows) + len(cmp.problems)))
-    suite.set("failures", str(failures))
-    suite.set("errors", str(len(cmp.problems)))
-    suite.set("skipped", str(sum(r.verdict in ("new", "missing") for r in cmp.rows)))
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+from genbench.compare_output import to_junit, to_markdown  # noqa: E402  (re-exported: the public API)

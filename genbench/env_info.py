@@ -42,10 +42,49 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# CPU features that change which kernels torch runs, and so timings (and the last bits of results)
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_isa() -> list[str]:
+    """Which of the CPU features in _ISA_FLAGS this CPU has (Linux; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in _ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def hardware(device: str | torch.device = "cpu") -> str:
+    """The environment fingerprint that timing figures depend on: CPU model, vector/matrix extensions and core
+    count, or the GPU's name; and the torch version. Two timings are compared only when these are equal."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        where = f"GPU {torch.cuda.get_device_name(dev)}"
+    else:
+        isa = ",".join(cpu_isa()) or "no avx2"
+        where = f"CPU {cpu_model()} [{isa}] x{os.cpu_count()}"
+    return f"{where}; torch {torch.__version__}"
+
+
 def device_description(device: str) -> str:
     if device == "cuda" and torch.cuda.is_available():
-        return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()}"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()})"
+        return f"cuda:{torch.cuda.current_device()} {torch.cuda.get_device_name()} ({hardware(device)})"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {hardware(device)})"
 
 
 def environment(device: str) -> dict:

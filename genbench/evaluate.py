@@ -467,8 +467,11 @@ def baseline_suite(baseline: str | Path, suite: Optional[str] = None):
 
 def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, junit: Optional[str | Path] = None,
               out: Optional[str | Path] = None, suite: Optional[str] = None, device: Optional[str] = None,
-              quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True) -> CheckResult:
-    from genbench.compare import Row, compare_frames, load_results, load_tolerances, to_junit, to_markdown
+              quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True,
+              alpha: float = 0.05, calibration_files: Optional[list] = None) -> CheckResult:
+    from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances, to_junit,
+                                  to_markdown)
+    from genbench.noise import load_calibration
     from genbench.env_info import resolve_device
     from genbench.fileio import atomic_write_text
     from genbench.runner import Runner
@@ -476,6 +479,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     base_path = Path(baseline)
     tol = load_tolerances(tolerances)  # a bad tolerance file fails before any work
+    load_calibration(calibration_files)  # so does a bad calibration file
     s = baseline_suite(base_path, suite)
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="genbench-check-"))
     base_dir = (base_path if base_path.is_dir() else base_path.parent).resolve()
@@ -493,7 +497,10 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     base = load_results(base_path)
     base = base[~base["model"].astype(str).str.startswith(USER_PREFIX)]
     new = load_results(out_dir)
-    cmp = compare_frames(base, new, tol, timing=timing)
+    env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
+    env["differs"] = env["baseline"] != env["new"]
+    cmp = compare_frames(base, new, tol, timing=timing, alpha=alpha, calibration=load_calibration(calibration_files),
+                         env=env)
     for job_id, err in summary.failed:
         ds, model = job_id.split("/")[:2]
         cmp.rows.append(Row(ds, model, "job", "", None, None, None, 0.0, "", "regressed", True, "",

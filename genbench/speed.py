@@ -82,9 +82,12 @@ _MEMORY_SCOPE = {
 # ---------------------------------------------------------------------------------------------- figures
 def _timing_protocol(device, **more) -> dict:
     dev = torch.device(device)
+    from genbench.env_info import hardware
+
     p = {"timing": True, "device": str(dev), "torch_threads": torch.get_num_threads(), **more}
     if dev.type == "cuda" and torch.cuda.is_available():
         p["device_name"] = torch.cuda.get_device_name(dev)
+    p["hardware"] = hardware(dev)  # timings are compared only between runs on the same hardware
     return p
 
 

@@ -10,7 +10,7 @@ from genbench.cli import main
 from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames, load_tolerances, to_junit
 
 PROTO = json.dumps({"extractor": "classifier:fashion-mnist", "n_fake": 1000, "n_real": 1000, "seed": 0})
-TIMING = json.dumps({"timing": True, "batch_size": 256})
+TIMING = json.dumps({"timing": True, "batch_size": 256, "hardware": "CPU test [avx2] x2; torch 2", "torch_threads": 1})
 
 
 def _rows(fd_gan=20.0, fd_vae=30.0, sps_gan=1000.0, seeds=(0, 1, 2), n_fake=1000, jitter=0.3):

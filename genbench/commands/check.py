@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--suite", metavar="NAME_OR_PATH", help="suite to rerun instead of the one stored in the baseline")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the suite's)")
     p.add_argument("--verbose", action="store_true", help="show the run's progress")
+    from genbench.commands.compare import add_gate_options
+
+    add_gate_options(p)
     p.set_defaults(func=run)
 
 
@@ -32,7 +35,8 @@ def run(args) -> int:
     from genbench.evaluate import run_check
 
     res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
-                    device=args.device, quiet=not args.verbose, timing=not args.no_timing)
+                    device=args.device, quiet=not args.verbose, timing=not args.no_timing, alpha=args.alpha,
+                    calibration_files=args.calibration)
     sys.stdout.write(res.markdown)
     if res.comparison.problems:
         print(f"genbench: the baseline and the new run are not comparable ({len(res.comparison.problems)} "

@@ -11,8 +11,11 @@ def add_parser(sub) -> None:
         "compare",
         help="compare two runs metric by metric; exit 0 = no regression, 1 = regression, 2 = not comparable",
         description="Compare two result sets (run directories or results.db/.csv/.json). A change is a regression "
-        "when it is worse than both the noise (confidence intervals / seed spread) and the metric's tolerance. "
-        "Exit codes: 0 no regression, 1 regression, 2 not comparable (different protocol, dataset or sample count).",
+        "when it is worse than the metric's tolerance and significantly worse than the noise: sampling noise "
+        "(bootstrap CIs) plus training noise (the spread over seeds of either run, pooled with the calibrated seed "
+        "spread), tested on the difference of seed means with a Holm-Bonferroni correction over all scores. Timing "
+        "figures are compared only when both runs were measured on the same hardware. Exit codes: 0 no regression, "
+        "1 regression, 2 not comparable (different protocol, feature network, dataset or sample count).",
     )
     p.add_argument("baseline", help="baseline run directory or results file")
     p.add_argument("new", help="new run directory or results file")
@@ -22,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-timing", action="store_true", help="leave out timing metrics (samples/s, latency, "
                    "training time, memory): a quality-only gate for machines whose speed varies")
     p.add_argument("--out", metavar="FILE", help="write the Markdown table here instead of standard output")
+    add_gate_options(p)
     p.set_defaults(func=run)
 
 
@@ -29,7 +33,8 @@ def run(args) -> int:
     from genbench.compare import compare_paths, to_junit, to_markdown
     from genbench.fileio import atomic_write_text
 
-    cmp = compare_paths(args.baseline, args.new, args.tolerances, timing=not args.no_timing)
+    cmp = compare_paths(args.baseline, args.new, args.tolerances, timing=not args.no_timing, alpha=args.alpha,
+                        calibration_files=args.calibration)
     md = to_markdown(cmp)
     if args.out:
         atomic_write_text(Path(args.out), md)
@@ -40,3 +45,25 @@ def run(args) -> int:
     if cmp.problems:
         print(f"genbench: the two runs are not comparable ({len(cmp.problems)} differences, listed above)", file=sys.stderr)
     return cmp.exit_code
+
+
+def add_gate_options(p) -> None:
+    """--alpha and --calibration, shared by compare and check."""
+    p.add_argument("--alpha", type=_alpha, default=0.05, metavar="A",
+                   help="family-wise false-alarm rate of the whole comparison (default 0.05): the chance that a clean "
+                   "rerun is flagged, over all its scores together")
+    p.add_argument("--calibration", action="append", metavar="FILE",
+                   help="seed spreads written by `genbench calibrate` (repeatable), in addition to the built-in ones "
+                   "(genbench/calibration/); used as training noise where a run has one seed")
+
+
+def _alpha(s: str) -> float:
+    import argparse
+
+    try:
+        a = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}") from None
+    if not 0 < a < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}")
+    return a
