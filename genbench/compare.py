@@ -388,7 +388,8 @@ def _by_tolerance(base: float, new: float, higher_is_better: bool, tol: Toleranc
 
 
 def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal) -> Row:
-    """A quality score: 'unchanged' within the tolerance; beyond it, 'pending' until `_decide` tests it."""
+    """A quality score, before the multiple-testing decision: verdict 'pending' with the one-sided p-value of
+    its change in the direction it went (`_decide` settles it)."""
     ds, model, metric, variant = key
     base, new = x.stats.mean, y.stats.mean
     seeds = (x.stats.n, y.stats.n)
@@ -401,27 +402,27 @@ def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal) -> Row:
     nz = noise_for(x.stats, y.stats, cal)
     delta = new - base
     worse = -delta if x.higher_is_better else delta  # > 0: the new value is worse
-    ci = interval(delta, nz.se, nz.df)
     allowed = tol.allowed(base)
     detail = f"tolerance {tol} (= {allowed:.3g}); noise: {nz.describe()}"
-    row = Row(ds, model, metric, variant, base, new, delta, nz.se, str(tol), "unchanged", x.higher_is_better, x.unit,
-              detail, ci, None, nz.seed_source, seeds)
-    if abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= allowed:
-        return row  # within the smallest change that counts
-    row.p_value = p_greater(abs(worse), nz.se, nz.df)
-    row.verdict = "pending"
-    row._worse = worse > 0  # type: ignore[attr-defined]
+    row = Row(ds, model, metric, variant, base, new, delta, nz.se, str(tol), "pending", x.higher_is_better, x.unit,
+              detail, interval(delta, nz.se, nz.df), p_greater(abs(worse), nz.se, nz.df), nz.seed_source, seeds)
+    unchanged = abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= allowed  # below the smallest change
+    row._decision = (worse > 0, not unchanged)  # type: ignore[attr-defined]
     return row
 
 
 def _decide(rows: list[Row], alpha: float) -> None:
-    """Holm-Bonferroni over every score whose change exceeds its tolerance, at family-wise level `alpha`:
-    significant ones are 'regressed' / 'improved', the others 'within noise'."""
+    """Holm-Bonferroni over every finite quality score compared (the family), at family-wise level `alpha`. A score
+    whose change exceeds its tolerance is 'regressed' / 'improved' when its test rejects, else 'within noise'; a
+    change within the tolerance is 'unchanged' whatever its test says."""
     rejected = holm([r.p_value for r in rows], alpha)
     for r, sig in zip(rows, rejected):
-        worse = r.__dict__.pop("_worse")
+        worse, beyond = r.__dict__.pop("_decision")
+        if not beyond:
+            r.verdict = "unchanged"
+            continue
         r.verdict = ("regressed" if worse else "improved") if sig else "within noise"
-        r.detail += f"; p = {r.p_value:.2g} (Holm, family-wise alpha {alpha:g} over {len(rows)})"
+        r.detail += f"; p = {r.p_value:.2g} (Holm over {len(rows)} scores, family-wise alpha {alpha:g})"
 
 
 def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None,
