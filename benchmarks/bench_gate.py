@@ -1,0 +1,209 @@
+"""The regression gate's false alarms and detections (reports/benchmarks/gate.md).
+
+    .venv/bin/python benchmarks/bench_gate.py --sweep runs/calib-quick [--reference-commit d43db0f] [--inject]
+
+- **False alarms**: clean reruns that must pass. From a seed sweep of the quick suite (`genbench run quick --seeds
+  0,1,2,3,4,5 --out runs/calib-quick`): seed 0 as the baseline, each other seed k as the new run, judged with a
+  calibration measured on the *remaining* seeds only (so the noise estimate never saw the two runs compared). With
+  `--reference-commit`, also the reports/quick committed at that commit (made on another CPU kind) against seed 0
+  here: the datasets whose instrument is unchanged are compared; the others must come out "not comparable".
+  With `--threads-run DIR`: a rerun of seed 0 with another thread count.
+- **Detections** (`--inject`): each injected regression (tests/helpers/gate_injections.py) is trained and scored
+  on the quick suite's protocol, one seed (0), and compared with seed 0 of the sweep, calibrated on seeds 1-5:
+  GAN at a quarter of its steps, VAE with a blurred (images) / shifted (points) decoder output, DDPM sampled with
+  far fewer steps. Reported: the worst-hit score, its change, noise and effect size (change / noise), verdict.
+
+Counts are written to reports/benchmarks/gate.md (and gate.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+
+import pandas as pd  # noqa: E402
+
+from genbench.compare import compare_frames, is_timing, load_results, protocol_fingerprint  # noqa: E402
+from genbench.env_info import hardware  # noqa: E402
+from genbench.fileio import atomic_write_text  # noqa: E402
+from genbench.noise import Calibration, CalibrationEntry, load_calibration, make_calibration  # noqa: E402
+
+OUT_MD = ROOT / "reports" / "benchmarks" / "gate.md"
+OUT_JSON = ROOT / "reports" / "benchmarks" / "gate.json"
+
+
+def calibration_from(frame: pd.DataFrame, seeds: list) -> Calibration:
+    part = frame[frame["seed"].isin(seeds) & ~is_timing(frame)]
+    blob = make_calibration(part, {"suite": "quick", "machine": hardware()}, protocol_fingerprint)
+    cal = Calibration()
+    for r in blob["spreads"]:
+        key = (r["budget"], r["dataset"], r["model"], r["metric"], r["variant"])
+        cal.entries[key] = CalibrationEntry(r["sd"], r["n_seeds"], r["protocol"])
+    cal.sources.append((f"seeds {seeds} of the sweep", {"seeds": seeds, "suite": "quick"}))
+    return cal
+
+
+def summarise(cmp) -> dict:
+    return {"exit": cmp.exit_code, "compared": sum(r.verdict not in ("new", "missing", "not compared") for r in cmp.rows),
+            "regressed": [f"{r.dataset}/{r.model}/{r.metric}{'/' + r.variant if r.variant else ''}"
+                          for r in cmp.regressions],
+            "not_comparable": len(cmp.problems), "timing_not_compared": sum(r.verdict == "not compared" for r in cmp.rows)}
+
+
+def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
+    seeds = sorted(int(s) for s in sweep["seed"].unique())
+    rows = []
+    base = sweep[sweep["seed"] == seeds[0]]
+    for k in seeds[1:]:
+        rest = [s for s in seeds if s not in (seeds[0], k)]
+        cal = calibration_from(sweep, rest)
+        new = sweep[sweep["seed"] == k].assign(seed=0)
+        res = summarise(compare_frames(base, new, calibration=cal, timing=True))
+        rows.append({"rerun": f"seed {k} vs seed {seeds[0]} (same machine, 1 thread)",
+                     "calibration": f"seeds {rest}", **res})
+    if args.threads_run:
+        other = load_results(args.threads_run)
+        cal = calibration_from(sweep, seeds[1:])
+        res = summarise(compare_frames(base, other, calibration=cal, timing=True))
+        rows.append({"rerun": f"seed {seeds[0]} rerun with other threads ({args.threads_run})",
+                     "calibration": f"seeds {seeds[1:]}", **res})
+    if args.reference_commit:
+        blob = subprocess.run(["git", "show", f"{args.reference_commit}:reports/quick/results.csv"], cwd=ROOT,
+                              capture_output=True, check=True).stdout
+        ref = pd.read_csv(io.BytesIO(blob), keep_default_na=False,
+                          na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
+        from genbench.compare import _normalise
+
+        ref = _normalise(ref, Path("reference.csv"))
+        cal = calibration_from(sweep, seeds[1:])
+        cmp = compare_frames(ref, base, calibration=cal, timing=True)
+        res = summarise(cmp)
+        same = [d for d in sorted(set(ref["dataset"])) if not any(p.startswith(d + "/") for p in cmp.problems)]
+        rows.append({"rerun": f"reports/quick at {args.reference_commit} (another CPU kind, with AMX) vs seed "
+                              f"{seeds[0]} here", "calibration": f"seeds {seeds[1:]}", **res,
+                     "note": f"comparable datasets: {', '.join(same)}; the others changed instrument "
+                             "(the classifier is now pinned)"})
+        ok = ref[ref["dataset"].isin(same)]
+        res2 = summarise(compare_frames(ok, base[base["dataset"].isin(same)], calibration=cal, timing=True))
+        rows.append({"rerun": f"same, restricted to the datasets with the same instrument ({', '.join(same)})",
+                     "calibration": f"seeds {seeds[1:]}", **res2})
+    return rows
+
+
+INJECTIONS = {
+    # name: (model, config knob divided (steps: by 4, sample_steps: by 8), injected class)
+    "gan-quarter-steps": ("gan", "steps", None),
+    "vae-blurred-decoder": ("vae", None, "BlurredVAE"),
+    "ddpm-few-sampling-steps": ("ddpm", "sample_steps", None),
+}
+
+
+def detections(sweep: pd.DataFrame, out_root: Path) -> list[dict]:
+    import torch
+
+    from gate_injections import BlurredVAE, injected
+    from genbench.data import get_dataset
+    from genbench.runner import Runner
+    from genbench.suite import apply_overrides, load_suite
+    from reference_models import create_model
+
+    seeds = sorted(int(s) for s in sweep["seed"].unique())
+    cal = calibration_from(sweep, seeds[1:])
+    base = sweep[sweep["seed"] == seeds[0]]
+    rows = []
+    torch.set_num_threads(1)
+    for name, (model, knob, cls) in INJECTIONS.items():
+        suite = apply_overrides(load_suite("quick"), models=[model], seeds=[0])
+        for spec in suite.models:
+            if spec.name != model or knob is None:
+                continue
+            for d in suite.datasets:
+                info = get_dataset(d.name).info
+                if info.modality not in ("image", "points"):
+                    continue
+                base_cfg = create_model(model, info, "quick", spec.overrides_for(d.name) or None).config
+                value = max(1, int(getattr(base_cfg, knob)) // (4 if knob == "steps" else 8))
+                spec.dataset_overrides = {**(spec.dataset_overrides or {}),
+                                          d.name: {**(spec.dataset_overrides or {}).get(d.name, {}), knob: value}}
+        out = out_root / name
+        t0 = time.perf_counter()
+        if cls:
+            with injected(BlurredVAE):
+                Runner(suite, out, quiet=True, fresh=True, workers=1, log=lambda m: None).run()
+        else:
+            Runner(suite, out, quiet=True, fresh=True, workers=1, log=lambda m: None).run()
+        secs = time.perf_counter() - t0
+        new = load_results(out)
+        cmp = compare_frames(base[base["model"] == model], new, calibration=cal, timing=False)
+        for ds in sorted(set(new["dataset"])):
+            rs = [r for r in cmp.rows if r.dataset == ds and r.delta is not None and r.noise > 0]
+            flagged = [r for r in cmp.regressions if r.dataset == ds]
+            worst = max(rs, key=lambda r: (-(r.delta) if r.higher_is_better else r.delta) / r.noise, default=None)
+            rows.append({"injection": name, "dataset": ds, "detected": bool(flagged),
+                         "flagged": [r.metric + (f"/{r.variant}" if r.variant else "") for r in flagged],
+                         "worst": worst.metric if worst else None,
+                         "baseline": worst.baseline if worst else None, "new": worst.new if worst else None,
+                         "noise_se": worst.noise if worst else None,
+                         "effect": ((-(worst.delta) if worst.higher_is_better else worst.delta) / worst.noise)
+                         if worst else None, "seconds": round(secs, 1), "exit": cmp.exit_code})
+    return rows
+
+
+def write(fa: list, det: list, args) -> None:
+    lines = ["# Regression gate: false alarms and detections", "",
+             f"Made by `{' '.join(['.venv/bin/python', 'benchmarks/bench_gate.py', *sys.argv[1:]])}` on "
+             f"{hardware()} ({time.strftime('%Y-%m-%d')}). Gate: `genbench compare` defaults (family-wise alpha "
+             "0.05, Holm over all compared scores; tolerances from genbench/tolerances.toml; noise = max(bootstrap, "
+             "seed spread pooled with the calibration)).", "",
+             "## False alarms (clean reruns: every one must pass)", "",
+             "| rerun | calibration | exit | scores compared | regressions flagged | not comparable | timings not compared |",
+             "|---|---|---|---|---|---|---|"]
+    for r in fa:
+        lines.append(f"| {r['rerun']} | {r['calibration']} | {r['exit']} | {r['compared']} | "
+                     f"{len(r['regressed'])}{': ' + ', '.join(r['regressed']) if r['regressed'] else ''} | "
+                     f"{r['not_comparable']} | {r['timing_not_compared']} |")
+        if r.get("note"):
+            lines.append(f"| ↳ {r['note']} | | | | | | |")
+    n_fa = sum(bool(r["regressed"]) for r in fa)
+    lines += ["", f"False alarms: **{n_fa} of {len(fa)}** clean reruns flagged a regression.", ""]
+    if det:
+        lines += ["## Detections (each injected regression must be caught)", "",
+                  "| injection | dataset | detected | flagged scores | worst score | baseline -> new | noise (se) | effect (x se) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in det:
+            lines.append(f"| {r['injection']} | {r['dataset']} | {'yes' if r['detected'] else '**NO**'} | "
+                         f"{', '.join(r['flagged']) or '—'} | {r['worst']} | {r['baseline']:.4g} -> {r['new']:.4g} | "
+                         f"{r['noise_se']:.3g} | {r['effect']:.1f} |")
+        n_det = sum(r["detected"] for r in det)
+        lines += ["", f"Detected: **{n_det} of {len(det)}** injected regressions (per dataset).", ""]
+    atomic_write_text(OUT_MD, "\n".join(lines) + "\n")
+    atomic_write_text(OUT_JSON, json.dumps({"false_alarms": fa, "detections": det}, indent=1, default=str))
+    print("\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep", required=True, help="run directory of a multi-seed quick run")
+    ap.add_argument("--reference-commit", help="commit whose reports/quick was made on another machine")
+    ap.add_argument("--threads-run", help="run directory of seed 0 rerun with another thread count")
+    ap.add_argument("--inject", action="store_true", help="train and score the injected regressions")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "gate-injections"), help="where injected runs go")
+    args = ap.parse_args()
+    sweep = load_results(args.sweep)
+    fa = false_alarms(sweep, args)
+    det = detections(sweep, Path(args.work)) if args.inject else []
+    write(fa, det, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
