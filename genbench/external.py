@@ -416,11 +416,19 @@ def _make_adapter_base():
                 self.inner.load_state_dict(state["inner_state"])
 
         def save(self, path):
-            """Saved (and so cached between runs) only when the object exposes its state; otherwise nothing
-            is written and every run fits the model again."""
-            if self.modules() or self._has_state_dict():
+            """Saved (and so cached between runs) only when the object exposes its state as plain data (tensors,
+            NumPy arrays, numbers, strings and containers of these: checkpoints are loaded without unpickling
+            code); otherwise nothing is written, with a warning for state that is not plain data, and every run
+            fits the model again."""
+            from reference_models.checkpoint import UnsafeStateError
+
+            if not (self.modules() or self._has_state_dict()):
+                return Path(path)
+            try:
                 return super().save(path)
-            return Path(path)
+            except UnsafeStateError as e:
+                print(f"genbench: warning: model {self.name!r} is not cached between runs: {e}", file=sys.stderr)
+                return Path(path)
 
     return ExternalModel
 
