@@ -249,7 +249,7 @@ def _read_feature_cache(disk: Path, key: tuple) -> Optional[torch.Tensor]:
     except FileNotFoundError:
         return None
     except Exception as e:  # CorruptFileError, or a sealed payload torch cannot read: recomputed
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = (str(e).splitlines() or [type(e).__name__])[0].replace(f"{disk}: ", "")
         print(f"  warning: feature cache {disk} is corrupt ({why}); deleted, recomputing", file=sys.stderr,
               flush=True)
         disk.unlink(missing_ok=True)
