@@ -2,9 +2,11 @@
 
 Jobs are (dataset, model, seed) triples of a suite. Per job the worker
   1. trains the model, or loads its cached checkpoint (key = hash of model config, dataset identity, seed,
-     budget and the model's code),
+     budget and the model's code; loaded as plain data after a sha256 check, reference_models/checkpoint.py:
+     a checkpoint that fails it is deleted with a warning and the model retrained),
   2. draws the suite's number of samples and checks them (shape, finite values),
-  3. extracts features once (real-data features are computed once per dataset and reused by every job),
+  3. extracts features once (real-data features are computed once per dataset and reused by every job, and
+     cached in sealed files under DIR/cache/features/: a corrupt one is deleted with a warning and recomputed),
   4. computes every metric the suite lists for the dataset (genbench.metrics.compute_metrics),
   5. measures speed and cost (genbench.speed), and for swept diffusion samplers repeats 2-5 per setting,
   6. writes per-job artifacts (samples preview, training history) under DIR/artifacts/.
