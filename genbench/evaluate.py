@@ -11,7 +11,10 @@ model "user:<name>" (family "user") and results.csv/json are rewritten.
 `run_check` (`genbench check`): rerun the baseline's suite (the suite TOML stored in its runs table, restricted
 to the datasets, models, seeds and budget its jobs used) with the current code into a fresh directory, then
 `genbench.compare` the two; exit codes as compare's (0 ok, 1 regression, 2 not comparable). A job that was
-done in the baseline and fails now counts as a regression.
+done in the baseline and fails now counts as a regression. A baseline is data from whoever produced it: when
+its stored suite names users' models by `model = "package.module:factory"`, rerunning it would import and run
+that code, so it is refused unless the caller trusts the baseline (`trust_baseline`, `--trust-baseline`) or
+gives its own suite (docs/security.md).
 """
 
 from __future__ import annotations
@@ -433,9 +436,30 @@ def _baseline_tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     raise InvalidInputError(f"baseline {p}: expected a run directory or a results .db/.json/.csv file")
 
 
-def baseline_suite(baseline: str | Path, suite: Optional[str] = None):
+def stored_factories(data: dict) -> dict[str, str]:
+    """{model name: "package.module:factory"} of the users' models a stored suite (TOML-shaped dict) names."""
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return {}
+    return {str(name): str(t["model"]) for name, t in models.items() if isinstance(t, dict) and "model" in t}
+
+
+def _refuse_untrusted_factories(data: dict, path: Path) -> None:
+    """InvalidInputError when the baseline's stored suite would import users' code (see module docstring)."""
+    factories = stored_factories(data)
+    if factories:
+        named = ", ".join(f"{n} = {f!r}" for n, f in sorted(factories.items()))
+        raise InvalidInputError(
+            f"baseline {path}: its stored suite names users' models by Python factory ({named}); rerunning it would "
+            "import and run that code. A baseline is data that anyone can have written: pass --trust-baseline if "
+            "you trust whoever produced it and the code those names import here, or give your own suite with "
+            "--suite NAME_OR_PATH")
+
+
+def baseline_suite(baseline: str | Path, suite: Optional[str] = None, trust_baseline: bool = False):
     """The suite the baseline ran (stored TOML, or `suite` given by name/path), restricted to the datasets,
-    models, seeds and budget of its finished jobs (users' `user:` evaluations are not rerun)."""
+    models, seeds and budget of its finished jobs (users' `user:` evaluations are not rerun). A stored suite
+    that names users' models by factory is refused unless `trust_baseline` (the user's own `suite` is trusted)."""
     from genbench.suite import apply_overrides, load_suite, parse_suite
 
     runs, jobs, path = _baseline_tables(Path(baseline))
@@ -446,7 +470,10 @@ def baseline_suite(baseline: str | Path, suite: Optional[str] = None):
         if not text:
             raise InvalidInputError(f"baseline {path} stores no suite (a results.csv has none): name it with "
                                     "--suite NAME_OR_PATH")
-        s = parse_suite(stored_suite_data(text, str(path)), source=f"{path} (suite {sname!r} stored in the baseline)")
+        data = stored_suite_data(text, str(path))
+        if not trust_baseline:
+            _refuse_untrusted_factories(data, path)
+        s = parse_suite(data, source=f"{path} (suite {sname!r} stored in the baseline)")
         s.toml_text = text
     if not jobs.empty and "status" in jobs.columns:
         done = jobs[(jobs["status"].fillna("done") == "done") & ~jobs["model"].astype(str).str.startswith(USER_PREFIX)]
@@ -468,7 +495,8 @@ def baseline_suite(baseline: str | Path, suite: Optional[str] = None):
 def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, junit: Optional[str | Path] = None,
               out: Optional[str | Path] = None, suite: Optional[str] = None, device: Optional[str] = None,
               quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True,
-              alpha: float = 0.05, calibration_files: Optional[list] = None) -> CheckResult:
+              alpha: float = 0.05, calibration_files: Optional[list] = None,
+              trust_baseline: bool = False) -> CheckResult:
     from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances, to_junit,
                                   to_markdown)
     from genbench.noise import load_calibration
@@ -480,7 +508,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     base_path = Path(baseline)
     tol = load_tolerances(tolerances)  # a bad tolerance file fails before any work
     load_calibration(calibration_files)  # so does a bad calibration file
-    s = baseline_suite(base_path, suite)
+    s = baseline_suite(base_path, suite, trust_baseline=trust_baseline)
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="genbench-check-"))
     base_dir = (base_path if base_path.is_dir() else base_path.parent).resolve()
     if out_dir.resolve() == base_dir:
@@ -516,4 +544,4 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
 
 
 __all__ = ["evaluate_samples", "format_eval", "protocol_for", "EvalResult", "EvalProtocol", "run_check",
-           "baseline_suite", "CheckResult", "USER_FAMILY", "USER_PREFIX"]
+           "baseline_suite", "stored_factories", "CheckResult", "USER_FAMILY", "USER_PREFIX"]

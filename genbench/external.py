@@ -17,7 +17,9 @@ A model object needs `sample(n, seed=...)` returning `n` samples: a float tensor
 present: `fit(train, seed=, device=, callbacks=, budget=)` (a model without `fit` is taken as already trained),
 `log_prob(x)` with `log_prob_kind` ("exact" | "bound"), `to(device)`, `nfe_per_sample`, `family`, and its state
 as a `torch.nn.Module`, a `modules()` dict of modules, or `state_dict()`/`load_state_dict()` (then trained
-models are cached like the built-in ones; otherwise they are retrained on every run).
+models are cached like the built-in ones; otherwise they are retrained on every run). Checkpoints hold plain
+data only (reference_models/checkpoint.py): a `state_dict()` of tensors, NumPy arrays, numbers, strings and
+lists/tuples/dicts of these is cached; one holding other objects is not (with a warning).
 
 Every batch of samples is validated (`validate_samples`): wrong shape, non-float dtype, NaN/inf, or values far
 outside the dataset's value range raise `ModelOutputError` naming the model, what was expected and what came
@@ -416,11 +418,19 @@ def _make_adapter_base():
                 self.inner.load_state_dict(state["inner_state"])
 
         def save(self, path):
-            """Saved (and so cached between runs) only when the object exposes its state; otherwise nothing
-            is written and every run fits the model again."""
-            if self.modules() or self._has_state_dict():
+            """Saved (and so cached between runs) only when the object exposes its state as plain data (tensors,
+            NumPy arrays, numbers, strings and containers of these: checkpoints are loaded without unpickling
+            code); otherwise nothing is written, with a warning for state that is not plain data, and every run
+            fits the model again."""
+            from reference_models.checkpoint import UnsafeStateError
+
+            if not (self.modules() or self._has_state_dict()):
+                return Path(path)
+            try:
                 return super().save(path)
-            return Path(path)
+            except UnsafeStateError as e:
+                print(f"genbench: warning: model {self.name!r} is not cached between runs: {e}", file=sys.stderr)
+                return Path(path)
 
     return ExternalModel
 

@@ -2,9 +2,11 @@
 
 Jobs are (dataset, model, seed) triples of a suite. Per job the worker
   1. trains the model, or loads its cached checkpoint (key = hash of model config, dataset identity, seed,
-     budget and the model's code),
+     budget and the model's code; loaded as plain data after a sha256 check, reference_models/checkpoint.py:
+     a checkpoint that fails it is deleted with a warning and the model retrained),
   2. draws the suite's number of samples and checks them (shape, finite values),
-  3. extracts features once (real-data features are computed once per dataset and reused by every job),
+  3. extracts features once (real-data features are computed once per dataset and reused by every job, and
+     cached in sealed files under DIR/cache/features/: a corrupt one is deleted with a warning and recomputed),
   4. computes every metric the suite lists for the dataset (genbench.metrics.compute_metrics),
   5. measures speed and cost (genbench.speed), and for swept diffusion samplers repeats 2-5 per setting,
   6. writes per-job artifacts (samples preview, training history) under DIR/artifacts/.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import io
 import json
 import math
 import os
@@ -38,7 +41,7 @@ import torch
 
 from genbench.errors import GenbenchError, InvalidInputError
 from genbench.executors import Executor, LocalExecutor
-from genbench.fileio import atomic_write_bytes, atomic_write_text
+from genbench.fileio import CorruptFileError, atomic_write_bytes, atomic_write_text, read_sealed, write_sealed
 from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
 from genbench.suite import LIKELIHOOD_METRICS, DatasetSpec, ModelSpec, SpeedSpec, Suite, SweepSpec
 
@@ -218,21 +221,12 @@ class Worker:
             return self._features[key]
         samples = real_subset(self.split(spec.name, which), n, text_unit)
         disk = out_dir / "cache" / "features" / f"{_hash(list(key))[:20]}.pt"
-        feats = None
-        if disk.exists():
-            try:
-                blob = torch.load(disk, map_location="cpu", weights_only=True)
-                if blob.get("key") == json.dumps(list(key)):
-                    feats = blob["features"]
-            except Exception:  # a damaged cache file is recomputed
-                feats = None
+        feats = _read_feature_cache(disk, key)
         if feats is None:
             feats = self._extract(ext, samples, _feature_batch(spec), quiet, f"real features: {spec.name}/{which}")
-            import io
-
             buf = io.BytesIO()
             torch.save({"key": json.dumps(list(key)), "features": feats}, buf)
-            atomic_write_bytes(disk, buf.getvalue())
+            write_sealed(disk, buf.getvalue())
         from genbench.metrics import gaussian_stats
 
         stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
@@ -242,6 +236,27 @@ class Worker:
     # ---- one job -------------------------------------------------------------------------------------------
     def __call__(self, job: JobSpec) -> JobResult:
         return run_job(job, self)
+
+
+def _read_feature_cache(disk: Path, key: tuple) -> Optional[torch.Tensor]:
+    """The features cached in `disk` for `key`, or None (then they are computed and written again): when the
+    file is missing or for another key, and, after a one-line warning and deleting it, when it is corrupt (its
+    payload's sha256 differs from the sealed one; an unsealed file from an older genbench counts as corrupt)."""
+    if not disk.exists():
+        return None
+    try:
+        blob = torch.load(io.BytesIO(read_sealed(disk)), map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not isinstance(blob.get("features"), torch.Tensor):
+            raise CorruptFileError(f"{disk}: not a genbench feature cache")
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # CorruptFileError, or a sealed payload torch cannot read: recomputed
+        why = (str(e).splitlines() or [type(e).__name__])[0].replace(f"{disk}: ", "")
+        print(f"  warning: feature cache {disk} is corrupt ({why}); deleted, recomputing", file=sys.stderr,
+              flush=True)
+        disk.unlink(missing_ok=True)
+        return None
+    return blob["features"] if blob.get("key") == json.dumps(list(key)) else None
 
 
 def _len(samples) -> int:
@@ -422,6 +437,15 @@ def _rows(results, variant: str = "") -> list[dict]:
     return rows
 
 
+def _discard_checkpoint(ckpt: Path, ckpt_rel: str, err: Exception) -> None:
+    """Warn (one line naming the checkpoint and why) and delete a checkpoint that cannot be used: it is a cache
+    and the model is trained again."""
+    why = str(err).splitlines()[0] if str(err) else ""
+    print(f"  warning: checkpoint {ckpt_rel} could not be used ({type(err).__name__}: {why}); deleted, retraining",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
 def run_job(job: JobSpec, worker: Worker) -> JobResult:
     from reference_models import create_model, load_model
 
@@ -459,9 +483,8 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
         try:
             model = load_model(ckpt).to(device)
             train_seconds = float(model.history.seconds or 0.0)
-        except Exception as e:  # an unreadable or incompatible checkpoint is retrained, not fatal
-            print(f"  checkpoint {ckpt_rel} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                  "retraining", file=sys.stderr, flush=True)
+        except Exception as e:  # a corrupt, unverifiable, unsafe or incompatible checkpoint is retrained
+            _discard_checkpoint(ckpt, ckpt_rel, e)
             cached = False
             seed_everything(job.seed)
             model = create_model(mspec.name, info, job.budget, mspec.overrides or None)

@@ -71,8 +71,12 @@ def create_model(name: str, info: DatasetInfo, budget: str = "quick", overrides:
 
 
 def load_model(path: str | Path) -> GenerativeModel:
+    """The model saved in checkpoint directory `path` (`GenerativeModel.save`). Its files are checked against
+    their sha256 manifest and loaded as plain data only: `reference_models.checkpoint.CheckpointError` otherwise."""
+    from reference_models.checkpoint import read_verified
+
     path = Path(path)
-    meta = json.loads((path / "config.json").read_text())
+    meta = json.loads(read_verified(path, "config.json"))
     cls = get_model_class(meta["model"])
     model = cls(cls.Config.from_dict(meta["config"]), info_from_dict(meta["data_info"]))
     model._load_state(path)

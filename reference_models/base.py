@@ -219,15 +219,21 @@ class GenerativeModel(ABC):
         return self
 
     def extra_state(self) -> dict[str, Any]:
-        """Non-network state to save (fitted sklearn objects, buffers...). Must be torch.save-able."""
+        """Non-network state to save (fitted parameters, buffers...): tensors, NumPy arrays, numbers, strings and
+        containers of these (`reference_models.checkpoint.encode_state`); checkpoints never hold other objects."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write `config.json` and `weights.pt` into directory `path` atomically (temp dir + rename)."""
+        """Write `config.json`, `weights.pt` and their sha256 manifest `checksums.json` into directory `path`
+        atomically (temp dir + rename); see reference_models/checkpoint.py."""
+        from reference_models.checkpoint import encode_state, write_manifest
+
         path = Path(path)
+        state = {k: m.state_dict() for k, m in self.modules().items()}
+        blob = encode_state({"modules": state, "extra": self.extra_state()}, where=f"model {self.name!r} state")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         meta = {
@@ -238,8 +244,8 @@ class GenerativeModel(ABC):
             "history": dataclasses.asdict(self.history),
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
-        state = {k: m.state_dict() for k, m in self.modules().items()}
-        torch.save({"modules": state, "extra": self.extra_state()}, tmp / "weights.pt")
+        torch.save(blob, tmp / "weights.pt")
+        write_manifest(tmp)
         if path.exists():
             old = path.with_name(path.name + f".old-{os.getpid()}-{time.time_ns()}")
             path.rename(old)
@@ -252,12 +258,16 @@ class GenerativeModel(ABC):
         return path
 
     def _load_state(self, path: Path) -> None:
-        blob = torch.load(path / "weights.pt", map_location="cpu", weights_only=False)
+        """Restore networks, extra state and history from a checkpoint whose files match its manifest, loading
+        only plain data (`CheckpointError` otherwise; see reference_models/checkpoint.py)."""
+        from reference_models.checkpoint import load_weights, read_verified
+
+        blob = load_weights(path)
         mods = self.modules()
         for k, sd in blob["modules"].items():
             mods[k].load_state_dict(sd)
         self.load_extra_state(blob.get("extra", {}))
-        meta = json.loads((path / "config.json").read_text())
+        meta = json.loads(read_verified(path, "config.json"))
         h = meta.get("history") or {}
         self.history = FitHistory(**h) if h else FitHistory()
 

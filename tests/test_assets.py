@@ -169,6 +169,54 @@ def test_corrupted_cache_file_is_detected_and_fetched_again(toy):
     assert assets.status("toy", full_verify=True).verified
 
 
+def _flip_keep_mtime(path: Path, offset: int) -> None:
+    """Flip one bit of `path` in place (same size) and restore its mtime, as silent bit rot would leave it."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+
+
+@pytest.mark.parametrize("new_process", [False, True])
+def test_same_size_flip_with_restored_mtime_is_rehashed_warned_and_fetched_again(toy, capsys, monkeypatch,
+                                                                                  new_process):
+    a, local, _ = toy
+    _put(local)
+    d = assets.fetch("toy")
+    _flip_keep_mtime(d / "a.bin", 7)
+    if new_process:  # nothing hashed yet in this process: the on-disk memo (size, mtime) must not vouch for it
+        monkeypatch.setattr(core, "_HASHED", {})
+    capsys.readouterr()
+    assert assets.fetch("toy") == d
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning" in err and str(d / "a.bin") in err and "mismatch" in err
+    assert (d / "a.bin").read_bytes() == PAYLOAD  # fetched again from the local mirror: the clean bytes
+    assert assets.status("toy").verified is True
+
+
+def test_assets_list_says_verified_only_after_hashing(toy, capsys, monkeypatch):
+    a, local, _ = toy
+    _put(local)
+    d = assets.fetch("toy")
+    monkeypatch.setattr(core, "_HASHED", {})  # a new process: nothing hashed yet
+    capsys.readouterr()
+
+    def toy_row(args):
+        assert main(["assets", "list", *args]) == 0
+        return next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("toy "))
+
+    row = toy_row([])
+    assert "yes, not re-hashed" in row and "yes, verified" not in row
+    assert "yes, verified" in toy_row(["--verify"])
+    monkeypatch.setattr(core, "_HASHED", {})
+    _flip_keep_mtime(d / "a.bin", 3)
+    assert "not re-hashed" in toy_row([])  # looks unchanged: not claimed verified
+    assert "CORRUPT" in toy_row(["--verify"])
+    assert main(["assets", "verify", "toy"]) == 1 and "FAILED" in capsys.readouterr().out
+
+
 def test_corrupted_cache_without_any_source_is_reported_and_removed(toy):
     a, local, _ = toy
     _put(local)

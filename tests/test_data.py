@@ -161,19 +161,25 @@ def test_stratified_split_is_disjoint_complete_and_seeded():
     assert not torch.equal(te, images_mod.stratified_split(y, 0.2, 1)[1])
 
 
-def test_decoded_tensor_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
+def test_decoded_tensor_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "c"))
     a = get_dataset("fashion-mnist").load("test")
     pts = list((tmp_path / "c" / "tensors").glob("fashion-mnist-*.pt"))
     assert len(pts) == 1 and not list((tmp_path / "c" / "tensors").glob(".*tmp"))
-    blob = torch.load(pts[0], weights_only=True)
-    blob["tensors"]["test_x"][0, 0, 0, 0] += 1  # loadable but altered: detected by the stored hash
-    torch.save(blob, pts[0])
+    clean = pts[0].read_bytes()
+    data = bytearray(clean)
+    data[-len(data) // 3] ^= 0x01  # a same-size flip inside the tensor bytes: torch alone would load it
+    pts[0].write_bytes(bytes(data))
+    capsys.readouterr()
     b = get_dataset("fashion-mnist").load("test")
-    assert torch.equal(a.x, b.x)
+    err = capsys.readouterr().err
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert err.count("\n") == 1 and "warning" in err and str(pts[0]) in err and "corrupt" in err
+    assert pts[0].read_bytes() == clean  # rebuilt bit-identically
     pts[0].write_bytes(b"truncated")
     c = get_dataset("fashion-mnist").load("test")
-    assert torch.equal(a.x, c.x) and pts[0].stat().st_size > 1000
+    assert torch.equal(a.x, c.x) and pts[0].read_bytes() == clean and "not a sealed" in capsys.readouterr().err
+    assert get_dataset("fashion-mnist").load("test") is not None and "warning" not in capsys.readouterr().err
 
 
 @pytest.fixture

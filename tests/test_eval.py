@@ -170,7 +170,7 @@ def test_check_unchanged_rerun_passes_and_injected_regression_fails(files, basel
     junit = tmp_path / "check.xml"
     # timing figures are left out: on a loaded machine latency can move 70x between two runs
     rc = main(["check", "--baseline", str(baseline), "--tolerances", str(files / "tol.toml"), "--no-timing",
-               "--junit", str(junit), "--out", str(tmp_path / "new")])
+               "--junit", str(junit), "--out", str(tmp_path / "new"), "--trust-baseline"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "0 regressed" in out and (tmp_path / "new" / "check.md").exists()
@@ -184,7 +184,7 @@ def test_check_unchanged_rerun_passes_and_injected_regression_fails(files, basel
         c.execute("UPDATE metrics SET value = value / 4, ci_low = ci_low / 4, ci_high = ci_high / 4 "
                   "WHERE name = 'fd' AND job_id LIKE '%/collapsed/%'")
     rc = main(["check", "--baseline", str(bad / "results.db"), "--tolerances", str(files / "tol.toml"),
-               "--no-timing", "--junit", str(junit), "--out", str(tmp_path / "new2")])
+               "--no-timing", "--junit", str(junit), "--out", str(tmp_path / "new2"), "--trust-baseline"])
     out = capsys.readouterr().out
     assert rc == 1
     assert "1 regressed" in out and "| ring8     | collapsed | fd " in out
@@ -193,7 +193,52 @@ def test_check_unchanged_rerun_passes_and_injected_regression_fails(files, basel
     assert [tc.get("name") for tc in suite.iter("testcase") if tc.find("failure") is not None] == ["fd"]
 
     # --out must not be the baseline itself; a results.csv carries no suite
-    assert main(["check", "--baseline", str(baseline), "--out", str(baseline)]) == 2
+    assert main(["check", "--baseline", str(baseline), "--out", str(baseline), "--trust-baseline"]) == 2
     assert "is the baseline's directory" in capsys.readouterr().err
     assert main(["check", "--baseline", str(baseline / "results.csv")]) == 2
     assert "--suite NAME_OR_PATH" in capsys.readouterr().err
+
+
+EVIL_MODULE = """
+from pathlib import Path
+Path({marker!r}).write_text("imported")  # importing this module is the attack
+
+
+def make(info):
+    raise RuntimeError("never reached")
+"""
+
+
+def test_check_refuses_baseline_factories_without_trust_baseline(files, baseline, tmp_path, capsys, monkeypatch):
+    from genbench.evaluate import baseline_suite
+
+    # a shared baseline whose stored suite names a module that runs code when imported
+    marker = tmp_path / "imported.txt"
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "genbench_evil_probe.py").write_text(EVIL_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(pkg))
+    evil = tmp_path / "evil-baseline"
+    shutil.copytree(baseline, evil)
+    with sqlite3.connect(evil / "results.db") as c:
+        c.execute("UPDATE runs SET suite_toml = replace(suite_toml, ?, ?)", (f"{HELPERS}:make", "genbench_evil_probe:make"))
+    for args in ([], ["--out", str(tmp_path / "o")]):
+        rc = main(["check", "--baseline", str(evil), "--no-timing", *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err
+        assert "collapsed = 'genbench_evil_probe:make'" in err and f"cgm = '{HELPERS}:CollapsedGM'" in err
+        assert "--trust-baseline" in err and "--suite" in err
+        assert not marker.exists()  # refused before anything was imported
+    assert not (tmp_path / "o").exists()  # nor was any work done
+    # the user's own suite file is trusted: the baseline's stored names are never read
+    s = baseline_suite(evil, suite=str(files / "suite.toml"))
+    assert {m.name for m in s.models} == {"collapsed", "cgm"} and not marker.exists()
+    # --trust-baseline: the stored names are imported as written (here: the attack runs)
+    s = baseline_suite(evil, trust_baseline=True)
+    assert marker.exists() and {m.factory for m in s.models} == {"genbench_evil_probe:make", f"{HELPERS}:CollapsedGM"}
+    for n in ("collapsed", "cgm"):  # the module's other tests use the real factories
+        unregister_external(n)
+    # the help says so
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    assert "--trust-baseline" in capsys.readouterr().out

@@ -248,3 +248,26 @@ def test_entry_points_register_models_by_name(tmp_path, monkeypatch, capsys):
     assert "broken" not in list_models() and "broken" in ENTRY_POINT_ERRORS
     assert load_entry_points() == []  # idempotent
     ENTRY_POINT_ERRORS.pop("broken", None)
+
+
+def test_user_state_dict_with_numpy_is_cached_bit_identically_objects_are_not(tmp_path, ring8, monkeypatch, capsys):
+    """Checkpoints are loaded weights-only (docs/security.md): NumPy state round-trips exactly; state holding
+    other objects is not cached (a warning; the model is refitted on every run) instead of failing the job."""
+    from tests.helpers import collapsed_model as helpers
+
+    monkeypatch.setattr(helpers.DuckGauss, "state_dict",
+                        lambda self: {"mu": self.mu, "sigma": self.sigma, "n": np.int64(len(self.mu))})
+    train = ring8.load("train").x
+    register_external("duck", f"{HELPERS}:DuckGauss")
+    d = create_model("duck", ring8.info, "smoke")
+    d.fit(train, seed=0)
+    d.save(tmp_path / "duck")
+    d2 = load_model(tmp_path / "duck")
+    assert d2.inner.mu.tobytes() == d.inner.mu.tobytes() and d2.inner.sigma.dtype == d.inner.sigma.dtype
+    assert torch.equal(d2.sample(32, seed=3), d.sample(32, seed=3))
+
+    monkeypatch.setattr(helpers.DuckGauss, "state_dict", lambda self: {"mu": self.mu, "rng": np.random.default_rng(0)})
+    capsys.readouterr()
+    assert d.save(tmp_path / "duck2") == tmp_path / "duck2" and not (tmp_path / "duck2").exists()
+    err = capsys.readouterr().err
+    assert "model 'duck' is not cached between runs" in err and "['rng'] is a numpy.random" in err

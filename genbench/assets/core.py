@@ -6,8 +6,11 @@ directory (or its file, for one-file assets) in the genbench cache, bringing it 
 has it: an explicit path (`$GENBENCH_<NAME>`), the cache itself, other tools' caches, registry-hosted copies
 (Debian, PyPI), then the upstream URL. Every file is copied or downloaded into a staging folder inside the
 cache, verified, and only then renamed into place, so the cache never holds a half-written or unverified
-file; a cache file whose hash no longer matches is removed and fetched again. When nothing works the
-`AssetNotFoundError` lists every place tried, why each failed, and the commands that provide the asset.
+file. A cached file is used only after its content was hashed in this process (once per process: the result
+is kept in memory for the file's exact identity, inode, size, mtime and ctime, which no rewrite can restore;
+the `.genbench-asset.json` memo on disk records provenance, never a skipped hash); one whose hash no longer
+matches is removed, with a warning, and fetched again. When nothing works the `AssetNotFoundError` lists every
+place tried, why each failed, and the commands that provide the asset.
 """
 
 from __future__ import annotations
@@ -447,20 +450,56 @@ def _stat_key(p: Path) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
+# Files whose content this process hashed and found to match: str(path) -> (digest, identity when hashed).
+_HASHED: dict[str, tuple] = {}
+
+
+def _identity(p: Path) -> tuple:
+    """What changes whenever a file is rewritten: inode, size, mtime and ctime (`os.utime` can restore the
+    mtime of a modified file, never its ctime)."""
+    st = p.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hashed_here(p: Path, m: Member) -> bool:
+    """Was `p` hashed by this process as `m`'s bytes, and is it unchanged since?"""
+    rec = _HASHED.get(str(p))
+    try:
+        return rec is not None and rec == (m.digest, _identity(p))
+    except OSError:
+        return False
+
+
+def _remember_hashed(p: Path, m: Member) -> None:
+    _HASHED[str(p)] = (m.digest, _identity(p))
+
+
+def _verify_cached(p: Path, m: Member, full: bool) -> Optional[str]:
+    """None when cached file `p` holds `m`'s bytes, hashing it unless this process already did (`full`:
+    always), else why not."""
+    if not full and _hashed_here(p, m):
+        return None
+    _HASHED.pop(str(p), None)
+    why = check_file(p, m)
+    if why is None:
+        _remember_hashed(p, m)
+    return why
+
+
 def _check_cached(d: Path, memo: dict, m: Member, full: bool, notes: list[str]) -> bool:
-    """Is `m` in the cache dir `d` and verified? Uses the memo (size, mtime) unless `full`; a file whose
-    hash does not match is removed (and noted) so it gets fetched again."""
+    """Is `m` in the cache dir `d` and verified? Its content is hashed once per process (always when `full`);
+    a file whose hash does not match is removed, with a warning on stderr (and noted), so it is fetched again."""
     p = _stored(d, m)
     if p is None:
         return False
+    why = _verify_cached(p, m, full)
     rec = memo.get("files", {}).get(m.name)
-    if not full and rec and rec.get("stored") == p.name and rec.get("stat") == _stat_key(p) and rec.get("digest") == m.digest:
-        return True
-    why = check_file(p, m)
     if why is None:
         memo.setdefault("files", {})[m.name] = {**(rec or {}), "stored": p.name, "stat": _stat_key(p), "digest": m.digest}
         memo.setdefault("files", {})[m.name].setdefault("source", "cache (origin unknown)")
         return True
+    print(f"genbench: warning: cached asset file {p} is corrupt ({why}); deleted, fetching it again",
+          file=sys.stderr, flush=True)
     notes.append(f"corrupted cache file {p} ({why}): removed, fetching again")
     p.unlink(missing_ok=True)
     memo.get("files", {}).pop(m.name, None)
@@ -535,6 +574,7 @@ def fetch(name: str, *, path=None, full_verify: bool = False, quiet: bool = True
                     problems.append(f"{p}: {why}" + (f" ({src.note})" if src.note else ""))
                     continue
                 t = _install(p, m, d, staging)
+                _remember_hashed(t, m)  # `_install` hashed these bytes (the candidate or its copy)
                 memo.setdefault("files", {})[m.name] = {"stored": t.name, "stat": _stat_key(t),
                                                         "digest": m.digest, "source": desc,
                                                         "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -598,39 +638,52 @@ def not_found_message(asset: Asset, tried: list[tuple[str, str]], missing: list[
 class AssetStatus:
     name: str
     present: bool
-    verified: Optional[bool]  # None: not checked (memo stale and full check not requested)
+    verified: Optional[bool]  # True: hashed in this process and matching; None: present, not re-hashed
     path: Optional[Path]
     sources: list[str]  # where each present member came from
     detail: str = ""
 
 
+def _member_state(p: Path, m: Member, rec: dict, full_verify: bool) -> Optional[str]:
+    """"ok" when `p` was hashed (now, or earlier in this process) and matches, None when it was not re-hashed
+    (its size and mtime are those recorded when it was verified, and `full_verify` is off), else why not."""
+    if full_verify or _hashed_here(p, m):
+        why = _verify_cached(p, m, full_verify)
+        return "ok" if why is None else why
+    fresh = rec.get("stored") == p.name and rec.get("stat") == _stat_key(p) and rec.get("digest") == m.digest
+    if fresh:
+        return None
+    why = _verify_cached(p, m, True)  # visibly changed since it was verified: hash it now
+    return "ok" if why is None else why
+
+
 def status(name: str, *, full_verify: bool = False) -> AssetStatus:
-    """What is in the cache for `name`, without fetching anything. `full_verify` rehashes every file."""
+    """What is in the cache for `name`, without fetching anything. A file is reported verified only once its
+    content has been hashed in this process: `full_verify` re-hashes every file; otherwise a file that looks
+    unchanged since it was verified (size, mtime) is not re-hashed (`verified` None), and a changed one is."""
     from genbench.assets.catalog import ASSETS
 
     asset = ASSETS.get(name)
     d = asset_dir(asset.name)
     memo = _read_memo(d) if d.is_dir() else {}
-    present, verified, srcs, problems = True, True, [], []
+    present, states, srcs, problems = True, [], [], []
     for m in asset.members:
         p = _stored(d, m) if d.is_dir() else None
         if p is None:
             present = False
-            verified = False
             problems.append(f"{m.name} missing")
             continue
         rec = memo.get("files", {}).get(m.name, {})
         if rec.get("source"):
             srcs.append(rec["source"])
-        fresh = rec.get("stored") == p.name and rec.get("stat") == _stat_key(p) and rec.get("digest") == m.digest
-        if full_verify or not fresh:
-            why = check_file(p, m)
-            if why:
-                verified = False
-                problems.append(f"{m.name}: {why}")
-            elif full_verify or not fresh:
-                memo.setdefault("files", {})[m.name] = {**rec, "stored": p.name, "stat": _stat_key(p), "digest": m.digest}
-    if present and verified and memo and d.is_dir():
+        state = _member_state(p, m, rec, full_verify)
+        states.append(state)
+        if state == "ok":
+            memo.setdefault("files", {})[m.name] = {**rec, "stored": p.name, "stat": _stat_key(p), "digest": m.digest}
+        elif state is not None:
+            problems.append(f"{m.name}: {state}")
+    verified = False if not present or problems else (True if all(s == "ok" for s in states) else None)
+    if present and not problems and memo and d.is_dir():
         _write_memo(d, memo)
     return AssetStatus(asset.name, present, verified, _result(asset, d) if present else None,
                        sorted(set(srcs)), "; ".join(problems))

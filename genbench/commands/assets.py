@@ -12,7 +12,11 @@ def add_parser(sub) -> None:
                        description="Data and weight files genbench uses, kept verified in $GENBENCH_CACHE "
                                    "(default ~/.cache/genbench).")
     s = p.add_subparsers(dest="assets_command", metavar="ACTION")
-    ls = s.add_parser("list", help="what is in the cache, where it came from, whether it is verified")
+    ls = s.add_parser("list", help="what is in the cache, where it came from, whether it is verified",
+                      description="Each asset: whether it is cached, and 'verified' only when its files were hashed "
+                                  "by this command (a file changed since it was last verified is always re-hashed; "
+                                  "an unchanged-looking one is 'not re-hashed' unless --verify is given).")
+    ls.add_argument("--verify", action="store_true", help="re-hash every cached file (as `assets verify`)")
     ls.set_defaults(func=_list)
     f = s.add_parser("fetch", help="bring assets into the cache (from local copies, registries or the network)")
     f.add_argument("names", nargs="*", metavar="NAME")
@@ -71,9 +75,9 @@ def _list(args) -> int:
 
     rows = []
     for name, a in ASSETS.items():
-        st = status(name)
+        st = status(name, full_verify=args.verify)
         if st.present:
-            state = "yes" if st.verified else "CORRUPT"
+            state = _state_label(st.verified)
             where = "; ".join(st.sources) or str(st.path)
         else:
             ok, why = probe(name)
@@ -81,8 +85,18 @@ def _list(args) -> int:
             where = why
         rows.append([name, f"{a.size / 1e6:.1f} MB" if a.size else "?", state, where])
     print(f"cache: {cache_dir()}")
-    print(_table(rows, ["asset", "size", "cached+verified", "from / how"]))
+    print(_table(rows, ["asset", "size", "cached", "from / how"]))
+    if any(r[2] == "yes, not re-hashed" for r in rows):
+        print("(not re-hashed: unchanged in size and mtime since last verified; `genbench assets list --verify` "
+              "re-hashes, and every run hashes the files it uses)")
     return 0
+
+
+def _state_label(verified) -> str:
+    """'verified' only for files hashed by this command (see `genbench.assets.status`)."""
+    if verified is None:
+        return "yes, not re-hashed"
+    return "yes, verified" if verified else "CORRUPT"
 
 
 def _fetch(args) -> int:
@@ -98,7 +112,7 @@ def _fetch(args) -> int:
     failed = []
     for n in names:
         try:
-            cached = status(n).verified
+            cached = status(n).verified is not False  # present and not visibly corrupt; fetch() hashes it
             p = fetch(n, quiet=False)
             if not (args.quiet and cached):
                 print(f"{n}: ok  {p}" + ("" if cached else "  (fetched and verified)"))

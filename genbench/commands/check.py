@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
         description="Evaluate the current code and models on the baseline's suite (the suite stored in the "
         "baseline's results, restricted to the datasets, models, seeds and budget it ran) in a fresh directory, "
         "then compare the two like `genbench compare`. A job that fails now counts as a regression. "
-        "Exit codes: 0 no regression, 1 regression, 2 not comparable.")
+        "A baseline is data: if its stored suite names users' models by 'package.module:factory', that code is "
+        "imported and run only with --trust-baseline (or give your own --suite). "
+        "Exit codes: 0 no regression, 1 regression, 2 not comparable (or refused).")
     p.add_argument("--baseline", required=True, metavar="FILE",
                    help="baseline run directory or results.db/.json (results.csv needs --suite)")
     p.add_argument("--tolerances", metavar="FILE", help="TOML [tolerances] table overriding the defaults")
@@ -22,7 +24,12 @@ def add_parser(sub) -> None:
                    "training time, memory): a quality-only gate for machines whose speed varies")
     p.add_argument("--out", metavar="DIR", help="directory for the new run (default: a new temporary directory); "
                    "the Markdown report is also written to DIR/check.md")
-    p.add_argument("--suite", metavar="NAME_OR_PATH", help="suite to rerun instead of the one stored in the baseline")
+    p.add_argument("--suite", metavar="NAME_OR_PATH", help="suite to rerun instead of the one stored in the baseline "
+                   "(your own file: the models it names are imported as given)")
+    p.add_argument("--trust-baseline", action="store_true",
+                   help="allow the suite stored in the baseline to import and run the users' models it names by "
+                   "'package.module:factory' (without it such a baseline is refused, exit 2); only for baselines "
+                   "from people you trust, see docs/security.md")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the suite's)")
     p.add_argument("--verbose", action="store_true", help="show the run's progress")
     from genbench.commands.compare import add_gate_options
@@ -36,7 +43,7 @@ def run(args) -> int:
 
     res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
                     device=args.device, quiet=not args.verbose, timing=not args.no_timing, alpha=args.alpha,
-                    calibration_files=args.calibration)
+                    calibration_files=args.calibration, trust_baseline=args.trust_baseline)
     sys.stdout.write(res.markdown)
     if res.comparison.problems:
         print(f"genbench: the baseline and the new run are not comparable ({len(res.comparison.problems)} "

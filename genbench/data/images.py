@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
+import io
 import pickle
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,6 +31,7 @@ import torch
 from genbench.assets import ASSETS, cache_dir, fetch, probe, status
 from genbench.data.base import DataSplit, Dataset, DatasetInfo
 from genbench.errors import AssetNotFoundError, InvalidInputError
+from genbench.fileio import read_sealed, write_sealed
 
 SPLIT_SEED = 0
 
@@ -60,36 +62,26 @@ def _idx_file(d: Path, name: str) -> Path:
     raise AssetNotFoundError(f"{name}(.gz) is missing in {d}")
 
 
-def _tensors_sha256(d: dict) -> str:
-    h = hashlib.sha256()
-    for k in sorted(d):
-        h.update(k.encode())
-        h.update(str(tuple(d[k].shape)).encode() + str(d[k].dtype).encode())
-        h.update(d[k].contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def tensor_cache(key: str, build: Callable[[], dict]) -> dict:
-    """Load `$GENBENCH_CACHE/tensors/<key>.pt`, or build the dict of tensors and save it atomically. The file
-    carries the sha256 of its tensors; one that cannot be read back or does not match is rebuilt."""
-    d = cache_dir() / "tensors"
-    p = d / f"{key}.pt"
+    """Load `$GENBENCH_CACHE/tensors/<key>.pt`, or build the dict of tensors and save it atomically. The file is
+    sealed (genbench.fileio.write_sealed: the sha256 of its payload, checked before anything is unpickled); one
+    that does not match, cannot be read back, or predates sealing is deleted with a one-line warning and rebuilt."""
+    p = cache_dir() / "tensors" / f"{key}.pt"
     if p.is_file():
         try:
-            blob = torch.load(p, weights_only=True)
-            if _tensors_sha256(blob["tensors"]) == blob["sha256"]:
-                return blob["tensors"]
-        except Exception:  # truncated/corrupt/old format: rebuild below
+            blob = torch.load(io.BytesIO(read_sealed(p)), weights_only=True)
+            return blob["tensors"]
+        except FileNotFoundError:
             pass
-        p.unlink(missing_ok=True)
+        except Exception as e:  # corrupt, truncated or old format: rebuilt below
+            why = (str(e).splitlines() or [type(e).__name__])[0].replace(f"{p}: ", "")
+            print(f"genbench: warning: decoded-data cache {p} is corrupt ({why}); deleted, rebuilding",
+                  file=sys.stderr, flush=True)
+            p.unlink(missing_ok=True)
     out = build()
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{key}.{os.getpid()}.tmp"
-    try:
-        torch.save({"tensors": out, "sha256": _tensors_sha256(out)}, tmp)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buf = io.BytesIO()
+    torch.save({"tensors": out}, buf)
+    write_sealed(p, buf.getvalue())
     return out
 
 
