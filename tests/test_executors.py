@@ -166,3 +166,31 @@ def test_code_change_redoes_finished_jobs_from_their_checkpoints(tmp_path, monke
         assert _values(out) == before
     finally:
         runner_dummies.unregister()
+
+
+def test_killing_a_specific_worker_fails_that_workers_job(tmp_path):
+    """SIGKILL the worker running job A while job B runs in the other worker: A is failed, B completes (the old
+    executor blamed whichever job's future surfaced the broken pool first and retried the killed one)."""
+    import threading
+
+    from genbench.executors import ProcessExecutor
+
+    a, b = ("A", 60.0, str(tmp_path)), ("B", 4.0, str(tmp_path))
+
+    def kill_a():
+        deadline = time.time() + 60
+        while time.time() < deadline and not ((tmp_path / "A.pid").exists() and (tmp_path / "B.pid").exists()):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(int((tmp_path / "A.pid").read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a, daemon=True)
+    killer.start()
+    t0 = time.time()
+    out = {item[0]: (result, err) for item, result, err in ProcessExecutor(2, 1).map_unordered(
+        runner_dummies.pid_reporting_job, [a, b])}
+    killer.join(timeout=5)
+    assert set(out) == {"A", "B"}
+    assert out["B"] == ("B", None), out["B"]
+    assert out["A"][0] is None and "worker process running this job died" in str(out["A"][1])
+    assert time.time() - t0 < 50, "the killed job was retried instead of failed"
