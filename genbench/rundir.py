@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -62,19 +61,17 @@ def write_marker(directory: str | os.PathLike) -> None:
 
 
 def has_genbench_store(directory: str | os.PathLike) -> bool:
-    """True when DIR/results.db is a SQLite database with genbench's `meta.schema_version` (opened read-only)."""
+    """True when DIR/results.db is a genbench results database (checked read-only)."""
+    from genbench.store import check_store_file
+
     db = Path(directory) / "results.db"
     if not db.is_file():
         return False
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        check_store_file(db)
+    except InvalidInputError:
         return False
-    return row is not None
+    return True
 
 
 def is_run_dir(directory: str | os.PathLike) -> bool:
