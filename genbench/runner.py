@@ -36,7 +36,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from genbench.errors import GenbenchError, InvalidInputError
+from genbench.errors import DiskFullError, GenbenchError, InvalidInputError, disk_full_message, is_disk_full
 from genbench.executors import Executor, LocalExecutor
 from genbench.fileio import atomic_write_bytes, atomic_write_text
 from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
@@ -790,6 +790,8 @@ class Runner:
                                    result.cache_key, job.job_id))
                     summary.done.append(job.job_id)
                     self.log(_done_line(job, result))
+                elif is_disk_full(error):  # every later job would fail the same way: stop the run instead
+                    raise DiskFullError(disk_full_message(error, f"the results of job {job.job_id} in {self.out_dir}"))
                 else:
                     msg = f"{type(error).__name__}: {error}"
                     if not isinstance(error, (JobFailure, GenbenchError)):
@@ -799,6 +801,9 @@ class Runner:
                     summary.failed.append((job.job_id, f"{type(error).__name__}: {error}"))
                     self.log(f"FAILED {job.job_id}: {type(error).__name__}: {error}")
                 store.export()
+        except DiskFullError:
+            store.close()
+            raise
         except KeyboardInterrupt:
             store.export()
             print(f"genbench run: interrupted; finished jobs are saved in {self.out_dir}: run the same command again "
