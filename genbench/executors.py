@@ -9,7 +9,8 @@ datasets, real-data features) between jobs.
 so its numbers do not depend on which worker ran it or in what order (a test checks workers=2 against workers=1).
 Workers build their own caches; the real-feature cache on disk (DIR/cache) is shared. Models must be importable by
 name in a fresh process (built-in, or registered through an entry point). If the driver dies, its workers notice
-and exit within a second.
+and exit within a second. If a worker dies (killed, out of memory), the job it was running -- each worker writes
+its PID for the job it starts -- is failed, and the jobs running beside it are resubmitted to a fresh pool.
 
 A cluster executor plugs in by implementing `map_unordered`. With Ray, for example (not a dependency):
 

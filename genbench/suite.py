@@ -17,7 +17,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
 
     [datasets.ring8]
     features = "identity"          # feature extractor (genbench list extractors)
-    n_samples = 2000               # generated samples scored (and real reference samples, at most)
+    n_samples = 2000               # generated samples scored (and real reference samples, at most); 2..1000000
     reference = "test"             # real split the samples are compared with
     metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]   # genbench list metrics
     n_train_features = 0           # training items featurised for memorisation (0: n_samples)
