@@ -246,7 +246,7 @@ def evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | P
     if out is None:
         return _evaluate_samples(samples, dataset, **kw)
     _require_run_dir(Path(out))
-    with run_dir_lock(out, "genbench eval " + " ".join(sys.argv[1:])):
+    with run_dir_lock(out):
         return _evaluate_samples(samples, dataset, **kw)
 
 
@@ -502,7 +502,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     if (out_dir / "results.db").exists() and not (out_dir / CHECK_MARKER).exists():
         raise InvalidInputError(f"--out {out_dir} holds the results of another run; give a new (or empty) directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with run_dir_lock(out_dir, "genbench check " + " ".join(sys.argv[1:])):  # held for the whole check
+    with run_dir_lock(out_dir):  # held for the whole check
         check_fresh_allowed(out_dir, ("results.db", "artifacts", "checkpoints", "cache"))
         atomic_write_text(out_dir / CHECK_MARKER, f"genbench check output; baseline {base_path.resolve()}\n")
         dev = resolve_device(device or s.device)

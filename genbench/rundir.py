@@ -1,7 +1,7 @@
 """Run directories: what makes a folder a `genbench run` output directory, and the lock that lets one process at a
 time write it.
 
-- `run_dir_lock(DIR, command)`: an exclusive `FileLock` on `DIR/.genbench.lock`, held by `genbench run` (its
+- `run_dir_lock(DIR)`: an exclusive `FileLock` on `DIR/.genbench.lock`, held by `genbench run` (its
   `--fresh` wipe included), `genbench eval --out DIR` and `genbench check --out DIR` for as long as they write
   DIR. A second process fails at once with `LockHeldError` (exit 2) naming the holder's PID and command. The
   lock is re-entrant inside one process (`check` holds it and runs a `Runner`, which takes it again).
@@ -33,7 +33,7 @@ _held: dict = {}  # resolved directory -> [FileLock, depth]
 
 
 @contextmanager
-def run_dir_lock(directory: str | os.PathLike, command: str = "genbench") -> Iterator[None]:
+def run_dir_lock(directory: str | os.PathLike) -> Iterator[None]:
     """Hold DIR's run lock for the `with` block (see the module docstring)."""
     key = Path(directory).resolve()
     if key in _held:
@@ -43,7 +43,7 @@ def run_dir_lock(directory: str | os.PathLike, command: str = "genbench") -> Ite
         finally:
             _held[key][1] -= 1
         return
-    lock = FileLock(key / LOCK_NAME, what=f"run directory {directory} ({command})").acquire()
+    lock = FileLock(key / LOCK_NAME, what=f"run directory {directory}").acquire()  # names its holder
     _held[key] = [lock, 1]
     try:
         yield

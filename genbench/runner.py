@@ -724,7 +724,7 @@ class Runner:
         from genbench.rundir import run_dir_lock
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with run_dir_lock(self.out_dir, " ".join(map(str, self.argv)) or "genbench run"):
+        with run_dir_lock(self.out_dir):
             return self._run_locked()
 
     def _run_locked(self) -> RunSummary:
