@@ -120,6 +120,17 @@ class ProcessExecutor(Executor):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers, self.threads = int(workers), threads
+        self._started: dict = {}  # pid file -> item, of the jobs submitted to the current pool
+
+    def worker_pids(self) -> list:
+        """(item, PID of the worker process running it) for every job that has started in a worker and not
+        yet come back (read from the PID each worker writes as it starts a job)."""
+        out = []
+        for pid_file, item in list(self._started.items()):
+            pid = _read_pid(pid_file)
+            if pid is not None:
+                out.append((item, pid))
+        return out
 
     def _pool(self):
         import multiprocessing
@@ -143,6 +154,7 @@ class ProcessExecutor(Executor):
         def submit(item) -> None:
             pid_file = str(pid_dir / f"job{next(count)}.pid")
             pending[pool.submit(_call_in_worker, fn, item, pid_file)] = (item, pid_file)
+            self._started[pid_file] = item
             procs.update(getattr(pool, "_processes", None) or {})
 
         def submit_next() -> None:
@@ -160,10 +172,12 @@ class ProcessExecutor(Executor):
                     # back into a fresh pool
                     pool.shutdown(wait=True, cancel_futures=True)  # the pool reaps (and stops) all its workers
                     for fut in [f for f in pending if not _broken(f)]:  # finished before the pool broke
-                        item, _ = pending.pop(fut)
+                        item, pid_file = pending.pop(fut)
+                        self._started.pop(pid_file, None)
                         yield (item, fut.result(), None) if fut.exception() is None else (item, None, fut.exception())
                     failed, retry = _blame_dead_workers(list(pending.values()), procs)
                     pending.clear()
+                    self._started.clear()
                     pool = self._pool()
                     for other in retry:
                         submit(other)
@@ -174,7 +188,8 @@ class ProcessExecutor(Executor):
                         pass
                     continue
                 for fut in done:
-                    item, _ = pending.pop(fut)
+                    item, pid_file = pending.pop(fut)
+                    self._started.pop(pid_file, None)
                     err = fut.exception()
                     if err is None:
                         yield item, fut.result(), None
@@ -194,7 +209,15 @@ class ProcessExecutor(Executor):
                 pool.shutdown(wait=True, cancel_futures=True)
             else:
                 pool.shutdown(wait=True)
+            self._started.clear()
             shutil.rmtree(pid_dir, ignore_errors=True)
+
+
+def _read_pid(pid_file: str) -> Optional[int]:
+    try:
+        return int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _broken(fut) -> bool:
@@ -216,14 +239,8 @@ def _blame_dead_workers(running: list, procs: dict) -> tuple[list, list]:
     (SIGKILL, the OOM killer, a crash) is the one that died; its pid file names its job. A job that never
     started (no pid file) is resubmitted. When no worker can be singled out (all ended by SIGTERM), every job
     that had started is failed: retrying them could repeat the death forever."""
-    def pid_of(pid_file: str) -> Optional[int]:
-        try:
-            return int(Path(pid_file).read_text().strip())
-        except (OSError, ValueError):
-            return None
-
     dead = {pid for pid, p in procs.items() if p.exitcode is not None and p.exitcode != -signal.SIGTERM}
-    started = [(item, pid_of(f)) for item, f in running]
+    started = [(item, _read_pid(f)) for item, f in running]
     failed = [item for item, pid in started if pid is not None and pid in dead]
     if not failed:
         failed = [item for item, pid in started if pid is not None]
