@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
 from genbench import __version__
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, disk_full_message, is_disk_full
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GenbenchError as e:
         print(f"genbench: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, RuntimeError) as e:  # a full disk is not a failed job: exit 2, one line
+        if not is_disk_full(e):
+            raise
+        print(f"genbench: error: {disk_full_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genbench: interrupted", file=sys.stderr)

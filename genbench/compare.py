@@ -58,19 +58,68 @@ def load_results(path: str | Path) -> pd.DataFrame:
         raise InvalidInputError(f"{p} holds no results.db, results.csv or results.json: is it a `genbench run` output directory?")
     if not p.exists():
         raise InvalidInputError(f"results file {p} does not exist")
-    if p.suffix == ".db":
-        from genbench.store import ResultsStore
-
-        frame = ResultsStore(p).metrics_frame()
-    elif p.suffix == ".csv":
-        frame = pd.read_csv(p, keep_default_na=False, na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
-    elif p.suffix == ".json":
-        blob = json.loads(p.read_text())
-        rows = blob.get("metrics", blob) if isinstance(blob, dict) else blob
-        frame = pd.DataFrame(rows)
-    else:
+    readers = {".db": _read_db, ".csv": _read_csv, ".json": _read_json}
+    if p.suffix not in readers:
         raise InvalidInputError(f"{p}: expected a run directory or a results .db/.csv/.json file")
-    return _normalise(frame, p)
+    return _normalise(readers[p.suffix](p), p)
+
+
+def _read_db(p: Path) -> pd.DataFrame:
+    """Metrics of a results.db, validated read-only before it is opened as a store (InvalidInputError if it is not
+    a genbench results database)."""
+    import sqlite3
+
+    from genbench.store import ResultsStore, check_store_file
+
+    check_store_file(p)
+    try:
+        with ResultsStore(p) as store:
+            return store.metrics_frame()
+    except sqlite3.Error as e:
+        raise InvalidInputError(f"{p}: cannot read its metrics ({e}); is it an intact genbench results database?") from None
+
+
+def _read_text(p: Path) -> str:
+    """The file as UTF-8 text; InvalidInputError when it cannot be read or is not UTF-8 (e.g. a binary file)."""
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {p}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{p} is not UTF-8 text (byte {e.start}): not a genbench results file") from None
+
+
+def _read_csv(p: Path) -> pd.DataFrame:
+    import io
+
+    text = _read_text(p)
+    if not text.strip():
+        raise InvalidInputError(f"{p} is empty: not a genbench results file")
+    if "\x00" in text:
+        raise InvalidInputError(f"{p} holds NUL bytes (a binary file?): not a genbench results file")
+    try:
+        return pd.read_csv(io.StringIO(text), keep_default_na=False,
+                           na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise InvalidInputError(f"{p} is not a readable CSV file ({str(e).strip().splitlines()[0]})") from None
+
+
+def _read_json(p: Path) -> pd.DataFrame:
+    """Metric records of a results.json (`{"metrics": [...]}` or a bare list). Non-finite numbers may be the
+    strings "inf" / "-inf" / "nan" (how genbench writes them; `_normalise` reads them as floats) or JSON's
+    non-standard Infinity / NaN literals."""
+    try:
+        blob = json.loads(_read_text(p))
+    except json.JSONDecodeError as e:
+        raise InvalidInputError(f"{p} is not valid JSON ({e})") from None
+    rows = blob.get("metrics") if isinstance(blob, dict) else blob
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        got = type(blob).__name__ if not isinstance(blob, dict) else "an object without a \"metrics\" list"
+        raise InvalidInputError(f"{p}: expected a genbench results.json (an object whose \"metrics\" is a list of "
+                                f"records), got {got}")
+    return pd.DataFrame(rows)
 
 
 def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -172,7 +221,8 @@ def aggregate(frame: pd.DataFrame) -> dict[tuple, Aggregate]:
         st = side_stats(g)
         proto = _protocol(g["protocol"].iloc[0])
         timing = bool(proto.get("timing", False))
-        seed_sd = math.sqrt(st.sum_sq() / (st.n - 1)) if st.n >= 2 else 0.0
+        finite = all(math.isfinite(v) for v in st.values)
+        seed_sd = math.sqrt(st.sum_sq() / (st.n - 1)) if st.n >= 2 and finite else 0.0
         hw = Z95 * max(st.feature_sd, seed_sd) / math.sqrt(st.n)
         out[tuple(key)] = Aggregate(st.mean, hw, st.n, bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]),
                                     proto, timing)

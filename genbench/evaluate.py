@@ -241,7 +241,27 @@ def evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | P
                      name: Optional[str] = None, extractor: Optional[str] = None, metrics: Optional[list] = None,
                      seed: int = 0, device: str = "cpu", quiet: bool = True) -> EvalResult:
     """Score the samples at `samples` against `dataset` (a built-in name, or a path to user data used as the
-    reference); with `out` (a `genbench run` directory) record them there as model "user:<name>"."""
+    reference); with `out` (a `genbench run` directory) record them there as model "user:<name>", holding the
+    directory's run lock throughout (a run or another eval on it makes this fail at once, naming it)."""
+    from genbench.rundir import run_dir_lock
+
+    kw = dict(out=out, name=name, extractor=extractor, metrics=metrics, seed=seed, device=device, quiet=quiet)
+    if out is None:
+        return _evaluate_samples(samples, dataset, **kw)
+    _require_run_dir(Path(out))
+    with run_dir_lock(out):
+        return _evaluate_samples(samples, dataset, **kw)
+
+
+def _require_run_dir(run_dir: Path) -> None:
+    if not (run_dir / "results.db").exists():
+        raise InvalidInputError(f"--out {run_dir}: no results.db there; --out adds the samples to an existing "
+                                f"`genbench run` directory (run `genbench run SUITE --out {run_dir}` first)")
+
+
+def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | Path], name: Optional[str],
+                      extractor: Optional[str], metrics: Optional[list], seed: int, device: str,
+                      quiet: bool) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
     from genbench.external import validate_samples
     from genbench.runner import JobSpec, Worker, job_id_for, score_samples
@@ -254,9 +274,6 @@ def evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | P
                                 f"'{USER_PREFIX}<name>')")
     model_name = USER_PREFIX + name
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None and not (run_dir / "results.db").exists():
-        raise InvalidInputError(f"--out {run_dir}: no results.db there; --out adds the samples to an existing "
-                                f"`genbench run` directory (run `genbench run SUITE --out {run_dir}` first)")
 
     # the reference dataset: built-in by name, else user data by path
     user_ref = None
@@ -502,6 +519,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     from genbench.noise import load_calibration
     from genbench.env_info import resolve_device
     from genbench.fileio import atomic_write_text
+    from genbench.rundir import check_fresh_allowed, run_dir_lock
     from genbench.runner import Runner
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -516,30 +534,32 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     if (out_dir / "results.db").exists() and not (out_dir / CHECK_MARKER).exists():
         raise InvalidInputError(f"--out {out_dir} holds the results of another run; give a new (or empty) directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / CHECK_MARKER, f"genbench check output; baseline {base_path.resolve()}\n")
-    dev = resolve_device(device or s.device)
-    log(f"genbench check: rerunning suite {s.name!r} ({len(s.pairs()) * len(s.seeds)} jobs) on {dev} into {out_dir}")
-    summary = Runner(s, out_dir, device=dev, fresh=True, quiet=quiet, argv=["genbench", "check", *sys.argv[1:]],
-                     log=(lambda m: None) if quiet else log).run()
+    with run_dir_lock(out_dir):  # held for the whole check
+        check_fresh_allowed(out_dir, ("results.db", "artifacts", "checkpoints", "cache"))
+        atomic_write_text(out_dir / CHECK_MARKER, f"genbench check output; baseline {base_path.resolve()}\n")
+        dev = resolve_device(device or s.device)
+        log(f"genbench check: rerunning suite {s.name!r} ({len(s.pairs()) * len(s.seeds)} jobs) on {dev} into {out_dir}")
+        summary = Runner(s, out_dir, device=dev, fresh=True, quiet=quiet, argv=["genbench", "check", *sys.argv[1:]],
+                         log=(lambda m: None) if quiet else log).run()
 
-    base = load_results(base_path)
-    base = base[~base["model"].astype(str).str.startswith(USER_PREFIX)]
-    new = load_results(out_dir)
-    env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
-    env["differs"] = env["baseline"] != env["new"]
-    cmp = compare_frames(base, new, tol, timing=timing, alpha=alpha, calibration=load_calibration(calibration_files),
-                         env=env)
-    for job_id, err in summary.failed:
-        ds, model = job_id.split("/")[:2]
-        cmp.rows.append(Row(ds, model, "job", "", None, None, None, 0.0, "", "regressed", True, "",
-                            detail=f"job {job_id} failed: {err.splitlines()[0]}"))
-    md = (f"# genbench check\n\nbaseline: {base_path}\nnew: {out_dir} (suite {s.name!r}, device {dev})\n\n"
-          + to_markdown(cmp))
-    if summary.failed:
-        md += "\nFailed jobs (counted as regressions):\n" + "".join(f"- {j}: {e.splitlines()[0]}\n" for j, e in summary.failed)
-    atomic_write_text(out_dir / "check.md", md)
-    if junit:
-        atomic_write_text(Path(junit), to_junit(cmp, "genbench.check"))
+        base = load_results(base_path)
+        base = base[~base["model"].astype(str).str.startswith(USER_PREFIX)]
+        new = load_results(out_dir)
+        env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
+        env["differs"] = env["baseline"] != env["new"]
+        cmp = compare_frames(base, new, tol, timing=timing, alpha=alpha,
+                             calibration=load_calibration(calibration_files), env=env)
+        for job_id, err in summary.failed:
+            ds, model = job_id.split("/")[:2]
+            cmp.rows.append(Row(ds, model, "job", "", None, None, None, 0.0, "", "regressed", True, "",
+                                detail=f"job {job_id} failed: {err.splitlines()[0]}"))
+        md = (f"# genbench check\n\nbaseline: {base_path}\nnew: {out_dir} (suite {s.name!r}, device {dev})\n\n"
+              + to_markdown(cmp))
+        if summary.failed:
+            md += "\nFailed jobs (counted as regressions):\n" + "".join(f"- {j}: {e.splitlines()[0]}\n" for j, e in summary.failed)
+        atomic_write_text(out_dir / "check.md", md)
+        if junit:
+            atomic_write_text(Path(junit), to_junit(cmp, "genbench.check"))
     return CheckResult(cmp, out_dir, s, list(summary.failed), md)
 
 

@@ -39,7 +39,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from genbench.errors import GenbenchError, InvalidInputError
+from genbench.errors import DiskFullError, GenbenchError, InvalidInputError, disk_full_message, is_disk_full
 from genbench.executors import Executor, LocalExecutor
 from genbench.fileio import CorruptFileError, atomic_write_bytes, atomic_write_text, read_sealed, write_sealed
 from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
@@ -47,6 +47,7 @@ from genbench.suite import LIKELIHOOD_METRICS, DatasetSpec, ModelSpec, SpeedSpec
 
 PREVIEW_N = 64
 REAL_SUBSET_SEED = 20240601  # the real reference subset is the same for every job and seed
+STALE_TEMP_S = 60.0  # a .tmp file this old in a locked run directory is a killed writer's leftover
 
 
 class JobFailure(GenbenchError):
@@ -69,13 +70,16 @@ class JobSpec:
     n_bootstrap: int
     out_dir: str
     quiet: bool = False
+    threads: Optional[int] = None  # torch CPU threads the job runs with (None: not known, e.g. genbench eval)
 
     @property
     def spec_hash(self) -> str:
-        """Changes whenever anything that changes this job's numbers changes (then a resume redoes it)."""
+        """Changes whenever anything that changes this job's numbers changes (then a resume redoes it). The
+        thread count is included: it changes float summation order, hence quality numbers slightly (digits/gan FD
+        43.850 with one thread count, 43.857 with another)."""
         blob = {"dataset": vars(self.dataset), "model": vars(self.model), "seed": self.seed, "budget": self.budget,
                 "device": self.device, "speed": vars(self.speed), "sweep": vars(self.sweep) if self.sweep else None,
-                "n_bootstrap": self.n_bootstrap}
+                "n_bootstrap": self.n_bootstrap, "threads": self.threads}
         return _hash(blob)
 
 
@@ -105,7 +109,9 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def make_jobs(suite: Suite, out_dir: Path, device: str, quiet: bool = False) -> list[JobSpec]:
+def make_jobs(suite: Suite, out_dir: Path, device: str, quiet: bool = False,
+              threads: Optional[int] = None) -> list[JobSpec]:
+    """The suite's jobs; `threads` = the torch CPU threads each job runs with (part of its spec hash)."""
     jobs = []
     for d, m in suite.pairs():
         # the model spec as this job sees it: its overrides for this dataset only (so the job's hash, and a
@@ -113,7 +119,7 @@ def make_jobs(suite: Suite, out_dir: Path, device: str, quiet: bool = False) -> 
         m = dataclasses.replace(m, overrides=m.overrides_for(d.name), dataset_overrides={})
         for seed in suite.seeds:
             jobs.append(JobSpec(job_id_for(d.name, m.name, seed), d, m, int(seed), suite.budget, device, suite.speed,
-                                suite.sweeps.get(m.name), suite.n_bootstrap, str(out_dir), quiet))
+                                suite.sweeps.get(m.name), suite.n_bootstrap, str(out_dir), quiet, threads))
     return jobs
 
 
@@ -724,32 +730,53 @@ class Runner:
 
             t = threads if threads is not None else suite.threads
             executor = ProcessExecutor(self.workers, t) if self.workers > 1 else LocalExecutor()
+        t = threads if threads is not None else getattr(suite, "threads", None)
+        self.threads = int(t) if t is not None else torch.get_num_threads()  # what the jobs run with
         self.executor = executor
         self.argv = list(argv) if argv is not None else list(sys.argv)
         self.log = log or (lambda msg: print(msg, flush=True))
 
+    _WIPED_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", CSV_NAME, JSON_NAME)
+    _WIPED_DIRS = ("artifacts", "checkpoints", "cache")
+
     def _wipe(self) -> None:
-        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", CSV_NAME, JSON_NAME):
+        """`--fresh`: delete the run's results, artifacts, checkpoints and caches; refused (InvalidInputError) in a
+        directory that is not a genbench run directory."""
+        from genbench.rundir import check_fresh_allowed
+
+        check_fresh_allowed(self.out_dir, self._WIPED_FILES + self._WIPED_DIRS)
+        for name in self._WIPED_FILES:
             p = self.out_dir / name
             if p.exists():
                 p.unlink()
-        for sub in ("artifacts", "checkpoints", "cache"):
+        for sub in self._WIPED_DIRS:
             shutil.rmtree(self.out_dir / sub, ignore_errors=True)
 
     def run(self) -> RunSummary:
+        """Run the suite's jobs holding DIR's run lock (a second process on DIR fails at once, naming this one)."""
+        from genbench.rundir import run_dir_lock
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with run_dir_lock(self.out_dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> RunSummary:
         from genbench.env_info import environment
+        from genbench.fileio import remove_stale_temps
+        from genbench.rundir import write_marker
 
         t0 = time.perf_counter()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.fresh:
             self._wipe()
+        remove_stale_temps(self.out_dir, older_than_s=STALE_TEMP_S)  # left by a killed run; we hold the lock
         store = ResultsStore(self.out_dir, create=True)
+        write_marker(self.out_dir)
         summary = RunSummary(self.out_dir)
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         env = environment(self.device)
         store.begin_run(run_id, suite_name=self.suite.name, suite_hash=self.suite.hash,
                         suite_toml=self.suite.toml_text or json.dumps(self.suite.to_dict()), argv=self.argv, **env)
-        jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet)
+        jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet, self.threads)
         todo = []
         codes = {m: job_code_version(m) for m in {j.model.name for j in jobs}}  # source digests, once per model
         for j in jobs:
@@ -796,6 +823,8 @@ class Runner:
                                    result.cache_key, job.job_id))
                     summary.done.append(job.job_id)
                     self.log(_done_line(job, result))
+                elif is_disk_full(error):  # every later job would fail the same way: stop the run instead
+                    raise DiskFullError(disk_full_message(error, f"the results of job {job.job_id} in {self.out_dir}"))
                 else:
                     msg = f"{type(error).__name__}: {error}"
                     if not isinstance(error, (JobFailure, GenbenchError)):
@@ -805,6 +834,9 @@ class Runner:
                     summary.failed.append((job.job_id, f"{type(error).__name__}: {error}"))
                     self.log(f"FAILED {job.job_id}: {type(error).__name__}: {error}")
                 store.export()
+        except DiskFullError:
+            store.close()
+            raise
         except KeyboardInterrupt:
             store.export()
             print(f"genbench run: interrupted; finished jobs are saved in {self.out_dir}: run the same command again "
@@ -827,7 +859,7 @@ def _family(model: str) -> str:
 def _job_dict(j: JobSpec) -> dict:
     return {"dataset": vars(j.dataset), "model": vars(j.model), "seed": j.seed, "budget": j.budget,
             "device": j.device, "speed": vars(j.speed), "sweep": vars(j.sweep) if j.sweep else None,
-            "n_bootstrap": j.n_bootstrap}
+            "n_bootstrap": j.n_bootstrap, "threads": j.threads}
 
 
 _HEADLINE = ("fd", "fd_text", "precision", "recall", "coverage", "modes_covered", "bits_per_dim", "nll",

@@ -12,7 +12,9 @@
     artifacts(job_id, kind, path)                -- paths relative to DIR; kinds "samples_preview" (.npz with
                                                     array `x`), "real_preview", "history" (JSON), ...
 - `DIR/results.csv` and `DIR/results.json`: exports of the same long-format metrics (plus run and job metadata
-  in the JSON), rewritten atomically by `export()` after every job.
+  in the JSON), rewritten atomically by `export()` after every job. An infinite metric value or interval end is
+  written as `inf` / `-inf` in the CSV and as the strings "inf" / "-inf" in the JSON (JSON has no infinity);
+  a missing one (NULL, NaN) as an empty cell / `null`.
 
 A job's metrics, artifacts and its 'done' status are committed in one transaction (`record_job`), so killing a
 run at any moment loses no recorded result and never leaves half a job behind.
@@ -102,6 +104,18 @@ def _finite(v: Any) -> Any:
     return v
 
 
+def _lossless_numbers(record: dict) -> dict:
+    """A metric record's value/ci_low/ci_high for results.json: infinities as the strings "inf" / "-inf" (JSON has
+    no literal for them, and `null` would turn an infinite KL into "no value"); NaN -- how SQLite stores "no
+    value" -- stays null. `float("inf")` and pandas' `to_numeric` read the strings back."""
+    out = {}
+    for k in ("value", "ci_low", "ci_high"):
+        v = record.get(k)
+        if isinstance(v, float) and math.isinf(v):
+            out[k] = "inf" if v > 0 else "-inf"
+    return out
+
+
 def _metric_row(m: Any) -> dict:
     """A MetricResult (or a dict with the same fields) as a metrics-table row."""
     d = m.to_dict() if hasattr(m, "to_dict") else dict(m)
@@ -126,6 +140,34 @@ def _metric_row(m: Any) -> dict:
     }
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_store_file(path: str | os.PathLike) -> int:
+    """Validate that `path` is a genbench results database without writing to it (opened read-only); return its
+    schema version. InvalidInputError says what it is instead: not a SQLite file, a SQLite file without genbench's
+    meta table, unreadable."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {p}: {e.strerror or e}") from None
+    if head != SQLITE_MAGIC:
+        raise InvalidInputError(f"{p} is not a SQLite database, so not a genbench results database")
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise InvalidInputError(f"{p} is a SQLite database but not a genbench results database ({e})") from None
+    if row is None or not str(row[0]).strip().isdigit():
+        raise InvalidInputError(f"{p} has no schema_version: it is not a genbench results database")
+    return int(row[0])
+
+
 class ResultsStore:
     """SQLite results of one output directory. `ResultsStore(DIR)` or `ResultsStore(DIR/results.db)`.
 
@@ -138,6 +180,8 @@ class ResultsStore:
             p = p / DB_NAME
         if not p.exists() and not create:
             raise InvalidInputError(f"no results database at {p}: run `genbench run ... --out {p.parent}` first")
+        if p.exists() and not create:
+            check_store_file(p)  # read-only first: never switch a foreign file to WAL (a write) before knowing it
         p.parent.mkdir(parents=True, exist_ok=True)
         self.path = p
         self.dir = p.parent
@@ -339,7 +383,7 @@ class ResultsStore:
         d = Path(directory) if directory is not None else self.dir
         frame = self.metrics_frame()
         csv_path = atomic_write_text(d / CSV_NAME, frame.to_csv(index=False))
-        records = [_finite(r) for r in frame.to_dict(orient="records")]
+        records = [_finite({**r, **_lossless_numbers(r)}) for r in frame.to_dict(orient="records")]
         for r in records:
             r["seed"] = int(r["seed"])
             r["higher_is_better"] = bool(r["higher_is_better"])
@@ -365,4 +409,4 @@ def _dtype(col: str) -> str:
     return "object"
 
 
-__all__ = ["ResultsStore", "SCHEMA_VERSION", "METRIC_COLUMNS", "DB_NAME", "CSV_NAME", "JSON_NAME"]
+__all__ = ["ResultsStore", "check_store_file", "SCHEMA_VERSION", "METRIC_COLUMNS", "DB_NAME", "CSV_NAME", "JSON_NAME"]

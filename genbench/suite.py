@@ -17,7 +17,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
 
     [datasets.ring8]
     features = "identity"          # feature extractor (genbench list extractors)
-    n_samples = 2000               # generated samples scored (and real reference samples, at most)
+    n_samples = 2000               # generated samples scored (and real reference samples, at most); 2..1000000
     reference = "test"             # real split the samples are compared with
     metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]   # genbench list metrics
     n_train_features = 0           # training items featurised for memorisation (0: n_samples)
@@ -41,8 +41,10 @@ unknown names (with "did you mean"), and impossible combinations raise `SuiteErr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +241,12 @@ def suite_path(name_or_path: str | Path) -> Path:
 
 def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
     path = suite_path(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {e.start}): save the suite file as UTF-8") from None
+    except OSError as e:
+        raise SuiteError(f"{path}: cannot be read ({e.strerror or e})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -318,6 +325,74 @@ def _nonneg(v) -> Optional[str]:
     return None if v >= 0 else f"must be >= 0, got {v}"
 
 
+MIN_SAMPLES = 2  # the metrics need at least two samples (a covariance, a nearest neighbour)
+MAX_SAMPLES = 1_000_000  # generated samples / featurised training items per job: beyond this, memory runs out first
+MAX_LIKELIHOOD = 10_000_000  # reference items (text: characters) scored for likelihood
+
+
+def _count_between(lo: int, hi: int, what: str, zero_ok: bool = False):
+    """A check for a sample count: `lo` <= v <= `hi` (or 0, meaning "the default", when `zero_ok`)."""
+    def check(v) -> Optional[str]:
+        if zero_ok and v == 0:
+            return None
+        if v < lo or v > hi:
+            zero = " (or 0 for the default)" if zero_ok else ""
+            return f"must be between {lo} and {hi:_} {what}{zero}, got {v}"
+        return None
+
+    return check
+
+
+# int config fields that count things: an override must be >= 1 (when the default is >= 1)
+_COUNT_FIELDS = {"steps", "batch_size", "n_components", "hidden", "n_layers", "n_layer", "n_head", "n_embd", "blocks",
+                 "bins", "depth", "ch", "latent_dim", "z_dim", "timesteps", "seq_len", "block_size", "n_mix",
+                 "n_scales", "num_res_blocks", "prior_components", "sample_length", "sample_steps", "glow_steps",
+                 "d_steps", "top_hidden", "top_depth", "pca_dim", "patch", "kernel", "order"}
+
+
+def _check_override(c: "_Checker", key: str, cls, name: str, value) -> None:
+    """Check one config override against the model's config dataclass: the field's type (int, float, bool, str,
+    Optional[...], tuple/list), finite numbers, >= 0 unless the default is negative, >= 1 for counts."""
+    import typing
+
+    if not dataclasses.is_dataclass(cls.Config):
+        return
+    try:
+        hint = typing.get_type_hints(cls.Config).get(name)
+    except Exception:  # noqa: BLE001 - a user config with unresolvable annotations: its own code checks
+        return
+    default = getattr(cls.Config(), name, None)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+    base = typing.get_origin(base) or base
+    where = f"({getattr(cls, 'name', cls.__name__)} config field {name}: {getattr(base, '__name__', base)}, default {default!r})"
+    if base is bool:
+        if not isinstance(value, bool):
+            raise c.fail(key, f"expected true/false {where}, got {type(value).__name__} {value!r}")
+        return
+    if base in (int, float):
+        ok = isinstance(value, int) or (base is float and isinstance(value, float))
+        if isinstance(value, bool) or not ok:
+            raise c.fail(key, f"expected {_tname(base)} {where}, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise c.fail(key, f"must be a finite number {where}, got {value!r}")
+        neg_ok = isinstance(default, (int, float)) and not isinstance(default, bool) and default < 0
+        if base is int and name in _COUNT_FIELDS and isinstance(default, int) and default >= 1 and value < 1:
+            raise c.fail(key, f"must be >= 1 {where}, got {value}")
+        if not neg_ok and value < 0:
+            raise c.fail(key, f"must be >= 0 {where}, got {value}")
+        return
+    if base is str and not isinstance(value, str):
+        raise c.fail(key, f"expected a string {where}, got {type(value).__name__} {value!r}")
+    if base in (tuple, list):
+        if not isinstance(value, list):
+            raise c.fail(key, f"expected a list {where}, got {type(value).__name__} {value!r}")
+        kinds = {type(x) for x in (default or ())}
+        if kinds and not all(type(x) in kinds for x in value):
+            raise c.fail(key, f"expected a list of {'/'.join(sorted(k.__name__ for k in kinds))} {where}, "
+                         f"got {value!r}")
+
+
 def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     """Validate a parsed TOML document and build the Suite (all names are checked against the registries)."""
     from genbench.data import list_datasets
@@ -368,7 +443,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         if modality not in extractor_modalities(feats):
             raise c.fail(f"{where}.features", f"extractor {feats!r} works on {', '.join(extractor_modalities(feats))} "
                          f"data, but {dname!r} is {modality} data")
-        n = c.typed(dt, "n_samples", where, int, check=_positive)
+        n = c.typed(dt, "n_samples", where, int, check=_count_between(MIN_SAMPLES, MAX_SAMPLES, "samples"))
         ref = c.typed(dt, "reference", where, str, default="test",
                       check=lambda v: None if v in REFERENCE_SPLITS else unknown_name_message("split", v, REFERENCE_SPLITS))
         metrics = c.str_list(dt, "metrics", where)
@@ -385,8 +460,10 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             problem = _metric_dataset_problem(specs.get(m), m, dname, modality, feats)
             if problem:
                 raise c.fail(f"{where}.metrics", problem)
-        ntf = c.typed(dt, "n_train_features", where, int, default=0, check=_nonneg)
-        nlk = c.typed(dt, "n_likelihood", where, int, default=0, check=_nonneg)
+        ntf = c.typed(dt, "n_train_features", where, int, default=0,
+                      check=_count_between(MIN_SAMPLES, MAX_SAMPLES, "training items", zero_ok=True))
+        nlk = c.typed(dt, "n_likelihood", where, int, default=0,
+                      check=_count_between(MIN_SAMPLES, MAX_LIKELIHOOD, "items (text: characters)", zero_ok=True))
         opts = c.typed(dt, "options", where, dict, default={})
         for k, v in opts.items():
             if k not in METRIC_OPTIONS:
@@ -428,6 +505,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             for k in overrides:
                 if k not in fields:
                     raise c.fail(f"{where}.overrides.{k}", unknown_name_message(f"{mname} config field", k, fields))
+                _check_override(c, f"{where}.overrides.{k}", cls, k, overrides[k])
         d_over = c.typed(mt, "dataset_overrides", where, dict, default={})
         for dn, ov in d_over.items():
             if dn not in ds_names:
@@ -440,6 +518,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
                     if k not in fields:
                         raise c.fail(f"{where}.dataset_overrides.{dn}.{k}",
                                      unknown_name_message(f"{mname} config field", k, fields))
+                    _check_override(c, f"{where}.dataset_overrides.{dn}.{k}", cls, k, ov[k])
         only = c.str_list(mt, "datasets", where, default=None)
         if only is not None:
             for dn in only:

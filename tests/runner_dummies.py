@@ -112,3 +112,15 @@ def register() -> None:
 def unregister() -> None:
     for cls in DUMMIES:
         MODELS._items.pop(cls.name, None)
+
+
+def pid_reporting_job(item):
+    """Job function for the executor tests: item = (name, seconds, pid_dir). Writes its worker's PID to
+    pid_dir/name.pid, sleeps, returns the name."""
+    import os
+    from pathlib import Path
+
+    name, seconds, pid_dir = item
+    (Path(pid_dir) / f"{name}.pid").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return name

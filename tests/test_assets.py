@@ -423,3 +423,21 @@ def test_http_error_moves_to_next_mirror_but_dead_network_stops_at_once(offline_
     finally:
         catalog.ASSETS._items.pop("toyurl", None)
         catalog.ASSETS._items.pop("toydead", None)
+
+
+def test_stale_temp_files_in_the_asset_cache_are_removed_when_fetching(toy, tmp_path):
+    """A writer killed mid-write leaves `.NAME.XXXX.tmp` in the asset's cache folder; the next fetch that
+    (re)builds the asset removes it (a recent one may belong to a live writer and stays)."""
+    import os
+    import time
+
+    a, local, _ = toy
+    _put(local)
+    d = tmp_path / "cache" / "toy"
+    d.mkdir(parents=True)
+    stale, live = d / ".a.bin.k1l2m3.tmp", d / ".b.dat.gz.n4o5p6.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assets.fetch("toy")
+    assert not stale.exists() and live.exists()

@@ -147,3 +147,95 @@ def test_no_timing_leaves_timing_metrics_out():
     cmp = compare_frames(_rows(), _rows(sps_gan=10.0), timing=False)
     assert cmp.exit_code == EXIT_OK
     assert {r.metric for r in cmp.rows} == {"fd"}
+
+
+def _store_with_inf(d):
+    """A real run directory whose store holds an infinite mode_kl (as a collapsed model gets) beside finite FDs."""
+    from genbench.store import ResultsStore
+
+    with ResultsStore(d, create=True) as st:
+        st.begin_run("r1", suite_name="t")
+        for seed in (0, 1):
+            job = f"ring8/gan/seed{seed}"
+            st.add_job(job, run_id="r1", dataset="ring8", model="gan", family="gan", seed=seed, budget="smoke",
+                       config={})
+            st.start_job(job, "r1")
+            st.record_job(job, [
+                dict(name="fd", value=1.5 + seed, ci_low=1.0, ci_high=2.0 + seed, unit="", higher_is_better=False,
+                     protocol={"n_fake": 200}),
+                dict(name="mode_kl", value=float("inf"), ci_low=float("-inf"), ci_high=float("inf"), unit="nats",
+                     higher_is_better=False, protocol={"n_fake": 200}),
+            ])
+        st.export()
+    return d
+
+
+def test_run_compared_with_its_own_results_json_gives_exit_0(tmp_path, capsys):
+    d = _store_with_inf(tmp_path / "run")
+    blob = json.loads((d / "results.json").read_text())
+    assert {m["value"] for m in blob["metrics"] if m["metric"] == "mode_kl"} == {"inf"}
+    assert main(["compare", str(d), str(d / "results.json")]) == EXIT_OK, capsys.readouterr().out
+    assert main(["compare", str(d), str(d / "results.csv")]) == EXIT_OK
+    assert main(["compare", str(d / "results.json"), str(d / "results.csv")]) == EXIT_OK
+    from genbench.compare import load_results
+
+    f = load_results(d / "results.json")
+    assert (f.loc[f["metric"] == "mode_kl", "value"] == float("inf")).all()
+    assert (f.loc[f["metric"] == "mode_kl", "ci_low"] == float("-inf")).all()
+
+
+def _unreadable_inputs(tmp_path) -> dict:
+    import sqlite3
+
+    files = {
+        "malformed.json": b'{"metrics": [',
+        "string.json": b'"hello"',
+        "number.json": b"42",
+        "object.json": b'{"runs": []}',
+        "list_of_numbers.json": b"[1, 2]",
+        "latin1.json": '{"metrics": [{"model": "caf\u00e9"}]}'.encode("latin-1"),
+        "binary.csv": bytes(range(256)) * 4,
+        "empty.csv": b"",
+        "blank.csv": b"\n\n",
+        "wrong_columns.csv": b"a,b\n1,2\n",
+        "not_sqlite.db": b"this is not a database at all" * 10,
+        "empty.db": b"",
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / name
+        paths[name].write_bytes(data)
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    paths["foreign.db"] = foreign
+    no_tables = tmp_path / "meta_only.db"
+    con = sqlite3.connect(no_tables)
+    con.execute("CREATE TABLE meta (key PRIMARY KEY, value)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.commit()
+    con.close()
+    paths["meta_only.db"] = no_tables
+    return paths
+
+
+def test_each_unreadable_compare_input_gives_exit_2(tmp_path, capsys):
+    good = _write(tmp_path, "good", _rows())
+    for name, p in _unreadable_inputs(tmp_path).items():
+        for args in ([str(good), str(p)], [str(p), str(good)]):
+            code = main(["compare", *args])
+            err = capsys.readouterr().err
+            assert code == EXIT_NOT_COMPARABLE, (name, code, err)
+            assert err.startswith("genbench: error:") and str(p) in err and "Traceback" not in err, (name, err)
+
+
+def test_compare_does_not_switch_a_foreign_sqlite_file_to_wal(tmp_path):
+    import sqlite3
+
+    p = _unreadable_inputs(tmp_path)["foreign.db"]
+    before = p.read_bytes()
+    assert main(["compare", str(p), str(p)]) == EXIT_NOT_COMPARABLE
+    assert p.read_bytes() == before
+    assert sqlite3.connect(p).execute("PRAGMA journal_mode").fetchone()[0] == "delete"

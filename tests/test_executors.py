@@ -166,3 +166,69 @@ def test_code_change_redoes_finished_jobs_from_their_checkpoints(tmp_path, monke
         assert _values(out) == before
     finally:
         runner_dummies.unregister()
+
+
+def test_killing_a_specific_worker_fails_that_workers_job(tmp_path):
+    """SIGKILL the worker running job A while job B runs in the other worker: A is failed, B completes (the old
+    executor blamed whichever job's future surfaced the broken pool first and retried the killed one)."""
+    import threading
+
+    from genbench.executors import ProcessExecutor
+
+    a, b = ("A", 60.0, str(tmp_path)), ("B", 4.0, str(tmp_path))
+
+    def kill_a():
+        deadline = time.time() + 60
+        while time.time() < deadline and not ((tmp_path / "A.pid").exists() and (tmp_path / "B.pid").exists()):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(int((tmp_path / "A.pid").read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a, daemon=True)
+    killer.start()
+    t0 = time.time()
+    out = {item[0]: (result, err) for item, result, err in ProcessExecutor(2, 1).map_unordered(
+        runner_dummies.pid_reporting_job, [a, b])}
+    killer.join(timeout=5)
+    assert set(out) == {"A", "B"}
+    assert out["B"] == ("B", None), out["B"]
+    assert out["A"][0] is None and "worker process running this job died" in str(out["A"][1])
+    assert time.time() - t0 < 50, "the killed job was retried instead of failed"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killed_worker_fails_its_own_job_in_a_run(tmp_path):
+    """`Runner` with 2 workers: SIGKILL the worker training gan (job A) while gmm (job B) runs in the other one:
+    A is recorded failed, B finishes (the old executor failed whichever job surfaced the broken pool)."""
+    import threading
+
+    from genbench.executors import ProcessExecutor
+
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(extra="workers = 2").replace("seeds = [0, 1]", "seeds = [0]")
+                 .replace("[models.gan]", "[models.gan]\noverrides = { steps = 100000 }")
+                 .replace("[models.vae]\n", ""))
+    ex = ProcessExecutor(2, 1)
+    killed: list = []
+
+    def kill_gan_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            running = {item.model.name: pid for item, pid in ex.worker_pids()}
+            if {"gan", "gmm"} <= set(running):
+                time.sleep(0.5)
+                os.kill(running["gan"], signal.SIGKILL)
+                killed.append(running["gan"])
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_gan_worker, daemon=True)
+    killer.start()
+    summary = Runner(load_suite(p), tmp_path / "out", quiet=True, log=lambda m: None, executor=ex).run()
+    killer.join(timeout=5)
+    assert killed, "the two jobs never ran at the same time"
+    assert [j for j, _ in summary.failed] == ["ring8/gan/seed0"], summary.failed
+    assert "worker process running this job died" in summary.failed[0][1]
+    assert summary.done == ["ring8/gmm/seed0"]
+    store = ResultsStore(tmp_path / "out")
+    assert store.job_status("ring8/gan/seed0") == "failed" and store.job_status("ring8/gmm/seed0") == "done"

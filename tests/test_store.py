@@ -78,7 +78,7 @@ def test_record_job_round_trip_and_exports(tmp_path):
     assert len(c) == 4
     blob = json.loads(json_path.read_text())  # strict JSON: inf became null
     assert blob["schema_version"] == 1 and len(blob["metrics"]) == 4 and blob["runs"][0]["run_id"] == "r1"
-    assert [m["value"] for m in blob["metrics"] if m["metric"] == "nll"] == [None]
+    assert [m["value"] for m in blob["metrics"] if m["metric"] == "nll"] == ["inf"]
     # a reopened store reads the same
     s.close()
     again = ResultsStore(tmp_path / "results.db")

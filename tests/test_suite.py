@@ -56,7 +56,7 @@ def test_minimal_suite_and_defaults(tmp_path):
     (BASE.replace("seeds = [0]", "seeds = 0"), "seeds", "list of integers"),
     (BASE.replace("seeds = [0]", "seeds = [0, 0]"), "seeds", "repeated"),
     (BASE.replace("n_samples = 100", "n_samples = '100'"), "datasets.ring8.n_samples", "integer"),
-    (BASE.replace("n_samples = 100", "n_samples = 0"), "datasets.ring8.n_samples", "> 0"),
+    (BASE.replace("n_samples = 100", "n_samples = 0"), "datasets.ring8.n_samples", "between 2 and"),
     (BASE.replace("n_samples = 100", "n_samples = 100\nextra = 1"), "datasets.ring8.extra", "unknown key"),
     (BASE.replace("[datasets.ring8]", "[datasets.ring9]"), "datasets.ring9", "'ring8'"),
     (BASE.replace("[models.gan]", "[models.gann]"), "models.gann", "'gan'"),
@@ -131,3 +131,46 @@ def test_dataset_overrides(tmp_path):
     assert "key 'models.gan.dataset_overrides.grid25'" in msg and "not in this suite" in msg
     msg = _err(tmp_path, BASE.replace("[models.gan]", "[models.gan]\ndataset_overrides = { ring8 = { stepz = 7 } }"))
     assert "key 'models.gan.dataset_overrides.ring8.stepz'" in msg and "'steps'" in msg
+
+
+GMM = BASE.replace("[models.gan]", "[models.gmm]")
+
+
+@pytest.mark.parametrize("text, key, words", [
+    (BASE.replace("n_samples = 100", "n_samples = 1"), "datasets.ring8.n_samples", "between 2 and 1_000_000"),
+    (BASE.replace("n_samples = 100", "n_samples = 100000000000"), "datasets.ring8.n_samples", "1_000_000"),
+    (BASE.replace("n_samples = 100", "n_samples = 100\nn_likelihood = 1"), "datasets.ring8.n_likelihood", "between 2"),
+    (BASE.replace("n_samples = 100", "n_samples = 100\nn_train_features = 5000000"),
+     "datasets.ring8.n_train_features", "1_000_000"),
+    (GMM.replace("[models.gmm]", '[models.gmm]\noverrides = { n_components = "four" }'),
+     "models.gmm.overrides.n_components", "expected an integer"),
+    (GMM.replace("[models.gmm]", "[models.gmm]\noverrides = { n_components = -3 }"),
+     "models.gmm.overrides.n_components", "must be >= 1"),
+    (GMM.replace("[models.gmm]", "[models.gmm]\noverrides = { n_components = 0 }"),
+     "models.gmm.overrides.n_components", "must be >= 1"),
+    (GMM.replace("[models.gmm]", "[models.gmm]\noverrides = { n_components = 2.5 }"),
+     "models.gmm.overrides.n_components", "expected an integer"),
+    (BASE.replace("[models.gan]", "[models.gan]\noverrides = { lr = nan }"), "models.gan.overrides.lr", "finite"),
+    (BASE.replace("[models.gan]", "[models.gan]\noverrides = { lr = -0.1 }"), "models.gan.overrides.lr", ">= 0"),
+    (BASE.replace("[models.gan]", "[models.gan]\noverrides = { lr = true }"), "models.gan.overrides.lr", "a number"),
+    (BASE.replace("[models.gan]", "[models.gan]\ndataset_overrides = { ring8 = { steps = \"many\" } }"),
+     "models.gan.dataset_overrides.ring8.steps", "expected an integer"),
+])
+def test_override_types_and_sample_counts_are_validated(tmp_path, text, key, words):
+    msg = _err(tmp_path, text)
+    assert f"key {key!r}" in msg, msg
+    assert words in msg, msg
+
+
+def test_valid_overrides_still_load(tmp_path):
+    s = load_suite(_write(tmp_path, BASE.replace("[models.gan]", "[models.gan]\noverrides = { steps = 5, lr = 1 }")))
+    assert s.models[0].overrides == {"steps": 5, "lr": 1}
+    text = BASE.replace("[models.gan]", "[models.vae]\noverrides = { min_log_scale = -5.0 }")
+    assert load_suite(_write(tmp_path, text)).models[0].overrides == {"min_log_scale": -5.0}  # negative default
+
+
+def test_non_utf8_suite_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes(BASE.replace('name = "t"', 'name = "caf\u00e9"').encode("latin-1"))
+    with pytest.raises(SuiteError, match="not UTF-8"):
+        load_suite(p)

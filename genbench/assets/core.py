@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from genbench.errors import AssetNotFoundError, GenbenchError
+from genbench.fileio import remove_stale_temps
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per network read; a dead network fails fast, a slow one never hangs forever
 PIP_TIMEOUT_S = 300.0
@@ -547,6 +548,7 @@ def fetch(name: str, *, path=None, full_verify: bool = False, quiet: bool = True
         f"missing {_names(missing)}" if d.is_dir() and len(missing) < len(asset.members) else "not present")
     root.mkdir(parents=True, exist_ok=True)
     d.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(d, older_than_s=3600.0)  # .tmp files of a writer killed mid-write (a live one is younger)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{asset.name}-", dir=root))
     try:
         for src in asset.sources:

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
         "Rerunning the same command resumes: finished jobs are skipped.")
     p.add_argument("suite", nargs="?", default="quick",
                    help="built-in suite name (genbench list suites) or path to a suite .toml (default: quick)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: reports/<suite name>)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: reports/<suite name>, the name reduced to letters, digits "
+                   "and -_.); one process at a time: a second run on DIR fails at once, naming the first")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto picks cuda when available (default: the suite's device; quick runs on cpu)")
     p.add_argument("--models", metavar="A,B", help="only these models of the suite")
@@ -24,12 +25,14 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", metavar="0,1,2", help="seeds to run (replaces the suite's)")
     p.add_argument("--budget", choices=["smoke", "quick", "standard"], help="training budget (replaces the suite's)")
     p.add_argument("--fresh", action="store_true",
-                   help="start over: delete DIR's results, artifacts, checkpoints and caches first")
+                   help="start over: delete DIR's results, artifacts, checkpoints and caches first (only in a "
+                   "directory a genbench run made; refused elsewhere)")
     p.add_argument("--quiet", action="store_true", help="no progress bars: one line per job")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads per job (default: the suite's `threads`, 1 in quick; else torch's own "
                         "choice; 1 is much faster on a machine shared with other busy processes; recorded in every "
-                        "timing protocol)")
+                        "timing protocol). The thread count changes quality numbers slightly (float summation "
+                        "order), so it is part of each job's settings: resuming with another count redoes the jobs")
     p.add_argument("--workers", type=int, metavar="N",
                    help="run N jobs at once, each in its own worker process (default: the suite's `workers`, 1 if "
                         "unset; quick uses 2). Keep N x threads <= CPU cores, or speed figures measure contention")
@@ -63,6 +66,7 @@ def _argv(args, out) -> list:
 
 def run(args) -> int:
     from genbench.env_info import resolve_device
+    from genbench.rundir import default_out_dir
     from genbench.runner import Runner
     from genbench.suite import apply_overrides, load_suite
 
@@ -79,7 +83,7 @@ def run(args) -> int:
     suite = apply_overrides(suite, models=_names(args.models), datasets=_names(args.datasets),
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
     device = resolve_device(suite.device)
-    out = Path(args.out) if args.out else Path("reports") / suite.name
+    out = Path(args.out) if args.out else default_out_dir(suite.name)  # reports/<slug of the name>
     workers = args.workers if args.workers is not None else suite.workers
     summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
                      workers=workers, threads=threads).run()

@@ -14,6 +14,8 @@ The result is a DataSplit / TextSplit with split="user"; `min_items` (default 2)
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -94,7 +96,14 @@ def _load_image_folder(d: Path, name: str) -> DataSplit:
 def _pick_array(p: Path):
     try:
         if p.suffix.lower() == ".npy":
+            with open(p, "rb") as f:
+                _check_npy_header(f, p.stat().st_size, str(p))
             return np.load(p, allow_pickle=False), None
+        with zipfile.ZipFile(p) as zf:  # the members' headers against their sizes, before any array is read
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        _check_npy_header(f, info.file_size, f"{p} (array {info.filename[:-4]!r})")
         with np.load(p, allow_pickle=False) as z:
             keys = list(z.keys())
             if "x" in keys:
@@ -108,8 +117,36 @@ def _pick_array(p: Path):
             return z[key], (z["y"] if "y" in keys else None)
     except InvalidInputError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise InvalidInputError(f"{p}: cannot be read as a NumPy array file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise InvalidInputError(f"{p}: cannot be read as a NumPy array file: it is truncated or damaged "
+                                f"({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise InvalidInputError(f"{p}: the array does not fit in memory") from None
+
+
+def _check_npy_header(f, size: int, where: str) -> None:
+    """Read the .npy header from `f` and check that the shape x item size it claims fits in the `size` bytes of
+    the file, so a damaged or hostile header cannot make NumPy allocate a huge array."""
+    from numpy.lib import format as npy_format
+
+    version = npy_format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = npy_format.read_array_header_2_0(f)
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize if not dtype.hasobject else 0
+    have = size - f.tell()
+    if need > have:
+        raise InvalidInputError(f"{where}: the header says shape {tuple(shape)} of {dtype} ({_size(need)}), but the "
+                                f"file holds {_size(max(have, 0))} of data: it is truncated or damaged")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
 
 
 def _load_array(p: Path, name: str) -> DataSplit:
@@ -119,6 +156,8 @@ def _load_array(p: Path, name: str) -> DataSplit:
     if a.ndim not in (2, 3, 4):
         raise InvalidInputError(f"{p}: array of shape {a.shape}; expected (N, D) points or (N, C, H, W) / "
                                 f"(N, H, W, C) / (N, H, W) images")
+    if a.size == 0:
+        raise InvalidInputError(f"{p}: the array of shape {a.shape} holds no values (0 items): nothing to score")
     if y is not None and len(y) != len(a):
         raise InvalidInputError(f"{p}: {len(a)} samples but {len(y)} labels in 'y'")
     is_int = np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_
