@@ -14,8 +14,9 @@ def add_parser(sub) -> None:
         "the protocol it was measured under. `genbench compare` / `check` use it as training noise when a result "
         "set has a single seed (the built-in files in genbench/calibration/ are always read; add others with "
         "--calibration FILE).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a `genbench run` directory (or results.db/.csv/.json) with >= 3 seeds")
-    p.add_argument("--out", metavar="FILE", help="where to write the JSON (default: RUN_DIR/calibration.json)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="`genbench run` directories (or results.db/.csv/.json) "
+                   "with >= 3 seeds per job; several are combined (e.g. a sweep done in parts)")
+    p.add_argument("--out", metavar="FILE", help="where to write the JSON (default: the first RUN_DIR/calibration.json)")
     p.set_defaults(func=run)
 
 
@@ -27,13 +28,20 @@ def run(args) -> int:
     from genbench.fileio import atomic_write_text
     from genbench.noise import make_calibration
 
-    src = Path(args.run_dir)
-    frame = load_results(src)
+    import pandas as pd
+
+    srcs = [Path(d) for d in args.run_dirs]
+    frames = [load_results(d) for d in srcs]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = frame[~is_timing(frame)]
-    suites = _suite_names(src)
+    dup = frame.duplicated(["budget", "dataset", "model", "metric", "variant", "seed"])
+    if dup.any():  # the same job in two of the directories: keep the first
+        frame = frame[~dup]
+    src = srcs[0]
+    suites = sorted({n for d in srcs for n in _suite_names(d)})
     made_by = {"command": " ".join(["genbench", "calibrate", *sys.argv[2:]]) if sys.argv[1:2] == ["calibrate"]
-               else f"genbench calibrate {src}", "run": str(src), "suite": ", ".join(suites) or "?",
-               "commit": git_commit(), "machine": hardware("cpu")}
+               else "genbench calibrate " + " ".join(map(str, srcs)), "runs": [str(d) for d in srcs],
+               "suite": ", ".join(suites) or "?", "commit": git_commit(), "machine": hardware("cpu")}
     blob = make_calibration(frame, made_by, protocol_fingerprint)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "calibration.json"
     atomic_write_text(out, json.dumps(blob, indent=1, sort_keys=True) + "\n")
