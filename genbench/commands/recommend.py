@@ -13,7 +13,10 @@ def add_parser(sub) -> None:
         "recommend",
         help="rank a run's models for a task (real-time, high-fidelity, ...)",
         description="Rank the models of a run for a task, from the stored numbers. Models whose score intervals "
-        f"(from the metrics' CIs / seed spread) overlap are reported as a tie. Tasks: {tasks}.",
+        f"(from the metrics' CIs / seed spread) overlap are reported as a tie. Each dataset starts with a verdict (the "
+        "chosen model, its key numbers, the runner-up and whether they tie), then the ranking with its reasons. "
+        "Reference points (train-copy, text-copy, gmm, ngram: family 'baseline') are not ranked unless "
+        f"--include-baselines. Tasks: {tasks}.",
     )
     p.add_argument("--results", default="reports/quick", metavar="DIR",
                    help="run directory or results file (default: reports/quick)")
@@ -23,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", help="only this dataset (default: every dataset in the results)")
     p.add_argument("--max-latency-ms", type=float, help="exclude models whose one-sample latency exceeds this")
     p.add_argument("--min-coverage", type=float, help="exclude models whose coverage is below this (0..1)")
+    p.add_argument("--include-baselines", action="store_true",
+                   help="rank the reference points too (family 'baseline': train-copy, text-copy, gmm, ngram), which "
+                   "are left out by default: they bound the leaderboard, they are not models to deploy")
     p.set_defaults(func=run)
 
 
@@ -32,6 +38,7 @@ def run(args) -> int:
 
     weights = parse_weights(args.weights) if args.weights else None
     recs = recommend(load_results(args.results), task=args.task, weights=weights, dataset=args.dataset,
-                     max_latency_ms=args.max_latency_ms, min_coverage=args.min_coverage)
+                     max_latency_ms=args.max_latency_ms, min_coverage=args.min_coverage,
+                     include_baselines=args.include_baselines)
     sys.stdout.write("\n".join(r.to_markdown() for r in recs))
     return 0
