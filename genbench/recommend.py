@@ -69,11 +69,11 @@ def parse_weights(text: str) -> dict[str, float]:
         try:
             out[k] = float(v)
         except ValueError:
-            raise InvalidInputError(f"--weights: {k}={v!r} is not a number") from None
+            raise InvalidInputError(f"--weights: {k}={v!r} is not a number; write it like {k}=0.5") from None
         if out[k] < 0:
-            raise InvalidInputError(f"--weights: {k} must be >= 0")
+            raise InvalidInputError(f"--weights: {k} must be >= 0 (weights are shares, e.g. quality=0.7,speed=0.3)")
     if not out or sum(out.values()) <= 0:
-        raise InvalidInputError("--weights: give at least one positive weight")
+        raise InvalidInputError("--weights: give at least one positive weight, e.g. --weights quality=0.7,speed=0.3")
     return out
 
 
@@ -139,7 +139,8 @@ def recommend(
     genbench/reference.py) are left out of the ranking, and so of every score's normalisation and of the Pareto
     front, unless `include_baselines`."""
     if task is None and not weights:
-        raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights")
+        raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights (e.g. quality=0.7,speed=0.3); "
+                                "`genbench recommend --help` describes each task")
     profile = None
     if task is not None:
         if task not in PROFILES:

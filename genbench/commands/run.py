@@ -74,9 +74,11 @@ def run(args) -> int:
     from genbench.suite import apply_overrides, load_suite
 
     if args.threads is not None and args.threads < 1:
-        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}: pass e.g. --threads 1, or leave it out "
+                                "for the suite's setting")
     if args.workers is not None and args.workers < 1:
-        raise InvalidInputError(f"--workers must be >= 1, got {args.workers}")
+        raise InvalidInputError(f"--workers must be >= 1, got {args.workers}: pass e.g. --workers 1, or leave it out "
+                                "for the suite's setting")
     suite = load_suite(args.suite)
     threads = args.threads if args.threads is not None else suite.threads
     if threads is not None:
