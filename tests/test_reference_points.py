@@ -3,8 +3,12 @@ recommend leaves them out unless asked, reports put them in their own band and n
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from genbench.cli import main
 from genbench.metrics.base import MetricResult
@@ -122,3 +126,37 @@ def test_recommend_without_family_column_ranks_everyone():
                  unit="", higher_is_better=False, protocol="{}") for m, v in (("a", 1.0), ("b", 2.0))]
     rec = recommend(pd.DataFrame(rows), weights={"quality": 1.0})[0]
     assert [r.model for r in rec.ranked] == ["a", "b"] and not rec.references
+
+
+CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium") if Path("/usr/bin/chromium").exists() else None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it as root)")
+def test_band_survives_sorting_in_headless_chromium(tmp_path):
+    """The page's own sorting script, run in a real browser, reorders the models and leaves the band below them;
+    a screenshot of the page is not blank."""
+    render_dir = _store(tmp_path / "run")
+    page = render(render_dir, "html")
+    probe = """<script>
+      var t = document.querySelector('.lb table'), th = t.querySelectorAll('th');
+      function order() { return Array.from(t.rows).map(function (r) { return r.cells[0].textContent.trim()
+                                                                       .split(' ')[0]; }).join(','); }
+      th[1].click(); th[1].click();   // FD descending
+      document.body.setAttribute('data-order', order());
+    </script></body>"""
+    f = tmp_path / "probe.html"
+    f.write_text(page.replace("</body>", probe))
+    base = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(base + ["--dump-dom", f.as_uri()], check=True, timeout=120, capture_output=True,
+                         text=True).stdout
+    order = re.search(r'data-order="([^"]*)"', dom).group(1).split(",")
+    assert order == ["model", "vae", "gan", "ddpm", "reference", "train-copy", "gmm"]
+    shot = tmp_path / "shot.png"
+    subprocess.run(base + [f"--screenshot={shot}", "--window-size=1280,900", f.as_uri()], check=True, timeout=120,
+                   capture_output=True)
+    from PIL import Image
+
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is None or len(colours) > 50, "the screenshot is blank"
