@@ -343,8 +343,12 @@ def verdict_text(rec: Recommendation) -> str:
         left_out = (" Reference points left out: " + ", ".join(f"{m} ({why})" for m, why in sorted(rec.references.items()))
                     + "; `--include-baselines` ranks them too.")
     if not rec.ranked:
-        return ("**Verdict**: no model qualifies" + (f" ({len(rec.excluded)} excluded, reasons below): relax "
-                "--max-latency-ms / --min-coverage or pick another --task." if rec.excluded else ".") + left_out)
+        if rec.excluded:
+            return (f"**Verdict**: no model qualifies ({len(rec.excluded)} excluded, reasons below): relax "
+                    "--max-latency-ms / --min-coverage or pick another --task." + left_out)
+        if rec.references:
+            return "**Verdict**: no model to rank besides the reference points." + left_out
+        return "**Verdict**: no model was scored on this dataset: check the run's failed jobs (`genbench report`)."
     top = rec.ranked[0]
     text = f"**Verdict**: use **{top.model}** ({_numbers(rec, top)})."
     if top.model in rec.included:

@@ -371,10 +371,7 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
         if not lb.columns and not lb.rows:
             out += ["No metrics recorded.", ""]
             continue
-        rows = [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows]
-        n_ref = sum(1 for r in lb.rows if r.reference)
-        if n_ref:  # the reference points' band, under the ranked models
-            rows.insert(len(rows) - n_ref, [f"*{BAND}*"] + [""] * (len(rows[0]) - 1))
+        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows], f"*{BAND}*")
         out.append(tabulate(rows, headers=_headers(lb), tablefmt="github", disable_numparse=True))
         out.append("")
         if lb.protocol:
@@ -394,6 +391,14 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
     return "\n".join(out)
 
 
+def _with_band(lb: Leaderboard, rows: list, band: str) -> list:
+    """The table rows with the reference points' band row inserted above them (rows as `lb.rows`: models first)."""
+    n_ref = sum(1 for r in lb.rows if r.reference)
+    if n_ref:
+        rows.insert(len(rows) - n_ref, [band] + [""] * (len(rows[0]) - 1))
+    return rows
+
+
 def _md_escape(s: str) -> str:
     return str(s).replace("|", "\\|")
 
@@ -406,7 +411,8 @@ def to_latex(boards: list, notes: Optional[list] = None) -> str:
     for lb in boards:
         if not lb.rows:
             continue
-        rows = [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows]
+        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows],
+                          f"\\textit{{{esc(BAND)}}}")
         heads = [_latex_header(h) for h in _headers(lb, esc)]
         out += ["\\begin{table}[ht]", "\\centering", "\\small",
                 tabulate(rows, headers=heads, tablefmt="latex_raw", disable_numparse=True),
@@ -463,10 +469,10 @@ def to_csv(boards: list) -> str:
                     "low": None if cell is None else cell.lo, "high": None if cell is None else cell.hi,
                     "seeds": r.n_seeds, "higher_is_better": lb.directions[c],
                     "unit": "" if cell is None else cell.unit, "best": r.model in lb.best[c],
-                    "status": r.status or "ok",
+                    "status": r.status or "ok", "reference": r.reference,
                 })
     buf = io.StringIO()
     cols = ["dataset", "model", "family", "metric", "label", "value", "err", "low", "high", "seeds",
-            "higher_is_better", "unit", "best", "status"]
+            "higher_is_better", "unit", "best", "status", "reference"]
     pd.DataFrame(recs, columns=cols).to_csv(buf, index=False)
     return buf.getvalue()

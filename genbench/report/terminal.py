@@ -6,6 +6,7 @@ band), and the regression check against a reference run, one line per dataset an
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -134,14 +135,24 @@ def _dataset_counts(rows: list, n_bad: int) -> str:
 
 def finish_run(out: Path, leaderboard: bool, against: Optional[str]) -> None:
     """The end of `genbench run --leaderboard --against DIR`: print the leaderboard, then the check. A regression
-    is reported, not raised: the run's exit status stays about its jobs (see `genbench compare` for a gate)."""
+    is reported, not raised: the run's exit status stays about its jobs (see `genbench compare` for a gate). The
+    results are on disk by now, so neither part failing stops the run: each says how to redo it."""
     if leaderboard:
-        print(leaderboard_text(out))
+        try:
+            print(leaderboard_text(out))
+        except Exception as e:  # noqa: BLE001 - the results are recorded; the report can be rebuilt
+            print(f"genbench run: warning: the leaderboard could not be printed ({type(e).__name__}: {e}); see "
+                  f"`genbench report {out}`", file=sys.stderr)
     if against:
         base = Path(against)
         if not base.exists():
             print(f"\nRegression check skipped: no reference results at {base} (pass --against DIR with a "
                   "`genbench run` directory, e.g. the committed reports/quick)")
             return
-        text, _code = check_text(base, out)
+        try:
+            text, _code = check_text(base, out)
+        except Exception as e:  # noqa: BLE001 - e.g. a reference directory that holds no results
+            print(f"\nRegression check could not run ({type(e).__name__}: {e}); run it by hand with "
+                  f"`genbench compare {base} {out}`")
+            return
         print(text)
