@@ -160,3 +160,13 @@ def test_band_survives_sorting_in_headless_chromium(tmp_path):
 
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is None or len(colours) > 50, "the screenshot is blank"
+
+
+def test_summary_of_a_dataset_with_only_reference_points(tmp_path):
+    s = ResultsStore(tmp_path, create=True)
+    for model, fd in (("train-copy", 2.0), ("gmm", 60.0)):
+        s.add_job(model, run_id="r", dataset="mnist", model=model, family="baseline", seed=0, budget="q")
+        s.record_job(model, [MetricResult("fd", fd, "", False, "1", PROTO)])
+    s.close()
+    summ = render(tmp_path, "md").split("## Summary", 1)[1]
+    assert "Only reference points (gmm, train-copy) were scored here" in summ and " leads " not in summ

@@ -127,7 +127,10 @@ def summarise(data: RunData) -> list[DatasetSummary]:
         st = standings_for(cells, ds, refs)
         s = DatasetSummary(ds, st)
         if not set(st) - COST_ONLY:
-            s.sentences.append("No metrics were recorded for this dataset (its jobs failed or have not finished).")
+            s.sentences.append(
+                f"Only reference points ({', '.join(sorted(refs))}) were scored here: no model to rank against them."
+                if set(standings_for(cells, ds)) - COST_ONLY else
+                "No metrics were recorded for this dataset (its jobs failed or have not finished).")
         for cat, standing in st.items():
             if cat in COST_ONLY:
                 continue
