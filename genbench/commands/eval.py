@@ -41,7 +41,8 @@ def run(args) -> int:
     if args.out is None:
         from genbench.eval_rank import placement_lines
 
-        lines = placement_lines(result)
-        if lines:
-            sys.stdout.write("\n" + "\n".join(lines) + "\n")
+        lines = placement_lines(result) or [
+            f"No committed reference leaderboard covers {result.dataset} (reports/quick, standard, smoke): to see "
+            "these samples beside models, add them to a run with --out DIR."]
+        sys.stdout.write("\n" + "\n".join(lines) + "\n")
     return 0
