@@ -4,8 +4,16 @@
 setup:
 	@bash scripts/setup.sh
 
+# `make run`: the default suite into runs/quick/ (git-ignored; rerunning resumes), with progress, then a compact
+# leaderboard per dataset and the regression check against the committed reference results in reports/quick/
+# (which it never writes). It fails only when jobs fail; a regression is printed with the verdict
+# (`genbench compare reports/quick runs/quick` is the gate with an exit status).
+SUITE ?= quick
+RUN_OUT ?= runs/$(SUITE)
+REFERENCE ?= reports/$(SUITE)
+
 run: setup
-	.venv/bin/genbench run
+	.venv/bin/genbench run $(SUITE) --out $(RUN_OUT) --leaderboard --against $(REFERENCE)
 
 test: setup
 	.venv/bin/python -m pytest -q

@@ -18,6 +18,7 @@ import pandas as pd
 
 from genbench.compare import aggregate
 from genbench.errors import InvalidInputError
+from genbench.reference import reference_models, role_label
 from genbench.registry import unknown_name_message
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -68,11 +69,11 @@ def parse_weights(text: str) -> dict[str, float]:
         try:
             out[k] = float(v)
         except ValueError:
-            raise InvalidInputError(f"--weights: {k}={v!r} is not a number") from None
+            raise InvalidInputError(f"--weights: {k}={v!r} is not a number; write it like {k}=0.5") from None
         if out[k] < 0:
-            raise InvalidInputError(f"--weights: {k} must be >= 0")
+            raise InvalidInputError(f"--weights: {k} must be >= 0 (weights are shares, e.g. quality=0.7,speed=0.3)")
     if not out or sum(out.values()) <= 0:
-        raise InvalidInputError("--weights: give at least one positive weight")
+        raise InvalidInputError("--weights: give at least one positive weight, e.g. --weights quality=0.7,speed=0.3")
     return out
 
 
@@ -97,10 +98,18 @@ class Recommendation:
     weights: dict
     ranked: list  # [Ranked]
     excluded: dict  # model -> reason
+    numbers: dict = field(default_factory=dict)  # model -> its key numbers in words ("samples/s 16,500, FD 111")
+    references: dict = field(default_factory=dict)  # reference point left out -> what it bounds
+    included: dict = field(default_factory=dict)  # reference point ranked (--include-baselines) -> what it bounds
+
+    def verdict(self) -> str:
+        """The answer first: the chosen model, its key numbers, the runner-up and whether they tie."""
+        return verdict_text(self)
 
     def to_markdown(self) -> str:
         w = ", ".join(f"{k} {v:g}" for k, v in self.weights.items())
-        lines = [f"### {self.dataset} — task `{self.profile}` (weights: {w})", ""]
+        lines = [f"### {self.dataset} — task `{self.profile}` (weights: {w})", "", self.verdict(), "",
+                 "Ranking and reasons:", ""]
         if not self.ranked:
             lines.append("No model qualifies.")
         for r in self.ranked:
@@ -124,9 +133,14 @@ def recommend(
     dataset: Optional[str] = None,
     max_latency_ms: Optional[float] = None,
     min_coverage: Optional[float] = None,
+    include_baselines: bool = False,
 ) -> list[Recommendation]:
+    """Rank each dataset's models for a task profile (or custom weights). Reference points (family `baseline`,
+    genbench/reference.py) are left out of the ranking, and so of every score's normalisation and of the Pareto
+    front, unless `include_baselines`."""
     if task is None and not weights:
-        raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights")
+        raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights (e.g. quality=0.7,speed=0.3); "
+                                "`genbench recommend --help` describes each task")
     profile = None
     if task is not None:
         if task not in PROFILES:
@@ -140,10 +154,15 @@ def recommend(
             raise InvalidInputError(unknown_name_message("dataset in these results", dataset, datasets))
         datasets = [dataset]
     frame = frame[frame["variant"].fillna("") == ""]  # rank on each model's default sampler
-    return [
-        _recommend_one(frame[frame["dataset"] == ds], ds, task or "custom", w, requires, max_latency_ms, min_coverage)
-        for ds in datasets
-    ]
+    out = []
+    for ds in datasets:
+        part = frame[frame["dataset"] == ds]
+        refs = {m: role_label(m) for m in reference_models(part)}
+        kept = part if include_baselines else part[~part["model"].isin(refs)]
+        rec = _recommend_one(kept, ds, task or "custom", w, requires, max_latency_ms, min_coverage)
+        rec.references, rec.included = ({}, refs) if include_baselines else (refs, {})
+        out.append(rec)
+    return out
 
 
 def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_coverage) -> Recommendation:
@@ -217,7 +236,8 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
     _mark_pareto(ranked)
     for r in ranked:
         r.reason, r.gives_up = _explain(r, ranked, weights, values)
-    return Recommendation(ds, profile, weights, ranked, excluded)
+    numbers = {r.model: key_numbers(r.model, weights, values) for r in ranked}
+    return Recommendation(ds, profile, weights, ranked, excluded, numbers)
 
 
 def _transform(metric: str):
@@ -301,3 +321,51 @@ def _best_metric_text(model: str, cat: str, values: dict) -> str:
             unit = f" {a.unit}" if a.unit else ""
             return f"{met} {a.value:.4g}{unit}"
     return ""
+
+
+def key_numbers(model: str, weights: dict, values: dict) -> str:
+    """The model's first number of each weighted category, heaviest weight first: "samples/s 16,500, FD 111"."""
+    from genbench.report.headline import label
+    from genbench.report.tables import fmt_number
+
+    out = []
+    for cat in sorted((c for c, w in weights.items() if w > 0), key=lambda c: -weights[c]):
+        met = next((m for m in CATEGORIES[cat] if (model, m) in values), None)
+        if met is not None:
+            out.append(f"{label(met)} {fmt_number(values[(model, met)].value, met)}")
+    return ", ".join(out)
+
+
+def verdict_text(rec: Recommendation) -> str:
+    """'**Verdict**: use **gan** (samples/s 16,500, FD 111; score 0.78 [...]). Runner-up: vae (...). They tie ...'"""
+    left_out = ""
+    if rec.references:
+        left_out = (" Reference points left out: " + ", ".join(f"{m} ({why})" for m, why in sorted(rec.references.items()))
+                    + "; `--include-baselines` ranks them too.")
+    if not rec.ranked:
+        if rec.excluded:
+            return (f"**Verdict**: no model qualifies ({len(rec.excluded)} excluded, reasons below): relax "
+                    "--max-latency-ms / --min-coverage or pick another --task." + left_out)
+        if rec.references:
+            return "**Verdict**: no model to rank besides the reference points." + left_out
+        return "**Verdict**: no model was scored on this dataset: check the run's failed jobs (`genbench report`)."
+    top = rec.ranked[0]
+    text = f"**Verdict**: use **{top.model}** ({_numbers(rec, top)})."
+    if top.model in rec.included:
+        text += f" Note: {top.model} is a reference point ({rec.included[top.model]}), not a model to deploy."
+    if len(rec.ranked) == 1:
+        return text + " It is the only model that qualifies." + left_out
+    second = rec.ranked[1]
+    if second.rank == top.rank:
+        tied = [r.model for r in rec.ranked if r.rank == top.rank and r is not top]
+        text += (f" Runner-up: {second.model} ({_numbers(rec, second)}). They tie within noise"
+                 + (f" (with {', '.join(tied[1:])} too)" if len(tied) > 1 else "")
+                 + ": choose among them on what the task leaves out (cost, licence, familiarity).")
+    else:
+        text += f" Runner-up: {second.model} ({_numbers(rec, second)}), behind beyond noise."
+    return text + left_out
+
+
+def _numbers(rec: Recommendation, r: Ranked) -> str:
+    nums = rec.numbers.get(r.model, "")
+    return (nums + "; " if nums else "") + f"score {r.score:.2f} [{r.low:.2f}, {r.high:.2f}]"

@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
         "dataset (or a path to your own reference data) with the same metrics and protocol as the leaderboard: "
         "the protocol of the run given with --out, else of the first built-in suite (quick, standard, smoke) "
         "that has the dataset. With --out DIR (a `genbench run` directory) the result is recorded there as model "
-        "'user:NAME' (family 'user') and appears in that run's leaderboard.")
+        "'user:NAME' (family 'user') and appears in that run's leaderboard. Without --out, the scores are placed "
+        "on the committed reference leaderboard of the dataset (reports/quick, ...) when the protocols match: "
+        "e.g. 'would rank 3rd of 6 models on FD'.")
     p.add_argument("--samples", required=True, metavar="PATH", help="folder of images, .npz/.npy array or text file")
     p.add_argument("--dataset", required=True, metavar="NAME",
                    help="built-in dataset (genbench data list) or a path to reference data")
@@ -36,4 +38,11 @@ def run(args) -> int:
     result = evaluate_samples(args.samples, args.dataset, out=args.out, name=args.name, extractor=args.extractor,
                               metrics=metrics, seed=args.seed, device=resolve_device(args.device), quiet=args.quiet)
     sys.stdout.write(format_eval(result))
+    if args.out is None:
+        from genbench.eval_rank import placement_lines
+
+        lines = placement_lines(result) or [
+            f"No committed reference leaderboard covers {result.dataset} (reports/quick, standard, smoke): to see "
+            "these samples beside models, add them to a run with --out DIR."]
+        sys.stdout.write("\n" + "\n".join(lines) + "\n")
     return 0

@@ -6,6 +6,8 @@ import sys
 
 from genbench.recommend import PROFILES
 
+DEFAULT_RESULTS = "reports/quick"
+
 
 def add_parser(sub) -> None:
     tasks = "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
@@ -13,17 +15,36 @@ def add_parser(sub) -> None:
         "recommend",
         help="rank a run's models for a task (real-time, high-fidelity, ...)",
         description="Rank the models of a run for a task, from the stored numbers. Models whose score intervals "
-        f"(from the metrics' CIs / seed spread) overlap are reported as a tie. Tasks: {tasks}.",
+        f"(from the metrics' CIs / seed spread) overlap are reported as a tie. Each dataset starts with a verdict (the "
+        "chosen model, its key numbers, the runner-up and whether they tie), then the ranking with its reasons. "
+        "Reference points (train-copy, text-copy, gmm, ngram: family 'baseline') are not ranked unless "
+        f"--include-baselines. Tasks: {tasks}.",
     )
-    p.add_argument("--results", default="reports/quick", metavar="DIR",
-                   help="run directory or results file (default: reports/quick)")
+    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                   help="run directory or results file (default: reports/quick, here or else the committed one "
+                   "beside the package)")
     p.add_argument("--task", choices=sorted(PROFILES), help="built-in task profile")
     p.add_argument("--weights", metavar="W", help="custom weights, e.g. quality=0.5,diversity=0.3,speed=0.2 "
                    "(categories: quality, diversity, speed, likelihood, footprint); overrides the task's weights")
     p.add_argument("--dataset", help="only this dataset (default: every dataset in the results)")
     p.add_argument("--max-latency-ms", type=float, help="exclude models whose one-sample latency exceeds this")
     p.add_argument("--min-coverage", type=float, help="exclude models whose coverage is below this (0..1)")
+    p.add_argument("--include-baselines", action="store_true",
+                   help="rank the reference points too (family 'baseline': train-copy, text-copy, gmm, ngram), which "
+                   "are left out by default: they bound the leaderboard, they are not models to deploy")
     p.set_defaults(func=run)
+
+
+def _results_dir(results: str) -> str:
+    """--results as given; the default falls back to the committed reports/quick beside the package when the
+    current directory has none (so `genbench recommend --task X` answers from anywhere)."""
+    from pathlib import Path
+
+    from genbench.eval_rank import REPORTS_DIR
+
+    if results == DEFAULT_RESULTS and not Path(results).exists() and (REPORTS_DIR / "quick").exists():
+        return str(REPORTS_DIR / "quick")
+    return results
 
 
 def run(args) -> int:
@@ -31,7 +52,8 @@ def run(args) -> int:
     from genbench.recommend import parse_weights, recommend
 
     weights = parse_weights(args.weights) if args.weights else None
-    recs = recommend(load_results(args.results), task=args.task, weights=weights, dataset=args.dataset,
-                     max_latency_ms=args.max_latency_ms, min_coverage=args.min_coverage)
+    recs = recommend(load_results(_results_dir(args.results)), task=args.task, weights=weights, dataset=args.dataset,
+                     max_latency_ms=args.max_latency_ms, min_coverage=args.min_coverage,
+                     include_baselines=args.include_baselines)
     sys.stdout.write("\n".join(r.to_markdown() for r in recs))
     return 0

@@ -38,6 +38,13 @@ def add_parser(sub) -> None:
                         "unset; quick uses 2). Keep N x threads <= CPU cores, or speed figures measure contention")
     p.add_argument("--no-report", action="store_true",
                    help="do not write the leaderboard/report files at the end (genbench report DIR does it later)")
+    p.add_argument("--leaderboard", action="store_true",
+                   help="end by printing a compact leaderboard per dataset (models ranked on the headline metric, "
+                   "then the reference points)")
+    p.add_argument("--against", metavar="DIR",
+                   help="end with the regression check against this reference run (e.g. the committed "
+                   "reports/quick): one line per dataset and the verdict. It is reported, not an exit status: the "
+                   "exit status stays 1 only for failed jobs (`genbench compare DIR OUT` is the gate)")
     p.set_defaults(func=run)
 
 
@@ -71,9 +78,11 @@ def run(args) -> int:
     from genbench.suite import apply_overrides, load_suite
 
     if args.threads is not None and args.threads < 1:
-        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}: pass e.g. --threads 1, or leave it out "
+                                "for the suite's setting")
     if args.workers is not None and args.workers < 1:
-        raise InvalidInputError(f"--workers must be >= 1, got {args.workers}")
+        raise InvalidInputError(f"--workers must be >= 1, got {args.workers}: pass e.g. --workers 1, or leave it out "
+                                "for the suite's setting")
     suite = load_suite(args.suite)
     threads = args.threads if args.threads is not None else suite.threads
     if threads is not None:
@@ -94,6 +103,10 @@ def run(args) -> int:
     print("results: " + ", ".join(str(p) for p in summary.files))
     if not args.no_report:
         _report(out)
+    if args.leaderboard or args.against:
+        from genbench.report.terminal import finish_run
+
+        finish_run(out, args.leaderboard, args.against)
     return 1 if summary.failed else 0
 
 

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from genbench.fileio import atomic_write_bytes
+from genbench.reference import reference_models
 from genbench.report.data import Cell, RunData, aggregate
 from genbench.report.headline import label
 
@@ -298,10 +299,17 @@ def _fig_quality_speed(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     qm, sm, pts = choice
     hib = next(c.higher_is_better for k, c in cells.items() if k[0] == ds and k[2] == qm)
     xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-    front = pareto_front(xs, ys, True, hib)
+    refs = reference_models(data.metrics, ds)
+    ref_idx = {i for i, p in enumerate(pts) if p[0].split(" ")[0] in refs}
+    models = [i for i in range(len(pts)) if i not in ref_idx]  # reference points bound the front, never join it
+    front = [models[j] for j in pareto_front([xs[i] for i in models], [ys[i] for i in models], True, hib)]
     fig, axes = _new(1, panel=6.0, height=4.2)
     ax = axes[0]
     for i, (name, x, y, var) in enumerate(pts):
+        if i in ref_idx:
+            first = i == min(ref_idx)
+            ax.scatter([x], [y], s=40, marker="x", c="0.5", zorder=3, label="reference point" if first else None)
+            continue
         on = i in front
         ax.scatter([x], [y], s=40 if not var else 22, marker="o" if not var else "s",
                    c="C3" if on else "C0", zorder=3, alpha=1.0 if not var else 0.8)
@@ -319,7 +327,9 @@ def _fig_quality_speed(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     path = _save(fig, out_dir / f"{_slug(ds)}_quality_speed.png")
     names = ", ".join(pts[i][0] for i in fr)
     return FigureFile(ds, "quality_speed", f"{ds}: quality vs speed", path,
-                      f"{label(qm)} against {label(sm)}; red points and the dashed line are the Pareto front ({names}).")
+                      f"{label(qm)} against {label(sm)}; red points and the dashed line are the Pareto front ({names})"
+                      + (f"; grey crosses are reference points, not contestants "
+                         f"({', '.join(pts[i][0] for i in sorted(ref_idx))})." if ref_idx else "."))
 
 
 def _fig_precision_recall(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from genbench.report.data import RunData
 from genbench.report.figures import FigureFile
-from genbench.report.tables import SPREAD_NOTE, Leaderboard, to_html_table
+from genbench.report.tables import SPREAD_NOTE, Leaderboard, skipped_lines, to_html_table
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f; margin: 0;
@@ -32,6 +32,8 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin-top: 36px;
 .lb td { padding: 4px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
 .lb td:last-child { white-space: normal; min-width: 10em; max-width: 22em; }
 .lb tr:hover td { background: #f8fafc; } .lb td b { color: #0b5394; }
+.lb tbody.ref td { color: #555; background: #f7f7f4; font-style: italic; }
+.lb tr.band td { font-weight: 600; font-style: normal; color: #6b5d00; border-top: 2px solid #d8cf9a; }
 .proto { font-size: 13px; color: #444; margin: 4px 0 0 0; padding-left: 18px; }
 .proto li.warn { color: #9a5b00; font-weight: 600; }
 .failed { color: #b00020; font-size: 13px; margin: 4px 0; } .skipped { color: #666; font-size: 13px; margin: 4px 0; }
@@ -170,8 +172,9 @@ def _dataset_section(i: int, lb: Leaderboard, data: RunData, figures: list) -> s
             for p in lb.protocol) + "</ul>")
     for model, seed, err in lb.failures:
         out.append(f"<p class='failed'>Failed: {html.escape(model)} (seed {seed}): {html.escape(err)}</p>")
-    for model, metric, why in lb.skipped:
-        out.append(f"<p class='skipped'>Skipped: {html.escape(model)} {html.escape(metric)}: {html.escape(why)}</p>")
+    for sentence, raw in skipped_lines(lb):
+        out.append(f"<p class='skipped' title='{html.escape(raw, quote=True)}'>Not measured: {html.escape(sentence)}."
+                   "</p>")
     out.append(_text_samples(data, lb.dataset))
     for f in figures:
         out.append(f"<figure>{_img(f.path)}<figcaption><b>{html.escape(f.title)}.</b> {html.escape(f.caption)}"

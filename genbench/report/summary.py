@@ -1,5 +1,6 @@
 """Plain-sentence summaries generated from the numbers: per dataset, who leads on quality, diversity, speed and
-likelihood, and what the leader gives up on the others.
+likelihood, and what the leader gives up on the others; then how the best model sits between the reference points
+(genbench/reference.py: the memorisation ceiling and the classical floor, which never "lead").
 
 Each category is judged on its first metric (in `headline.CATEGORIES` order) that the dataset's models report.
 Two models *tie* when their intervals overlap (the stored confidence interval for one seed, mean ± std over
@@ -12,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from genbench.reference import reference_models
+from genbench.report.bounds import bounds_sentence
 from genbench.report.data import Cell, RunData, aggregate
 from genbench.report.headline import CATEGORIES, COST_ONLY, PERCENT, RATIO_METRICS, label
 from genbench.report.tables import cell_text
@@ -42,12 +45,15 @@ def overlaps(a: Cell, b: Cell) -> bool:
     return a.lo <= b.hi and b.lo <= a.hi
 
 
-def standings_for(cells: dict, dataset: str) -> dict:
+def standings_for(cells: dict, dataset: str, exclude: frozenset = frozenset()) -> dict:
+    """Per category, the dataset's models ranked on the category's first reported metric; models in `exclude`
+    (the reference points) take no part."""
     out = {}
     for cat, metrics in CATEGORIES.items():
         for metric in metrics:
             have = [(k[1], c) for k, c in cells.items()
-                    if k[0] == dataset and k[2] == metric and k[3] == "" and math.isfinite(c.value)]
+                    if k[0] == dataset and k[2] == metric and k[3] == "" and math.isfinite(c.value)
+                    and k[1] not in exclude]
             if not have:
                 continue
             hib = have[0][1].higher_is_better
@@ -117,10 +123,14 @@ def summarise(data: RunData) -> list[DatasetSummary]:
     cells = aggregate(data.metrics)
     out = []
     for ds in data.datasets:
-        st = standings_for(cells, ds)
+        refs = frozenset(reference_models(data.metrics, ds) | reference_models(data.jobs, ds))
+        st = standings_for(cells, ds, refs)
         s = DatasetSummary(ds, st)
         if not set(st) - COST_ONLY:
-            s.sentences.append("No metrics were recorded for this dataset (its jobs failed or have not finished).")
+            s.sentences.append(
+                f"Only reference points ({', '.join(sorted(refs))}) were scored here: no model to rank against them."
+                if set(standings_for(cells, ds)) - COST_ONLY else
+                "No metrics were recorded for this dataset (its jobs failed or have not finished).")
         for cat, standing in st.items():
             if cat in COST_ONLY:
                 continue
@@ -139,6 +149,9 @@ def summarise(data: RunData) -> list[DatasetSummary]:
                 elif others:
                     sentence += " It gives up nothing measured here."
             s.sentences.append(sentence)
+        bounds = bounds_sentence(cells, ds, st, refs)
+        if bounds:
+            s.sentences.append(bounds)
         out.append(s)
     return out
 

@@ -18,8 +18,10 @@ from typing import Optional
 import pandas as pd
 from tabulate import tabulate
 
+from genbench.reference import is_reference, role_label
 from genbench.report.data import Cell, RunData, aggregate, modality_of
 from genbench.report.headline import PERCENT, headline_for, label
+from genbench.report.words import grouped
 
 UP, DOWN = "↑", "↓"
 MISSING = "—"
@@ -35,6 +37,7 @@ class Row:
     status: str  # "" (all done / unknown), "failed: ...", "1 of 2 seeds failed: ..."
     failed: bool  # no seed finished
     cells: dict  # metric -> Cell
+    reference: str = ""  # what a reference point bounds ("memorisation ceiling, ..."); "" for a contestant
 
 
 @dataclass
@@ -86,8 +89,11 @@ def build_leaderboards(data: RunData) -> list[Leaderboard]:
                 pending = jm.loc[jm["status"] != "done", "status"].iloc[0]
                 status = f"{pending} (incomplete run)" if n_done == 0 else f"{len(jm) - n_done} of {len(jm)} seeds {pending}"
             family = str((mm["family"].iloc[0] if len(mm) else jm["family"].iloc[0] if len(jm) else "") or "")
-            rows.append(Row(model, family, n_done, status, n_done == 0, row_cells))
-        best = {c: best_models(rows, c) for c in cols}
+            ref = reference_text(model, modality, cells.get((ds, model, "near_copy_share", ""))) \
+                if is_reference(family) else ""
+            rows.append(Row(model, family, n_done, status, n_done == 0, row_cells, ref))
+        contestants = [r for r in rows if not r.reference] or rows
+        best = {c: best_models(contestants, c) for c in cols}
         directions = {c: next((r.cells[c].higher_is_better for r in rows if c in r.cells), True) for c in cols}
         rows.sort(key=lambda r: _rank_key(r, cols, directions))
         out.append(Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures,
@@ -117,15 +123,25 @@ def skipped_metrics(data: RunData, dataset: str) -> list:
     return out
 
 
+def reference_text(model: str, modality: Optional[str], near_copy: Optional[Cell]) -> str:
+    """What a reference point bounds, for its row: the memorisation ceiling carries its near-copy share."""
+    text = role_label(model, modality)
+    if near_copy is not None and math.isfinite(near_copy.value) and text.startswith("memorisation"):
+        text += f", {fmt_number(near_copy.value * scale('near_copy_share', near_copy))}% near copies"
+    return text
+
+
 def _rank_key(r: Row, cols: list, directions: dict):
-    """Best first on the first column; models without it next; models with no finished seed last."""
+    """Contestants before reference points; within each, best first on the first column, models without it next,
+    models with no finished seed last."""
+    band = 1 if r.reference else 0
     if r.failed:
-        return (2, 0.0, r.model)
+        return (band, 2, 0.0, r.model)
     c0 = cols[0] if cols else None
     cell = r.cells.get(c0) if c0 else None
     if cell is not None and math.isfinite(cell.value):
-        return (0, -cell.value if directions[c0] else cell.value, r.model)
-    return (1, 0.0, r.model)
+        return (band, 0, -cell.value if directions[c0] else cell.value, r.model)
+    return (band, 1, 0.0, r.model)
 
 
 def best_models(rows: list, metric: str) -> set:
@@ -220,8 +236,11 @@ def header(metric: str, higher_is_better: bool) -> str:
     return f"{label(metric)} {UP if higher_is_better else DOWN}"
 
 
+BAND = "reference points: bounds, not ranked"
+
+
 def _row_cells(lb: Leaderboard, r: Row, bold, esc) -> list:
-    out = [esc(r.model)]
+    out = [esc(f"{r.model} ({r.reference})" if r.reference else r.model)]
     if lb.multi_seed:
         out.append(str(r.n_seeds))
     for c in lb.columns:
@@ -352,7 +371,7 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
         if not lb.columns and not lb.rows:
             out += ["No metrics recorded.", ""]
             continue
-        rows = [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows]
+        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows], f"*{BAND}*")
         out.append(tabulate(rows, headers=_headers(lb), tablefmt="github", disable_numparse=True))
         out.append("")
         if lb.protocol:
@@ -363,13 +382,21 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
             out.append(f"Failed: {esc(model)} (seed {seed}): `{err.replace('`', chr(39))}`  ")
         if lb.failures:
             out.append("")
-        for model, metric, why in lb.skipped:
-            out.append(f"Skipped: {esc(model)} {esc(metric)}: {esc(why)}  ")
+        for sentence, _raw in skipped_lines(lb):
+            out.append(f"Not measured: {esc(sentence)}.  ")
         if lb.skipped:
             out.append("")
     if boards:
         out += [f"_{SPREAD_NOTE}_", ""]
     return "\n".join(out)
+
+
+def _with_band(lb: Leaderboard, rows: list, band: str) -> list:
+    """The table rows with the reference points' band row inserted above them (rows as `lb.rows`: models first)."""
+    n_ref = sum(1 for r in lb.rows if r.reference)
+    if n_ref:
+        rows.insert(len(rows) - n_ref, [band] + [""] * (len(rows[0]) - 1))
+    return rows
 
 
 def _md_escape(s: str) -> str:
@@ -384,7 +411,8 @@ def to_latex(boards: list, notes: Optional[list] = None) -> str:
     for lb in boards:
         if not lb.rows:
             continue
-        rows = [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows]
+        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows],
+                          f"\\textit{{{esc(BAND)}}}")
         heads = [_latex_header(h) for h in _headers(lb, esc)]
         out += ["\\begin{table}[ht]", "\\centering", "\\small",
                 tabulate(rows, headers=heads, tablefmt="latex_raw", disable_numparse=True),
@@ -404,10 +432,27 @@ def latex_escape(s: str) -> str:
     return "".join(rep.get(ch, ch) for ch in str(s))
 
 
+def skipped_lines(lb: Leaderboard) -> list[tuple[str, str]]:
+    """The board's skipped metrics as (plain sentence, raw reasons), by each model's family."""
+    return grouped(lb.skipped, {r.model: r.family for r in lb.rows})
+
+
 def to_html_table(lb: Leaderboard) -> str:
-    """One leaderboard as an HTML table (tabulate), sortable by the report's script."""
-    rows = [_row_cells(lb, r, lambda s: f"<b>{s}</b>", _html.escape) for r in lb.rows]
-    return tabulate(rows, headers=_headers(lb, _html.escape), tablefmt="unsafehtml", disable_numparse=True)
+    """One leaderboard as an HTML table, sortable by the report's script (which sorts the first <tbody>, the ranked
+    models); the reference points sit in a second <tbody> under a band row, so sorting never mixes them in."""
+    def tr(r: Row) -> str:
+        cells = _row_cells(lb, r, lambda s: f"<b>{s}</b>", _html.escape)
+        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+    heads = _headers(lb, _html.escape)
+    out = ["<table>", "<thead>", "<tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>", "</thead>", "<tbody>"]
+    out += [tr(r) for r in lb.rows if not r.reference]
+    out.append("</tbody>")
+    refs = [r for r in lb.rows if r.reference]
+    if refs:
+        out += ["<tbody class='ref'>", f"<tr class='band'><td colspan='{len(heads)}'>{_html.escape(BAND)}</td></tr>"]
+        out += [tr(r) for r in refs] + ["</tbody>"]
+    return "\n".join(out + ["</table>"])
 
 
 def to_csv(boards: list) -> str:
@@ -424,10 +469,10 @@ def to_csv(boards: list) -> str:
                     "low": None if cell is None else cell.lo, "high": None if cell is None else cell.hi,
                     "seeds": r.n_seeds, "higher_is_better": lb.directions[c],
                     "unit": "" if cell is None else cell.unit, "best": r.model in lb.best[c],
-                    "status": r.status or "ok",
+                    "status": r.status or "ok", "reference": r.reference,
                 })
     buf = io.StringIO()
     cols = ["dataset", "model", "family", "metric", "label", "value", "err", "low", "high", "seeds",
-            "higher_is_better", "unit", "best", "status"]
+            "higher_is_better", "unit", "best", "status", "reference"]
     pd.DataFrame(recs, columns=cols).to_csv(buf, index=False)
     return buf.getvalue()
