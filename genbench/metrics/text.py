@@ -318,9 +318,15 @@ def sampling_speed(model, n_chars: int = 256, batch_size: int = 1, use_cache: bo
     med = statistics.median(times)
     proto = {"n_chars": n_chars, "batch_size": batch_size, "kv_cache": bool(use_cache), "repeats": repeats,
              "warmup": warmup, "device": str(model.device), "statistic": "median", "timing": True,
-             "threads": torch.get_num_threads()}
+             "torch_threads": torch.get_num_threads(), "hardware": _hardware(model.device)}
     return MetricResult("chars_per_s", n_chars * batch_size / med, "chars/s", True, TEXT_METRICS_VERSION, proto,
                         extra={"seconds": times})
+
+
+def _hardware(device) -> str:
+    from genbench.env_info import hardware
+
+    return hardware(device)
 
 
 def first_char_latency(model, repeats: int = 5, warmup: int = 1, use_cache: bool = True) -> MetricResult:
@@ -343,7 +349,8 @@ def first_char_latency(model, repeats: int = 5, warmup: int = 1, use_cache: bool
         _sync(model.device)
         times.append(time.perf_counter() - t0)
     proto = {"batch_size": 1, "context": "\\n", "repeats": repeats, "warmup": warmup, "device": str(model.device),
-             "statistic": "median", "timing": True, "threads": torch.get_num_threads()}
+             "statistic": "median", "timing": True, "torch_threads": torch.get_num_threads(),
+             "hardware": _hardware(model.device)}
     return MetricResult("first_char_latency", statistics.median(times) * 1000.0, "ms", False, TEXT_METRICS_VERSION,
                         proto, extra={"seconds": times})
 
