@@ -54,11 +54,12 @@ def offline_env(tmp_path, monkeypatch):
 
 
 def _leftovers(cache: Path) -> list[str]:
-    """Everything in the cache except the (possibly empty) provenance memo files."""
+    """Everything in the cache except the (possibly empty) provenance memo files and the fetch locks."""
     if not cache.exists():
         return []
     return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
-                  if (p.is_file() and p.name != core._MEMO) or p.name.startswith(".staging"))
+                  if (p.is_file() and p.name != core._MEMO and p.parent.name != core.LOCKS_DIR)
+                  or p.name.startswith(".staging"))
 
 
 @pytest.mark.parametrize("name", ["fid-inception", "fashion-mnist", "mnist", "mnist-5k", "shakespeare", "names", "cifar10"])
@@ -441,3 +442,34 @@ def test_stale_temp_files_in_the_asset_cache_are_removed_when_fetching(toy, tmp_
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     assets.fetch("toy")
     assert not stale.exists() and live.exists()
+
+
+def test_concurrent_fetches_of_one_asset_fetch_it_once(toy, tmp_path):
+    """Two fetches at once (threads here; processes lock the same way): the second waits on the asset's lock,
+    then finds it cached; the source is asked once and the cache holds one verified copy."""
+    import threading
+    import time as _time
+
+    a, local, _ = toy
+    _put(local)
+    calls = []
+    src = next(s for s in a.sources if s.label == "local mirror")
+    real_provide = type(src).provide
+
+    def slow_provide(self, asset, members, staging):
+        calls.append(1)
+        _time.sleep(0.5)  # the other fetch arrives while this one is copying
+        return real_provide(self, asset, members, staging)
+
+    type(src).provide = slow_provide
+    try:
+        out = []
+        ts = [threading.Thread(target=lambda: out.append(assets.fetch("toy"))) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+    finally:
+        type(src).provide = real_provide
+    assert len(out) == 2 and out[0] == out[1] and len(calls) == 1
+    assert assets.status("toy", full_verify=True).verified

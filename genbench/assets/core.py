@@ -36,6 +36,8 @@ from genbench.fileio import remove_stale_temps
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per network read; a dead network fails fast, a slow one never hangs forever
 PIP_TIMEOUT_S = 300.0
+FETCH_LOCK_TIMEOUT_S = 3600.0  # how long a process waits for another one fetching the same asset
+LOCKS_DIR = ".locks"  # inside the cache: one lock file per asset (empty when free; never holds data)
 _CHUNK = 1 << 20
 _MEMO = ".genbench-asset.json"
 
@@ -543,10 +545,25 @@ def fetch(name: str, *, path=None, full_verify: bool = False, quiet: bool = True
         if json.dumps(memo, sort_keys=True) != before:
             _write_memo(d, memo)
         return _result(asset, d)
+    root.mkdir(parents=True, exist_ok=True)
+    from genbench.locks import FileLock
+
+    # one process fetches an asset at a time: another run or worker waits, then finds it cached
+    with FileLock(root / LOCKS_DIR / f"{asset.name}.lock", what=f"fetching asset {asset.name!r}", blocking=True,
+                  timeout=FETCH_LOCK_TIMEOUT_S):
+        memo = _read_memo(d) if d.is_dir() else {}
+        again: list[str] = []  # the first look's notes (e.g. a corrupted file it removed) still explain the fetch
+        missing = [m for m in asset.members if not (d.is_dir() and _check_cached(d, memo, m, full_verify, again))]
+        if not missing:
+            return _result(asset, d)
+        return _fetch_missing(asset, d, root, memo, missing, notes + [n for n in again if n not in notes], quiet)
+
+
+def _fetch_missing(asset, d: Path, root: Path, memo: dict, missing: list, notes: list, quiet: bool) -> Path:
+    """Bring the `missing` members of `asset` into the cache dir `d` (the caller holds the asset's lock)."""
     tried: list[tuple[str, str]] = []
     cache_reason = "; ".join(notes) if notes else (
         f"missing {_names(missing)}" if d.is_dir() and len(missing) < len(asset.members) else "not present")
-    root.mkdir(parents=True, exist_ok=True)
     d.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(d, older_than_s=3600.0)  # .tmp files of a writer killed mid-write (a live one is younger)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{asset.name}-", dir=root))
