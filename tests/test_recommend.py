@@ -98,3 +98,69 @@ def test_infinite_metric_ranks_last_without_nan():
     rec = recommend(pd.concat([f, extra], ignore_index=True), weights={"diversity": 1.0})[0]
     assert all(r.score == r.score for r in rec.ranked)  # no NaN
     assert rec.ranked[-1].model == "gan"
+
+
+def _by_model(rec):
+    return {r.model: r for r in rec.ranked}
+
+
+def test_scores_are_invariant_to_scaling_the_weights():
+    """A model's score is the weight-normalised mean of its category scores: multiplying every weight of a profile
+    by 3 changes neither the ranking nor any score or interval end (and all stay in [0, 1])."""
+    f = _frame(MODELS)
+    for task in ("real-time", "high-fidelity", "diverse-augmentation"):
+        base = recommend(f, task=task)[0]
+        tripled = recommend(f, weights={k: 3 * v for k, v in base.weights.items()})[0]
+        assert [r.model for r in tripled.ranked] == [r.model for r in base.ranked]
+        a, b = _by_model(base), _by_model(tripled)
+        for m in a:
+            for attr in ("score", "low", "high"):
+                assert getattr(b[m], attr) == pytest.approx(getattr(a[m], attr), rel=1e-12, abs=1e-12), (task, m, attr)
+                assert 0.0 <= getattr(b[m], attr) <= 1.0
+            assert b[m].categories == pytest.approx(a[m].categories)
+            assert b[m].rank == a[m].rank
+
+
+def test_weighted_score_is_the_normalised_weighted_mean_of_category_scores():
+    f = _frame(MODELS)
+    w = {"quality": 2.0, "speed": 1.0, "diversity": 1.0}
+    for r in recommend(f, weights=w)[0].ranked:
+        c = r.categories
+        assert r.score == pytest.approx((2 * c["quality"] + c["speed"] + c["diversity"]) / 4, rel=1e-12)
+
+
+def test_speed_score_is_log_scaled_over_the_candidates():
+    """10 / 100 / 1000 samples/s (the slowest and fastest candidates are the ends of the range) score 0 / 0.5 / 1
+    on the log scale (a linear scale would give 0.09 for the middle one)."""
+    models = {"slow": {"samples_per_s": (10.0, 0)}, "mid": {"samples_per_s": (100.0, 0)},
+              "fast": {"samples_per_s": (1000.0, 0)}}
+    rec = recommend(_frame(models), weights={"speed": 1.0})[0]
+    r = _by_model(rec)
+    assert [x.model for x in rec.ranked] == ["fast", "mid", "slow"]
+    for m, want in (("slow", 0.0), ("mid", 0.5), ("fast", 1.0)):
+        assert r[m].categories["speed"] == pytest.approx(want, abs=1e-12)
+        assert r[m].score == pytest.approx(want, abs=1e-12)
+        assert (r[m].low, r[m].high) == pytest.approx((want, want), abs=1e-12)  # no uncertainty given
+    # latency: lower is better, also on a log scale
+    lat = {"a": {"latency_ms": (1.0, 0)}, "b": {"latency_ms": (10.0, 0)}, "c": {"latency_ms": (100.0, 0)}}
+    r = _by_model(recommend(_frame(lat), weights={"speed": 1.0})[0])
+    assert [r[m].score for m in "abc"] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+
+
+def test_interval_ends_in_order_with_known_values():
+    """FD (lower is better) 5, 10, 25 with CI half-widths 1: normalised 1 - (v - 5) / 20, so the middle model
+    scores 0.75 in [0.70, 0.80]; the ends of an interval of a lower-is-better metric swap under the mapping and
+    must come out as low <= score <= high."""
+    models = {"best": {"fd": (5.0, 1.0)}, "mid": {"fd": (10.0, 1.0)}, "worst": {"fd": (25.0, 1.0)}}
+    rec = recommend(_frame(models), weights={"quality": 1.0})[0]
+    r = _by_model(rec)
+    assert (r["mid"].score, r["mid"].low, r["mid"].high) == pytest.approx((0.75, 0.70, 0.80), abs=1e-12)
+    assert (r["best"].score, r["best"].low, r["best"].high) == pytest.approx((1.0, 0.95, 1.05), abs=1e-12)
+    assert (r["worst"].score, r["worst"].low, r["worst"].high) == pytest.approx((0.0, -0.05, 0.05), abs=1e-12)
+    # higher is better: the ends keep their order
+    models = {"a": {"precision": (0.2, 0.05)}, "b": {"precision": (0.4, 0.05)}, "c": {"precision": (0.6, 0.05)}}
+    r = _by_model(recommend(_frame(models), weights={"quality": 1.0})[0])
+    assert (r["b"].score, r["b"].low, r["b"].high) == pytest.approx((0.5, 0.375, 0.625), abs=1e-12)
+    for x in recommend(_frame(MODELS), task="high-fidelity")[0].ranked:
+        assert x.low <= x.score <= x.high, x.model
+    assert [x.rank for x in rec.ranked] == [1, 2, 3]  # [0.95, 1.05], [0.70, 0.80], [-0.05, 0.05]: no overlap
