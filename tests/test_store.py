@@ -125,3 +125,83 @@ def test_readers_get_clear_errors(tmp_path):
     s.close()
     with pytest.raises(InvalidInputError, match="newer"):
         ResultsStore(tmp_path / "new")
+
+
+JOB = "ring8/gmm/s0"
+
+
+def _metrics_of(s, job=JOB):
+    return {(r["name"], r["variant"]): r["value"]
+            for r in s._conn.execute("SELECT name, variant, value FROM metrics WHERE job_id=?", (job,))}
+
+
+def _artifacts_of(s, job=JOB):
+    return [tuple(r) for r in s._conn.execute("SELECT kind, path FROM artifacts WHERE job_id=?", (job,))]
+
+
+# Failures injected inside record_job's transaction by SQLite triggers: after the DELETEs and some INSERTs
+# (a metric row named "boom"), or at the very end (the UPDATE to 'done').
+FAIL_ON_METRIC = ("CREATE TRIGGER fail_metric BEFORE INSERT ON metrics WHEN NEW.name = 'boom' "
+                  "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+FAIL_ON_DONE = ("CREATE TRIGGER fail_done BEFORE UPDATE OF status ON jobs WHEN NEW.status = 'done' "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+
+@pytest.mark.parametrize("trigger", [FAIL_ON_METRIC, FAIL_ON_DONE], ids=["mid-inserts", "at-done"])
+def test_failure_inside_record_job_rolls_back_everything(tmp_path, trigger):
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    s._conn.execute(trigger)
+    ms = [MetricResult("fd", 1.0, "", False, "1"), MetricResult("kid", 0.1, "", False, "1"),
+          MetricResult("boom", 3.0, "", False, "1")]
+    with pytest.raises(sqlite3.DatabaseError, match="injected failure"):
+        s.record_job(JOB, ms, artifacts=[("samples_preview", "a.npz")], train_seconds=2.0)
+    # a running job stays running, with nothing recorded
+    assert s.job_status(JOB) == "running"
+    assert _metrics_of(s) == {} and _artifacts_of(s) == []
+    assert s.job_row(JOB)["train_seconds"] is None and s.job_row(JOB)["finished_at"] is None
+    assert s.done_job_ids() == set() and s.metrics_frame(include_failed=True).empty
+    # a job recorded earlier keeps its metrics, artifacts and status when re-recording it fails mid-way
+    other = "ring8/gmm/s1"
+    s.add_job(other, run_id="r1", dataset="ring8", model="gmm", family="baseline", seed=1, budget="smoke")
+    s.start_job(other, "r1")
+    s._conn.execute("DROP TRIGGER " + trigger.split()[2])
+    s.record_job(other, [MetricResult("fd", 0.5, "", False, "1"), MetricResult("recall", 0.9, "", True, "1")],
+                 artifacts=[("history", "h.json")], train_seconds=1.0)
+    before = (s.job_row(other), _metrics_of(s, other), _artifacts_of(s, other))
+    s._conn.execute(trigger)
+    with pytest.raises(sqlite3.DatabaseError, match="injected failure"):
+        s.record_job(other, ms, artifacts=[("samples_preview", "b.npz")], train_seconds=9.0)
+    assert (s.job_row(other), _metrics_of(s, other), _artifacts_of(s, other)) == before
+    assert before[1] == {("fd", ""): 0.5, ("recall", ""): 0.9}
+    # the store is usable afterwards: no transaction left open
+    s._conn.execute("DROP TRIGGER " + trigger.split()[2])
+    s.record_job(JOB, ms[:2])
+    assert s.job_status(JOB) == "done" and set(_metrics_of(s)) == {("fd", ""), ("kid", "")}
+
+
+def test_a_reader_never_sees_a_done_job_without_its_metrics(tmp_path):
+    """Another connection looks at the job at every metric insert and at the status update of record_job
+    (SQLite triggers call back into Python): until the commit it sees the job as it was before (running, no
+    metrics); after it, done with every metric. Never 'done' with fewer metrics."""
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    seen = []
+
+    def peek(job_id):
+        with sqlite3.connect(tmp_path / "results.db") as reader:
+            status = reader.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()[0]
+            n = reader.execute("SELECT COUNT(*) FROM metrics WHERE job_id=?", (job_id,)).fetchone()[0]
+        reader.close()
+        seen.append((status, n))
+        return 0
+
+    s._conn.create_function("peek", 1, peek)
+    s._conn.execute("CREATE TRIGGER p1 AFTER INSERT ON metrics BEGIN SELECT peek(NEW.job_id); END")
+    s._conn.execute("CREATE TRIGGER p2 AFTER UPDATE OF status ON jobs BEGIN SELECT peek(NEW.job_id); END")
+    ms = [MetricResult(n, 1.0, "", False, "1") for n in ("fd", "kid", "precision")]
+    s.record_job(JOB, ms)
+    assert len(seen) == 4  # three inserts and the status update
+    assert set(seen) == {("running", 0)}
+    peek(JOB)
+    assert seen[-1] == ("done", 3)
