@@ -146,3 +146,32 @@ def test_kid_subsets_are_the_documented_seeded_draws():
     mean, std = kid(real, fake, subsets=3, subset_size=8, seed=7)
     assert mean == pytest.approx(vals.mean(), rel=1e-10)
     assert std == pytest.approx(vals.std(ddof=0), rel=1e-10)
+
+
+def test_kid_smallest_valid_inputs_defaults_and_no_spurious_warning():
+    """The edges of the input checks: 2 rows per set and subset_size 2 are enough for the unbiased MMD^2 (one
+    pair per set), one subset is enough; 1 row or subset_size 1 or 0 subsets are errors. The defaults are 100
+    subsets of 1000 rows with seed 0; nothing is clamped (no warning) when the sets hold subset_size rows."""
+    import warnings
+
+    x, y = _feats(2, 3, 15), _feats(2, 3, 16, shift=0.3)
+    assert polynomial_mmd2(x, y) == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    assert kid(x, y, subsets=1, subset_size=2)[0] == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    with pytest.raises(InvalidInputError, match="row"):
+        polynomial_mmd2(x[:1], y)
+    with pytest.raises(InvalidInputError, match="row"):
+        kid(x, y[:1], subsets=1, subset_size=2)
+    with pytest.raises(InvalidInputError, match="subsets"):
+        kid(x, y, subsets=0, subset_size=2)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        polynomial_mmd2(np.zeros((4, 3)), np.zeros((4, 2)))
+    real, fake = _feats(40, 3, 17), _feats(40, 3, 18, shift=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # subset_size == n: not clamped, no MetricWarning
+        kid(real, fake, subsets=2, subset_size=40)
+    with pytest.warns(MetricWarning):
+        default = kid(real, fake)
+    with pytest.warns(MetricWarning):
+        assert default == kid(real, fake, subsets=100, subset_size=1000, seed=0)
+    vals = [_mmd2_brute(real[r.numpy()], fake[f.numpy()]) for r, f in kid_subset_indices(40, 40, 100, 40, seed=0)]
+    assert default[0] == pytest.approx(np.mean(vals), rel=1e-10)
