@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genbench.data.mixtures import ring8
-from genbench.errors import UnknownNameError
+from genbench.errors import InvalidInputError, UnknownNameError
 from genbench.metrics import (
     METRICS,
     EvalContext,
@@ -208,3 +208,42 @@ def test_bootstrap_width_of_a_difference_of_means_matches_the_analytic_standard_
     assert (ci["ci_high"] - ci["ci_low"]) / 2 == pytest.approx(z * se, rel=0.05)
     assert est - ci["ci_low"] == pytest.approx(z * se, rel=0.08)
     assert ci["ci_high"] - est == pytest.approx(z * se, rel=0.08)
+
+
+def test_bootstrap_resamples_every_row_of_both_sets_with_replacement():
+    """Each replicate holds n_real real rows and n_fake fake rows drawn from all rows (the first and last
+    included) with replacement, independently per set."""
+    seen = []
+    x = torch.arange(5, dtype=torch.float64)
+    y = 100 + torch.arange(7, dtype=torch.float64)
+
+    def fn(r, f):
+        seen.append((r[:, 0].long().tolist(), f[:, 0].long().tolist()))
+        return 0.0
+
+    bootstrap_ci(fn, x, y, n_boot=200, seed=0)
+    reps = seen[1:]  # the first call is the estimate on the full data
+    assert seen[0] == (list(range(5)), list(range(100, 107)))
+    assert len(reps) == 200 and all(len(r) == 5 and len(f) == 7 for r, f in reps)
+    assert set().union(*(r for r, _ in reps)) == set(range(5))
+    assert set().union(*(f for _, f in reps)) == set(range(100, 107))
+    assert any(len(set(r)) < 5 for r, _ in reps)  # with replacement
+
+
+def test_bootstrap_argument_edges_and_defaults():
+    """n_boot >= 2 and 0 < alpha < 1 are required (2, 1e-3 and 0.999 are fine); one row per set is enough (the
+    interval is then the estimate); the defaults are 100 replicates, seed 0, alpha 0.05."""
+    fn = lambda r, f: float(f.mean() - r.mean())  # noqa: E731
+    x, y = _exact_normal(30, 1.0, 3), _exact_normal(20, 1.0, 4)
+    assert bootstrap_ci(fn, x, y, n_boot=2)["n_boot"] == 2
+    for a in (1e-3, 0.999):
+        assert bootstrap_ci(fn, x, y, n_boot=5, alpha=a)["alpha"] == a
+    for kw in ({"n_boot": 1}, {"alpha": 0.0}, {"alpha": 1.0}):
+        with pytest.raises(InvalidInputError):
+            bootstrap_ci(fn, x, y, **kw)
+    one = bootstrap_ci(fn, x[:1], y[:1], n_boot=5)
+    est = fn(x[:1], y[:1])
+    assert one["ci_low"] == pytest.approx(est) and one["ci_high"] == pytest.approx(est)
+    default = bootstrap_ci(fn, x, y)
+    assert default == bootstrap_ci(fn, x, y, n_boot=100, seed=0, alpha=0.05)
+    assert (default["n_boot"], default["seed"], default["alpha"]) == (100, 0, 0.05)
