@@ -166,7 +166,7 @@ def test_interval_ends_in_order_with_known_values():
     assert [x.rank for x in rec.ranked] == [1, 2, 3]  # [0.95, 1.05], [0.70, 0.80], [-0.05, 0.05]: no overlap
 
 
-HIB = {"fd": False, "precision": True, "recall": True, "coverage": True, "samples_per_s": True, "latency_ms": False,
+HIB = {"fd": False, "kid": False, "precision": True, "density": True, "recall": True, "coverage": True, "samples_per_s": True, "latency_ms": False,
        "first_token_ms": False, "mode_kl": False, "nll": False, "bits_per_dim": False, "num_params": False}
 
 
@@ -314,3 +314,19 @@ def test_reasons_and_what_is_given_up():
     r = _by_model(_one({"F": {"samples_per_s": (10.0, 0), "latency_ms": (100.0, 0)},
                         "G": {"samples_per_s": (100.0, 0), "latency_ms": (10.0, 0)}}, weights={"speed": 1.0}))
     assert r["F"].gives_up == ["speed (samples_per_s 10 vs 100 for G)"]  # 90 / 100 both
+
+
+def test_what_is_given_up_needs_a_gap_of_more_than_a_tenth():
+    """Four quality metrics, each led by a different model (P, Q, R, S: category score 1/4 each); M scores 0.6 on
+    fd only: 0.15, exactly 0.1 behind the leader -- not named as given up (the threshold is strict)."""
+    ten = (10.0, 0)
+    rec = _one({"P": {"fd": (0.0, 0), "kid": ten, "precision": (0.0, 0), "density": (0.0, 0)},
+                "Q": {"fd": ten, "kid": (0.0, 0), "precision": (0.0, 0), "density": (0.0, 0)},
+                "R": {"fd": ten, "kid": ten, "precision": (1.0, 0), "density": (0.0, 0)},
+                "S": {"fd": ten, "kid": ten, "precision": (0.0, 0), "density": (1.0, 0)},
+                "M": {"fd": (4.0, 0), "kid": ten, "precision": (0.0, 0), "density": (0.0, 0)}}, weights={"quality": 1.0})
+    r = _by_model(rec)
+    assert r["M"].categories["quality"] == 0.15 and r["P"].categories["quality"] == 0.25
+    assert 0.25 - 0.15 == 0.1  # exactly, in binary floating point
+    assert r["M"].gives_up == []
+    assert r["Q"].gives_up == []  # tied leaders
