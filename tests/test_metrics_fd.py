@@ -204,3 +204,20 @@ def test_fd_warnings_fire_exactly_at_their_documented_thresholds():
     both = _warnings_of(trace_sqrt_product, diag(1.0, 0.0), diag(0.0, 1.0))
     assert any("both covariances are singular" in x for x in both)
     assert any("sigma1 is singular" in x for x in both)
+
+
+def test_gaussian_stats_edges():
+    """N == D is singular (warned), N = D + 1 is not; two rows are enough for a covariance; an empty batch is a
+    no-op in the streaming accumulator."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    assert len(_warnings_of(gaussian_stats, x)) == 0
+    w = _warnings_of(gaussian_stats, x[:5])
+    assert len(w) == 1 and "singular" in w[0]
+    st = StreamingGaussianStats().update(x[:5])
+    assert len(_warnings_of(lambda: st.sigma)) == 1
+    mu, s = gaussian_stats(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
+    assert float(mu) == 2.0 and float(s) == 2.0
+    st = StreamingGaussianStats().update(x).update(torch.empty(0, 5, dtype=torch.float64))
+    assert st.n == 6
+    torch.testing.assert_close(st.sigma, gaussian_stats(x)[1], rtol=1e-12, atol=1e-12)
