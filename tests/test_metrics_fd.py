@@ -218,6 +218,7 @@ def test_gaussian_stats_edges():
     assert len(_warnings_of(lambda: st.sigma)) == 1
     mu, s = gaussian_stats(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
     assert float(mu) == 2.0 and float(s) == 2.0
-    st = StreamingGaussianStats().update(x).update(torch.empty(0, 5, dtype=torch.float64))
+    empty = torch.empty(0, 5, dtype=torch.float64)
+    st = StreamingGaussianStats().update(empty).update(x).update(empty)  # first or later
     assert st.n == 6
     torch.testing.assert_close(st.sigma, gaussian_stats(x)[1], rtol=1e-12, atol=1e-12)
