@@ -218,6 +218,12 @@ def test_gaussian_stats_edges():
     assert len(_warnings_of(lambda: st.sigma)) == 1
     mu, s = gaussian_stats(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
     assert float(mu) == 2.0 and float(s) == 2.0
+    two = StreamingGaussianStats().update(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
+    assert float(two.mu) == 2.0 and float(two.sigma) == 2.0
+    one = StreamingGaussianStats().update(torch.tensor([[1.0]], dtype=torch.float64))
+    for attr in ("mu", "sigma"):
+        with pytest.raises(InvalidInputError, match="at least 2"):
+            getattr(one, attr)
     empty = torch.empty(0, 5, dtype=torch.float64)
     st = StreamingGaussianStats().update(empty).update(x).update(empty)  # first or later
     assert st.n == 6
