@@ -166,3 +166,65 @@ def test_eigen_solver_failure_on_a_device_is_redone_on_the_cpu(monkeypatch):
         monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: False)
         with pytest.raises(torch.linalg.LinAlgError):
             frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def _warnings_of(fn, *args):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", MetricWarning)
+        fn(*args)
+    return [str(x.message) for x in w if issubclass(x.category, MetricWarning)]
+
+
+def test_fd_warnings_fire_exactly_at_their_documented_thresholds():
+    """Near-singular: smallest Cholesky pivot^2 < 1e-10 x the largest variance (pivot^2 = 1e-9 is near-singular
+    next to a variance of 100 but not next to one of 1, nor is 1e-9 x a variance of 1). Negative eigenvalue of
+    the product: below -1e-6 x the largest |eigenvalue| (rounding-size negatives are quiet). Both covariances
+    singular: its own warning."""
+    from genbench.metrics import trace_sqrt_product
+
+    eye = torch.eye(2, dtype=torch.float64)
+
+    def corr(v1, v2, one_minus_rho2):
+        c = math.sqrt(v1 * v2 * (1 - one_minus_rho2))
+        return torch.tensor([[v1, c], [c, v2]], dtype=torch.float64)
+
+    assert _warnings_of(trace_sqrt_product, corr(1.0, 1.0, 0.25), eye) == []  # well conditioned
+    assert _warnings_of(trace_sqrt_product, corr(1.0, 1.0, 1e-9), eye) == []  # pivot^2 1e-9 of variance 1
+    near = _warnings_of(trace_sqrt_product, corr(100.0, 1.0, 1e-9), eye)  # pivot^2 1e-9 of variance 100
+    assert len(near) == 1 and "sigma1 is near-singular" in near[0]
+
+    def diag(*v):
+        return torch.diag(torch.tensor(v, dtype=torch.float64))
+
+    for ev in ((100.0, -1e-5), (1e-4, -1e-11), (1.0, -1e-9)):  # -1e-7 x the largest: rounding, quiet
+        assert _warnings_of(trace_sqrt_product, eye, diag(*ev)) == [], ev
+    for ev in ((4.0, -1.0), (1e-4, -1e-9)):  # -1e-5 x the largest and more: warned
+        w = _warnings_of(trace_sqrt_product, eye, diag(*ev))
+        assert len(w) == 1 and "clearly negative eigenvalue" in w[0], ev
+    both = _warnings_of(trace_sqrt_product, diag(1.0, 0.0), diag(0.0, 1.0))
+    assert any("both covariances are singular" in x for x in both)
+    assert any("sigma1 is singular" in x for x in both)
+
+
+def test_gaussian_stats_edges():
+    """N == D is singular (warned), N = D + 1 is not; two rows are enough for a covariance; an empty batch is a
+    no-op in the streaming accumulator."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    assert len(_warnings_of(gaussian_stats, x)) == 0
+    w = _warnings_of(gaussian_stats, x[:5])
+    assert len(w) == 1 and "singular" in w[0]
+    st = StreamingGaussianStats().update(x[:5])
+    assert len(_warnings_of(lambda: st.sigma)) == 1
+    mu, s = gaussian_stats(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
+    assert float(mu) == 2.0 and float(s) == 2.0
+    two = StreamingGaussianStats().update(torch.tensor([[1.0], [3.0]], dtype=torch.float64))
+    assert float(two.mu) == 2.0 and float(two.sigma) == 2.0
+    one = StreamingGaussianStats().update(torch.tensor([[1.0]], dtype=torch.float64))
+    for attr in ("mu", "sigma"):
+        with pytest.raises(InvalidInputError, match="at least 2"):
+            getattr(one, attr)
+    empty = torch.empty(0, 5, dtype=torch.float64)
+    st = StreamingGaussianStats().update(empty).update(x).update(empty)  # first or later
+    assert st.n == 6
+    torch.testing.assert_close(st.sigma, gaussian_stats(x)[1], rtol=1e-12, atol=1e-12)

@@ -81,3 +81,110 @@ def test_kid_bad_input():
         kid(np.zeros((10, 3)), np.zeros((10, 4)))
     with pytest.raises(InvalidInputError):
         kid(np.zeros((10, 3)), np.zeros((10, 3)), subset_size=1)
+
+
+def _mmd2_brute(x, y):
+    """Unbiased MMD^2 under k(a, b) = (a.b/d + 1)^3, written as explicit double sums in numpy."""
+    d = x.shape[1]
+    k = lambda a, b: (float(np.dot(a, b)) / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(a, b) for a in x for b in y) / (m * n)
+    return xx + yy - 2.0 * xy
+
+
+def test_kid_is_the_mean_and_population_std_over_hand_drawn_subsets(monkeypatch):
+    """Real subsets (6 of 20 real rows, 6 of 15 fake rows), drawn by hand so that the per-subset MMD^2 values are
+    far apart (the third subset takes the shifted fake rows): the mean differs clearly from the median, the
+    ddof=0 std from the ddof=1 one."""
+    import importlib
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")  # the package re-exports the function under this name
+
+    real = _feats(20, 5, 11)
+    fake = _feats(15, 5, 12, shift=0.0)
+    fake[9:] += 1.5  # rows 9..14 are shifted
+    subsets = [
+        ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]),
+        ([6, 7, 8, 9, 10, 11], [3, 4, 5, 6, 7, 8]),
+        ([12, 13, 14, 15, 16, 17], [9, 10, 11, 12, 13, 14]),
+        ([2, 5, 8, 11, 14, 19], [0, 2, 4, 6, 8, 10]),
+    ]
+    calls = []
+
+    def hand_drawn(n_real, n_fake, n_sub, size, seed):
+        calls.append((n_real, n_fake, n_sub, size, seed))
+        return [(torch.tensor(r), torch.tensor(f)) for r, f in subsets]
+
+    monkeypatch.setattr(kid_mod, "kid_subset_indices", hand_drawn)
+    mean, std = kid_mod.kid(real, fake, subsets=4, subset_size=6, seed=5)
+    assert calls == [(20, 15, 4, 6, 5)]
+    vals = np.array([_mmd2_brute(real[r], fake[f]) for r, f in subsets])
+    # the hand-drawn subsets make every wrong aggregate clearly different from the right one
+    assert abs(np.median(vals) - vals.mean()) > 0.1 * abs(vals.mean())
+    assert abs(vals.std(ddof=1) - vals.std(ddof=0)) > 0.1 * vals.std(ddof=0)
+    assert mean == pytest.approx(vals.mean(), rel=1e-10)
+    assert std == pytest.approx(vals.std(ddof=0), rel=1e-10)
+
+
+def test_kid_subsets_are_the_documented_seeded_draws():
+    """kid_subset_indices: one CPU generator seeded with `seed`, per subset randperm(n_real)[:size] then
+    randperm(n_fake)[:size]; kid is the mean of the brute-force MMD^2 over exactly those (proper) subsets."""
+    g = torch.Generator().manual_seed(7)
+    expect = []
+    for _ in range(3):
+        r = torch.randperm(25, generator=g)[:8]
+        f = torch.randperm(18, generator=g)[:8]
+        expect.append((r, f))
+    got = kid_subset_indices(25, 18, 3, 8, seed=7)
+    assert len(got) == 3
+    for (r, f), (er, ef) in zip(got, expect):
+        assert r.tolist() == er.tolist() and f.tolist() == ef.tolist()
+    real, fake = _feats(25, 4, 13), _feats(18, 4, 14, shift=0.4)
+    vals = np.array([_mmd2_brute(real[r.numpy()], fake[f.numpy()]) for r, f in expect])
+    mean, std = kid(real, fake, subsets=3, subset_size=8, seed=7)
+    assert mean == pytest.approx(vals.mean(), rel=1e-10)
+    assert std == pytest.approx(vals.std(ddof=0), rel=1e-10)
+
+
+def test_kid_smallest_valid_inputs_defaults_and_no_spurious_warning():
+    """The edges of the input checks: 2 rows per set and subset_size 2 are enough for the unbiased MMD^2 (one
+    pair per set), one subset is enough; 1 row or subset_size 1 or 0 subsets are errors. The defaults are 100
+    subsets of 1000 rows with seed 0; nothing is clamped (no warning) when the sets hold subset_size rows."""
+    import warnings
+
+    x, y = _feats(2, 3, 15), _feats(2, 3, 16, shift=0.3)
+    assert polynomial_mmd2(x, y) == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    assert kid(x, y, subsets=1, subset_size=2)[0] == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    with pytest.raises(InvalidInputError, match="row"):
+        polynomial_mmd2(x[:1], y)
+    with pytest.raises(InvalidInputError, match="row"):
+        kid(x, y[:1], subsets=1, subset_size=2)
+    with pytest.raises(InvalidInputError, match="subsets"):
+        kid(x, y, subsets=0, subset_size=2)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        polynomial_mmd2(np.zeros((4, 3)), np.zeros((4, 2)))
+    real, fake = _feats(40, 3, 17), _feats(40, 3, 18, shift=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # subset_size == n: not clamped, no MetricWarning
+        kid(real, fake, subsets=2, subset_size=40)
+    with pytest.warns(MetricWarning):
+        default = kid(real, fake)
+    with pytest.warns(MetricWarning):
+        assert default == kid(real, fake, subsets=100, subset_size=1000, seed=0)
+    vals = [_mmd2_brute(real[r.numpy()], fake[f.numpy()]) for r, f in kid_subset_indices(40, 40, 100, 40, seed=0)]
+    assert default[0] == pytest.approx(np.mean(vals), rel=1e-10)
+
+
+def test_metric_warnings_point_at_the_caller_and_lists_are_accepted():
+    """MetricWarning is attributed to the line that called the metric (stacklevel), not to genbench; plain nested
+    lists are valid feature matrices."""
+    real, fake = _feats(20, 3, 19), _feats(10, 3, 20)
+    with pytest.warns(MetricWarning) as rec:
+        kid(real, fake, subsets=2, subset_size=50)
+    assert rec[0].filename == __file__
+    x, y = _feats(5, 3, 21), _feats(4, 3, 22)
+    # rel 1e-5, not 1e-12: torch.as_tensor turns a list of Python floats into float32 before as_f64 casts it to
+    # float64 (found here; reported in reports/benchmarks/mutation.md, not changed in this test-only branch)
+    assert polynomial_mmd2(x.tolist(), y.tolist()) == pytest.approx(polynomial_mmd2(x, y), rel=1e-5)

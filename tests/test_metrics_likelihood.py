@@ -56,3 +56,10 @@ def test_likelihood_bad_input():
         bits_per_dim(torch.zeros(3), 0)
     with pytest.raises(InvalidInputError, match="empty"):
         perplexity(torch.zeros(0))
+
+
+def test_likelihood_edges_dim_one_and_default_offset():
+    """dim 1 is valid (one-dimensional points); nats_to_bits_per_dim adds no offset unless asked."""
+    assert bits_per_dim(torch.tensor([-math.log(2.0)], dtype=torch.float64), 1) == pytest.approx(1.0, rel=1e-12)
+    assert nats_to_bits_per_dim(math.log(2.0), 1) == pytest.approx(1.0, rel=1e-12)
+    assert nats_to_bits_per_dim(math.log(2.0) * 3, 3) == pytest.approx(1.0, rel=1e-12)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genbench.data.mixtures import ring8
-from genbench.errors import UnknownNameError
+from genbench.errors import InvalidInputError, UnknownNameError
 from genbench.metrics import (
     METRICS,
     EvalContext,
@@ -162,4 +162,88 @@ def test_bootstrap_interval_is_clipped_to_the_metric_range():
     # per-key bounds for dict-valued metrics
     fn = lambda r, f: {"a": float(_fd(r, f)), "b": -float(_fd(r, f))}
     d = bootstrap_ci(fn, x, x, n_boot=30, seed=0, bounds={"a": (0.0, None)})
-    assert d["a"]["ci_low"] == 0.0 and d["b"]["ci_high"] == -raw["ci_low"]
+    # "a" is the same computation as `ci` (same replicates, same clipping): exactly equal, by construction
+    assert d["a"]["ci_low"] == 0.0 and d["a"]["ci_high"] == ci["ci_high"] and d["a"]["clipped"] is True
+    # "b" = -FD has no bounds: its interval is the mirror image of the unclipped FD interval. The mirrored
+    # quantiles interpolate between the same two replicates with complementary weights (0.725 vs 0.275 of
+    # the gap at n_boot=30), equal in exact arithmetic but not always to the last bit: compare to 1e-9 of
+    # the interval's width (rounding is ~1e-16 of it; a wrong quantile level moves the end by ~1e-2 of it).
+    width = raw["ci_high"] - raw["ci_low"]
+    assert d["b"]["clipped"] is False
+    assert d["b"]["ci_high"] == pytest.approx(-raw["ci_low"], abs=1e-9 * width)
+    assert d["b"]["ci_low"] == pytest.approx(-raw["ci_high"], abs=1e-9 * width)
+    # upper bounds clip too, and an end already inside the range is left alone
+    up = bootstrap_ci(fn, x, x, n_boot=30, seed=0, bounds={"a": (None, 0.0), "b": (None, 0.0)})
+    assert up["a"]["ci_high"] == 0.0 and up["a"]["ci_low"] == raw["ci_low"] and up["a"]["clipped"] is True
+    assert up["b"]["ci_high"] == 0.0 and up["b"]["clipped"] is True
+    assert up["b"]["ci_low"] == pytest.approx(-raw["ci_high"], abs=1e-9 * width)
+    same = bootstrap_ci(_fd, x, x, n_boot=30, seed=0, bounds=(raw["ci_low"], raw["ci_high"]))
+    assert (same["ci_low"], same["ci_high"], same["clipped"]) == (raw["ci_low"], raw["ci_high"], False)
+
+
+def _exact_normal(n, sd, seed):
+    """n draws rescaled to sample mean 0 and population (ddof=0) std exactly `sd`: the bootstrap distribution
+    of a mean of n resampled rows then has standard deviation exactly sd / sqrt(n)."""
+    v = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return ((v - v.mean()) / v.std(unbiased=False) * sd)[:, None]
+
+
+@pytest.mark.parametrize("alpha,z", [(0.05, 1.959964), (0.32, 0.994458)])
+def test_bootstrap_width_of_a_difference_of_means_matches_the_analytic_standard_error(alpha, z):
+    """metric = mean(fake) - mean(real), real: 400 rows with std 1, fake: 100 rows with std 0.5 (exact sample
+    stds). Resampling both sets, the replicates have standard error se = sqrt(1/400 + 0.25/100) = 0.0707 and are
+    normal to a good approximation, so the interval is estimate -/+ z(1 - alpha/2) * se. The two sets contribute
+    equally to se: resampling only one of them shrinks the interval by 1/sqrt(2) (-29%); quantiles at
+    alpha / 1 - alpha instead of alpha/2 / 1 - alpha/2 shrink it by 16% at alpha = 0.05.
+    Tolerances from the bootstrap's own Monte Carlo error at n_boot = 4000 (measured over 20 seeds: sd 1.1% of
+    the half-width, 1.8% of each end's distance, 0.9% of the std): half-width 5%, each end 8%, std 4%
+    (>= 4 Monte Carlo standard deviations each; all far below the mutants' effects)."""
+    real, fake = _exact_normal(400, 1.0, 1), _exact_normal(100, 0.5, 2) + 0.3
+    se = math.sqrt(1.0 / 400 + 0.25 / 100)
+    est = 0.3
+    ci = bootstrap_ci(lambda r, f: float(f.mean() - r.mean()), real, fake, n_boot=4000, seed=0, alpha=alpha)
+    assert ci["alpha"] == alpha and ci["n_boot"] == 4000 and ci["clipped"] is False
+    assert ci["std"] == pytest.approx(se, rel=0.04)
+    assert abs(ci["bias"]) < 4 * se / math.sqrt(4000)  # the mean of the replicates is unbiased
+    assert (ci["ci_high"] - ci["ci_low"]) / 2 == pytest.approx(z * se, rel=0.05)
+    assert est - ci["ci_low"] == pytest.approx(z * se, rel=0.08)
+    assert ci["ci_high"] - est == pytest.approx(z * se, rel=0.08)
+
+
+def test_bootstrap_resamples_every_row_of_both_sets_with_replacement():
+    """Each replicate holds n_real real rows and n_fake fake rows drawn from all rows (the first and last
+    included) with replacement, independently per set."""
+    seen = []
+    x = torch.arange(5, dtype=torch.float64)
+    y = 100 + torch.arange(7, dtype=torch.float64)
+
+    def fn(r, f):
+        seen.append((r[:, 0].long().tolist(), f[:, 0].long().tolist()))
+        return 0.0
+
+    bootstrap_ci(fn, x, y, n_boot=200, seed=0)
+    reps = seen[1:]  # the first call is the estimate on the full data
+    assert seen[0] == (list(range(5)), list(range(100, 107)))
+    assert len(reps) == 200 and all(len(r) == 5 and len(f) == 7 for r, f in reps)
+    assert set().union(*(r for r, _ in reps)) == set(range(5))
+    assert set().union(*(f for _, f in reps)) == set(range(100, 107))
+    assert any(len(set(r)) < 5 for r, _ in reps)  # with replacement
+
+
+def test_bootstrap_argument_edges_and_defaults():
+    """n_boot >= 2 and 0 < alpha < 1 are required (2, 1e-3 and 0.999 are fine); one row per set is enough (the
+    interval is then the estimate); the defaults are 100 replicates, seed 0, alpha 0.05."""
+    fn = lambda r, f: float(f.mean() - r.mean())  # noqa: E731
+    x, y = _exact_normal(30, 1.0, 3), _exact_normal(20, 1.0, 4)
+    assert bootstrap_ci(fn, x, y, n_boot=2)["n_boot"] == 2
+    for a in (1e-3, 0.999):
+        assert bootstrap_ci(fn, x, y, n_boot=5, alpha=a)["alpha"] == a
+    for kw in ({"n_boot": 1}, {"alpha": 0.0}, {"alpha": 1.0}):
+        with pytest.raises(InvalidInputError):
+            bootstrap_ci(fn, x, y, **kw)
+    one = bootstrap_ci(fn, x[:1], y[:1], n_boot=5)
+    est = fn(x[:1], y[:1])
+    assert one["ci_low"] == pytest.approx(est) and one["ci_high"] == pytest.approx(est)
+    default = bootstrap_ci(fn, x, y)
+    assert default == bootstrap_ci(fn, x, y, n_boot=100, seed=0, alpha=0.05)
+    assert (default["n_boot"], default["seed"], default["alpha"]) == (100, 0, 0.05)

@@ -125,3 +125,179 @@ def test_readers_get_clear_errors(tmp_path):
     s.close()
     with pytest.raises(InvalidInputError, match="newer"):
         ResultsStore(tmp_path / "new")
+
+
+JOB = "ring8/gmm/s0"
+
+
+def _metrics_of(s, job=JOB):
+    return {(r["name"], r["variant"]): r["value"]
+            for r in s._conn.execute("SELECT name, variant, value FROM metrics WHERE job_id=?", (job,))}
+
+
+def _artifacts_of(s, job=JOB):
+    return [tuple(r) for r in s._conn.execute("SELECT kind, path FROM artifacts WHERE job_id=?", (job,))]
+
+
+# Failures injected inside record_job's transaction by SQLite triggers: after the DELETEs and some INSERTs
+# (a metric row named "boom"), or at the very end (the UPDATE to 'done').
+FAIL_ON_METRIC = ("CREATE TRIGGER fail_metric BEFORE INSERT ON metrics WHEN NEW.name = 'boom' "
+                  "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+FAIL_ON_DONE = ("CREATE TRIGGER fail_done BEFORE UPDATE OF status ON jobs WHEN NEW.status = 'done' "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+
+@pytest.mark.parametrize("trigger", [FAIL_ON_METRIC, FAIL_ON_DONE], ids=["mid-inserts", "at-done"])
+def test_failure_inside_record_job_rolls_back_everything(tmp_path, trigger):
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    s._conn.execute(trigger)
+    ms = [MetricResult("fd", 1.0, "", False, "1"), MetricResult("kid", 0.1, "", False, "1"),
+          MetricResult("boom", 3.0, "", False, "1")]
+    with pytest.raises(sqlite3.DatabaseError, match="injected failure"):
+        s.record_job(JOB, ms, artifacts=[("samples_preview", "a.npz")], train_seconds=2.0)
+    # a running job stays running, with nothing recorded
+    assert s.job_status(JOB) == "running"
+    assert _metrics_of(s) == {} and _artifacts_of(s) == []
+    assert s.job_row(JOB)["train_seconds"] is None and s.job_row(JOB)["finished_at"] is None
+    assert s.done_job_ids() == set() and s.metrics_frame(include_failed=True).empty
+    # a job recorded earlier keeps its metrics, artifacts and status when re-recording it fails mid-way
+    other = "ring8/gmm/s1"
+    s.add_job(other, run_id="r1", dataset="ring8", model="gmm", family="baseline", seed=1, budget="smoke")
+    s.start_job(other, "r1")
+    s._conn.execute("DROP TRIGGER " + trigger.split()[2])
+    s.record_job(other, [MetricResult("fd", 0.5, "", False, "1"), MetricResult("recall", 0.9, "", True, "1")],
+                 artifacts=[("history", "h.json")], train_seconds=1.0)
+    before = (s.job_row(other), _metrics_of(s, other), _artifacts_of(s, other))
+    s._conn.execute(trigger)
+    with pytest.raises(sqlite3.DatabaseError, match="injected failure"):
+        s.record_job(other, ms, artifacts=[("samples_preview", "b.npz")], train_seconds=9.0)
+    assert (s.job_row(other), _metrics_of(s, other), _artifacts_of(s, other)) == before
+    assert before[1] == {("fd", ""): 0.5, ("recall", ""): 0.9}
+    # the store is usable afterwards: no transaction left open
+    s._conn.execute("DROP TRIGGER " + trigger.split()[2])
+    s.record_job(JOB, ms[:2])
+    assert s.job_status(JOB) == "done" and set(_metrics_of(s)) == {("fd", ""), ("kid", "")}
+
+
+def test_a_reader_never_sees_a_done_job_without_its_metrics(tmp_path):
+    """Another connection looks at the job at every metric insert and at the status update of record_job
+    (SQLite triggers call back into Python): until the commit it sees the job as it was before (running, no
+    metrics); after it, done with every metric. Never 'done' with fewer metrics."""
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    seen = []
+
+    def peek(job_id):
+        with sqlite3.connect(tmp_path / "results.db") as reader:
+            status = reader.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()[0]
+            n = reader.execute("SELECT COUNT(*) FROM metrics WHERE job_id=?", (job_id,)).fetchone()[0]
+        reader.close()
+        seen.append((status, n))
+        return 0
+
+    s._conn.create_function("peek", 1, peek)
+    s._conn.execute("CREATE TRIGGER p1 AFTER INSERT ON metrics BEGIN SELECT peek(NEW.job_id); END")
+    s._conn.execute("CREATE TRIGGER p2 AFTER UPDATE OF status ON jobs BEGIN SELECT peek(NEW.job_id); END")
+    ms = [MetricResult(n, 1.0, "", False, "1") for n in ("fd", "kid", "precision")]
+    s.record_job(JOB, ms)
+    assert len(seen) == 4  # three inserts and the status update
+    assert set(seen) == {("running", 0)}
+    peek(JOB)
+    assert seen[-1] == ("done", 3)
+
+
+def test_opening_paths_and_connection_settings(tmp_path):
+    """DIR or DIR/results.db, a custom *.db file, nested new directories; WAL + synchronous=FULL (durability);
+    close() and the context manager close the connection."""
+    s = ResultsStore(tmp_path / "a" / "b", create=True)  # nested, created
+    assert s.path == tmp_path / "a" / "b" / "results.db" and s.path.is_file()
+    assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        s._conn.execute("SELECT 1")
+    with ResultsStore(tmp_path / "a" / "b") as r:  # a directory, read without create
+        assert r.path == tmp_path / "a" / "b" / "results.db" and r.schema_version == SCHEMA_VERSION
+    with pytest.raises(sqlite3.ProgrammingError):
+        r._conn.execute("SELECT 1")
+    c = ResultsStore(tmp_path / "custom.db", create=True)
+    assert c.path == tmp_path / "custom.db" and (tmp_path / "custom.db").is_file()
+    c.close()
+
+
+def test_metric_fields_round_trip(tmp_path):
+    """unit, version, extra and protocol are stored as given (protocol/extra as sorted-key strict JSON)."""
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    s.record_job(JOB, [MetricResult("nll", 1.5, "nats", False, "7", {"z": 1, "a": float("nan")},
+                                    extra={"b": 2, "a": [1.0, float("inf")]})])
+    row = s._conn.execute("SELECT unit, version, protocol_json, extra_json FROM metrics").fetchone()
+    assert tuple(row) == ("nats", "7", '{"a": null, "z": 1}', '{"a": [1.0, null], "b": 2}')
+    f = s.metrics_frame()
+    assert (f.unit.item(), f.version.item(), f.extra.item()) == ("nats", "7", '{"a": [1.0, null], "b": 2}')
+    from genbench.store import _json
+
+    with pytest.raises(ValueError):  # never writes non-standard JSON (NaN) into the store
+        _json({"x": float("nan")})
+
+
+def test_run_and_job_bookkeeping(tmp_path):
+    """finish_run stamps the run; add_job stores its config; start_job clears a killed attempt's leftovers and
+    replaces config/cache_key only when given; fail_job keeps its artifacts and drops metrics; reset_job returns
+    a job to pending with nothing recorded; artifacts() filters by job."""
+    s = _store(tmp_path)
+    assert s.runs_frame().iloc[0].finished_at is None or math.isnan(s.runs_frame().iloc[0].finished_at)
+    s.finish_run("r1")
+    assert s.runs_frame().iloc[0].finished_at > 0
+    assert json.loads(s.job_row(JOB)["config_json"]) == {"k": 8}
+    s.start_job(JOB, "r1")
+    s.record_job(JOB, [MetricResult("fd", 1.0, "", False, "1")], artifacts=[("history", "h1.json")])
+    s.start_job(JOB, "r2")  # a new attempt: config and cache key kept when not given
+    row = s.job_row(JOB)
+    assert row["status"] == "running" and row["run_id"] == "r2"
+    assert json.loads(row["config_json"]) == {"k": 8} and row["cache_key"] == "ck"
+    assert _metrics_of(s) == {} and _artifacts_of(s) == []
+    s.start_job(JOB, "r2", config={"k": 9}, cache_key="ck2")
+    row = s.job_row(JOB)
+    assert json.loads(row["config_json"]) == {"k": 9} and row["cache_key"] == "ck2"
+    # re-recording replaces, never duplicates, metrics and artifacts
+    s.record_job(JOB, [MetricResult("fd", 1.0, "", False, "1")], artifacts=[("history", "h1.json")])
+    s.record_job(JOB, [MetricResult("fd", 2.0, "", False, "1")], artifacts=[("history", "h2.json")])
+    assert _metrics_of(s) == {("fd", ""): 2.0} and _artifacts_of(s) == [("history", "h2.json")]
+    s.fail_job(JOB, "boom", artifacts=[("log", "err.txt")], train_seconds=3.0)
+    row = s.job_row(JOB)
+    assert (row["status"], row["error"], row["train_seconds"]) == ("failed", "boom", 3.0)
+    assert _metrics_of(s) == {} and _artifacts_of(s) == [("log", "err.txt")]
+    other = "ring8/gmm/s1"
+    s.add_job(other, run_id="r2", dataset="ring8", model="gmm", family="baseline", seed=1, budget="smoke")
+    assert json.loads(s.job_row(other)["config_json"]) == {}
+    s.start_job(other, "r2")
+    s.record_job(other, [MetricResult("fd", 3.0, "", False, "1")], artifacts=[("history", "o.json")])
+    assert s.artifacts(JOB).path.tolist() == ["err.txt"]
+    assert sorted(s.artifacts().path.tolist()) == ["err.txt", "o.json"]
+    s.reset_job(other)
+    row = s.job_row(other)
+    assert (row["status"], row["error"], row["started_at"], row["finished_at"]) == ("pending", None, None, None)
+    assert _metrics_of(s, other) == {} and _artifacts_of(s, other) == []
+
+
+def test_metrics_frame_only_done_jobs_and_typed_when_empty(tmp_path):
+    s = _store(tmp_path)
+    empty = s.metrics_frame()
+    assert list(empty.columns) == METRIC_COLUMNS and empty.empty
+    dtypes = {c: str(t) for c, t in empty.dtypes.items()}
+    assert (dtypes["value"], dtypes["ci_low"], dtypes["ci_high"]) == ("float64",) * 3
+    assert (dtypes["seed"], dtypes["higher_is_better"], dtypes["metric"], dtypes["dataset"]) == ("int64", "bool", "object", "object")
+    # a metric row of a job that is not done (written by something other than record_job) is not a result
+    s._conn.execute("INSERT INTO metrics (job_id, name, variant, value, higher_is_better) VALUES (?, 'fd', '', 1.0, 0)", (JOB,))
+    assert s.metrics_frame().empty
+    assert s.metrics_frame(include_failed=True).value.tolist() == [1.0]
+
+
+def test_csv_export_has_exactly_the_metric_columns(tmp_path):
+    s = _store(tmp_path)
+    s.start_job(JOB, "r1")
+    s.record_job(JOB, [MetricResult("fd", 1.0, "", False, "1")])
+    csv_path, _ = s.export()
+    assert csv_path.read_text().splitlines()[0].split(",") == METRIC_COLUMNS

@@ -408,3 +408,56 @@ def test_relu2_matches_autograd_of_relu_square():
     (b,) = torch.autograd.grad(F.relu(x).square(), x, g)
     assert torch.equal(relu2(x), F.relu(x).square()) and torch.allclose(a, b, rtol=0, atol=1e-15)
     assert torch.autograd.gradcheck(relu2, (x,))
+
+
+def _expected_context(j: int, C: int, S: int) -> int:
+    """Characters of context (the leading "\\n" included) of target j = 1..n under windows of C advancing by S:
+    the first window scores targets 1..C with all j characters before them; window k >= 1 starts at k*S and
+    scores the S targets after C + (k-1)*S, i.e. with C - S + 1 .. C characters of context."""
+    return j if j <= C else C - S + 1 + (j - C - 1) % S
+
+
+@pytest.mark.parametrize("n,C,S", [(61, 16, None), (61, 15, None), (40, 8, 1), (45, 12, 12), (50, 10, 3),
+                                   (7, 16, None), (16, 16, None), (17, 16, 5), (33, 2, 1)])
+def test_every_window_of_nll_per_char_has_its_exact_context(n, C, S):
+    """Instrumented model: encode() maps the i-th character to id BASE + i, so a window's ids say which positions
+    it holds, and the stub scorer returns -(target position * 10000 + characters conditioned on), so the
+    per-character NLL names the character scored and its context length. Checks: every window is a contiguous
+    slice of "\\n" + text of at most C characters (exactly C unless it reaches the end of the text), its
+    targets are the next characters, every character is scored exactly once, and with exactly
+    _expected_context characters (stride default C // 2)."""
+    m = fitted("ngram", fresh=True, order=2)
+    BASE = 1000
+    assert m.newline_id < BASE
+    windows = []
+
+    def encode(s):
+        return torch.arange(BASE, BASE + len(s), dtype=torch.long)
+
+    def scorer(x, y):
+        windows.extend(zip(x.tolist(), y.tolist()))
+        pos = (y - BASE + 1).double()  # target id BASE + i is character s[i + 1] of "\n" + text
+        ctx = torch.arange(1, x.shape[1] + 1, dtype=torch.float64).expand_as(pos)  # target t sees x[:, :t+1]
+        return -(pos * 10000 + ctx)
+
+    m.encode, m._window_target_logprobs = encode, scorer
+    text = "smith\njones\n" * 6
+    text = (text * (n // len(text) + 1))[:n]
+    nats, n_scored, per = m.nll_per_char(text, context=C, stride=S, return_all=True)
+    S_used = S or max(1, C // 2)
+    assert n_scored == n
+    seq = [m.newline_id] + list(range(BASE, BASE + n))
+    for x, y in windows:
+        b = seq.index(x[0])
+        assert x == seq[b : b + len(x)] and y == seq[b + 1 : b + len(x) + 1]
+        assert len(x) == min(C, n - b)
+    assert len(windows) == len(sliding_windows(n, C, S_used))
+    per = per.tolist()
+    assert [int(v) // 10000 for v in per] == list(range(1, n + 1))  # each character once, in order
+    assert [int(v) % 10000 for v in per] == [_expected_context(j, C, S_used) for j in range(1, n + 1)]
+    if S_used == 1:
+        assert [int(v) % 10000 for v in per] == [min(j, C) for j in range(1, n + 1)]
+    if S is None:  # the protocol a results row states is the one used
+        from genbench.metrics.text import nll_protocol
+
+        assert nll_protocol(m, C, None)["stride"] == S_used

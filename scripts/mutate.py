@@ -1,0 +1,340 @@
+"""Mutation testing of genbench's core modules, each against its own test files (`make mutate`).
+
+For every module in MODULES this generates first-order mutants with `ast` (one small behaviour change each:
+arithmetic, comparison and boolean operators swapped, numeric and boolean constants changed, min/max, any/all and
+mean/median swapped, `not` and unary minus dropped, a call statement deleted), then runs the module's own test
+files once per mutant. A mutant is *killed* when the tests fail (or error, or time out) and *survives* when
+they pass; a survivor is either a missing test or an equivalent mutant (same behaviour), which a person has
+to tell apart (reports/benchmarks/mutation.md).
+
+Speed: the heavy third-party imports (torch, numpy, pandas, scipy, sklearn, pytest) happen once in this
+process; each mutant runs `pytest.main` in a forked child whose import system serves the mutated source for
+the one module under test (genbench itself is never imported by the parent, so the child imports it fresh).
+One mutant at a time by default (`--jobs N`: N at once), meant to run under `nice -n 19`.
+
+Not mutated: docstrings and other string constants (messages, SQL, names), f-strings, annotations, `raise`
+statements (error paths are checked by their condition, which is mutated), and lines marked
+`# pragma: no mutate`.
+
+Usage:
+    python scripts/mutate.py                       # every module in MODULES
+    python scripts/mutate.py genbench/store.py     # one module (repeatable)
+    python scripts/mutate.py genbench/store.py --list
+    python scripts/mutate.py genbench/store.py --only 3,17   # rerun some mutants
+Results: one JSON per module under --out (default reports/benchmarks/mutation_runs/), survivors printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# module -> the pytest arguments of its own tests (files, node ids, -k filters)
+_REG = ["tests/test_metrics_registry.py"]
+MODULES: dict[str, list[str]] = {
+    "genbench/metrics/_util.py": ["tests/test_metrics_fd.py", "tests/test_metrics_kid.py", *_REG],
+    "genbench/metrics/base.py": [*_REG, "tests/test_store.py"],
+    "genbench/metrics/bootstrap.py": _REG,
+    "genbench/metrics/builtin.py": _REG,
+    "genbench/metrics/context.py": _REG,
+    "genbench/metrics/diversity.py": ["tests/test_metrics_diversity.py"],
+    "genbench/metrics/frechet.py": ["tests/test_metrics_fd.py"],
+    "genbench/metrics/kid.py": ["tests/test_metrics_kid.py", *_REG],
+    "genbench/metrics/likelihood.py": ["tests/test_metrics_likelihood.py"],
+    "genbench/metrics/manifold.py": ["tests/test_metrics_prdc.py"],
+    "genbench/metrics/modes.py": ["tests/test_metrics_modes.py"],
+    "genbench/metrics/registry.py": _REG,
+    "genbench/metrics/stats.py": ["tests/test_metrics_fd.py"],
+    # the text models' tests train networks (slow): only the likelihood-protocol ones that use metrics/text.py
+    "genbench/metrics/text.py": ["tests/test_text_metrics.py", "tests/test_text_models.py", "-k",
+                                 "not test_text_models or exact_context or perplexity_matches"],
+    "genbench/compare.py": ["tests/test_compare.py"],
+    "genbench/recommend.py": ["tests/test_recommend.py"],
+    "genbench/store.py": ["tests/test_store.py"],
+}
+
+_BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+          ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd,
+          ast.LShift: ast.RShift, ast.RShift: ast.LShift}
+_CMPOP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+          ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+_NAMESWAP = {"min": "max", "max": "min", "any": "all", "all": "any"}
+_ATTRSWAP = {"mean": "median", "median": "mean", "min": "max", "max": "min", "argmin": "argmax", "argmax": "argmin",
+             "amin": "amax", "amax": "amin"}
+
+
+def _short(node: ast.AST, n: int = 90) -> str:
+    s = ast.unparse(node).replace("\n", " ")
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+class Mutator(ast.NodeTransformer):
+    """Numbers the mutation sites of a module in source order; with `target` set, applies that one only."""
+
+    def __init__(self, lines: list[str], target: int | None = None):
+        self.lines, self.target = lines, target
+        self.count = 0
+        self.sites: list[dict] = []
+        self.applied: dict | None = None
+
+    # ---- what may be mutated ------------------------------------------------------------------------------
+    def _pragma(self, node: ast.AST) -> bool:
+        ln = getattr(node, "lineno", None)
+        return ln is not None and "pragma: no mutate" in self.lines[ln - 1]
+
+    def _mutations(self, node: ast.AST) -> list[tuple[str, callable]]:
+        out = []
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOP:
+            out.append(("binop", lambda: ast.BinOp(node.left, _BINOP[type(node.op)](), node.right)))
+        elif isinstance(node, ast.AugAssign) and type(node.op) in _BINOP:
+            out.append(("augassign", lambda: ast.AugAssign(node.target, _BINOP[type(node.op)](), node.value)))
+        elif isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                if type(op) in _CMPOP:
+                    def make(i=i):
+                        ops = list(node.ops)
+                        ops[i] = _CMPOP[type(ops[i])]()
+                        return ast.Compare(node.left, ops, node.comparators)
+                    out.append(("compare", make))
+        elif isinstance(node, ast.BoolOp):
+            out.append(("boolop", lambda: ast.BoolOp(ast.Or() if isinstance(node.op, ast.And) else ast.And(), node.values)))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            if not (isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)):
+                out.append(("unary", lambda: node.operand))
+        elif isinstance(node, ast.Constant) and not isinstance(node.value, (str, bytes)) and node.value is not None:
+            v = node.value
+            if isinstance(v, bool):
+                out.append(("constant", lambda: ast.Constant(not v)))
+            elif isinstance(v, int):
+                out.append(("constant", lambda: ast.Constant(v + 1)))
+            elif isinstance(v, float):
+                out.append(("constant", lambda: ast.Constant(v + 1.0)))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _NAMESWAP:
+            out.append(("call", lambda: ast.Call(ast.Name(_NAMESWAP[node.func.id], ast.Load()), node.args, node.keywords)))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ATTRSWAP:
+            out.append(("call", lambda: ast.Call(ast.Attribute(node.func.value, _ATTRSWAP[node.func.attr], ast.Load()),
+                                                 node.args, node.keywords)))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            out.append(("delete", lambda: ast.Pass()))
+        return out
+
+    # ---- traversal (source order; skips docstrings, annotations, f-strings, raise) ------------------------
+    def visit(self, node):
+        if isinstance(node, (ast.JoinedStr, ast.Raise)) or self._pragma(node):
+            return node
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return node  # docstring / bare string
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return node
+        for kind, make in self._mutations(node):
+            idx = self.count
+            self.count += 1
+            if self.target is None:
+                new = make()
+                self.sites.append({"id": idx, "line": node.lineno, "kind": kind, "original": _short(node),
+                                   "mutated": _short(new) if not isinstance(new, ast.Pass) else "pass"})
+            elif idx == self.target:
+                new = make()
+                self.applied = {"id": idx, "line": node.lineno, "kind": kind, "original": _short(node)}
+                return ast.copy_location(new, node)
+        return self._children(node)
+
+    def _children(self, node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.decorator_list = [self.visit(d) for d in node.decorator_list]
+            node.args.defaults = [self.visit(d) for d in node.args.defaults]
+            node.args.kw_defaults = [None if d is None else self.visit(d) for d in node.args.kw_defaults]
+            node.body = self._body(node.body)
+            return node
+        if isinstance(node, ast.AnnAssign):
+            if node.value is not None:
+                node.value = self.visit(node.value)
+            return node
+        return self.generic_visit(node)
+
+    def _body(self, stmts):
+        out = []
+        for s in stmts:
+            r = self.visit(s)
+            out.extend(r if isinstance(r, list) else [r])
+        return out
+
+
+def list_mutants(path: Path) -> list[dict]:
+    src = path.read_text()
+    m = Mutator(src.splitlines())
+    m.visit(ast.parse(src))
+    return m.sites
+
+
+def mutant_source(path: Path, target: int | None) -> str:
+    src = path.read_text()
+    tree = ast.parse(src)
+    if target is not None:
+        m = Mutator(src.splitlines(), target)
+        tree = m.visit(tree)
+        if m.applied is None:
+            raise ValueError(f"no mutant {target} in {path}")
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+# ---- running ------------------------------------------------------------------------------------------------
+class _Finder(importlib.abc.MetaPathFinder):
+    def __init__(self, modname: str, path: str, source: str):
+        self.modname, self.path, self.source = modname, path, source
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.modname:
+            return None
+        return importlib.util.spec_from_file_location(fullname, self.path, loader=_Loader(fullname, self.path, self.source))
+
+
+class _Loader(importlib.machinery.SourceFileLoader):
+    def __init__(self, fullname, path, source):
+        super().__init__(fullname, path)
+        self.source = source
+
+    def get_code(self, fullname):
+        return compile(self.source, self.path, "exec", dont_inherit=True)
+
+
+def _start(module: str, source: str, pytest_args: list[str]) -> int:
+    """Fork a child that runs the tests with `source` served as `module`; its pid."""
+    import pytest
+
+    modname = module[:-3].replace("/", ".")
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.setpgid(0, 0)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            sys.meta_path.insert(0, _Finder(modname, str(ROOT / module), source))
+            rc = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *pytest_args])
+            os._exit(int(rc))
+        except BaseException:
+            os._exit(99)
+    return pid
+
+
+def _outcome(module: str, rc: int, pytest_args: list[str]) -> str:
+    if rc == 0:
+        return "survived"
+    if rc == 1:
+        return "killed"
+    if rc == 5:
+        raise SystemExit(f"{module}: no tests collected with {pytest_args}")
+    return "error"  # collection/import error or crash caused by the mutant: killed too
+
+
+def run_many(module: str, jobs: list[tuple[object, str]], pytest_args: list[str], timeout: float, workers: int):
+    """Run (key, source) jobs, `workers` at a time; yields (key, outcome, seconds) as they finish.
+    outcome: 'survived' | 'killed' | 'error' | 'timeout'."""
+    pending = list(jobs)
+    running: dict[int, tuple[object, float]] = {}
+    while pending or running:
+        while pending and len(running) < workers:
+            key, src = pending.pop(0)
+            running[_start(module, src, pytest_args)] = (key, time.perf_counter())
+        time.sleep(0.02)
+        for pid, (key, t0) in list(running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            dt = time.perf_counter() - t0
+            if done:
+                del running[pid]
+                yield key, _outcome(module, os.waitstatus_to_exitcode(status), pytest_args), dt
+            elif dt > timeout:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+                del running[pid]
+                yield key, "timeout", dt
+
+
+def run_module(module: str, out_dir: Path, only: set[int] | None, timeout_factor: float, workers: int) -> dict:
+    path = ROOT / module
+    args = MODULES[module]
+    sites = list_mutants(path)
+    [(_, base_outcome, base_s)] = list(run_many(module, [(None, mutant_source(path, None))], args, 1800, 1))
+    if base_outcome != "survived":
+        raise SystemExit(f"{module}: the tests fail on the unmutated (unparsed) module ({base_outcome}); fix that first")
+    timeout = timeout_factor * base_s + 10
+    print(f"{module}: {len(sites)} mutants, tests {' '.join(args)} ({base_s:.1f} s unmutated)", flush=True)
+    res_path = out_dir / (module.replace("/", "__")[:-3] + ".json")
+    old = {m["id"]: m for m in json.loads(res_path.read_text())["mutants"]} if (only and res_path.exists()) else {}
+    results = {}
+    todo = []
+    for s in sites:
+        if only is not None and s["id"] not in only:
+            if s["id"] in old and old[s["id"]]["original"] == s["original"]:
+                results[s["id"]] = old[s["id"]]
+            continue
+        todo.append((s["id"], mutant_source(path, s["id"])))
+    by_id = {s["id"]: s for s in sites}
+    for i, outcome, dt in run_many(module, todo, args, timeout, workers):
+        s = by_id[i]
+        results[i] = {**s, "outcome": outcome, "seconds": round(dt, 2)}
+        if outcome == "survived":
+            print(f"  SURVIVED #{s['id']} line {s['line']} [{s['kind']}]: {s['original']}  ->  {s['mutated']}", flush=True)
+    results = [results[k] for k in sorted(results)]
+    killed = sum(r["outcome"] != "survived" for r in results)
+    summary = {"module": module, "tests": args, "baseline_s": round(base_s, 2), "n_mutants": len(results),
+               "killed": killed, "survived": len(results) - killed,
+               "score": round(killed / len(results), 4) if results else None, "mutants": results}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res_path.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{module}: killed {killed} of {len(results)} ({100 * killed / max(1, len(results)):.1f}%)", flush=True)
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {len(MODULES)})")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--only", help="comma-separated mutant ids to (re)run; others keep their stored result")
+    ap.add_argument("--out", default=str(ROOT / "reports/benchmarks/mutation_runs"))
+    ap.add_argument("--timeout-factor", type=float, default=5.0)
+    ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once (one CPU core each)")
+    a = ap.parse_args(argv)
+    mods = a.modules or list(MODULES)
+    for m in mods:
+        if m not in MODULES:
+            ap.error(f"{m} has no test mapping in scripts/mutate.py MODULES")
+    if a.list:
+        for m in mods:
+            for s in list_mutants(ROOT / m):
+                print(f"{m}#{s['id']} line {s['line']} [{s['kind']}]: {s['original']}  ->  {s['mutated']}")
+        return 0
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))  # this checkout's genbench, before any installed copy
+    for heavy in ("torch", "numpy", "scipy", "pandas", "sklearn", "pytest"):
+        try:
+            __import__(heavy)
+        except ImportError:
+            pass
+    assert not any(k == "genbench" or k.startswith("genbench.") for k in sys.modules), "genbench imported too early"
+    only = {int(x) for x in a.only.split(",")} if a.only else None
+    t0 = time.time()
+    out = [run_module(m, Path(a.out), only, a.timeout_factor, a.jobs) for m in mods]
+    print(f"\n{'module':40s} {'mutants':>8s} {'killed':>7s} {'score':>7s}   ({time.time() - t0:.0f} s)")
+    for s in out:
+        print(f"{s['module']:40s} {s['n_mutants']:8d} {s['killed']:7d} {100 * (s['score'] or 0):6.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
