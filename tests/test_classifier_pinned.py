@@ -174,3 +174,18 @@ def test_fashion_mnist_rebuild_reproduces_the_shipped_accuracy(tmp_path):
     res = build("fashion-mnist", cache_dir=tmp_path, verbose=False)
     print(res.summary())
     assert res.shipped is not None and res.within_margin
+
+
+def test_a_flipped_byte_in_a_built_classifier_cache_is_detected_and_rebuilt(tmp_path):
+    """Issue 15: a same-size byte flip in a locally built classifier's cache used to load silently (PyTorch's
+    zip reader checks no CRC). The cache is sealed with its sha256: the flip is caught, the file deleted and the
+    network trained again, bit-identical to the clean build."""
+    clean = get_extractor("classifier:digits", cache_dir=tmp_path, seed=2, verbose=False, weights="build")
+    raw = bytearray(clean.cache_path.read_bytes())
+    raw[len(raw) // 2] ^= 0x04
+    clean.cache_path.write_bytes(bytes(raw))
+    with pytest.warns(RuntimeWarning, match="unusable.*CorruptFileError"):
+        again = get_extractor("classifier:digits", cache_dir=tmp_path, seed=2, verbose=False, weights="build")
+    assert not again.loaded_from_cache and again.weights_sha256 == clean.weights_sha256
+    assert get_extractor("classifier:digits", cache_dir=tmp_path, seed=2, verbose=False,
+                         weights="build").loaded_from_cache
