@@ -108,7 +108,7 @@ def test_check_out_is_locked_while_another_process_holds_it(tmp_path, monkeypatc
                                str(out / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(ev, "baseline_suite", lambda path, suite=None: load_suite(_suite(tmp_path)))
+        monkeypatch.setattr(ev, "baseline_suite", lambda path, suite=None, **kw: load_suite(_suite(tmp_path)))
         with pytest.raises(LockHeldError, match=f"PID {holder.pid}"):
             ev.run_check(tmp_path / "base", out=out)
         assert not (out / "results.db").exists()
