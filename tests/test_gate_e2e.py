@@ -1,4 +1,5 @@
-"""Slow (`make test-slow`, ~2-3 CPU-min): the regression gate end to end on a small suite (ring8, quick architectures, short training): a baseline
+"""Slow (`make test-slow`, ~3 CPU-min): the regression gate end to end on a small suite (ring8 and digits, quick
+architectures, short training; the GAN on digits, whose quarter-trained FD is far outside its seed spread): a baseline
 with three seeds on one thread; a clean rerun with another seed on two threads passes (exit 0); each injected
 regression is caught (exit 1) and named: a GAN trained for a quarter of its steps, a VAE whose decoder output
 is shifted, a diffusion model sampled with far fewer steps; and a different feature network gives exit 2."""
@@ -35,11 +36,19 @@ features = "{features}"
 n_samples = 500
 metrics = ["fd", "prdc", "mode_coverage"]
 
+[datasets.digits]
+features = "classifier:digits"
+n_samples = 359
+metrics = ["fd", "prdc", "class_coverage"]
+
 [models.gan]
+datasets = ["digits"]
 overrides = {{ steps = {gan} }}
 [models.vae]
+datasets = ["ring8"]
 overrides = {{ steps = {vae} }}
 [models.ddpm]
+datasets = ["ring8"]
 overrides = {{ steps = {ddpm}{ddpm_extra} }}
 """
 
