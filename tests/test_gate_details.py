@@ -1,0 +1,153 @@
+"""Pinned details of the gate (genbench.compare / genbench.noise) that the mutation run (scripts/mutate.py)
+showed were free to change: aggregate's interval, new/missing rows, timing set-up, the not-comparable wording,
+non-finite values, alpha's range, calibration filters and bookkeeping, the interval level, the df bookkeeping."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, aggregate, compare_frames, protocol_fingerprint
+from genbench.errors import InvalidInputError
+from genbench.noise import (Calibration, CalibrationEntry, SideStats, interval, load_calibration, make_calibration,
+                            noise_for, p_greater)
+from test_gate import HW_A, NO_CAL, TOL, cmp, frame, row, verdict
+
+Z = 1.959963984540054
+
+
+def test_aggregate_half_width_is_that_of_the_seed_mean():
+    seeds = frame(*[row(value=v, seed=s, ci=0.1) for s, v in enumerate([10.0, 12.0, 14.0])])
+    (a,) = aggregate(seeds).values()
+    assert a.value == pytest.approx(12.0) and a.n_seeds == 3
+    assert a.half_width == pytest.approx(Z * 2.0 / math.sqrt(3))  # seed sd 2 beats feature sd 0.1/1.96
+    noisy = frame(*[row(value=v, seed=s, ci=Z * 5.0) for s, v in enumerate([10.0, 12.0, 14.0])])
+    (b,) = aggregate(noisy).values()
+    assert b.half_width == pytest.approx(Z * 5.0 / math.sqrt(3))  # feature sd 5 beats seed sd 2
+    inf = frame(row(value=float("inf"), seed=0), row(value=1.0, seed=1))
+    (c,) = aggregate(inf).values()
+    assert c.half_width == 0.0  # no spread from a non-finite value
+
+
+def test_rows_on_one_side_only_are_new_or_missing():
+    base = frame(row(value=10.0), row("precision", 0.5, hib=True))
+    new = frame(row(value=10.0), row("recall", 0.6, hib=True))
+    c = cmp(base, new)
+    miss, new_r = verdict(c, "precision"), verdict(c, "recall")
+    assert (miss.verdict, miss.baseline, miss.new) == ("missing", 0.5, None)
+    assert (new_r.verdict, new_r.baseline, new_r.new) == ("new", None, 0.6)
+    assert c.exit_code == EXIT_OK
+    two = frame(row(value=10.0), row(value=3.0, dataset="ring8"))
+    c = cmp(two, frame(row(value=10.0)))
+    (only,) = [r for r in c.rows if r.dataset == "ring8"]
+    assert (only.model, only.verdict, only.detail) == ("*", "missing", "dataset only in the baseline run")
+    c = cmp(frame(row(value=10.0)), two)
+    (only,) = [r for r in c.rows if r.dataset == "ring8"]
+    assert (only.verdict, only.detail) == ("new", "dataset only in the new run")
+
+
+def test_another_classifier_is_a_different_feature_network():
+    base = frame(row("classes_covered", 10, hib=True, proto={"classifier": "classifier:x/aaa"}))
+    new = frame(row("classes_covered", 10, hib=True, proto={"classifier": "classifier:x/bbb"}))
+    c = cmp(base, new)
+    assert c.exit_code == EXIT_NOT_COMPARABLE and "different feature network" in c.problems[0]
+    assert "classifier: 'classifier:x/aaa' -> 'classifier:x/bbb'" in c.problems[0]
+
+
+def test_unpinned_features_are_said_in_the_verdict():
+    p = {"features_pinned": False}
+    r = verdict(cmp(frame(row(value=10.0, proto=p)), frame(row(value=10.0, proto=p))))
+    assert "unpinned feature network" in r.detail
+    r = verdict(cmp(frame(row(value=10.0)), frame(row(value=10.0))))
+    assert "unpinned" not in r.detail
+
+
+def test_timings_with_another_set_up_are_not_compared_saying_what_differs():
+    base = frame(row(value=1.0), row("samples_per_s", 1000.0, hib=True, timing=True, hw=HW_A))
+    other = frame(row(value=1.0), row("samples_per_s", 990.0, hib=True, timing=True, hw=HW_A,
+                                      proto={"batch_size": 128}))
+    r = verdict(cmp(base, other), "samples_per_s")
+    assert r.verdict == "not compared" and r.detail == "different timing set-up (batch_size: 64 -> 128)"
+    # where the checkpoint came from is not part of what a timing measured
+    cached = frame(row(value=1.0), row("samples_per_s", 990.0, hib=True, timing=True, hw=HW_A,
+                                       proto={"from_checkpoint_cache": True}))
+    assert verdict(cmp(base, cached), "samples_per_s").verdict == "unchanged"
+
+
+def test_non_finite_values_by_direction():
+    nan, inf = float("nan"), float("inf")
+    assert verdict(cmp(frame(row(value=nan)), frame(row(value=nan)))).verdict == "unchanged"
+    assert verdict(cmp(frame(row(value=1.0)), frame(row(value=nan)))).verdict == "regressed"
+    assert verdict(cmp(frame(row(value=nan)), frame(row(value=1.0)))).verdict == "improved"
+    hib = dict(metric="precision", hib=True)
+    assert verdict(cmp(frame(row(value=1.0, **hib)), frame(row(value=-inf, **hib))), "precision").verdict == "regressed"
+    assert verdict(cmp(frame(row(value=1.0, **hib)), frame(row(value=inf, **hib))), "precision").verdict == "improved"
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])
+def test_alpha_must_be_inside_zero_one(alpha):
+    with pytest.raises(InvalidInputError, match="alpha"):
+        cmp(frame(row()), frame(row()), alpha=alpha)
+
+
+def test_unknown_noise_note_lists_at_most_six_jobs():
+    def rows(n):
+        return frame(*[row(value=10.0, model=f"m{i}", ci=1.0) for i in range(n)])
+
+    six = cmp(rows(6), rows(6)).notes[0]
+    seven = cmp(rows(7), rows(7)).notes[0]
+    assert "for 6 job(s)" in six and "and 1 more" not in six and "fashion-mnist/m5" in six
+    assert "for 7 job(s)" in seven and "and 1 more" in seven and "m6" not in seven
+
+
+def test_interval_level_and_p_at_zero():
+    assert interval(0.0, 1.0, math.inf) == (pytest.approx(-Z), pytest.approx(Z))
+    lo, hi = interval(0.0, 1.0, math.inf, level=0.5)
+    assert hi == pytest.approx(0.6744897501960817) and lo == pytest.approx(-hi)
+    assert p_greater(0.0, 0.0, 3) == 1.0  # no change and no noise: nothing to reject
+    assert p_greater(0.0, 1.0, math.inf) == pytest.approx(0.5)
+
+
+def test_degrees_of_freedom_bookkeeping():
+    two, one = SideStats([1.0, 3.0], [math.nan] * 2, [0, 1]), SideStats([5.0], [math.nan], [0])
+    nz = noise_for(two, one, None)
+    assert nz.df == 1 and nz.seed_sd == pytest.approx(math.sqrt(2.0)) and nz.seed_source == "seeds (2 + 1)"
+    nz = noise_for(one, two, None)
+    assert nz.df == 1 and nz.seed_source == "seeds (1 + 2)"
+    # a calibration of two seeds (df 1) counts
+    nz = noise_for(one, SideStats([5.0], [math.nan], [0]), CalibrationEntry(3.0, 2, ""))
+    assert nz.df == 1 and nz.seed_sd == pytest.approx(3.0) and nz.seed_source == "calibration (2 seeds)"
+    assert "seeds sd 3 from calibration (2 seeds)" in nz.describe()
+
+
+def test_make_calibration_keeps_only_clean_repeated_scores():
+    fp = protocol_fingerprint
+    rows = [row(value=v, seed=s) for s, v in enumerate([1.0, 2.0, 6.0])]  # mean 3, median 2
+    rows += [row("precision", v, seed=s, hib=True) for s, v in enumerate([0.5, float("inf"), 0.6])]  # non-finite
+    rows += [row("recall", 0.5, seed=s, hib=True, proto={"n_fake": 1000 + s}) for s in range(3)]  # protocols differ
+    rows += [row("fd", v, seed=s, variant="ddim-10") for s, v in enumerate([1.0, 1.0, 4.0])]
+    blob = make_calibration(frame(*rows), {"suite": "t"}, fp)
+    got = {(r["metric"], r["variant"]): r for r in blob["spreads"]}
+    assert set(got) == {("fd", ""), ("fd", "ddim-10")}
+    assert got[("fd", "")]["mean"] == pytest.approx(3.0) and got[("fd", "")]["sd"] == pytest.approx(math.sqrt(7.0))
+    assert blob["made_by"]["date"] and blob["made_by"]["suite"] == "t"
+    assert make_calibration(frame(*rows), {"date": "2020-01-01"}, fp)["made_by"]["date"] == "2020-01-01"
+    few = [row(value=v, seed=s) for s, v in enumerate([1.0, 2.0, 3.0])] + [row("kid", 1.0, seed=s) for s in (0, 1)]
+    assert {r["metric"] for r in make_calibration(frame(*few), {}, fp)["spreads"]} == {"fd"}
+
+
+def test_load_calibration_records_its_sources(tmp_path):
+    rows = [row(value=v, seed=s) for s, v in enumerate([1.0, 2.0, 3.0])]
+    blob = make_calibration(frame(*rows), {"suite": "quick", "machine": "M"}, protocol_fingerprint)
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(blob))
+    cal = load_calibration([f], builtin=False)
+    assert len(cal.entries) == 1 and cal.sources == [(str(f), blob["made_by"])]
+    assert cal.describe() == f"c.json (3 seeds of suite 'quick' on M, {blob['made_by']['date']})"
+    assert Calibration().describe() == "none"
+    del blob["made_by"]
+    f.write_text(json.dumps(blob))
+    cal = load_calibration([f], builtin=False)
+    assert cal.sources == [(str(f), {})] and "? seeds" in cal.describe()
+    assert len(load_calibration().entries) > 200  # the committed quick calibration
