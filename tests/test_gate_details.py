@@ -151,3 +151,40 @@ def test_load_calibration_records_its_sources(tmp_path):
     cal = load_calibration([f], builtin=False)
     assert cal.sources == [(str(f), {})] and "? seeds" in cal.describe()
     assert len(load_calibration().entries) > 200  # the committed quick calibration
+
+
+def test_infinite_baseline_of_a_higher_is_better_score_going_finite_is_a_regression():
+    hib = dict(metric="precision", hib=True)
+    r = verdict(cmp(frame(row(value=float("inf"), **hib)), frame(row(value=3.0, **hib))), "precision")
+    assert r.verdict == "regressed" and r.delta is None
+    same = verdict(cmp(frame(row(value=float("inf"), **hib)), frame(row(value=float("inf"), **hib))), "precision")
+    assert same.verdict == "unchanged" and same.delta == 0.0
+
+
+def test_a_protocol_key_on_one_side_only_is_named():
+    c = cmp(frame(row(value=1.0)), frame(row(value=1.0, proto={"k": 5})))
+    assert c.exit_code == EXIT_NOT_COMPARABLE and "k: None -> 5" in c.problems[0]
+
+
+def test_zero_tolerance_still_ignores_float_rounding():
+    from genbench.compare import Tolerance
+
+    tol = {"default": Tolerance(0.0, False)}
+    base, tiny, real = frame(row(value=1e6)), frame(row(value=1e6 + 1e-7)), frame(row(value=1e6 + 1.0))
+    assert verdict(compare_frames(base, tiny, tol, calibration=NO_CAL)).verdict == "unchanged"
+    assert verdict(compare_frames(base, real, tol, calibration=NO_CAL)).verdict == "regressed"
+
+
+def test_environments_are_read_from_the_timings_and_compared(tmp_path):
+    from genbench.compare import compare_paths, environment_of, to_markdown
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    frame(row(value=1.0), row("samples_per_s", 10.0, hib=True, timing=True, hw=HW_A)).to_csv(a / "results.csv", index=False)
+    frame(row(value=1.0), row("samples_per_s", 10.0, hib=True, timing=True, hw="CPU other")).to_csv(b / "results.csv", index=False)
+    c = compare_paths(a, b)
+    assert c.env == {"baseline": HW_A, "new": "CPU other", "differs": True}
+    assert "the environments differ" in to_markdown(c)
+    assert compare_paths(a, a).env["differs"] is False
+    assert environment_of(a, frame(row(value=1.0))).startswith("unknown (no hardware recorded")
+    assert environment_of(a, pd.DataFrame()) == "unknown"
