@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 from genbench.compare import compare_frames, is_timing, load_results, protocol_fingerprint  # noqa: E402
 from genbench.env_info import hardware  # noqa: E402
 from genbench.fileio import atomic_write_text  # noqa: E402
-from genbench.noise import Calibration, CalibrationEntry, load_calibration, make_calibration  # noqa: E402
+from genbench.noise import Calibration, make_calibration  # noqa: E402
 
 OUT_MD = ROOT / "reports" / "benchmarks" / "gate.md"
 OUT_JSON = ROOT / "reports" / "benchmarks" / "gate.json"
@@ -46,10 +46,7 @@ def calibration_from(frame: pd.DataFrame, seeds: list) -> Calibration:
     part = frame[frame["seed"].isin(seeds) & ~is_timing(frame)]
     blob = make_calibration(part, {"suite": "quick", "machine": hardware()}, protocol_fingerprint)
     cal = Calibration()
-    for r in blob["spreads"]:
-        key = (r["budget"], r["dataset"], r["model"], r["metric"], r["variant"])
-        cal.entries[key] = CalibrationEntry(r["sd"], r["n_seeds"], r["protocol"])
-    cal.sources.append((f"seeds {seeds} of the sweep", {"seeds": seeds, "suite": "quick"}))
+    cal.add(blob["spreads"], f"seeds {seeds} of the sweep", {"seeds": seeds, "suite": "quick"})
     return cal
 
 

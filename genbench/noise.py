@@ -94,6 +94,13 @@ class Calibration:
     entries: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # (path, made_by dict)
 
+    def add(self, rows: list, source: str, made_by: dict) -> None:
+        """Take the `spreads` rows of a calibration (`make_calibration`'s layout); later rows win."""
+        for r in rows:
+            key = (str(r["budget"]), r["dataset"], r["model"], r["metric"], r.get("variant", ""))
+            self.entries[key] = CalibrationEntry(float(r["sd"]), int(r["n_seeds"]), str(r["protocol"]))
+        self.sources.append((source, made_by))
+
     def get(self, budget: str, key: tuple, protocol_fp: str) -> tuple[Optional[CalibrationEntry], str]:
         """(entry, "") when a spread applies; (None, why not) otherwise."""
         e = self.entries.get((str(budget), *key))
@@ -129,10 +136,7 @@ def load_calibration(paths: Optional[Iterable[str | Path]] = None, builtin: bool
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise InvalidInputError(f"calibration file {f} is not a genbench calibration ({type(e).__name__}: {e}); "
                                     "write one with `genbench calibrate RUN_DIR --out FILE`") from None
-        for r in rows:
-            key = (str(r["budget"]), r["dataset"], r["model"], r["metric"], r.get("variant", ""))
-            cal.entries[key] = CalibrationEntry(float(r["sd"]), int(r["n_seeds"]), str(r["protocol"]))
-        cal.sources.append((str(f), made))
+        cal.add(rows, str(f), made)
     return cal
 
 

@@ -12,27 +12,7 @@ import pytest
 import runner_dummies
 from genbench.cli import main
 from genbench.store import ResultsStore
-
-SUITE = """
-name = "t"
-budget = "smoke"
-device = "cpu"
-seeds = [0, 1]
-n_bootstrap = 10
-
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd"]
-
-[models.dummy-gauss]
-"""
-
+from helpers.dummy_suite import write_dummy_suite
 
 @pytest.fixture(autouse=True)
 def dummies():
@@ -54,9 +34,7 @@ def _one_line_disk_full(capsys) -> str:
 
 
 def _suite(tmp_path):
-    p = tmp_path / "s.toml"
-    p.write_text(SUITE)
-    return p
+    return write_dummy_suite(tmp_path, seeds=(0, 1))
 
 
 def test_disk_full_during_export_gives_a_one_line_message_and_exit_2(tmp_path, monkeypatch, capsys):

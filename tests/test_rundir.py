@@ -17,30 +17,9 @@ from genbench.rundir import LOCK_NAME, MARKER_NAME, default_out_dir, is_run_dir
 from genbench.runner import Runner, make_jobs
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_suite import write_dummy_suite
 
 TESTS = Path(__file__).resolve().parent
-
-SUITE = """
-name = "{name}"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd"]
-
-[models.dummy-gauss]
-{overrides}
-"""
-
 
 @pytest.fixture(autouse=True)
 def dummies():
@@ -50,9 +29,7 @@ def dummies():
 
 
 def _suite(tmp_path, name="t", overrides="") -> Path:
-    p = tmp_path / "s.toml"
-    p.write_text(SUITE.format(name=name, overrides=overrides))
-    return p
+    return write_dummy_suite(tmp_path, name=name, overrides=overrides)
 
 
 def _cli(args, cwd):

@@ -14,7 +14,6 @@ across CPU kinds. So genbench ships the weights it measures with; this module re
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from genbench.env_info import cpu_model
 from genbench.errors import InvalidInputError
 from genbench.features import classifier as C
 from genbench.fileio import atomic_write_bytes, atomic_write_text
@@ -101,7 +101,7 @@ def ship(result: BuildResult, command: str = "") -> Path:
         "data_variant": result.data_variant, "seed": result.seed, "test_accuracy": result.test_accuracy,
         "architecture": C.ARCHITECTURE, "recipe": asdict(ext.recipe), "code_version": C.CODE_VERSION,
         "built": {"date": time.strftime("%Y-%m-%d", time.gmtime()), "torch": str(torch.__version__),
-                  "cpu": _cpu_name(), "train_seconds": round(result.train_seconds, 1), "command": command},
+                  "cpu": cpu_model(), "train_seconds": round(result.train_seconds, 1), "command": command},
     }
     try:
         blob = json.loads(C.MANIFEST.read_text(encoding="utf-8"))
@@ -113,13 +113,3 @@ def ship(result: BuildResult, command: str = "") -> Path:
     blob["classifiers"][result.dataset] = rows + [entry]
     atomic_write_text(C.MANIFEST, json.dumps(blob, indent=1, sort_keys=True) + "\n")
     return C.WEIGHTS_DIR / fname
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
