@@ -263,7 +263,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
                       extractor: Optional[str], metrics: Optional[list], seed: int, device: str,
                       quiet: bool) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
-    from genbench.external import validate_samples
+    from genbench.models.external import validate_samples
     from genbench.runner import JobSpec, Worker, job_id_for, score_samples
     from genbench.suite import ModelSpec, SpeedSpec
 

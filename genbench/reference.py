@@ -4,7 +4,7 @@ A model is a reference point when its family is `baseline` (the store's jobs tab
 model's family). The built-in ones are train-copy and text-copy (they replay training data: the *memorisation
 ceiling*, unbeatable on sample quality and useless as a generator) and gmm and ngram (the *classical floor*: a
 model that cannot beat them has learned nothing a 1990s method could not). To mark a model of your own as a
-reference point, give its class `family = "baseline"` (see genbench/external.py).
+reference point, give its class `family = "baseline"` (see genbench/models/external.py).
 
 Reports show reference points in their own band under each table, `recommend` leaves them out of its ranking
 (unless asked with --include-baselines), and the summary's "leads" sentences and the Pareto fronts ignore them.

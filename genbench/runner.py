@@ -2,7 +2,7 @@
 
 Jobs are (dataset, model, seed) triples of a suite. Per job the worker
   1. trains the model, or loads its cached checkpoint (key = hash of model config, dataset identity, seed,
-     budget and the model's code; loaded as plain data after a sha256 check, reference_models/checkpoint.py:
+     budget and the model's code; loaded as plain data after a sha256 check, genbench/models/checkpoint.py:
      a checkpoint that fails it is deleted with a warning and the model retrained),
   2. draws the suite's number of samples and checks them (shape, finite values),
   3. extracts features once (real-data features are computed once per dataset and reused by every job, and
@@ -309,16 +309,16 @@ def _text_subset(split, n: int, text_unit: Optional[tuple] = None) -> list:
     characters starting at line boundaries (shakespeare-char). Without a unit: the split's own mode and the
     default sample length."""
     from genbench.metrics.text import reference_texts
-    from reference_models.text_base import TextConfig, resolve_sample_mode
+    from genbench.models.text import DEFAULT_SAMPLE_LENGTH, resolve_sample_mode
 
-    mode, length = text_unit if text_unit is not None else (resolve_sample_mode(split), TextConfig().sample_length)
+    mode, length = text_unit if text_unit is not None else (resolve_sample_mode(split), DEFAULT_SAMPLE_LENGTH)
     return reference_texts(split, n, mode, int(length), seed=REAL_SUBSET_SEED)
 
 
 def _text_unit(model, split, fake: Optional[list] = None) -> tuple:
     """(sample_mode, sample_length) of what `model` generates: a genbench text model states both; for another
     sampler (genbench eval) the mode comes from the split and the length from the samples (median)."""
-    from reference_models.text_base import TextConfig, resolve_sample_mode
+    from genbench.models.text import DEFAULT_SAMPLE_LENGTH, resolve_sample_mode
 
     mode = getattr(model, "sample_mode", None)
     if mode not in ("line", "stream"):
@@ -326,19 +326,24 @@ def _text_unit(model, split, fake: Optional[list] = None) -> tuple:
     length = getattr(getattr(model, "config", None), "sample_length", None)
     if not length:
         lens = sorted(len(s) for s in fake or [])
-        length = lens[len(lens) // 2] if lens else TextConfig().sample_length
+        length = lens[len(lens) // 2] if lens else DEFAULT_SAMPLE_LENGTH
     return (mode, int(length) if mode == "stream" else 0)
 
 
 def code_version(cls) -> str:
-    """Digest of the code a model's checkpoint depends on: genbench's version, every source file of the
-    reference_models package (networks live in shared modules such as nets.py/unet.py), and the files defining
-    the class and its bases (user models live elsewhere)."""
+    """Digest of the code a model's checkpoint depends on: genbench's version, every source file of the model
+    protocol (genbench/models/) and of the built-in families' package (networks live in shared modules such as
+    nets.py/unet.py), and the files defining the class and its bases (user models live elsewhere)."""
+    import importlib.util
+
     import genbench
-    import reference_models
+    from genbench.models import BUILTIN_FAMILIES
 
     h = hashlib.sha256(genbench.__version__.encode())
-    files = set(Path(reference_models.__file__).resolve().parent.glob("*.py"))
+    files = set((Path(genbench.__file__).resolve().parent / "models").glob("*.py"))
+    families = importlib.util.find_spec(BUILTIN_FAMILIES[0].split(".")[0])
+    if families is not None and families.origin:
+        files |= set(Path(families.origin).resolve().parent.glob("*.py"))
     for k in inspect.getmro(cls):
         try:
             f = inspect.getsourcefile(k)
@@ -373,7 +378,7 @@ def job_code_version(model_name: str) -> str:
     """What a recorded job's numbers depend on besides its settings: the model's code and the harness code. A
     finished job whose code version changed is redone on resume (its checkpoint is reused if the model's own
     code did not change)."""
-    from reference_models import get_model_class
+    from genbench.models import get_model_class
 
     return f"{code_version(get_model_class(model_name))}-{harness_code_version()}"
 
@@ -453,7 +458,7 @@ def _discard_checkpoint(ckpt: Path, ckpt_rel: str, err: Exception) -> None:
 
 
 def run_job(job: JobSpec, worker: Worker) -> JobResult:
-    from reference_models import create_model, load_model
+    from genbench.models import create_model, load_model
 
     from genbench import speed as S
 
@@ -468,7 +473,7 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     train = worker.split(spec.name, "train")
 
     if mspec.factory:  # a user's model ("package.module:factory"); registers it in this worker process too
-        from genbench.external import register_external
+        from genbench.models import register_external
 
         register_external(mspec.name, mspec.factory)
     seed_everything(job.seed)
@@ -851,7 +856,7 @@ class Runner:
 
 
 def _family(model: str) -> str:
-    from reference_models import get_model_class
+    from genbench.models import get_model_class
 
     return get_model_class(model).family
 

@@ -92,7 +92,7 @@ class ModelSpec:
     name: str
     overrides: dict = field(default_factory=dict)
     datasets: Optional[list] = None  # None: every dataset of a supported modality
-    factory: Optional[str] = None  # a user's model: "package.module:factory" (genbench/external.py)
+    factory: Optional[str] = None  # a user's model: "package.module:factory" (genbench/models/external.py)
     dataset_overrides: dict = field(default_factory=dict)  # dataset -> config fields for that dataset only
 
     def overrides_for(self, dataset: str) -> dict:
@@ -160,7 +160,7 @@ class Suite:
 
 # ---------------------------------------------------------------------------------------------- registries
 def _model_class(name: str):
-    from reference_models import get_model_class
+    from genbench.models import get_model_class
 
     return get_model_class(name)
 
@@ -396,7 +396,7 @@ def _check_override(c: "_Checker", key: str, cls, name: str, value) -> None:
 def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     """Validate a parsed TOML document and build the Suite (all names are checked against the registries)."""
     from genbench.data import list_datasets
-    from reference_models import list_models
+    from genbench.models import list_models
 
     c = _Checker(source)
     c.keys(data, _TOP_KEYS, "")
@@ -486,9 +486,9 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         where = f"models.{mname}"
         c.keys(mt, _MODEL_KEYS, where)
         factory = None
-        if "model" in mt:  # a user's model: "package.module:factory" (genbench/external.py)
+        if "model" in mt:  # a user's model: "package.module:factory" (genbench/models/external.py)
             factory = c.typed(mt, "model", where, str, what="a 'package.module:factory' string")
-            from genbench.external import register_external
+            from genbench.models import register_external
 
             try:
                 register_external(mname, factory, source=f"{source} [{where}]",

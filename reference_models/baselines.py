@@ -31,8 +31,8 @@ import torch
 
 from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import LOG_PROB_EXACT, LOG_PROB_NONE, GenerativeModel, ModelConfig, check_budget
+from genbench.models import register_model
+from genbench.models.base import LOG_PROB_EXACT, LOG_PROB_NONE, GenerativeModel, ModelConfig, check_budget
 from reference_models.nets import apply_budget, check_train
 
 

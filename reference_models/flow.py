@@ -68,8 +68,8 @@ from torch import nn
 
 from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
+from genbench.models import register_model
+from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
 from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, autocast, batch_indices, check_train, mlp
 
 LOG_2PI = math.log(2 * math.pi)

@@ -40,8 +40,8 @@ from torch import nn
 
 from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import LOG_PROB_NONE, GenerativeModel, ModelConfig, check_budget
+from genbench.models import register_model
+from genbench.models.base import LOG_PROB_NONE, GenerativeModel, ModelConfig, check_budget
 from reference_models.nets import (ConvDecoder, ConvEncoder, RandomFeatures, Scaler, TrainLoop, apply_budget, autocast,
                                    batch_indices, check_image_shape, check_train, frechet_distance, knn_coverage, mlp,
                                    reset_parameters)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from reference_models import register_model
-from reference_models.base import check_budget
+from genbench.models import register_model
+from genbench.models.base import check_budget
 from reference_models.text_base import NeuralTextModel, TextConfig, is_line_dataset
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import check_budget
+from genbench.models import register_model
+from genbench.models.base import check_budget
 from reference_models.text_base import TextConfig, TextModel, is_line_dataset
 
 

@@ -30,8 +30,8 @@ from torch import nn
 
 from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
+from genbench.models import register_model
+from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
 from reference_models.flow import LULinear, Reverse, Sequence, std_normal_log_prob, warmup_cosine
 from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, batch_indices, check_train, mlp
 from reference_models.splines import n_spline_params, rq_spline

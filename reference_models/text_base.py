@@ -1,6 +1,6 @@
 """The shared protocol of genbench's character-level text models (transformer, lstm, ngram, text-copy).
 
-Text conventions (also summarised in reference_models/base.py):
+Text conventions (also summarised in genbench/models/base.py):
 
 - `fit(train)` takes a `TextSplit` (genbench/data/base.py). The model's vocabulary is the split's `vocab`
   (shared by the train and test splits of a dataset), stored in `config.vocab` so that `load_model` can
@@ -34,9 +34,9 @@ import torch
 
 from genbench.data.base import TextSplit
 from genbench.errors import InvalidInputError
-from reference_models.base import LOG_PROB_EXACT, Callback, FitHistory, GenerativeModel, ModelConfig, check_budget
+from genbench.models.base import LOG_PROB_EXACT, Callback, FitHistory, GenerativeModel, ModelConfig, check_budget
+from genbench.models.text import DEFAULT_SAMPLE_LENGTH, SAMPLE_MODES, resolve_sample_mode  # noqa: F401  (re-exported)
 
-SAMPLE_MODES = ("auto", "line", "stream")
 NEWLINE = "\n"
 LINE_DATASETS = ("names",)  # built-in datasets of short independent lines (the others are running text)
 
@@ -51,20 +51,11 @@ def is_line_dataset(info) -> bool:
 class TextConfig(ModelConfig):
     vocab: str = ""  # the characters, in id order; filled from the training split by fit()
     sample_mode: str = "auto"  # "auto" | "line" | "stream" (see module docstring)
-    sample_length: int = 256  # stream mode: characters per sample
+    sample_length: int = DEFAULT_SAMPLE_LENGTH  # stream mode: characters per sample
     max_line_length: int = 64  # line mode: longest line generated (characters, without "\n")
     temperature: float = 1.0
     top_k: int = 0  # 0: sample from the full distribution
     eval_context: int = 256  # default sliding-window length of nll_per_char (capped by the model's own context)
-
-
-def resolve_sample_mode(split: TextSplit) -> str:
-    lines = split.lines
-    if not lines:
-        return "stream"
-    lengths = sorted(len(ln) for ln in lines)
-    p95 = lengths[min(len(lengths) - 1, int(math.ceil(0.95 * len(lengths))) - 1)]
-    return "line" if p95 <= 32 else "stream"
 
 
 def training_text(split: TextSplit, sample_mode: str, seed: int) -> str:

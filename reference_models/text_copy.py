@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from genbench.errors import InvalidInputError
-from reference_models import register_model
-from reference_models.base import LOG_PROB_NONE, check_budget
+from genbench.models import register_model
+from genbench.models.base import LOG_PROB_NONE, check_budget
 from reference_models.text_base import TextConfig, TextModel
 
 

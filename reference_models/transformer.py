@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_models import register_model
-from reference_models.base import check_budget
+from genbench.models import register_model
+from genbench.models.base import check_budget
 from reference_models.text_base import NeuralTextModel, TextConfig, is_line_dataset
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reference_models import MODELS, register_model
-from reference_models.base import LOG_PROB_EXACT, FitHistory, GenerativeModel, ModelConfig, image_log_prob_offset
+from genbench.models import MODELS, register_model
+from genbench.models.base import LOG_PROB_EXACT, FitHistory, GenerativeModel, ModelConfig, image_log_prob_offset
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import genbench.assets as assets
-from genbench.assets import catalog, core
+from genbench.assets import catalog, core, sources
 from genbench.assets.core import Asset, ExplicitPath, LocalDirs, Member, PipSdist, Source, Urls
 from genbench.cli import main
 from genbench.errors import AssetNotFoundError, GenbenchError, UnknownNameError
@@ -44,9 +44,9 @@ def offline_env(tmp_path, monkeypatch):
     monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
     for name in catalog.ASSETS.names():
         monkeypatch.delenv(core.env_var(name), raising=False)
-    monkeypatch.setattr(core, "download", no_download)
-    monkeypatch.setattr(core, "pip_download_sdist", no_pip)
-    monkeypatch.setattr(core, "package_file", lambda dist, rel: None)
+    monkeypatch.setattr(sources, "download", no_download)
+    monkeypatch.setattr(sources, "pip_download_sdist", no_pip)
+    monkeypatch.setattr(sources, "package_file", lambda dist, rel: None)
     (tmp_path / "empty").mkdir()
     monkeypatch.setattr(catalog, "CLEANFID_DIR", tmp_path / "empty")
     monkeypatch.setattr(catalog, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "empty")
@@ -121,7 +121,7 @@ def toy(offline_env, tmp_path, monkeypatch):
             f.write(data)
         return dest
 
-    monkeypatch.setattr(core, "download", fake_download)
+    monkeypatch.setattr(sources, "download", fake_download)
     a = Asset(
         name="toy",
         members=(Member("a.bin", _sha(PAYLOAD), len(PAYLOAD), content="file"), Member("b.dat", _sha(PAYLOAD2), len(PAYLOAD2))),
@@ -278,7 +278,7 @@ def test_pip_sdist_source_checks_the_archive_hash(offline_env, tmp_path, monkeyp
         p.write_bytes(archive)
         return p
 
-    monkeypatch.setattr(core, "pip_download_sdist", fake_pip)
+    monkeypatch.setattr(sources, "pip_download_sdist", fake_pip)
     m = Member("play.txt", _sha(text), len(text), content="file")
     for pinned, ok in ((_sha(archive), True), ("0" * 64, False)):
         catalog.ASSETS.register("toysdist", Asset("toysdist", (m,), (catalog._CACHE, PipSdist(
@@ -407,7 +407,7 @@ def test_http_error_moves_to_next_mirror_but_dead_network_stops_at_once(offline_
         dest.write_bytes(data)
         return dest
 
-    monkeypatch.setattr(core, "download", dl)
+    monkeypatch.setattr(sources, "download", dl)
     m = Member("f.bin", _sha(data), len(data), content="file")
     catalog.ASSETS.register("toyurl", Asset("toyurl", (m,), (catalog._CACHE, Urls(
         "upstream", urls=lambda m: ["https://one.invalid/f.bin", "https://two.invalid/f.bin"])), "test", "toy",

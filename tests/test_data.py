@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import genbench.assets as assets
-from genbench.assets import catalog, core
+from genbench.assets import catalog, core, sources
 from genbench.data import DATASETS, get_dataset, list_datasets, load_user_data
 from genbench.data import images as images_mod
 from genbench.data.base import DataSplit, TextSplit
@@ -232,7 +232,7 @@ def test_stacked_mnist_is_three_mnist_digits(no_full_mnist):
 def test_cifar10_offline_without_user_copy_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("GENBENCH_CIFAR10", raising=False)
-    monkeypatch.setattr(core, "download", lambda *a, **k: (_ for _ in ()).throw(OSError("network disabled in tests")))
+    monkeypatch.setattr(sources, "download", lambda *a, **k: (_ for _ in ()).throw(OSError("network disabled in tests")))
     ds = get_dataset("cifar10")
     with pytest.raises(AssetNotFoundError) as ei:
         ds.load("train")

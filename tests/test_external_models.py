@@ -16,16 +16,8 @@ if str(ROOT) not in sys.path:  # "tests.helpers.collapsed_model" must import as 
 
 from genbench.cli import main  # noqa: E402
 from genbench.data import get_dataset  # noqa: E402
-from genbench.external import (  # noqa: E402
-    ENTRY_POINT_ERRORS,
-    ExternalModelError,
-    ModelOutputError,
-    load_entry_points,
-    register_external,
-    resolve,
-    unregister_external,
-    validate_samples,
-)
+from genbench.models import ENTRY_POINT_ERRORS, load_entry_points, register_external, unregister_external  # noqa: E402
+from genbench.models.external import ExternalModelError, ModelOutputError, resolve, validate_samples  # noqa: E402
 from genbench.store import ResultsStore  # noqa: E402
 from genbench.suite import SuiteError, load_suite  # noqa: E402
 from reference_models import create_model, get_model_class, list_models, load_model  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reference_models import create_model, load_model
-from reference_models.base import GenerativeModel
+from genbench.models.base import GenerativeModel
 
 from _model_helpers import DIGITS_INFO, RING_INFO, digits_data, one_thread
 

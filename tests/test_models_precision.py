@@ -1,10 +1,10 @@
-"""The mixed-precision policy shared by the reference models (`reference_models.nets.autocast`): bf16 on CUDA,
+"""The mixed-precision policy shared by the reference models (`reference_models.nets.autocast`, on `genbench.models.precision`): bf16 on CUDA,
 on CPU only when a config opts in (`cpu_bf16`) and the CPU multiplies bf16 natively; recorded as `precision`."""
 
 import pytest
 import torch
 
-from reference_models import nets
+from genbench.models import precision
 from reference_models.nets import autocast, cpu_native_bf16, precision_label, uses_bf16
 
 
@@ -48,7 +48,7 @@ def test_cuda_uses_bf16_when_enabled():
 def test_native_detection_reads_cpu_flags(monkeypatch, tmp_path):
     monkeypatch.delenv("GENBENCH_CPU_BF16", raising=False)
     fake = tmp_path / "cpuinfo"
-    monkeypatch.setattr(nets, "Path", lambda p: fake if p == "/proc/cpuinfo" else nets.Path(p))
+    monkeypatch.setattr(precision, "Path", lambda p: fake if p == "/proc/cpuinfo" else precision.Path(p))
     try:
         fake.write_text("processor : 0\nflags\t\t: fpu sse avx2 avx512f\n")
         cpu_native_bf16.cache_clear()

@@ -23,7 +23,7 @@ from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model, load_model
-from reference_models.checkpoint import MANIFEST, CheckpointError, UnsafeStateError, write_manifest
+from genbench.models.checkpoint import MANIFEST, CheckpointError, UnsafeStateError, write_manifest
 
 SUITE = """
 name = "sec"
@@ -209,7 +209,7 @@ def test_flipped_feature_cache_byte_is_detected_and_recomputed(tmp_path, capsys)
 
 
 def test_numpy_state_round_trips_bit_identically_and_objects_are_refused(tmp_path):
-    from reference_models.checkpoint import decode_state, encode_state
+    from genbench.models.checkpoint import decode_state, encode_state
 
     state = {"w": np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32), "s": np.float64(np.pi),
              "i": [np.int64(7), ("text", None, 2.5)], "u": np.array(["ab", "c"]), "e": np.zeros((0, 2)),

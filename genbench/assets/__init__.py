@@ -1,5 +1,5 @@
 """Data and weight assets: `fetch(name) -> Path` (verified, fetched into the cache if needed), the `ASSETS`
-registry, `status`/`cache_dir` helpers. See genbench/assets/core.py for the mechanics and catalog.py for
+registry, `status`/`cache_dir` helpers. See genbench/assets/sources.py (what an asset is), core.py (fetching, caching) and catalog.py for
 the pinned hashes and sources of each asset."""
 
 from genbench.assets.catalog import ASSETS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genbench.assets.core import (
+from genbench.assets.sources import (
     Asset,
     ExplicitPath,
     LocalDirs,

@@ -37,7 +37,7 @@ def run(args) -> int:
 
 
 def _models():
-    from reference_models import get_model_class, list_models
+    from genbench.models import get_model_class, list_models
 
     rows = []
     for n in list_models():

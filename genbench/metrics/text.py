@@ -272,7 +272,9 @@ def embedding_metrics(fake_texts: Sequence[str], real_texts: Sequence[str], extr
     """Frechet distance and precision/recall (official k=3, inclusive) between the extractor's features of
     generated and held-out texts. `extractor` is a text FeatureExtractor or its name."""
     from genbench.features.text import get_text_extractor
-    from genbench.metrics import frechet_distance, gaussian_stats, prdc
+    from genbench.metrics.frechet import frechet_distance
+    from genbench.metrics.manifold import prdc
+    from genbench.metrics.stats import gaussian_stats
 
     ext = get_text_extractor(extractor) if isinstance(extractor, str) else extractor
     f = ext.extract(_check_texts(fake_texts, "fake texts"), batch_size=batch_size)
