@@ -55,7 +55,7 @@ def _protocol_difference(mine: dict, theirs: dict) -> list[str]:
 def place_metric(row: dict, cells: dict, dataset: str, references: set) -> Optional[str]:
     """One line for one of the user's metric rows: its rank among the leaderboard's models, or why it has none.
     None when the leaderboard does not report the metric."""
-    from genbench.report.headline import PERCENT, label
+    from genbench.report.headline import is_percent, label
     from genbench.report.tables import fmt_number
 
     metric, value = row["name"], float(row["value"])
@@ -76,7 +76,7 @@ def place_metric(row: dict, cells: dict, dataset: str, references: set) -> Optio
     below = ranked[len(better)] if len(better) < len(ranked) else None
 
     def num(v: float) -> str:
-        return f"{fmt_number(100 * v)}%" if metric in PERCENT else fmt_number(v, metric)
+        return f"{fmt_number(100 * v)}%" if is_percent(metric) else fmt_number(v, metric)
 
     def txt(mc):
         return f"{mc[0]} {num(mc[1].value)}"

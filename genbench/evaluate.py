@@ -111,7 +111,7 @@ def _dataset_spec(name: str, table: dict):
 def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, extractor: Optional[str] = None,
                  metrics: Optional[list] = None) -> EvalProtocol:
     """The dataset's leaderboard protocol (see module docstring), then --extractor / --metrics overrides."""
-    from genbench.suite import SUITES_DIR, SPEED_METRICS
+    from genbench.suite import SUITES_DIR, recorded_metrics
 
     proto = None
     if run_dir is not None:
@@ -158,7 +158,7 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
         from genbench.metrics import METRICS
 
         for m in metrics:
-            if m in SPEED_METRICS:
+            if m in recorded_metrics():
                 raise InvalidInputError(f"--metrics: {m!r} measures a model's speed; samples have none")
             METRICS.get(m)  # did-you-mean error for unknown names
         if list(metrics) != list(spec.metrics):
@@ -306,11 +306,12 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
 
     proto = protocol_for(ds_name, info.modality, run_dir, extractor, metrics)
     spec = proto.spec
-    from genbench.suite import LIKELIHOOD_METRICS
+    from genbench.suite import likelihood_metrics
 
-    no_lik = [m for m in spec.metrics if m in LIKELIHOOD_METRICS]
+    lik = likelihood_metrics()
+    no_lik = [m for m in spec.metrics if m in lik]
     if no_lik:
-        spec.metrics = [m for m in spec.metrics if m not in LIKELIHOOD_METRICS]
+        spec.metrics = [m for m in spec.metrics if m not in lik]
         proto.changes.append(f"not scored: {', '.join(no_lik)} (needs a model's likelihood; samples have none)")
     if not spec.metrics:
         raise InvalidInputError("no metric left to compute on samples: choose others with --metrics")

@@ -1,6 +1,7 @@
 """Choosing a model for a task (`genbench recommend`): rank stored results by a task profile.
 
-Each metric belongs to one category (quality, diversity, speed, likelihood, footprint). Per dataset, every
+Each metric belongs to one category (quality, diversity, speed, likelihood, footprint), as it declares
+(genbench.metrics.registry.Output). Per dataset, every
 metric is mapped to [0, 1] across the models (1 = best of them, 0 = worst; speed and size on a log scale,
 since they span orders of magnitude), a category score is the mean of its metrics, and a model's score is
 the profile-weighted mean of its category scores. The uncertainty of each number (its CI, or the spread over
@@ -21,16 +22,23 @@ from genbench.errors import InvalidInputError
 from genbench.reference import reference_models, role_label
 from genbench.registry import unknown_name_message
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "quality": ("fd", "kid", "precision", "density", "hq_share", "fd_text", "precision_text"),
-    "diversity": ("recall", "coverage", "modes_covered", "mode_kl", "classes_covered", "class_kl", "vendi",
-                  "recall_text", "distinct_4", "novelty"),
-    "speed": ("samples_per_s", "latency_ms", "chars_per_s", "first_token_ms"),
-    "likelihood": ("bits_per_dim", "nll", "bits_per_char"),
-    "footprint": ("num_params", "peak_memory_mb"),
-}
-LOG_SCALE = {"samples_per_s", "latency_ms", "chars_per_s", "first_token_ms", "num_params", "peak_memory_mb"}
-CATEGORY_OF = {m: c for c, ms in CATEGORIES.items() for m in ms}
+# The categories a task profile weighs; which metrics each holds, and which are compared on a log scale, is
+# declared with the metrics themselves (genbench.metrics.registry.Output: category, rank, log_scale).
+CATEGORY_NAMES = ("quality", "diversity", "speed", "likelihood", "footprint")
+
+
+def categories() -> dict[str, tuple[str, ...]]:
+    """Category -> its declared metrics, most representative first."""
+    from genbench.metrics.registry import in_category
+
+    return {c: in_category(c) for c in CATEGORY_NAMES}
+
+
+def _log_scale(metric: str) -> bool:
+    from genbench.metrics.registry import output
+
+    o = output(metric)
+    return o is not None and o.log_scale
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,8 @@ def parse_weights(text: str) -> dict[str, float]:
         if "=" not in part:
             raise InvalidInputError(f"--weights expects name=value pairs like quality=0.5,speed=0.5; got {part!r}")
         k, v = (s.strip() for s in part.split("=", 1))
-        if k not in CATEGORIES:
-            raise InvalidInputError(unknown_name_message("weight category", k, CATEGORIES))
+        if k not in CATEGORY_NAMES:
+            raise InvalidInputError(unknown_name_message("weight category", k, CATEGORY_NAMES))
         try:
             out[k] = float(v)
         except ValueError:
@@ -168,9 +176,11 @@ def recommend(
 def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_coverage) -> Recommendation:
     agg = aggregate(frame)
     models = sorted({k[1] for k in agg})
+    cats = categories()
+    scored = {m for ms in cats.values() for m in ms}
     values = {}  # (model, metric) -> Aggregate
     for (d, model, metric, _variant), a in agg.items():
-        if metric in CATEGORY_OF and not math.isnan(a.value):
+        if metric in scored and not math.isnan(a.value):
             values[(model, metric)] = a
     excluded: dict[str, str] = {}
     for m in models:
@@ -187,7 +197,7 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
             elif cov.value < min_coverage:
                 excluded[m] = f"coverage {cov.value:.3f} < {min_coverage:g}"
         for cat in requires:
-            if m not in excluded and not any((m, met) in values for met in CATEGORIES[cat]):
+            if m not in excluded and not any((m, met) in values for met in categories()[cat]):
                 excluded[m] = f"no {cat} metric measured" + (" (no tractable likelihood)" if cat == "likelihood" else "")
     kept = [m for m in models if m not in excluded]
 
@@ -218,7 +228,7 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
     for m in kept:
         cats, lo, hi, point = {}, 0.0, 0.0, 0.0
         for cat, wt in weights.items():
-            mets = [norm[(m, met)] for met in CATEGORIES[cat] if (m, met) in norm]
+            mets = [norm[(m, met)] for met in categories()[cat] if (m, met) in norm]
             if not mets:
                 cats[cat] = None
                 continue  # not measured: contributes 0 (the worst) to the score
@@ -241,7 +251,7 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
 
 
 def _transform(metric: str):
-    if metric in LOG_SCALE:
+    if _log_scale(metric):
         return lambda v: math.log10(max(v, 1e-12))
     return lambda v: v
 
@@ -303,7 +313,7 @@ def _explain(r: Ranked, ranked: list, weights: dict, values: dict) -> tuple[str,
 def _worst_gap_metric(model: str, leader: str, cat: str, values: dict) -> Optional[str]:
     """The metric of `cat` on which `model` trails `leader` the most (relative), or None."""
     best, gap = None, 0.0
-    for met in CATEGORIES[cat]:
+    for met in categories()[cat]:
         a, b = values.get((model, met)), values.get((leader, met))
         if a is None or b is None or not (math.isfinite(a.value) and math.isfinite(b.value)):
             continue
@@ -315,7 +325,7 @@ def _worst_gap_metric(model: str, leader: str, cat: str, values: dict) -> Option
 
 
 def _best_metric_text(model: str, cat: str, values: dict) -> str:
-    for met in CATEGORIES[cat]:
+    for met in categories()[cat]:
         a = values.get((model, met))
         if a is not None:
             unit = f" {a.unit}" if a.unit else ""
@@ -330,7 +340,7 @@ def key_numbers(model: str, weights: dict, values: dict) -> str:
 
     out = []
     for cat in sorted((c for c, w in weights.items() if w > 0), key=lambda c: -weights[c]):
-        met = next((m for m in CATEGORIES[cat] if (model, m) in values), None)
+        met = next((m for m in categories()[cat] if (model, m) in values), None)
         if met is not None:
             out.append(f"{label(met)} {fmt_number(values[(model, met)].value, met)}")
     return ", ".join(out)

@@ -43,7 +43,7 @@ from genbench.errors import DiskFullError, GenbenchError, InvalidInputError, dis
 from genbench.executors import Executor, LocalExecutor
 from genbench.fileio import CorruptFileError, atomic_write_bytes, atomic_write_text, read_sealed, write_sealed
 from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
-from genbench.suite import LIKELIHOOD_METRICS, DatasetSpec, ModelSpec, SpeedSpec, Suite, SweepSpec
+from genbench.suite import DatasetSpec, ModelSpec, SpeedSpec, Suite, SweepSpec, likelihood_metrics
 
 PREVIEW_N = 64
 REAL_SUBSET_SEED = 20240601  # the real reference subset is the same for every job and seed
@@ -604,7 +604,8 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
             _save_preview(out_dir / real_rel, real_subset(worker.split(spec.name, spec.reference), PREVIEW_N, unit), info)
         artifacts.append(("real_preview", real_rel))
 
-    names = [m for m in spec.metrics if (likelihood or m not in LIKELIHOOD_METRICS)]
+    lik = likelihood_metrics()
+    names = [m for m in spec.metrics if (likelihood or m not in lik)]
     need = set()
     for m in names:
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
@@ -640,7 +641,7 @@ def _score(job: JobSpec, worker: Worker, model, info, variant: str, artifacts: l
         if getattr(clf, "accuracy", None) is not None:
             cp.setdefault("accuracy", float(clf.accuracy))
         ctx_fields["classifier_protocol"] = cp
-    if "log_prob" in need or any(m in LIKELIHOOD_METRICS for m in names):
+    if "log_prob" in need or any(m in lik for m in names):
         if model.log_prob_kind != "none":
             ctx_fields.update(_likelihood_fields(model, info, spec, worker))
         else:
@@ -867,13 +868,12 @@ def _job_dict(j: JobSpec) -> dict:
             "n_bootstrap": j.n_bootstrap, "threads": j.threads}
 
 
-_HEADLINE = ("fd", "fd_text", "precision", "recall", "coverage", "modes_covered", "bits_per_dim", "nll",
-             "bits_per_char", "samples_per_s")
-
-
 def _done_line(job: JobSpec, r: JobResult) -> str:
     vals = {m["name"]: m["value"] for m in r.metrics if m["variant"] == ""}
-    parts = [f"{k}={vals[k]:.4g}" for k in _HEADLINE if k in vals]
+    from genbench.metrics.registry import outputs
+
+    shown = [o.name for o in sorted(outputs().values(), key=lambda o: o.order) if o.headline]  # leaderboard columns
+    parts = [f"{k}={vals[k]:.4g}" for k in shown if k in vals]
     src = "cached checkpoint" if r.cached else f"trained {r.train_seconds:.1f}s"
     return f"done {job.job_id} ({r.family}, {src}, {r.seconds:.1f}s): " + " ".join(parts)
 

@@ -58,10 +58,20 @@ DEFAULT_SUITE = "quick"
 BUDGETS = ("smoke", "quick", "standard")
 DEVICES = ("auto", "cpu", "cuda")
 REFERENCE_SPLITS = ("train", "test")
-# Metrics the runner records for every job by itself (speed and cost); not listed in suites.
-SPEED_METRICS = ("samples_per_s", "latency_ms", "nfe", "train_seconds", "peak_memory_mb", "num_params")
-# Likelihood metrics: computed from the model's log_prob on the reference split, when the model has one.
-LIKELIHOOD_METRICS = ("bits_per_dim", "bits_per_char", "perplexity")
+
+
+def recorded_metrics() -> set:
+    """Metrics the runner records for every job by itself (speed and cost, as declared); not listed in suites."""
+    from genbench.metrics.registry import recorded_outputs
+
+    return set(recorded_outputs())
+
+
+def likelihood_metrics() -> set:
+    """Metrics computed from a model's log_prob on the reference split, when it has one (as declared)."""
+    from genbench.metrics.registry import likelihood_metrics as declared
+
+    return declared()
 
 
 class SuiteError(GenbenchError, ValueError):
@@ -451,8 +461,9 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             raise c.fail(f"{where}.metrics", "list at least one metric")
         if len(set(metrics)) != len(metrics):
             raise c.fail(f"{where}.metrics", f"repeated metric names in {metrics}")
+        recorded = recorded_metrics()
         for m in metrics:
-            if m in SPEED_METRICS:
+            if m in recorded:
                 raise c.fail(f"{where}.metrics", f"{m!r} is a speed metric the runner records for every job; "
                              "remove it from the list (tune it under [speed])")
             if specs and m not in specs:
@@ -607,17 +618,27 @@ def _metric_dataset_problem(spec, metric: str, dataset: str, modality: str, feat
             return f"{metric!r} needs a classifier for {dataset!r} (extractor 'classifier:{dataset}'), which does not exist"
     mods = getattr(spec, "modalities", None)
     if mods and modality not in mods:
-        return f"{metric!r} works on {', '.join(mods)} data; {dataset!r} is {modality} data"
-    if metric == "bits_per_dim" and modality == "text":
-        return f"'bits_per_dim' is for image and points data; {dataset!r} is text (use 'bits_per_char')"
-    if metric in ("bits_per_char", "perplexity") and modality != "text":
-        return f"{metric!r} is for text data; {dataset!r} is {modality} data (use 'bits_per_dim')"
+        alt = _same_kind_for(spec, modality)
+        return (f"{metric!r} works on {' and '.join(mods)} data; {dataset!r} is {modality} data"
+                + (f" (use {alt!r})" if alt else ""))
+    return None
+
+
+def _same_kind_for(spec, modality: str) -> Optional[str]:
+    """A registered metric of the same category as `spec`'s main result that works on `modality` data."""
+    cat = spec.declared[0].category if getattr(spec, "declared", None) else None
+    if cat is None:
+        return None
+    for name, other in metric_specs().items():
+        if other is not spec and getattr(other, "declared", None) and other.declared[0].category == cat \
+                and modality in (other.modalities or (modality,)):
+            return name
     return None
 
 
 def _unknown_metric(m: str, specs: dict) -> str:
     for name, spec in specs.items():
-        if m in (getattr(spec, "outputs", ()) or ()):
+        if m in (getattr(spec, "output_names", None) or getattr(spec, "outputs", ()) or ()):
             return f"{m!r} is one of the results of metric {name!r}: list {name!r} instead"
     return unknown_name_message("metric", m, list(specs))
 
@@ -660,4 +681,4 @@ def apply_overrides(suite: Suite, models: Optional[list] = None, datasets: Optio
 
 
 __all__ = ["Suite", "DatasetSpec", "ModelSpec", "SweepSpec", "SpeedSpec", "SuiteError", "load_suite", "parse_suite",
-           "list_suites", "apply_overrides", "DEFAULT_SUITE", "SPEED_METRICS"]
+           "list_suites", "apply_overrides", "DEFAULT_SUITE", "recorded_metrics", "likelihood_metrics"]

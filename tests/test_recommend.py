@@ -167,7 +167,7 @@ def test_interval_ends_in_order_with_known_values():
 
 
 HIB = {"fd": False, "kid": False, "precision": True, "density": True, "recall": True, "coverage": True, "samples_per_s": True, "latency_ms": False,
-       "first_token_ms": False, "mode_kl": False, "nll": False, "bits_per_dim": False, "num_params": False}
+       "first_char_latency": False, "mode_kl": False, "bits_per_dim": False, "num_params": False}
 
 
 def _rows(models):
@@ -265,7 +265,7 @@ def test_infinite_values_map_just_past_the_finite_range():
     r = _by_model(_one({"a": {"mode_kl": (0.5, 0)}, "b": {"mode_kl": (3.0, 0)}, "c": {"mode_kl": (float("inf"), 0)}},
                        weights={"diversity": 1.0}))  # pad = span 2.5: inf -> 5.5
     assert [r[m].score for m in "abc"] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
-    r = _by_model(_one({"a": {"nll": (-float("inf"), 0)}, "b": {"nll": (1.0, 0)}, "c": {"nll": (4.0, 0)}},
+    r = _by_model(_one({"a": {"bits_per_dim": (-float("inf"), 0)}, "b": {"bits_per_dim": (1.0, 0)}, "c": {"bits_per_dim": (4.0, 0)}},
                        weights={"likelihood": 1.0}))  # -inf -> 1 - 3 = -2
     assert [r[m].score for m in "abc"] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
     r = _by_model(_one({"x": {"mode_kl": (0.01, 0)}, "y": {"mode_kl": (float("inf"), 0)}}, weights={"diversity": 1.0}))
@@ -304,8 +304,8 @@ def test_reasons_and_what_is_given_up():
     r = _by_model(recommend(_frame(MODELS | {"ddpm-twin": twin}), task="high-fidelity")[0])
     assert r["ddpm"].gives_up == ["speed (samples_per_s 20 vs 2e+04 for gan)"]  # 0.001 behind the twin: not named
     # the metric named is the one the model trails most, relative to the larger value; ties go to the first listed
-    r = _by_model(_one({"A": {"samples_per_s": (1000.0, 0), "latency_ms": (100.0, 0), "first_token_ms": (50.0, 0)},
-                        "B": {"samples_per_s": (500.0, 0), "latency_ms": (1.0, 0), "first_token_ms": (10.0, 0)}},
+    r = _by_model(_one({"A": {"samples_per_s": (1000.0, 0), "latency_ms": (100.0, 0), "first_char_latency": (50.0, 0)},
+                        "B": {"samples_per_s": (500.0, 0), "latency_ms": (1.0, 0), "first_char_latency": (10.0, 0)}},
                        weights={"speed": 1.0}))
     assert r["A"].gives_up == ["speed (latency_ms 100 vs 1 for B)"]  # 0.99 > 0.8; A is faster in samples/s
     r = _by_model(_one({"C": {"fd": (10.0, 0), "precision": (0.2, 0)}, "D": {"fd": (3.5, 0), "precision": (0.8, 0)}},

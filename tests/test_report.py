@@ -87,7 +87,7 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     d, _ = run_dir
     md = (d / "leaderboard.md").read_text()
     headers, rows = md_table(md, "ring8")
-    assert headers == ["model", "seeds", "modes covered ↑", "high-quality % ↑", "reverse KL ↓", "FD ↓", "NLL (nats) ↓",
+    assert headers == ["model", "seeds", "modes covered ↑", "high-quality % ↑", "reverse KL ↓", "FD ↓", "bits/dim ↓",
                        "samples/s ↑", "status"]
     fd = [RING8["gmm"][s][3] for s in (0, 1)]
     expect = f"{statistics.mean(fd):.3g} ± {statistics.stdev(fd):.2g}"
@@ -95,7 +95,7 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     assert rows["gmm"]["seeds"] == "2" and rows["vae"]["seeds"] == "1"
     hq = [100 * RING8["gan"][s][1] for s in (0, 1)]
     assert rows["gan"]["high-quality % ↑"] == f"**{statistics.mean(hq):.3g} ± {statistics.stdev(hq):.2g}**"
-    assert rows["gan"]["NLL (nats) ↓"] == "—"
+    assert rows["gan"]["bits/dim ↓"] == "—"
     # seeds that agree exactly show no ± (std 0); large spreads keep two significant digits
     assert rows["gmm"]["modes covered ↑"] == "**8**" and rows["vae"]["modes covered ↑"] == "**8**"
     assert rows["gan"]["samples/s ↑"] == "**500,000**"
@@ -105,7 +105,7 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     assert "Failed: ddpm (seed 0): `RuntimeError: loss became NaN at step 412 (learning rate too high?)`" in md
     assert all(rows["ddpm"][h] == "—" for h in headers[2:-1])
     assert list(rows)[-1] == "ddpm"  # failed models last
-    assert ("- WARNING NLL (nats): models were scored under different protocols, not comparable: "
+    assert ("- WARNING bits/dim: models were scored under different protocols, not comparable: "
             "gmm: 2,500 held-out items; reference split test · vae: 500 held-out items; reference split test") in md
 
 

@@ -64,12 +64,10 @@ def _metrics():
         s = METRICS.get(n)
         rows.append([n, getattr(s, "unit", ""), "higher" if getattr(s, "higher_is_better", True) else "lower",
                      getattr(s, "version", ""), ", ".join(getattr(s, "requires", ()) or ())])
-    from genbench.suite import SPEED_METRICS
+    from genbench.metrics.registry import recorded_outputs
 
-    for n in SPEED_METRICS:
-        rows.append([n, {"samples_per_s": "samples/s", "latency_ms": "ms", "nfe": "evals/sample", "train_seconds": "s",
-                         "peak_memory_mb": "MiB", "num_params": "params"}[n],
-                     "higher" if n == "samples_per_s" else "lower", "1", "recorded by genbench run for every job"])
+    for n, (o, source) in recorded_outputs().items():
+        rows.append([n, o.unit, "higher" if o.higher_is_better else "lower", "1", source])
     return rows, ["metric", "unit", "better", "version", "requires"]
 
 

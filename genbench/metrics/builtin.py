@@ -13,7 +13,7 @@ from genbench.metrics.kid import kid
 from genbench.metrics.likelihood import bits_per_dim
 from genbench.metrics.manifold import prdc, prdc_dedup
 from genbench.metrics.modes import class_coverage, mode_coverage
-from genbench.metrics.registry import MetricSpec, MetricUnavailable, register_metric
+from genbench.metrics.registry import PERCENT, MetricSpec, MetricUnavailable, Output, register_metric
 from genbench.metrics.stats import gaussian_stats
 
 FEATURES = ("real_features", "fake_features")
@@ -167,26 +167,43 @@ def _bits_per_dim(ctx: EvalContext) -> list[MetricResult]:
 
 
 for _spec in (
-    MetricSpec("fd", "", False, "1", FEATURES, _fd, "Frechet distance between Gaussian fits of real and fake features (FID with inception)"),
-    MetricSpec("kid", "", False, "1", FEATURES, _kid, "kernel distance: unbiased polynomial MMD^2 over seeded subsets"),
+    MetricSpec("fd", "", False, "1", FEATURES, _fd, "Frechet distance between Gaussian fits of real and fake features (FID with inception)",
+               (Output("fd", "", False, "quality", "FD", headline=("points", "image"), order=40, rank=0),)),
+    MetricSpec("kid", "", False, "1", FEATURES, _kid, "kernel distance: unbiased polynomial MMD^2 over seeded subsets",
+               (Output("kid", "", False, "quality", "KID", headline=("image",), order=50, rank=2),)),
     MetricSpec(
         "prdc", "", True, "1", FEATURES, _prdc, "k-NN precision, recall, density, coverage",
-        ("precision", "recall", "density", "coverage"),
+        (Output("precision", "", True, "quality", "precision", headline=("image",), order=60, rank=4),
+         Output("recall", "", True, "diversity", "recall", headline=("image",), order=70, rank=2),
+         Output("density", "", True, "quality", "density", headline=("image",), order=80, rank=5),
+         Output("coverage", "", True, "diversity", "coverage", headline=("image",), order=90, rank=3)),
     ),
     MetricSpec(
         "mode_coverage", "modes", True, "1", ("fake_samples", "mixture"), _mode_coverage,
-        "modes of a known 2D mixture with >= 1 high-quality sample (VEEGAN/PacGAN)", ("modes_covered", "hq_share", "mode_kl"),
+        "modes of a known 2D mixture with >= 1 high-quality sample (VEEGAN/PacGAN)",
+        (Output("modes_covered", "modes", True, "diversity", "modes covered", headline=("points",), order=10, rank=0),
+         Output("hq_share", "", True, "quality", "high-quality %", PERCENT, headline=("points",), order=20, rank=3),
+         Output("mode_kl", "nats", False, "diversity", "reverse KL", headline=("points",), order=30, rank=4)),
     ),
     MetricSpec(
         "class_coverage", "modes", True, "1", ("fake_class_probs",), _class_coverage,
-        "classifier-labelled modes covered and KL to uniform", ("classes_covered", "class_kl"),
+        "classifier-labelled modes covered and KL to uniform",
+        (Output("classes_covered", "modes", True, "diversity", "classes covered", headline=("image",), order=100, rank=1),
+         Output("class_kl", "nats", False, "diversity", "class KL", order=300, rank=9)),
     ),
-    MetricSpec("vendi", "samples", True, "1", ("fake_features",), _vendi, "Vendi score: effective number of distinct samples"),
+    MetricSpec("vendi", "samples", True, "1", ("fake_features",), _vendi, "Vendi score: effective number of distinct samples",
+               (Output("vendi", "samples", True, "diversity", "Vendi", order=310, rank=8),)),
     MetricSpec(
         "memorisation", "", False, "1", ("fake_features", "train_features", "real_features"), _memorisation,
-        "share of near copies of training rows; nearest-train / nearest-held-out distance ratio", ("near_copy_share", "nn_ratio"),
+        "share of near copies of training rows; nearest-train / nearest-held-out distance ratio",
+        (Output("near_copy_share", "", False, "memorisation", "near copies %", PERCENT, headline=("points", "image"),
+                order=120, rank=0),
+         Output("nn_ratio", "", True, "memorisation", "train/held-out NN", order=320, rank=1)),
     ),
-    MetricSpec("bits_per_dim", "bits/dim", False, "1", ("log_prob",), _bits_per_dim, "negative log-likelihood of held-out data in bits per dimension"),
+    MetricSpec("bits_per_dim", "bits/dim", False, "1", ("log_prob",), _bits_per_dim,
+               "negative log-likelihood of held-out data in bits per dimension",
+               (Output("bits_per_dim", "bits/dim", False, "likelihood", "bits/dim", headline=("points", "image"),
+                       order=110, rank=0),), ("points", "image")),
 ):
     register_metric(_spec)
 

@@ -452,18 +452,51 @@ def _spec_bits_per_char(ctx) -> list[MetricResult]:
 
 def register_text_metrics() -> None:
     """Add the text metrics to genbench.metrics.METRICS (idempotent)."""
-    from genbench.metrics.registry import METRICS, MetricSpec, register_metric
+    from genbench.metrics.registry import METRICS, MetricSpec, Output, register_metric
 
     specs = (
         MetricSpec("distinct_n", "", True, TEXT_METRICS_VERSION, (), _spec_distinct,
-                   "distinct n-grams / all n-grams of the generated text, n = 1..4", ("distinct_1", "distinct_2", "distinct_3", "distinct_4")),
+                   "distinct n-grams / all n-grams of the generated text, n = 1..4",
+                   (Output("distinct_1", "", True, None, "distinct-1", order=350),
+                    Output("distinct_2", "", True, None, "distinct-2", headline=("text",), order=230),
+                    Output("distinct_3", "", True, None, "distinct-3", order=355),
+                    Output("distinct_4", "", True, "diversity", "distinct-4", headline=("text",), order=240, rank=6)),
+                   ("text",)),
         MetricSpec("self_bleu", "", False, TEXT_METRICS_VERSION, (), _spec_self_bleu,
-                   "mean BLEU-4 of each sample against the others (similarity between samples)"),
+                   "mean BLEU-4 of each sample against the others (similarity between samples)",
+                   (Output("self_bleu", "", False, None, "self-BLEU", order=360),), ("text",)),
         MetricSpec("novelty", "", True, TEXT_METRICS_VERSION, (), _spec_novelty,
-                   "share of generated lines not in the training data"),
+                   "share of generated lines not in the training data",
+                   (Output("novelty", "", True, "diversity", "novelty", headline=("text",), order=220, rank=7),),
+                   ("text",)),
         MetricSpec("bits_per_char", "bits/char", False, TEXT_METRICS_VERSION, (), _spec_bits_per_char,
-                   "held-out NLL per character (sliding window) in bits, and perplexity", ("bits_per_char", "perplexity")),
+                   "held-out NLL per character (sliding window) in bits, and perplexity",
+                   (Output("bits_per_char", "bits/char", False, "likelihood", "bits/char", headline=("text",), order=200,
+                           rank=2),
+                    # the same information as bits/char: shown, not scored a second time
+                    Output("perplexity", "", False, None, "perplexity", headline=("text",), order=210)),
+                   ("text",)),
     )
     for s in specs:
         if s.name not in METRICS:
             register_metric(s)
+
+
+def _declare_recorded() -> None:
+    """Text results computed outside the metric registry: the runner's text speed measurements (`speed_metrics`)
+    and `embedding_metrics`."""
+    from genbench.metrics.registry import Output, declare_outputs
+
+    declare_outputs(
+        Output("chars_per_s", "chars/s", True, "speed", "chars/s", headline=("text",), order=260, rank=1, log_scale=True),
+        Output("chars_per_s_nocache", "chars/s", True, None, "chars/s (no cache)", order=380),
+        Output("first_char_latency", "ms", False, "speed", "first char (ms)", order=390, rank=3, log_scale=True),
+        source="recorded by genbench run for text models that generate character by character")
+    declare_outputs(
+        Output("fd_text", "", False, "quality", "FD (embeddings)", headline=("text",), order=250, rank=1),
+        Output("precision_text", "", True, "quality", "precision (emb.)", order=365, rank=6),
+        Output("recall_text", "", True, "diversity", "recall (emb.)", order=370, rank=5),
+        source="genbench.metrics.text.embedding_metrics", recorded=False)
+
+
+_declare_recorded()

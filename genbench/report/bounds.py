@@ -9,7 +9,7 @@ from typing import Optional
 
 from genbench.reference import CEILING, FLOOR, ROLE_LABELS, role_of
 from genbench.report.data import Cell
-from genbench.report.headline import PERCENT, label
+from genbench.report.headline import is_percent, label
 from genbench.report.tables import cell_text, fmt_number, scale
 
 ORDER = ("quality", "likelihood", "diversity")
@@ -40,7 +40,7 @@ def bounds_sentence(cells: dict, dataset: str, standings: dict, refs: frozenset)
 
 
 def _lab(metric: str) -> str:
-    return label(metric).removesuffix(" %") + (" (%)" if metric in PERCENT else "")
+    return label(metric).removesuffix(" %") + (" (%)" if is_percent(metric) else "")
 
 
 def _against(role: str, ref: str, theirs: Cell, mine: Cell, metric: str) -> str:

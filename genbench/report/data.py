@@ -202,15 +202,12 @@ def _norm_metrics(f: pd.DataFrame) -> pd.DataFrame:
     return f[METRIC_COLUMNS].reset_index(drop=True)
 
 
-_LOWER_IS_BETTER = {"fd", "kid", "mode_kl", "class_kl", "nll", "bits_per_dim", "bits_per_char", "perplexity",
-                    "latency_ms", "nfe", "train_seconds", "peak_memory_mb", "first_token_ms", "first_char_latency",
-                    "self_bleu", "fd_text",
-                    "near_copy_share", "num_params"}
-
-
 def _as_bool(v, metric: str) -> bool:
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return metric not in _LOWER_IS_BETTER  # an old store without the column: the canonical direction
+        from genbench.metrics.registry import output  # an old store without the column: the declared direction
+
+        o = output(metric)
+        return o.higher_is_better if o is not None else True
     if isinstance(v, str):
         return v.strip().lower() in ("1", "true", "yes")
     return bool(v)
@@ -304,7 +301,7 @@ def modality_of(dataset: str, metric_names: set[str]) -> Optional[str]:
         pass
     if metric_names & {"bits_per_char", "chars_per_s", "perplexity", "distinct_4", "fd_text"}:
         return "text"
-    if metric_names & {"modes_covered", "hq_share", "hq_fraction", "mode_kl", "nll"}:
+    if metric_names & {"modes_covered", "hq_share", "mode_kl"}:
         return "points"
     if metric_names & {"bits_per_dim", "kid", "classes_covered", "fd"}:
         return "image"

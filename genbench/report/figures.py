@@ -28,22 +28,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from genbench.fileio import atomic_write_bytes
+from genbench.metrics.registry import in_category
 from genbench.reference import reference_models
 from genbench.report.data import Cell, RunData, aggregate
 from genbench.report.headline import label
 
 FIG_DIR = "figures"
-QUALITY_FOR_SPEED = ("fd", "bits_per_dim", "fd_text", "bits_per_char", "nll")
+QUALITY_FOR_SPEED = ("fd", "bits_per_dim", "fd_text", "bits_per_char")
 SPEED = ("samples_per_s", "chars_per_s")
 HIST_KEYS = ("histogram", "mode_histogram", "class_histogram", "per_mode", "per_class", "counts")
 STEP_VARIANT = re.compile(r"^([A-Za-z_]+)-(\d+)$")
 MAX_PANELS = 8
 _SINGULAR = {"modes": "mode", "classes": "class"}
-# Metrics the sampler-steps figure shows first (then one speed metric).
-STEP_PREFERENCE = ("fd", "kid", "fd_text", "modes_covered", "precision", "recall", "coverage", "density", "hq_share",
-                   "bits_per_dim")
-
-
 @dataclass(frozen=True)
 class FigureFile:
     dataset: str
@@ -365,7 +361,9 @@ def _fig_steps(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
         if d != ds or not m or not math.isfinite(c.value):
             continue
         series.setdefault(metric, {}).setdefault(f"{model} ({m.group(1)})", []).append((int(m.group(2)), c.value, c))
-    quality = [m for m in STEP_PREFERENCE if m in series] + sorted(m for m in series if m not in STEP_PREFERENCE
+    # quality first, then diversity, then likelihood, each in its declared rank order
+    preference = [m for cat in ("quality", "diversity", "likelihood") for m in in_category(cat)]
+    quality = [m for m in preference if m in series] + sorted(m for m in series if m not in preference
                                                                       and m not in SPEED and m != "nfe")
     metrics = quality[:3] + [m for m in SPEED if m in series][:1]
     if not metrics:

@@ -2,7 +2,7 @@
 likelihood, and what the leader gives up on the others; then how the best model sits between the reference points
 (genbench/reference.py: the memorisation ceiling and the classical floor, which never "lead").
 
-Each category is judged on its first metric (in `headline.CATEGORIES` order) that the dataset's models report.
+Each category is judged on its first metric (in `headline.categories()` order: the declared ranks) that the dataset's models report.
 Two models *tie* when their intervals overlap (the stored confidence interval for one seed, mean ± std over
 seeds); a lone best model *leads*.
 """
@@ -16,7 +16,7 @@ from typing import Optional
 from genbench.reference import reference_models
 from genbench.report.bounds import bounds_sentence
 from genbench.report.data import Cell, RunData, aggregate
-from genbench.report.headline import CATEGORIES, COST_ONLY, PERCENT, RATIO_METRICS, label
+from genbench.report.headline import COST_ONLY, categories, is_percent, is_ratio, label
 from genbench.report.tables import cell_text
 
 
@@ -49,7 +49,7 @@ def standings_for(cells: dict, dataset: str, exclude: frozenset = frozenset()) -
     """Per category, the dataset's models ranked on the category's first reported metric; models in `exclude`
     (the reference points) take no part."""
     out = {}
-    for cat, metrics in CATEGORIES.items():
+    for cat, metrics in categories().items():
         for metric in metrics:
             have = [(k[1], c) for k, c in cells.items()
                     if k[0] == dataset and k[2] == metric and k[3] == "" and math.isfinite(c.value)
@@ -68,14 +68,14 @@ def standings_for(cells: dict, dataset: str, exclude: frozenset = frozenset()) -
 def _v(st: Standing, model: str) -> str:
     """The model's number as the tables show it; percentages carry a % sign (their label then drops it)."""
     text = cell_text(st.metric, st.cell(model))
-    if st.metric in PERCENT:
+    if is_percent(st.metric):
         head, sep, tail = text.partition(" ")
         return f"{head}%{sep}{tail}"
     return text
 
 
 def _label(metric: str) -> str:
-    return label(metric).removesuffix(" %") if metric in PERCENT else label(metric)
+    return label(metric).removesuffix(" %") if is_percent(metric) else label(metric)
 
 
 def _names(ms: list) -> str:
@@ -107,7 +107,7 @@ def _cost_clause(model: str, st: Standing) -> str:
     best_m = st.leaders[0]
     best = st.cell(best_m)
     rank = f"rank {st.rank_of(model)} of {len(st.ranked)}"
-    if st.metric in RATIO_METRICS and mine.value > 0 and best.value > 0:
+    if is_ratio(st.metric) and mine.value > 0 and best.value > 0:
         ratio = best.value / mine.value if best.higher_is_better else mine.value / best.value
         word = "slower" if st.category == "speed" else "worse"
         return (f"on {st.category} it is {_ratio(ratio)}× {word} than {best_m} ({_v(st, model)} vs "

@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from genbench.reference import is_reference, role_label
 from genbench.report.data import Cell, RunData, aggregate, modality_of
-from genbench.report.headline import PERCENT, headline_for, label
+from genbench.report.headline import headline_for, is_percent, label
 from genbench.report.words import grouped
 
 UP, DOWN = "↑", "↓"
@@ -193,7 +193,7 @@ def fmt_err(e: float) -> str:
 
 
 def scale(metric: str, cell: Cell) -> float:
-    return 100.0 if metric in PERCENT and cell.unit != "%" else 1.0
+    return 100.0 if is_percent(metric) and cell.unit != "%" else 1.0
 
 
 def is_bound(cell: Cell) -> bool:

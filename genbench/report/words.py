@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from genbench.report.headline import label
 
-LIKELIHOOD_METRICS = {"bits_per_dim", "nll", "bits_per_char", "perplexity"}
 _NO_LIKELIHOOD_SIGNS = ("log_prob", "no likelihood", "nll_per_char")
 
 # Why a family has no likelihood, in a reader's words.
@@ -23,7 +22,9 @@ _COPIES = {"train-copy", "text-copy"}
 
 def no_likelihood(metric: str, reason: str) -> bool:
     """Was `metric` skipped because the model has no likelihood?"""
-    return metric in LIKELIHOOD_METRICS and any(s in reason for s in _NO_LIKELIHOOD_SIGNS)
+    from genbench.metrics.registry import likelihood_metrics
+
+    return metric in likelihood_metrics() and any(s in reason for s in _NO_LIKELIHOOD_SIGNS)
 
 
 def why_no_likelihood(model: str, family: str) -> str:
