@@ -4,7 +4,7 @@
 against a built-in (or user) dataset with the leaderboard's protocol: the dataset table (feature extractor,
 sample count, reference split, metrics) of the run being added to (`--out DIR`), else of the first built-in
 suite that has the dataset (quick, standard, smoke). The samples go through the runner's own scoring
-(`genbench.runner.score_samples`: same checks, fixed real subset, features, EvalContext, compute_metrics), so
+(`genbench.pipeline.scoring.score_samples`: same checks, fixed real subset, features, EvalContext, compute_metrics), so
 the numbers are comparable with the leaderboard's. With `out`, the result is recorded in that run's store as
 model "user:<name>" (family "user") and results.csv/json are rewritten.
 
@@ -264,7 +264,9 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
                       quiet: bool) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
     from genbench.models.external import validate_samples
-    from genbench.runner import JobSpec, Worker, job_id_for, score_samples
+    from genbench.pipeline.jobs import JobSpec, job_id_for
+    from genbench.pipeline.scoring import score_samples
+    from genbench.pipeline.worker import Worker
     from genbench.suite import ModelSpec, SpeedSpec
 
     spath = Path(samples)
@@ -368,9 +370,8 @@ def _record(run_dir: Path, result: EvalResult, artifacts: list, spath: Path, see
                       seed=seed, budget=budget, config=config)
         store.start_job(result.job_id, run_id, config=config)
         store.record_job(result.job_id, result.rows, artifacts)
-        with store.transaction() as c:  # the job may have existed under another family/budget
-            c.execute("UPDATE jobs SET family=?, budget=?, dataset=?, model=? WHERE job_id=?",
-                      (USER_FAMILY, budget, result.dataset, result.model, result.job_id))
+        # the job may have existed under another family/budget
+        store.update_job(result.job_id, family=USER_FAMILY, budget=budget, dataset=result.dataset, model=result.model)
         store.export()
 
 
@@ -521,7 +522,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     from genbench.env_info import resolve_device
     from genbench.fileio import atomic_write_text
     from genbench.rundir import check_fresh_allowed, run_dir_lock
-    from genbench.runner import Runner
+    from genbench.pipeline.driver import Runner
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     base_path = Path(baseline)

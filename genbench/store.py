@@ -264,6 +264,24 @@ class ResultsStore:
                 (job_id, run_id, dataset, model, family, int(seed), budget, _json(config or {}), cache_key),
             )
 
+    _UPDATABLE = ("family", "budget", "dataset", "model", "cache_key")
+
+    def update_job(self, job_id: str, *, config: Optional[dict] = None, **fields: Any) -> None:
+        """Set a job's descriptive columns (family, budget, dataset, model, cache_key) and, when given, its config
+        (JSON; values JSON cannot hold written as strings), in one transaction."""
+        bad = sorted(set(fields) - set(self._UPDATABLE))
+        if bad:
+            raise ValueError(f"update_job: unknown job field(s) {bad}; updatable: {list(self._UPDATABLE)}")
+        cols = [k for k in self._UPDATABLE if k in fields]
+        values = [fields[k] for k in cols]
+        if config is not None:
+            cols.append("config_json")
+            values.append(json.dumps(config, default=str))
+        if not cols:
+            return
+        with self.transaction() as c:
+            c.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in cols)} WHERE job_id=?", (*values, job_id))
+
     def job_status(self, job_id: str) -> Optional[str]:
         row = self._conn.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return row[0] if row else None
@@ -410,3 +428,29 @@ def _dtype(col: str) -> str:
 
 
 __all__ = ["ResultsStore", "check_store_file", "SCHEMA_VERSION", "METRIC_COLUMNS", "DB_NAME", "CSV_NAME", "JSON_NAME"]
+
+
+StoreError = sqlite3.Error  # what reading a damaged or foreign database raises (callers catch it without SQL)
+
+
+def read_any_store(path: str | os.PathLike) -> tuple[Optional[int], dict[str, pd.DataFrame]]:
+    """(schema version or None, {table: DataFrame}) of a results database written by any genbench version,
+    opened read-only: every table whole, whatever columns it has (reports read what an old store holds).
+    InvalidInputError when the file is not a SQLite database."""
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        try:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        except sqlite3.DatabaseError as e:
+            raise InvalidInputError(f"{path} is not a SQLite results database ({e})") from None
+        frames = {}
+        for t in tables:
+            cur = con.execute(f'SELECT * FROM "{t}"')
+            frames[t] = pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+        version = None
+        if "meta" in tables:
+            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row and str(row[0]).isdigit() else None
+        return version, frames
+    finally:
+        con.close()

@@ -112,7 +112,7 @@ def test_a_local_build_is_unpinned_unless_it_reproduces_the_shipped_weights(tmp_
 
 def test_unpinned_features_are_flagged_in_the_metric_protocol():
     from genbench.metrics.context import EvalContext
-    from genbench.runner import _feature_protocol
+    from genbench.pipeline.scoring import feature_protocol as _feature_protocol
 
     class UserNet(C.FeatureExtractor):  # a user's extractor that says nothing about its weights
         name, dim = "user-net", 2

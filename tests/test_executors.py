@@ -152,7 +152,7 @@ def test_code_change_redoes_finished_jobs_from_their_checkpoints(tmp_path, monke
         before = _values(out)
         again = Runner(load_suite(p), out, quiet=True, log=logs.append).run()
         assert again.done == [] and len(again.skipped) == 2
-        import genbench.runner as runner
+        import genbench.pipeline.driver as runner
 
         real = runner.job_code_version
         monkeypatch.setattr(runner, "job_code_version", lambda name: real(name) + "-changed")

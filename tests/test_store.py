@@ -301,3 +301,41 @@ def test_csv_export_has_exactly_the_metric_columns(tmp_path):
     s.record_job(JOB, [MetricResult("fd", 1.0, "", False, "1")])
     csv_path, _ = s.export()
     assert csv_path.read_text().splitlines()[0].split(",") == METRIC_COLUMNS
+
+
+def test_report_reads_a_store_of_an_older_schema(tmp_path):
+    """A results.db written before the current schema (no meta table, fewer columns): the report reads what it
+    holds through `read_any_store` and says what is missing; a file that is not SQLite is refused."""
+
+    from genbench.report.data import load_run
+    from genbench.store import DB_NAME, read_any_store
+
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    con.execute("CREATE TABLE jobs (job_id TEXT, dataset TEXT, model TEXT, seed INTEGER, status TEXT)")
+    con.execute("CREATE TABLE metrics (job_id TEXT, name TEXT, value REAL, higher_is_better INTEGER)")
+    con.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
+                    [("ring8/gan/seed0", "ring8", "gan", 0, "done"), ("ring8/vae/seed0", "ring8", "vae", 0, "failed")])
+    con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)",
+                    [("ring8/gan/seed0", "fd", 1.5, 0), ("ring8/vae/seed0", "fd", 9.0, 0)])
+    con.commit()
+    con.close()
+    version, tables = read_any_store(tmp_path / DB_NAME)
+    assert version is None and set(tables) == {"jobs", "metrics"} and len(tables["metrics"]) == 2
+    data = load_run(tmp_path)
+    assert list(zip(data.metrics.model, data.metrics.metric, data.metrics.value)) == [("gan", "fd", 1.5)]
+    assert any("without a schema_version" in n for n in data.notes)
+    assert any("lacks variant" in n for n in data.notes)
+    (tmp_path / "x.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(InvalidInputError, match="not a SQLite results database"):
+        read_any_store(tmp_path / "x.db")
+
+
+def test_update_job_sets_named_columns_only(tmp_path):
+    with ResultsStore(tmp_path, create=True) as s:
+        s.add_job("d/m/seed0", run_id="r", dataset="d", model="m", family="", seed=0, budget="quick")
+        s.update_job("d/m/seed0", family="gan", cache_key="abc", config={"spec_hash": "h", "when": {1, 2}})
+        row = s.job_row("d/m/seed0")
+        assert (row["family"], row["cache_key"], row["dataset"]) == ("gan", "abc", "d")
+        assert json.loads(row["config_json"]) == {"spec_hash": "h", "when": "{1, 2}"}
+        with pytest.raises(ValueError, match="status"):
+            s.update_job("d/m/seed0", status="done")

@@ -74,7 +74,7 @@ def _argv(args, out) -> list:
 def run(args) -> int:
     from genbench.env_info import resolve_device
     from genbench.rundir import default_out_dir
-    from genbench.runner import Runner
+    from genbench.pipeline.driver import Runner
     from genbench.suite import apply_overrides, load_suite
 
     if args.threads is not None and args.threads < 1:

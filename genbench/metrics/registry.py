@@ -5,7 +5,7 @@ It is also the one declaration of how each result is shown and used: every resul
 `Output` (unit, direction, category, label, display format, whether the leaderboard of a modality shows it, and
 where). The report (genbench/report/headline.py), `genbench recommend`, suite validation and the runner's
 progress lines read these declarations; nothing else lists metric names. Results that the runner records itself
-(speed and cost, genbench/speed.py; text speed, genbench/metrics/text.py) are declared with `declare_outputs`.
+(speed and cost, genbench/pipeline/speed.py; text speed, genbench/metrics/text.py) are declared with `declare_outputs`.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class MetricSpec:
 METRICS: Registry[MetricSpec] = Registry("metric")
 _DECLARED: dict[str, tuple] = {}  # outputs no MetricSpec yields: name -> (Output, where it comes from, recorded)
 # Modules whose import registers the built-in metrics and declares the recorded outputs.
-_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.text", "genbench.speed")
+_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.text", "genbench.pipeline.speed")
 
 
 def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:

@@ -3,8 +3,9 @@ models by name through the `genbench.models` entry-point group.
 
 A reference `"package.module:attr"` (attr may be dotted, e.g. `"pkg.models:Registry.make"`) names one of:
 
-- a `genbench.models.GenerativeModel` subclass (also importable as `reference_models.base.GenerativeModel`): used as is (its `Config.for_budget`, `fit`, `save`/`load`,
-  `log_prob`...), with every batch `_sample` returns checked (below);
+- a `genbench.models.GenerativeModel` subclass (also importable as `reference_models.base.GenerativeModel`): used
+  as is (its `Config.for_budget`, `fit`, `save`/`load`, `log_prob`...), with every batch `_sample` returns
+  checked (below);
 - any other class: constructed as `cls(config, info)` where `config` is `cls.Config` (a dataclass, filled by
   `Config.for_budget(budget, info)` when it has one, then the suite's `overrides`) or, without a `Config`, a
   dict of the overrides;

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -17,7 +16,8 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
-from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore
+from genbench.store import (CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore, StoreError,
+                            read_any_store)
 
 JOB_COLUMNS = ["job_id", "dataset", "model", "family", "seed", "status", "error", "train_seconds"]
 ARTIFACT_COLUMNS = ["job_id", "kind", "path", "dataset", "model", "family", "seed"]
@@ -51,7 +51,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if (d / DB_NAME).exists():
         try:
             return _from_db(d)
-        except sqlite3.Error as e:  # e.g. a read-only checkout SQLite cannot open: fall back to the exports
+        except StoreError as e:  # e.g. a read-only checkout SQLite cannot open: fall back to the exports
             if not ((d / JSON_NAME).exists() or (d / CSV_NAME).exists()):
                 raise InvalidInputError(f"cannot read {d / DB_NAME} ({e}) and there is no {JSON_NAME} or {CSV_NAME}"
                                         " beside it") from None
@@ -81,7 +81,7 @@ def _from_db(d: Path) -> RunData:
         artifacts = store.artifacts()
         runs = store.runs_frame()
         version = store.schema_version
-    except sqlite3.Error as e:  # a table or column the current API expects is missing
+    except StoreError as e:  # a table or column the current API expects is missing
         store.close()
         return _from_old_db(d, f"the current reader failed ({e})")
     store.close()
@@ -93,35 +93,19 @@ def _from_db(d: Path) -> RunData:
 
 def _from_old_db(d: Path, why: Optional[str]) -> RunData:
     """A store written before the current schema: read whatever tables and columns exist."""
-    con = sqlite3.connect(f"file:{d / DB_NAME}?mode=ro", uri=True)
-    try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as e:
-        con.close()
-        raise InvalidInputError(f"{d / DB_NAME} is not a SQLite results database ({e})") from None
-    cols = {t: [r[1] for r in con.execute(f"PRAGMA table_info({t})")] for t in tables}
-    version = None
-    if "meta" in tables:
-        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        version = int(row[0]) if row and str(row[0]).isdigit() else None
+    version, tables = read_any_store(d / DB_NAME)
     which = f"schema version {version}" if version is not None else "without a schema_version"
     notes = [f"results store {which} (written by an older genbench; the current schema is {SCHEMA_VERSION}): "
              "read what it holds" + (f"; {why}" if why else "")]
-
-    def frame(sql):
-        cur = con.execute(sql)
-        return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
-
     if "metrics" not in tables:
-        con.close()
         raise InvalidInputError(f"{d / DB_NAME} has no metrics table: nothing to report")
-    mcols = cols["metrics"]
     rename = {"name": "metric", "protocol_json": "protocol", "extra_json": "extra"}
-    m = frame(f"SELECT {', '.join(mcols)} FROM metrics").rename(columns=rename)
+    m = tables["metrics"].rename(columns=rename)
     have_jobs = "jobs" in tables
     if have_jobs and "job_id" in m.columns:
-        jcols = [c for c in ("job_id", "dataset", "model", "family", "seed", "budget", "status") if c in cols["jobs"]]
-        j = frame(f"SELECT {', '.join(jcols)} FROM jobs")
+        jcols = [c for c in ("job_id", "dataset", "model", "family", "seed", "budget", "status")
+                 if c in tables["jobs"].columns]
+        j = tables["jobs"][jcols]
         m = m.drop(columns=[c for c in jcols if c != "job_id" and c in m.columns]).merge(j, on="job_id", how="left")
         if "status" in m.columns:
             m = m[m["status"].fillna("done") == "done"].drop(columns=["status"])
@@ -133,19 +117,17 @@ def _from_old_db(d: Path, why: Optional[str]) -> RunData:
         notes.append("no jobs table: failed jobs cannot be listed")
     jobs = pd.DataFrame(columns=JOB_COLUMNS)
     if have_jobs:
-        jc = [c for c in JOB_COLUMNS if c in cols["jobs"]]
-        jobs = frame(f"SELECT {', '.join(jc)} FROM jobs")
+        jobs = tables["jobs"][[c for c in JOB_COLUMNS if c in tables["jobs"].columns]]
     artifacts = pd.DataFrame(columns=ARTIFACT_COLUMNS)
     if "artifacts" in tables:
-        a = frame("SELECT * FROM artifacts")
+        a = tables["artifacts"]
         if have_jobs and {"job_id"} <= set(a.columns):
             a = a.merge(jobs[[c for c in ("job_id", "dataset", "model", "family", "seed") if c in jobs.columns]],
                         on="job_id", how="left")
         artifacts = a
     else:
         notes.append("no artifacts table: sample grids and training curves cannot be drawn")
-    runs = frame("SELECT * FROM runs") if "runs" in tables else pd.DataFrame()
-    con.close()
+    runs = tables.get("runs", pd.DataFrame())
     return RunData(d, _norm_metrics(m), _norm_jobs(jobs), _norm_artifacts(artifacts), runs, version, DB_NAME, notes)
 
 

@@ -1,0 +1,175 @@
+"""Scoring one sampler setting of a job: draw the samples, check them, save previews, featurise, build the
+EvalContext and compute the suite's metrics. The modality-specific parts come from the dataset's scorer
+(genbench/pipeline/scorers.py); `genbench eval` scores replayed samples through the same `score_samples`."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from genbench.fileio import atomic_write_text
+from genbench.pipeline.jobs import JobSpec
+from genbench.pipeline.progress import progress_bar
+from genbench.pipeline.scorers import PREVIEW_N, scorer_for
+from genbench.suite import likelihood_metrics
+
+
+def check_samples(x, info, n: int, what: str = "samples") -> None:
+    """Raise JobFailure unless x is n valid samples of the dataset."""
+    scorer_for(info.modality).check(x, info, n, what)
+
+
+def real_subset(split, n: int, text_unit: Optional[tuple] = None):
+    """A fixed pseudo-random subset of `n` items of a split (all of it if smaller); text: `n` units shaped like
+    the model's samples (`text_unit`, see `TextScorer.real_subset`)."""
+    return scorer_for(split.info.modality).real_subset(split, n, text_unit)
+
+
+def draw_samples(model, n: int, seed: int, batch_size: int, quiet: bool, desc: str):
+    """n samples in chunks (progress bar); chunk i uses seed*1000003 + i, so results depend only on
+    (seed, n, batch_size)."""
+    out = []
+    bar = progress_bar(quiet, total=n, desc=desc, unit="sample")
+    done, i = 0, 0
+    try:
+        while done < n:
+            b = min(batch_size, n - done)
+            x = model.sample(b, seed=seed * 1_000_003 + i, batch_size=b)
+            out.append(x)
+            done += b
+            i += 1
+            bar.update(b)
+    finally:
+        bar.close()
+    if out and isinstance(out[0], torch.Tensor):
+        return torch.cat(out, 0)
+    return [s for chunk in out for s in chunk]
+
+
+def result_rows(results, variant: str = "") -> list[dict]:
+    """MetricResults as the metric rows a job records (dicts with "variant")."""
+    rows = []
+    for m in results:
+        d = m.to_dict()
+        d["variant"] = variant
+        rows.append(d)
+    return rows
+
+
+def feature_protocol(ext) -> dict:
+    """The extractor's protocol with `pinned` stated (False for a user extractor whose weights carry no hash, or
+    a classifier built here: reports say so, and its numbers are not comparable across machines)."""
+    p = dict(ext.protocol)
+    if "pinned" not in p:
+        p["pinned"] = bool(getattr(ext, "pinned", False) or getattr(ext, "weightless", False)
+                           or p.get("weights_sha256"))
+    return p
+
+
+def model_precision(model, device) -> str:
+    """The model's `precision(device)` ('bf16-autocast' / 'float32'); 'float32' for objects without one (user
+    models that do not subclass GenerativeModel, replayed samples)."""
+    fn = getattr(model, "precision", None)
+    return str(fn(device)) if callable(fn) else "float32"
+
+
+def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_rel: str,
+          likelihood: bool = True) -> list[dict]:
+    """Sample, featurise and compute the suite's metrics for one sampler setting."""
+    from genbench.metrics import METRICS, compute_metrics
+
+    spec = job.dataset
+    sc = scorer_for(info.modality)
+    out_dir = Path(job.out_dir)
+    q = job.quiet
+    n = spec.n_samples
+    tag = f" [{variant}]" if variant else ""
+    fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
+    sc.check(fake, info, n)
+    suffix = f"-{variant}" if variant else ""
+    prev_rel = f"{art_rel}/samples_preview{suffix}{sc.preview_ext}"
+    sc.save_preview(out_dir / prev_rel, fake)
+    artifacts.append(("samples_preview" if not variant else f"samples_preview:{variant}", prev_rel))
+    ref = worker.split(spec.name, spec.reference)
+    unit = sc.unit(model, ref, fake)
+    if not variant:
+        real_rel = f"artifacts/{spec.name}/real_preview{'-' + '-'.join(map(str, unit)) if unit else ''}{sc.preview_ext}"
+        if not (out_dir / real_rel).exists():
+            sc.save_preview(out_dir / real_rel, sc.real_subset(ref, PREVIEW_N, unit))
+        artifacts.append(("real_preview", real_rel))
+
+    lik = likelihood_metrics()
+    names = [m for m in spec.metrics if (likelihood or m not in lik)]
+    need = set()
+    for m in names:
+        need |= set(getattr(METRICS.get(m), "requires", ()) or ())
+
+    ext = worker.extractor(spec.features, job.device)
+    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
+    fake_f = worker.extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
+    prec = model_precision(model, job.device)
+    ctx_fields: dict[str, Any] = {
+        "real_features": real_f, "fake_features": fake_f, "feature_protocol": feature_protocol(ext),
+        "real_stats": real_stats, **sc.sample_fields(real_x, fake, info), "seed": job.seed,
+        "n_bootstrap": job.n_bootstrap, "dataset": spec.name, "reference_split": spec.reference,
+        "modality": info.modality, "device": job.device, "num_classes": info.num_classes,
+        "extra_protocol": {**({"sampler": variant} if variant else {}),
+                           **({"precision": prec} if prec != "float32" else {})},
+        **spec.options,
+    }
+    if need & {"train_features", "train_samples"}:
+        n_tr = spec.n_train_features or n
+        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
+        ctx_fields.update(train_samples=sc.train_samples(tr_x), train_features=tr_f)
+    mixture = getattr(worker.dataset(spec.name), "mixture", None)
+    if mixture is not None:
+        ctx_fields["mixture"] = mixture
+    if "fake_class_probs" in need:
+        clf = ext if hasattr(ext, "predict_proba") else worker.extractor(f"classifier:{spec.name}", job.device)
+        ctx_fields["fake_class_probs"] = clf.predict_proba(fake).double().cpu()
+        cp = dict(getattr(clf, "protocol", {}) or {})
+        if getattr(clf, "accuracy", None) is not None:
+            cp.setdefault("accuracy", float(clf.accuracy))
+        ctx_fields["classifier_protocol"] = cp
+    if "log_prob" in need or any(m in lik for m in names):
+        if model.log_prob_kind != "none":
+            ctx_fields.update(sc.likelihood_fields(model, info, spec, ref))
+        else:
+            ctx_fields["log_prob_kind"] = "none"
+    from genbench.metrics.context import EvalContext
+
+    ctx = make_context(EvalContext, ctx_fields)
+    results = compute_metrics(names, ctx) if names else []
+    skipped = dict(getattr(ctx, "skipped", {}) or {})
+    if skipped:
+        sk_rel = f"{art_rel}/skipped_metrics{suffix}.json"
+        atomic_write_text(out_dir / sk_rel, json.dumps(skipped, indent=1))
+        artifacts.append(("skipped_metrics", sk_rel))
+        if not q:
+            for k, why in skipped.items():
+                print(f"  skipped {k}: {why}", file=sys.stderr, flush=True)
+    return result_rows(results, variant)
+
+
+def score_samples(job: JobSpec, worker, sampler, info, artifacts: list, art_rel: str) -> list[dict]:
+    """Public seam for `genbench eval` (genbench/evaluate.py): score what `sampler.sample(n, seed=, batch_size=)`
+    returns exactly as a job's model samples are scored (same checks, real subset, features, EvalContext and
+    metrics; likelihood metrics are skipped when `sampler.log_prob_kind == "none"`). Returns metric rows."""
+    return score(job, worker, sampler, info, variant="", artifacts=artifacts, art_rel=art_rel)
+
+
+def make_context(cls, fields: dict):
+    """An EvalContext from the fields it declares; the others (e.g. text metrics' nll_per_char, fake_texts)
+    become attributes, which registered metrics read with getattr."""
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set(inspect.signature(cls).parameters)
+    ctx = cls(**{k: v for k, v in fields.items() if k in names})
+    for k, v in fields.items():
+        if k not in names:
+            setattr(ctx, k, v)
+    return ctx

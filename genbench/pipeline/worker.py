@@ -1,0 +1,269 @@
+"""The worker: runs jobs in one process, caching datasets, extractors and real-data features between jobs.
+
+Per job (`run_job`) it
+  1. trains the model, or loads its cached checkpoint (key = hash of model config, dataset identity, seed,
+     budget and the model's code; loaded as plain data after a sha256 check, genbench/models/checkpoint.py:
+     a checkpoint that fails it is deleted with a warning and the model retrained),
+  2-4. scores its samples (genbench/pipeline/scoring.py: draw, check, featurise, compute the suite's metrics;
+     real-data features are computed once per dataset and cached in sealed files under DIR/cache/features/),
+  5. measures speed and cost (genbench/pipeline/speed.py), and for swept diffusion samplers repeats 2-5 per
+     setting,
+  6. writes per-job artifacts (samples preview, training history) under DIR/artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from genbench.fileio import CorruptFileError, atomic_write_text, read_sealed, write_sealed
+from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec, code_version, seed_everything, slug, stable_hash
+from genbench.pipeline.progress import TrainMonitor
+from genbench.pipeline.scorers import scorer_for
+from genbench.pipeline.scoring import model_precision, result_rows, score
+from genbench.suite import DatasetSpec
+
+
+class Worker:
+    """Runs jobs in one process, caching datasets, extractors and real-data features between jobs."""
+
+    def __init__(self):
+        self._datasets: dict = {}
+        self._splits: dict = {}
+        self._extractors: dict = {}
+        self._features: dict = {}
+        self._data_ids: dict = {}
+
+    # ---- caches --------------------------------------------------------------------------------------------
+    def dataset(self, name: str):
+        if name not in self._datasets:
+            from genbench.data import get_dataset
+
+            self._datasets[name] = get_dataset(name)
+        return self._datasets[name]
+
+    def split(self, name: str, split: str):
+        key = (name, split)
+        if key not in self._splits:
+            self._splits[key] = self.dataset(name).load(split)
+        return self._splits[key]
+
+    def data_identity(self, name: str) -> dict:
+        """Dataset identity for the checkpoint key: info, source and a digest of the training bytes."""
+        if name not in self._data_ids:
+            tr = self.split(name, "train")
+            h = hashlib.sha256(scorer_for(tr.info.modality).data_bytes(tr))
+            self._data_ids[name] = {"info": tr.info.to_dict(), "source": tr.source, "train_sha256": h.hexdigest()}
+        return self._data_ids[name]
+
+    def extractor(self, name: str, device: str):
+        key = (name, device)
+        if key not in self._extractors:
+            from genbench.features import get_extractor
+
+            self._extractors[key] = get_extractor(name, device=device)
+        return self._extractors[key]
+
+    def extract(self, ext, samples, batch_size: int, quiet: bool, desc: str) -> torch.Tensor:
+        if not quiet:
+            print(f"  {desc} ({_len(samples)} samples, {ext.name})", file=sys.stderr, flush=True)
+        try:
+            feats = ext.extract(samples, batch_size=batch_size, progress=not quiet)
+        except TypeError:  # an extractor without a progress option
+            feats = ext.extract(samples, batch_size=batch_size)
+        return feats.double().cpu()
+
+    def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool,
+                      text_unit: Optional[tuple] = None):
+        """(samples, features) of a fixed subset of a real split, computed once per dataset, split, extractor
+        and size (text: and unit, see `TextScorer.real_subset`); also cached on disk under DIR/cache/features/
+        so resumed runs and other workers reuse it."""
+        ext = self.extractor(spec.features, device)
+        proto_id = _protocol_id(ext)
+        key = (spec.name, which, spec.features, proto_id, n, self.data_identity(spec.name)["train_sha256"][:16])
+        if text_unit is not None:
+            key = key + tuple(text_unit)
+        if key in self._features:
+            return self._features[key]
+        split = self.split(spec.name, which)
+        samples = scorer_for(split.info.modality).real_subset(split, n, text_unit)
+        disk = out_dir / "cache" / "features" / f"{stable_hash(list(key))[:20]}.pt"
+        feats = _read_feature_cache(disk, key)
+        if feats is None:
+            feats = self.extract(ext, samples, _feature_batch(spec), quiet, f"real features: {spec.name}/{which}")
+            buf = io.BytesIO()
+            torch.save({"key": json.dumps(list(key)), "features": feats}, buf)
+            write_sealed(disk, buf.getvalue())
+        from genbench.metrics import gaussian_stats
+
+        stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
+        self._features[key] = (samples, feats, stats)
+        return self._features[key]
+
+    # ---- one job -------------------------------------------------------------------------------------------
+    def __call__(self, job: JobSpec) -> JobResult:
+        return run_job(job, self)
+
+
+def _read_feature_cache(disk: Path, key: tuple) -> Optional[torch.Tensor]:
+    """The features cached in `disk` for `key`, or None (then they are computed and written again): when the
+    file is missing or for another key, and, after a one-line warning and deleting it, when it is corrupt (its
+    payload's sha256 differs from the sealed one; an unsealed file from an older genbench counts as corrupt)."""
+    if not disk.exists():
+        return None
+    try:
+        blob = torch.load(io.BytesIO(read_sealed(disk)), map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not isinstance(blob.get("features"), torch.Tensor):
+            raise CorruptFileError(f"{disk}: not a genbench feature cache")
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # CorruptFileError, or a sealed payload torch cannot read: recomputed
+        why = (str(e).splitlines() or [type(e).__name__])[0].replace(f"{disk}: ", "")
+        print(f"  warning: feature cache {disk} is corrupt ({why}); deleted, recomputing", file=sys.stderr,
+              flush=True)
+        disk.unlink(missing_ok=True)
+        return None
+    return blob["features"] if blob.get("key") == json.dumps(list(key)) else None
+
+
+def _len(samples) -> int:
+    return len(samples)
+
+
+def _feature_batch(spec: DatasetSpec) -> int:
+    return 256
+
+
+def _protocol_id(ext) -> str:
+    try:
+        return str(ext.protocol.get("id", ext.name))
+    except Exception:
+        return str(getattr(ext, "name", "?"))
+
+
+def _discard_checkpoint(ckpt: Path, ckpt_rel: str, err: Exception) -> None:
+    """Warn (one line naming the checkpoint and why) and delete a checkpoint that cannot be used: it is a cache
+    and the model is trained again."""
+    why = str(err).splitlines()[0] if str(err) else ""
+    print(f"  warning: checkpoint {ckpt_rel} could not be used ({type(err).__name__}: {why}); deleted, retraining",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def run_job(job: JobSpec, worker: Worker) -> JobResult:
+    from genbench.models import create_model, load_model
+    from genbench.pipeline import speed as S
+
+    t_job = time.perf_counter()
+    out_dir = Path(job.out_dir)
+    device = job.device
+    q = job.quiet
+    mem_source = S.reset_peak_memory(device)
+    spec, mspec = job.dataset, job.model
+    ds = worker.dataset(spec.name)
+    info = ds.info
+    sc = scorer_for(info.modality)
+    train = worker.split(spec.name, "train")
+
+    if mspec.factory:  # a user's model ("package.module:factory"); registers it in this worker process too
+        from genbench.models import register_external
+
+        register_external(mspec.name, mspec.factory)
+    seed_everything(job.seed)
+    model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
+    config = model.config.to_dict()
+    precision = model_precision(model, device)  # bf16 results differ from float32 ones: key and protocol
+    key = {"model": mspec.name, "config": config, "data": worker.data_identity(spec.name), "seed": job.seed,
+           "budget": job.budget, "code": code_version(type(model))}
+    cache_key = stable_hash({**key, "precision": precision} if precision != "float32" else key)
+    ckpt_rel = f"checkpoints/{slug(job.job_id)}-{cache_key[:12]}"
+    ckpt = out_dir / ckpt_rel
+    art_rel = f"artifacts/{slug(job.job_id)}"
+    artifacts: list = []
+
+    # 1. train or load --------------------------------------------------------------------------------------
+    cached = (ckpt / "config.json").exists() and (ckpt / "weights.pt").exists()
+    if cached:
+        try:
+            model = load_model(ckpt).to(device)
+            train_seconds = float(model.history.seconds or 0.0)
+        except Exception as e:  # a corrupt, unverifiable, unsafe or incompatible checkpoint is retrained
+            _discard_checkpoint(ckpt, ckpt_rel, e)
+            cached = False
+            seed_everything(job.seed)
+            model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
+    if not cached:
+        seed_everything(job.seed)
+        mon = TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
+        t0 = time.perf_counter()
+        try:
+            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon])
+        finally:
+            mon.close()
+        S.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        for rec in model.history.records:
+            for k, v in rec.items():
+                if "loss" in k and isinstance(v, float) and not math.isfinite(v):
+                    raise JobFailure(f"training diverged at step {rec.get('step')}: {k} = {v}")
+        model.save(ckpt)
+    hist_rel = f"{art_rel}/history.json"
+    atomic_write_text(out_dir / hist_rel, json.dumps(_finite_records(model.history.records)))
+    artifacts.append(("history", hist_rel))
+
+    # 2-4. sample, features, metrics --------------------------------------------------------------------------
+    bs = job.speed.batch_size
+    rows = score(job, worker, model, info, variant="", artifacts=artifacts, art_rel=art_rel)
+
+    # 5. speed and cost ---------------------------------------------------------------------------------------
+    def sample_fn(n, s):
+        return model.sample(n, seed=s, batch_size=n)
+
+    if not q:
+        print(f"  timing sampling ({job.speed.repeats} x {bs} samples after {job.speed.warmup} warm-up)",
+              file=sys.stderr, flush=True)
+    rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup))
+    rows += result_rows(sc.extra_speed(model, job.speed.repeats))
+
+    # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
+    if job.sweep is not None:
+        for steps in job.sweep.steps:
+            variant = f"{job.sweep.sampler}-{steps}"
+            with _sampler_variant(model, job.sweep.sampler, steps):
+                rows += score(job, worker, model, info, variant=variant, artifacts=artifacts, art_rel=art_rel,
+                               likelihood=False)
+                rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup), variant)
+                rows += result_rows([m for m in S.cost_metrics(model, device, None, None, mem_source, cached)
+                               if m.name == "nfe"], variant)
+
+    rows += result_rows(S.cost_metrics(model, device, train_seconds, S.peak_memory_mb(device, mem_source), mem_source, cached))
+    return JobResult(job.job_id, model.family, rows, artifacts, train_seconds, ckpt_rel, cache_key, config, cached,
+                     time.perf_counter() - t_job)
+
+
+@contextmanager
+def _sampler_variant(model, sampler: str, steps: int):
+    """Temporarily switch a trained diffusion model's sampler (`model.set_sampler(sampler, steps)`)."""
+    before = (model.config.sampler, model.config.sample_steps)
+    model.set_sampler(sampler, int(steps))
+    try:
+        yield model
+    finally:
+        model.set_sampler(*before)
+
+
+def _finite_records(records):
+    out = []
+    for r in records:
+        out.append({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()})
+    return out
