@@ -13,7 +13,7 @@ with the same weights PIL computes. `pil_bicubic_weights` rebuilds them (Pillow'
 clean-fid's `make_resizer("PIL", False, "bicubic", size)` does. Only the order of the double-precision additions
 differs from PIL's loop, so outputs agree with PIL to float32 rounding (tests/test_resize.py checks 1e-4 on the
 0..255 scale against clean-fid's own resizer). On a GPU this removes the CPU resize that bounds the Inception
-pass; on the CPU it is also faster than PIL per channel (benchmarks/bench_gpu.py prints both).
+pass (benchmarks/bench_gpu.py measures it); on the CPU it is no faster than PIL, which stays the CPU default.
 """
 
 from __future__ import annotations
