@@ -208,14 +208,14 @@ def graphed_generate(model, n: int, gen: torch.Generator, steps: int, stop_at_ne
             dec.step(T - 1 - start)
             nxt = dec.tok.clone()
         outs.append(nxt)
-    out = torch.stack(outs, 1)
+    out = torch.stack(outs, 1).cpu()
     k = steps
     if stop_at_newline:  # the eager loop stops after the step where every row has had a newline
-        seen = (out == int(model.newline_id)).cummax(1).values.all(0)
+        seen = (out == int(model.newline_id)).to(torch.int32).cummax(1).values.bool().all(0)
         hit = torch.nonzero(seen)
         if hit.numel():
             k = int(hit[0, 0]) + 1
     gen.set_state(state)
     for _ in range(k):  # leave the generator exactly where the eager path leaves it
         torch.rand(n, generator=gen, dtype=torch.float64)
-    return out[:, :k].cpu() if dev.type != "cpu" else out[:, :k]
+    return out[:, :k]
