@@ -246,7 +246,7 @@ def inception():
     from genbench.features import get_extractor
     from genbench.metrics import frechet_distance, gaussian_stats
 
-    n = 24 if DRY else 10000
+    n = 12 if DRY else 10000
     a, b = _fashion_u8("train", n), _fashion_u8("test", n)
     torch.backends.cudnn.allow_tf32 = False  # both sides in true float32 (genbench switches TF32 off itself)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -284,7 +284,7 @@ def _dry_suite() -> Path:
         key = ln.split("=")[0].strip()
         if key == "overrides":
             continue
-        ln = {"n_samples": "n_samples = 10", "n_train_features": "n_train_features = 10",
+        ln = {"n_samples": "n_samples = 8", "n_train_features": "n_train_features = 8",
               "n_likelihood": "n_likelihood = 8" if "100000" not in ln else "n_likelihood = 2000",
               "budget": 'budget = "smoke"', "workers": "workers = 1", "n_bootstrap": "n_bootstrap = 0",
               "steps": "steps = [3, 5]"}.get(key, ln)
