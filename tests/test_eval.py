@@ -5,7 +5,6 @@ import json
 import shutil
 import sqlite3
 import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
