@@ -54,8 +54,15 @@ def kid(
     subset_size: int = 1000,
     seed: int = 0,
     device: Optional[str | torch.device] = None,
-) -> tuple[float, float]:
-    """KID = mean and standard deviation (ddof=0) over `subsets` seeded subsets of the unbiased polynomial MMD^2.
+) -> tuple[float, Optional[float]]:
+    """KID = (mean, std) over `subsets` seeded subsets of the unbiased polynomial MMD^2.
+
+    The std (ddof=0) is the spread of ONE subset's estimate over subset draws (torch-fidelity's
+    `kernel_inception_distance_std`), not the standard error of the mean: the subsets overlap, so it does not
+    shrink with their number. It is None (undefined) when a subset holds every row of a set (subset size =
+    n_real or n_fake): then every subset repeats those rows, and the spread leaves out that set's sampling
+    noise entirely (all subsets identical when both sets are whole: a std of ~1e-16 that looks like
+    certainty). The uncertainty of the mean is what a bootstrap interval measures (`bootstrap_ci`).
 
     The subset size is clamped to min(n_real, n_fake) with a MetricWarning. Same seed -> same numbers."""
     dev = resolve_device(device, real)
@@ -65,12 +72,21 @@ def kid(
     if subsets < 1 or subset_size < 2:
         raise InvalidInputError(f"kid needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     m = min(int(subset_size), x.shape[0], y.shape[0])
+    whole = [name for name, n in (("real", x.shape[0]), ("fake", y.shape[0])) if m == n]
     if m < subset_size:
         warn(
             f"KID subset size clamped from {subset_size} to {m} (n_real={x.shape[0]}, n_fake={y.shape[0]}); "
             "KID values at different subset sizes have different variance: report the size used."
+            + (f" Every subset holds all {' and '.join(whole)} rows, so the std over subsets is undefined "
+               "(reported as None): use a bootstrap interval for the uncertainty." if whole else "")
+        )
+    elif whole:
+        warn(
+            f"KID subset size {m} equals n_{' and n_'.join(whole)}: every subset holds all {' and '.join(whole)} "
+            "rows, so the std over subsets is undefined (reported as None): use a bootstrap interval for the "
+            "uncertainty."
         )
     vals = torch.stack(
         [_mmd2(x[ir.to(dev)], y[i_f.to(dev)]) for ir, i_f in kid_subset_indices(x.shape[0], y.shape[0], subsets, m, seed)]
     )
-    return float(vals.mean()), float(vals.std(unbiased=False))
+    return float(vals.mean()), (None if whole else float(vals.std(unbiased=False)))
