@@ -242,3 +242,31 @@ def test_kid_std_is_undefined_when_a_set_is_whole_in_every_subset():
     with pytest.warns(MetricWarning, match="all real and fake rows"):
         mean, std = kid(real, fake, subsets=4, subset_size=40, seed=0)
     assert mean == pytest.approx(tm_mean, rel=1e-10) and std is None
+
+
+def test_kernel_kid_equals_per_subset_products_and_bootstrap_replicates(monkeypatch):
+    """KernelKID (kernel matrices once, then indexing) gives kid's subsets' values; its bootstrap replicates equal
+    kid on the resampled rows; `kid` picks it by cost and the values do not depend on the pick."""
+    import importlib
+
+    from genbench.metrics import bootstrap_ci
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")
+    real, fake = _feats(50, 7, 27), _feats(40, 7, 28, shift=0.2)
+    assert kid_mod.use_kernels(50, 40, 10, 30)
+    assert not kid_mod.use_kernels(10000, 10000, 100, 1000)  # 3e8 entries: per-subset products instead
+    assert not kid_mod.use_kernels(5000, 5000, 2, 100)  # two small subsets: cheaper than the full matrices
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        fast = kid(real, fake, subsets=10, subset_size=30, seed=2)
+        monkeypatch.setattr(kid_mod, "use_kernels", lambda *a, **k: False)
+        slow = kid(real, fake, subsets=10, subset_size=30, seed=2)
+        assert fast[0] == pytest.approx(slow[0], rel=1e-10) and fast[1] == pytest.approx(slow[1], rel=1e-9)
+        kk = kid_mod.KernelKID(torch.from_numpy(real), torch.from_numpy(fake), 10, 30, 2)
+        g = torch.Generator().manual_seed(1)
+        ir, i_f = torch.randint(0, 50, (50,), generator=g), torch.randint(0, 40, (40,), generator=g)
+        assert kk.resampled(ir, i_f) == pytest.approx(kid(real[ir.numpy()], fake[i_f.numpy()], subsets=10, subset_size=30, seed=2)[0], rel=1e-10)
+        a = bootstrap_ci(lambda r, f: kid(r, f, subsets=10, subset_size=30, seed=2)[0], real, fake, n_boot=8, seed=4)
+        b = bootstrap_ci(lambda r, f: kid(r, f, subsets=10, subset_size=30, seed=2)[0], real, fake, n_boot=8, seed=4,
+                         indexed=kk.resampled)
+    assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["ci_high"] == pytest.approx(b["ci_high"], rel=1e-9)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import torch
+
 from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
 from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, small_n_warning
-from genbench.metrics.kid import kid
+from genbench.metrics.kid import KernelKID, kid, use_kernels
 from genbench.metrics.likelihood import bits_per_dim
 from genbench.metrics.manifold import prdc, prdc_dedup
 from genbench.metrics.modes import class_coverage, mode_coverage
@@ -80,7 +82,13 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MetricWarning)
-            ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0])
+            n_r, n_f = int(ctx.real_features.shape[0]), int(ctx.fake_features.shape[0])
+            fast = None
+            if use_kernels(n_r, n_f, ctx.kid_subsets, m, replicates=ctx.n_bootstrap):  # kernels once, then indexing
+                x = ctx.real_features.to(device=ctx.device, dtype=torch.float64)
+                y = ctx.fake_features.to(device=ctx.device, dtype=torch.float64)
+                fast = KernelKID(x, y, ctx.kid_subsets, m, ctx.seed).resampled
+            ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0], indexed=fast)
     proto = {
         **ctx.base_protocol(),
         "kernel": "(x.y/d+1)^3",
