@@ -161,3 +161,26 @@ def test_features_fd_bad_input():
         CrossGramFD(np.zeros((1, 3)), np.zeros((5, 3)))
     with pytest.raises(InvalidInputError, match="route"):
         frechet_distance_features(np.ones((5, 3)), np.ones((5, 3)), route="svd")
+
+
+def test_svd_failure_on_a_device_is_redone_on_the_cpu(monkeypatch):
+    """As the eigensolvers (test_metrics_fd): a device SVD that fails to converge is redone on the CPU."""
+    from genbench.metrics import _util
+
+    x, y = _feats(12, 30, 16), _feats(10, 30, 17, shift=0.2)
+    want = CrossGramFD(x, y).value()
+    real, calls = torch.linalg.svdvals, []
+
+    def failing_once(m):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+        return real(m)
+
+    monkeypatch.setattr(torch.linalg, "svdvals", failing_once)
+    monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: True)
+    assert CrossGramFD(x, y).value() == want and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: False)
+    with pytest.raises(torch.linalg.LinAlgError):
+        CrossGramFD(x, y).value()

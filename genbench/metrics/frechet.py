@@ -140,7 +140,15 @@ class CrossGramFD:
         self._c = math.sqrt((self.n1 - 1) * (self.n2 - 1))
 
     def _nuclear(self, m: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.svdvals(m).sum() / self._c
+        try:
+            sv = torch.linalg.svdvals(m)
+        except torch.linalg.LinAlgError:  # a device solver that does not converge: LAPACK on the CPU (as symmetric_eig)
+            from genbench.metrics import _util
+
+            if not _util._can_retry_on_cpu(m):
+                raise
+            sv = torch.linalg.svdvals(m.cpu()).to(m.device)
+        return sv.sum() / self._c
 
     def value(self) -> float:
         fd = (self.diff.dot(self.diff) + self.r1.sum() / (self.n1 - 1) + self.r2.sum() / (self.n2 - 1)
