@@ -611,3 +611,33 @@ def test_fid_inception_nvidia_layout_gives_the_same_protocol_and_features_as_cle
     with torch.no_grad():
         c = cf(ours.resize_batch((x * 255).round().to(torch.uint8))).double()
     assert torch.equal(c, a.double())
+
+
+def test_an_unknown_torchscript_file_that_runs_code_on_load_is_not_loaded(tmp_path, monkeypatch):
+    """A file that is not a known one is loaded (to hash its weights) only if nothing in it runs while loading:
+    TorchScript runs a class's __setstate__ then, so an archive whose code defines one is refused unopened."""
+    import warnings
+    import zipfile
+
+    import torch
+
+    m = torch.nn.Module()
+    m.layers = torch.nn.Linear(2, 2)
+    p = tmp_path / "sneaky.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(m).save(str(p))
+    member = catalog.ASSETS.get("fid-inception").members[0]
+    why = core.check_file(p, member)  # a loadable TorchScript file with other weights: loaded and hashed
+    assert "other weights" in why
+    root = zipfile.ZipFile(p).namelist()[0].split("/")[0]
+    with zipfile.ZipFile(p, "a") as z:
+        z.writestr(f"{root}/code/__torch__/sneaky.py",
+                   "class Sneaky(Module):\n  def __setstate__(self, state: Tuple[Tensor, bool]) -> NoneType:\n    pass\n")
+    loads = []
+    monkeypatch.setattr(core, "load_torchscript", lambda path: loads.append(path))
+    why = core.check_file(p, member)
+    assert why is not None and "__setstate__" in why and "not loaded" in why and loads == []
+    (tmp_path / "state.pth").write_bytes(b"not a zip")
+    why = core.check_file(tmp_path / "state.pth", member)
+    assert "not a zip archive" in why and loads == []

@@ -129,10 +129,29 @@ def load_torchscript(path: Path):
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
+def _refuse_code_on_load(path: Path) -> None:
+    """ValueError unless `path` is a zip archive (TorchScript's format) whose compiled code defines no
+    `__setstate__`: loading a TorchScript file runs no other code of the file (its unpickler builds objects from
+    the archive's own classes), so a file that is not yet known to hold the pinned weights is deserialised only
+    when nothing in it runs."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if "/code/" in name and name.endswith(".py") and b"__setstate__" in z.read(name):
+                    raise ValueError(f"a TorchScript file whose code runs while loading ({name} defines __setstate__): "
+                                     "not loaded")
+    except zipfile.BadZipFile:
+        raise ValueError("not a TorchScript file (not a zip archive; a pickled state dict?)") from None
+
+
 def torchscript_params_digest(path: Path, paths: Iterable[str]) -> tuple[str, int]:
     """(params_digest, parameter bytes) of the submodule at the first of `paths` in the TorchScript file `path`.
-    Raises ValueError when the file is no TorchScript archive or has none of those submodules."""
+    Raises ValueError when the file is no TorchScript archive, would run code while loading (`__setstate__`), or
+    has none of those submodules."""
     paths = tuple(paths)
+    _refuse_code_on_load(path)
     try:
         net = load_torchscript(path)
     except Exception as e:  # noqa: BLE001 - a state dict, a truncated file...: say what it is not
