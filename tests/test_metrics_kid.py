@@ -270,3 +270,18 @@ def test_kernel_kid_equals_per_subset_products_and_bootstrap_replicates(monkeypa
         b = bootstrap_ci(lambda r, f: kid(r, f, subsets=10, subset_size=30, seed=2)[0], real, fake, n_boot=8, seed=4,
                          indexed=kk.resampled)
     assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["ci_high"] == pytest.approx(b["ci_high"], rel=1e-9)
+
+
+def test_kid_metric_reports_no_std_when_every_subset_is_the_full_set():
+    from genbench.metrics import EvalContext, bootstrap_ci, compute_metrics
+
+    real, fake = torch.from_numpy(_feats(30, 4, 29)), torch.from_numpy(_feats(30, 4, 30, shift=0.3))
+    with pytest.warns(MetricWarning, match="undefined"):
+        r = compute_metrics(["kid"], EvalContext(real_features=real, fake_features=fake, n_bootstrap=6, seed=2))[0]
+    assert r.extra["std"] is None and r.extra["std_of"].startswith("undefined")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        ref = bootstrap_ci(lambda a, b: kid(a, b, subsets=100, subset_size=1000, seed=2)[0], real, fake, n_boot=6, seed=2)
+    assert r.ci_low == pytest.approx(ref["ci_low"], rel=1e-9) and r.ci_high == pytest.approx(ref["ci_high"], rel=1e-9)
+    r = compute_metrics(["kid"], EvalContext(real_features=real, fake_features=fake, kid_subset_size=20, kid_subsets=5))[0]
+    assert r.extra["std"] > 0 and r.extra["std"] == kid(real, fake, subsets=5, subset_size=20, seed=0)[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from genbench.metrics._util import as_features
 from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
@@ -85,8 +86,8 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
             n_r, n_f = int(ctx.real_features.shape[0]), int(ctx.fake_features.shape[0])
             fast = None
             if use_kernels(n_r, n_f, ctx.kid_subsets, m, replicates=ctx.n_bootstrap):  # kernels once, then indexing
-                x = ctx.real_features.to(device=ctx.device, dtype=torch.float64)
-                y = ctx.fake_features.to(device=ctx.device, dtype=torch.float64)
+                dev = torch.device(ctx.device)
+                x, y = as_features(ctx.real_features, "real features", dev), as_features(ctx.fake_features, "fake features", dev)
                 fast = KernelKID(x, y, ctx.kid_subsets, m, ctx.seed).resampled
             ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0], indexed=fast)
     proto = {
