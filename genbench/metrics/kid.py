@@ -73,6 +73,10 @@ class KernelKID:
     def _values(self, rows_r: torch.Tensor, rows_f: torch.Tensor) -> torch.Tensor:
         dev = self.kxx.device
         m = min(self.subset_size, rows_r.numel(), rows_f.numel())
+        if m == rows_r.numel() == rows_f.numel():  # every subset is all rows of both sets: one value (order-free)
+            r, f = rows_r, rows_f
+            v = _mmd2_from_kernels(self.kxx[r][:, r], self.kyy[f][:, f], self.kxy[r][:, f])
+            return v.repeat(self.subsets)
         out = []
         for ir, i_f in kid_subset_indices(rows_r.numel(), rows_f.numel(), self.subsets, m, self.seed):
             r, f = rows_r[ir.to(dev)], rows_f[i_f.to(dev)]
@@ -114,7 +118,9 @@ def kid(
     noise entirely (all subsets identical when both sets are whole: a std of ~1e-16 that looks like
     certainty). The uncertainty of the mean is what a bootstrap interval measures (`bootstrap_ci`).
 
-    The subset size is clamped to min(n_real, n_fake) with a MetricWarning. Same seed -> same numbers."""
+    The subset size is clamped to min(n_real, n_fake) with a MetricWarning. When it equals both n_real and n_fake,
+    every subset is a permutation of both whole sets, and the unbiased MMD^2 (order-free) is computed once.
+    Same seed -> same numbers."""
     dev = resolve_device(device, real)
     x = as_features(real, "real features", dev, 2)
     y = as_features(fake, "fake features", dev, 2)
@@ -136,7 +142,9 @@ def kid(
             "rows, so the std over subsets is undefined (reported as None): use a bootstrap interval for the "
             "uncertainty."
         )
-    if use_kernels(x.shape[0], y.shape[0], subsets, m):
+    if m == x.shape[0] == y.shape[0]:  # every subset is a permutation of both whole sets: the same MMD^2 each time
+        vals = _mmd2(x, y).repeat(int(subsets))
+    elif use_kernels(x.shape[0], y.shape[0], subsets, m):
         vals = KernelKID(x, y, subsets, m, seed).values()
     else:
         vals = torch.stack(
