@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
         "Exit codes: 0 no regression, 1 regression, 2 not comparable (or refused).")
     p.add_argument("--baseline", required=True, metavar="FILE",
                    help="baseline run directory or results.db/.json (results.csv needs --suite)")
-    p.add_argument("--tolerances", metavar="FILE", help="TOML [tolerances] table overriding the defaults")
+    p.add_argument("--tolerances", metavar="FILE", help="TOML [tolerances] table overriding the defaults "
+                   "(and an optional [timing_floor_ms] table, as for compare)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
     p.add_argument("--no-timing", action="store_true", help="leave out timing metrics (samples/s, latency, "
                    "training time, memory): a quality-only gate for machines whose speed varies")
