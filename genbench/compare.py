@@ -130,6 +130,12 @@ def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     missing = need - set(frame.columns)
     if missing:
         raise InvalidInputError(f"{source} lacks the columns {sorted(missing)}; is it a genbench results file?")
+    for col in ("dataset", "model", "metric"):
+        blank = frame[col].isna()
+        if blank.any():
+            raise InvalidInputError(f"{source}: {int(blank.sum())} record(s) have no {col} (the first is record "
+                                    f"{int(blank.to_numpy().nonzero()[0][0]) + 1}); every score needs its dataset, "
+                                    "model and metric")
     frame = frame.copy()
     for col, default in (("variant", ""), ("seed", 0), ("ci_low", math.nan), ("ci_high", math.nan),
                          ("unit", ""), ("protocol", "{}"), ("family", "")):
@@ -141,7 +147,8 @@ def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     for col in ("value", "ci_low", "ci_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "status" in frame.columns:
-        frame = frame[frame["status"].fillna("done") == "done"]
+        status = frame["status"].fillna("").astype(str).str.strip()
+        frame = frame[status.isin(("done", ""))]  # blank or missing: a finished row of a file without statuses
     return frame
 
 
@@ -387,7 +394,8 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
             x = a.get(key) or b.get(key)
             cmp.rows.append(Row(ds, model, metric, variant, x.stats.mean if key in a else None,
                                 x.stats.mean if key in b else None, None, 0.0, "", "missing" if key in a else "new",
-                                x.higher_is_better, x.unit))
+                                x.higher_is_better, x.unit,
+                                seeds=(x.stats.n, 0) if key in a else (0, x.stats.n)))
             continue
         x, y = a[key], b[key]
         if x.timing or y.timing:
@@ -442,6 +450,7 @@ class _Side:
 
 def _sides(frame: pd.DataFrame) -> dict[tuple, _Side]:
     out = {}
+    frame = frame.assign(variant=frame["variant"].fillna("").astype(str))  # a frame not read by load_results
     for key, g in frame.groupby(KEY, sort=True, dropna=False):
         proto = _protocol(g["protocol"].iloc[0])
         budget = str(g["budget"].iloc[0]) if "budget" in g.columns else ""
