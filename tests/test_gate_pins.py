@@ -232,3 +232,15 @@ def test_compare_paths_judges_timings_by_default(tmp_path):
         frame(row(value=1.0), row("samples_per_s", 10.0, **t)).to_csv(tmp_path / name / "results.csv", index=False)
     assert "samples_per_s" in {r.metric for r in compare_paths(tmp_path / "a", tmp_path / "b").rows}
     assert "samples_per_s" not in {r.metric for r in compare_paths(tmp_path / "a", tmp_path / "b", timing=False).rows}
+
+
+@pytest.mark.parametrize("blob, got", [([{"dataset": "ring8"}, 1], "got list"), ("hello", "got str"),
+                                       ({"runs": []}, 'got an object without a "metrics" list')])
+def test_json_that_is_not_a_list_of_records_says_what_it_got(tmp_path, blob, got):
+    from genbench.errors import InvalidInputError
+
+    p = tmp_path / "results.json"
+    p.write_text(json.dumps(blob))
+    with pytest.raises(InvalidInputError, match="expected a genbench results.json") as e:
+        load_results(p)
+    assert str(e.value).endswith(got)
