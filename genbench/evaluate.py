@@ -409,6 +409,8 @@ def format_eval(result: EvalResult) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- check
+DEFAULT_CONFIRM_SEEDS = 2  # `genbench check`: more seeds for a flagged job before it counts as a regression
+
 @dataclass
 class CheckResult:
     comparison: Any  # genbench.compare.Comparison
@@ -513,7 +515,11 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
               out: Optional[str | Path] = None, suite: Optional[str] = None, device: Optional[str] = None,
               quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True,
               alpha: float = 0.05, calibration_files: Optional[list] = None,
-              trust_baseline: bool = False) -> CheckResult:
+              trust_baseline: bool = False, confirm_seeds: int = DEFAULT_CONFIRM_SEEDS) -> CheckResult:
+    """Rerun the baseline's suite into a fresh directory and compare (see `genbench check --help`). When the
+    comparison flags a regression and `confirm_seeds` > 0, the flagged (dataset, model) jobs are rerun with that
+    many more seeds (the seeds after the suite's) and the comparison is made again on every seed: a regression
+    reproduces, a rare training outcome of one seed does not (docs/gate.md, *Confirmation seeds*)."""
     from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances, to_junit,
                                   to_markdown)
     from genbench.noise import load_calibration
@@ -521,6 +527,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     from genbench.fileio import atomic_write_text
     from genbench.rundir import check_fresh_allowed, run_dir_lock
     from genbench.runner import Runner
+    from genbench.suite import apply_overrides
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     base_path = Path(baseline)
@@ -544,23 +551,46 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
 
         base = load_results(base_path)
         base = base[~base["model"].astype(str).str.startswith(USER_PREFIX)]
-        new = load_results(out_dir)
-        env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
-        env["differs"] = env["baseline"] != env["new"]
-        cmp = compare_frames(base, new, tol, timing=timing, alpha=alpha,
-                             calibration=load_calibration(calibration_files), env=env)
-        for job_id, err in summary.failed:
+        calibration = load_calibration(calibration_files)
+
+        def judge():
+            new = load_results(out_dir)
+            env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
+            env["differs"] = env["baseline"] != env["new"]
+            return compare_frames(base, new, tol, timing=timing, alpha=alpha, calibration=calibration, env=env)
+
+        cmp = judge()
+        failed = list(summary.failed)
+        confirmed = ""
+        flagged = sorted({(r.dataset, r.model) for r in cmp.regressions})
+        if confirm_seeds > 0 and flagged and not cmp.problems:
+            extra = list(range(max(s.seeds) + 1, max(s.seeds) + 1 + confirm_seeds))
+            log(f"genbench check: {len(flagged)} job(s) flagged; confirming with seeds {extra}: "
+                + ", ".join(f"{d}/{m}" for d, m in flagged))
+            for ds in sorted({d for d, _ in flagged}):
+                s2 = apply_overrides(s, datasets=[ds], models=sorted({m for d, m in flagged if d == ds}), seeds=extra)
+                more = Runner(s2, out_dir, device=dev, fresh=False, quiet=quiet,
+                              argv=["genbench", "check", *sys.argv[1:]], log=(lambda m: None) if quiet else log).run()
+                failed += list(more.failed)
+            before = {(r.dataset, r.model, r.metric, r.variant) for r in cmp.regressions}
+            cmp = judge()
+            still = {(r.dataset, r.model, r.metric, r.variant) for r in cmp.regressions}
+            confirmed = (f"Confirmation: {len(flagged)} flagged job(s) ({', '.join(f'{d}/{m}' for d, m in flagged)}) "
+                         f"were rerun with {confirm_seeds} more seed(s) {extra} and judged again on all their seeds: "
+                         f"{len(before & still)} of {len(before)} flagged score(s) still regress"
+                         + (f", {len(still - before)} more now do" if still - before else "") + ".\n\n")
+        for job_id, err in failed:
             ds, model = job_id.split("/")[:2]
             cmp.rows.append(Row(ds, model, "job", "", None, None, None, 0.0, "", "regressed", True, "",
                                 detail=f"job {job_id} failed: {err.splitlines()[0]}"))
         md = (f"# genbench check\n\nbaseline: {base_path}\nnew: {out_dir} (suite {s.name!r}, device {dev})\n\n"
-              + to_markdown(cmp))
-        if summary.failed:
-            md += "\nFailed jobs (counted as regressions):\n" + "".join(f"- {j}: {e.splitlines()[0]}\n" for j, e in summary.failed)
+              + confirmed + to_markdown(cmp))
+        if failed:
+            md += "\nFailed jobs (counted as regressions):\n" + "".join(f"- {j}: {e.splitlines()[0]}\n" for j, e in failed)
         atomic_write_text(out_dir / "check.md", md)
         if junit:
             atomic_write_text(Path(junit), to_junit(cmp, "genbench.check"))
-    return CheckResult(cmp, out_dir, s, list(summary.failed), md)
+    return CheckResult(cmp, out_dir, s, failed, md)
 
 
 __all__ = ["evaluate_samples", "format_eval", "protocol_for", "EvalResult", "EvalProtocol", "run_check",
