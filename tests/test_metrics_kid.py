@@ -1,6 +1,7 @@
 """KID against clean-fid's kernel_distance on the same subsets, a brute-force MMD, and analytic behaviour."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -34,9 +35,10 @@ def test_kid_on_full_sets_equals_cleanfid():
     # with the subset as large as the data, every draw is a permutation: the unbiased MMD^2 does not depend on it
     real, fake = _feats(200, 16, 2), _feats(200, 16, 3, shift=0.2)
     ref = cleanfid_kid(real, fake, num_subsets=1, max_subset_size=200)
-    mean, std = kid(real, fake, subsets=3, subset_size=200, seed=0)
+    with pytest.warns(MetricWarning, match="every subset holds all real and fake rows.*undefined"):
+        mean, std = kid(real, fake, subsets=3, subset_size=200, seed=0)
     assert mean == pytest.approx(ref, rel=1e-10)
-    assert std == pytest.approx(0.0, abs=1e-12)
+    assert std is None  # every subset is the full set: no spread to report (not a ~1e-16 "certainty")
 
 
 def test_mmd_matches_brute_force_double_sum():
@@ -145,12 +147,14 @@ def test_kid_subsets_are_the_documented_seeded_draws():
 def test_kid_smallest_valid_inputs_defaults_and_no_spurious_warning():
     """The edges of the input checks: 2 rows per set and subset_size 2 are enough for the unbiased MMD^2 (one
     pair per set), one subset is enough; 1 row or subset_size 1 or 0 subsets are errors. The defaults are 100
-    subsets of 1000 rows with seed 0; nothing is clamped (no warning) when the sets hold subset_size rows."""
+    subsets of 1000 rows with seed 0; nothing is clamped (no warning) when the sets hold more than subset_size
+    rows; when they hold exactly subset_size rows nothing is clamped, but the std is undefined (None, warned)."""
     import warnings
 
     x, y = _feats(2, 3, 15), _feats(2, 3, 16, shift=0.3)
     assert polynomial_mmd2(x, y) == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
-    assert kid(x, y, subsets=1, subset_size=2)[0] == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    with pytest.warns(MetricWarning, match="undefined"):
+        assert kid(x, y, subsets=1, subset_size=2)[0] == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
     with pytest.raises(InvalidInputError, match="row"):
         polynomial_mmd2(x[:1], y)
     with pytest.raises(InvalidInputError, match="row"):
@@ -161,8 +165,11 @@ def test_kid_smallest_valid_inputs_defaults_and_no_spurious_warning():
         polynomial_mmd2(np.zeros((4, 3)), np.zeros((4, 2)))
     real, fake = _feats(40, 3, 17), _feats(40, 3, 18, shift=0.2)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # subset_size == n: not clamped, no MetricWarning
-        kid(real, fake, subsets=2, subset_size=40)
+        warnings.simplefilter("error")  # subset_size < n: not clamped, no MetricWarning, a std
+        assert kid(real, fake, subsets=2, subset_size=39)[1] > 0
+    with pytest.warns(MetricWarning, match="subset size 40 equals n_real and n_fake") as rec:
+        assert kid(real, fake, subsets=2, subset_size=40)[1] is None  # subset_size == n: every subset is the full set
+    assert not any("clamped" in str(w.message) for w in rec)
     with pytest.warns(MetricWarning):
         default = kid(real, fake)
     with pytest.warns(MetricWarning):
@@ -184,3 +191,91 @@ def test_metric_warnings_point_at_the_caller_and_lists_are_accepted():
     from genbench.metrics._util import as_f64
 
     assert as_f64([0.1, 1.0 + 1e-12], "x").tolist() == [0.1, 1.0 + 1e-12]
+
+
+def _torchmetrics_kid(real, fake, subsets, subset_size, seed):
+    """torchmetrics' KernelInceptionDistance on precomputed float64 features (an identity 'feature network');
+    its subsets come from torch's global generator, real permutation then fake, as genbench's seeded ones."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "will save all extracted features in buffer"
+        m = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=subsets, subset_size=subset_size).double()
+    m.update(torch.from_numpy(real), real=True)
+    m.update(torch.from_numpy(fake), real=False)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        mean, std = m.compute()
+    finally:
+        torch.random.set_rng_state(state)
+    return float(mean), float(std)
+
+
+def test_kid_mean_and_subset_std_match_torchmetrics_on_the_same_subsets():
+    real, fake = _feats(90, 6, 23), _feats(70, 6, 24, shift=0.3)
+    tm_mean, tm_std = _torchmetrics_kid(real, fake, subsets=12, subset_size=30, seed=11)
+    mean, std = kid(real, fake, subsets=12, subset_size=30, seed=11)
+    assert mean == pytest.approx(tm_mean, rel=1e-10)
+    assert std == pytest.approx(tm_std, rel=1e-10) and std > 0.05 * abs(mean)
+
+
+def test_kid_std_is_undefined_when_a_set_is_whole_in_every_subset():
+    """subset size clamped to n_fake (< n_real): every subset holds all fake rows, so the spread over subsets
+    leaves out the fake rows' sampling noise: None, and the warning says why. Both sets whole: torchmetrics (it
+    accepts subset_size == n) reports a std of rounding noise for the same mean; genbench reports None."""
+    real, fake = _feats(120, 5, 25), _feats(40, 5, 26, shift=0.2)
+    with pytest.warns(MetricWarning, match=r"clamped from 1000 to 40.*Every subset holds all fake rows.*None"):
+        mean, std = kid(real, fake, subsets=5, seed=0)
+    assert std is None
+    vals = [_mmd2_brute(real[r.numpy()], fake[f.numpy()]) for r, f in kid_subset_indices(120, 40, 5, 40, seed=0)]
+    assert mean == pytest.approx(np.mean(vals), rel=1e-10)
+    real = real[:40]
+    tm_mean, tm_std = _torchmetrics_kid(real, fake, subsets=4, subset_size=40, seed=0)
+    assert tm_std < 1e-12 * abs(tm_mean)  # the "certainty" torchmetrics reports: every subset is the same set
+    with pytest.warns(MetricWarning, match="all real and fake rows"):
+        mean, std = kid(real, fake, subsets=4, subset_size=40, seed=0)
+    assert mean == pytest.approx(tm_mean, rel=1e-10) and std is None
+
+
+def test_kernel_kid_equals_per_subset_products_and_bootstrap_replicates(monkeypatch):
+    """KernelKID (kernel matrices once, then indexing) gives kid's subsets' values; its bootstrap replicates equal
+    kid on the resampled rows; `kid` picks it by cost and the values do not depend on the pick."""
+    import importlib
+
+    from genbench.metrics import bootstrap_ci
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")
+    real, fake = _feats(50, 7, 27), _feats(40, 7, 28, shift=0.2)
+    assert kid_mod.use_kernels(50, 40, 10, 30)
+    assert not kid_mod.use_kernels(10000, 10000, 100, 1000)  # 3e8 entries: per-subset products instead
+    assert not kid_mod.use_kernels(5000, 5000, 2, 100)  # two small subsets: cheaper than the full matrices
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        fast = kid(real, fake, subsets=10, subset_size=30, seed=2)
+        monkeypatch.setattr(kid_mod, "use_kernels", lambda *a, **k: False)
+        slow = kid(real, fake, subsets=10, subset_size=30, seed=2)
+        assert fast[0] == pytest.approx(slow[0], rel=1e-10) and fast[1] == pytest.approx(slow[1], rel=1e-9)
+        kk = kid_mod.KernelKID(torch.from_numpy(real), torch.from_numpy(fake), 10, 30, 2)
+        g = torch.Generator().manual_seed(1)
+        ir, i_f = torch.randint(0, 50, (50,), generator=g), torch.randint(0, 40, (40,), generator=g)
+        assert kk.resampled(ir, i_f) == pytest.approx(kid(real[ir.numpy()], fake[i_f.numpy()], subsets=10, subset_size=30, seed=2)[0], rel=1e-10)
+        a = bootstrap_ci(lambda r, f: kid(r, f, subsets=10, subset_size=30, seed=2)[0], real, fake, n_boot=8, seed=4)
+        b = bootstrap_ci(lambda r, f: kid(r, f, subsets=10, subset_size=30, seed=2)[0], real, fake, n_boot=8, seed=4,
+                         indexed=kk.resampled)
+    assert a["ci_low"] == pytest.approx(b["ci_low"], rel=1e-9) and a["ci_high"] == pytest.approx(b["ci_high"], rel=1e-9)
+
+
+def test_kid_metric_reports_no_std_when_every_subset_is_the_full_set():
+    from genbench.metrics import EvalContext, bootstrap_ci, compute_metrics
+
+    real, fake = torch.from_numpy(_feats(30, 4, 29)), torch.from_numpy(_feats(30, 4, 30, shift=0.3))
+    with pytest.warns(MetricWarning, match="undefined"):
+        r = compute_metrics(["kid"], EvalContext(real_features=real, fake_features=fake, n_bootstrap=6, seed=2))[0]
+    assert r.extra["std"] is None and r.extra["std_of"].startswith("undefined")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        ref = bootstrap_ci(lambda a, b: kid(a, b, subsets=100, subset_size=1000, seed=2)[0], real, fake, n_boot=6, seed=2)
+    assert r.ci_low == pytest.approx(ref["ci_low"], rel=1e-9) and r.ci_high == pytest.approx(ref["ci_high"], rel=1e-9)
+    r = compute_metrics(["kid"], EvalContext(real_features=real, fake_features=fake, kid_subset_size=20, kid_subsets=5))[0]
+    assert r.extra["std"] > 0 and r.extra["std"] == kid(real, fake, subsets=5, subset_size=20, seed=0)[1]

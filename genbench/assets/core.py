@@ -34,7 +34,6 @@ from genbench.fileio import remove_stale_temps
 
 from genbench.assets.catalog import ASSETS
 from genbench.assets.sources import (  # noqa: F401  (also the names tests and callers reach as core.X)
-    _PATH_OVERRIDES,
     Asset,
     DOWNLOAD_TIMEOUT_S,
     ExplicitPath,
@@ -42,6 +41,7 @@ from genbench.assets.sources import (  # noqa: F401  (also the names tests and c
     LOCKS_DIR,
     LocalDirs,
     Member,
+    PARAMS_DIGEST_VERSION,
     PIP_TIMEOUT_S,
     PackageFile,
     PipSdist,
@@ -50,19 +50,27 @@ from genbench.assets.sources import (  # noqa: F401  (also the names tests and c
     Urls,
     _CHUNK,
     _MEMO,
+    _PATH_OVERRIDES,
+    _check_params,
+    _file_sha256,
     _find_in_dirs,
     _is_offline_error,
     _names,
     _net_reason,
+    _refuse_code_on_load,
     cache_dir,
     check_file,
     download,
     env_var,
     extract_tar_members,
+    find_submodule,
     hash_content,
+    load_torchscript,
     offline,
     package_file,
+    params_digest,
     pip_download_sdist,
+    torchscript_params_digest,
 )
 
 
@@ -159,6 +167,8 @@ def _result(asset: Asset, d: Path) -> Path:
     if asset.single_file:
         return _stored(d, asset.members[0]) or d / asset.members[0].name
     return d
+
+
 
 
 def fetch(name: str, *, path=None, full_verify: bool = False, quiet: bool = True) -> Path:

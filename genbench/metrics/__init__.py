@@ -8,7 +8,7 @@ from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
 from genbench.metrics.diversity import memorisation, vendi_score
-from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
+from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, trace_sqrt_product
 from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
 from genbench.metrics.likelihood import (
     bits_per_char,
@@ -37,6 +37,7 @@ register_text_metrics()
 
 __all__ = [
     "METRICS",
+    "CrossGramFD",
     "EvalContext",
     "MetricResult",
     "MetricSpec",
@@ -49,7 +50,9 @@ __all__ = [
     "class_coverage",
     "compute_metrics",
     "continuous_to_discrete_bits_per_dim",
+    "fd_route",
     "frechet_distance",
+    "frechet_distance_features",
     "gaussian_stats",
     "get_metric",
     "kid",

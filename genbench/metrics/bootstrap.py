@@ -27,6 +27,7 @@ def bootstrap_ci(
     alpha: float = 0.05,
     device: Optional[str | torch.device] = None,
     bounds: Optional[tuple | Mapping] = None,
+    indexed: Optional[Callable[[torch.Tensor, torch.Tensor], Any]] = None,
 ) -> dict:
     """Bias-corrected percentile bootstrap CI of fn(real, fake): resample the rows of both feature matrices
     with replacement (seeded CPU generator: same seed -> same intervals), recompute fn, take the alpha/2 and
@@ -39,7 +40,9 @@ def bootstrap_ci(
     {key: {...}} for a dict. For k-NN metrics pass `prdc_dedup`, which treats repeated rows as one point.
     `bounds` = (low, high) (None: unbounded), or {key: (low, high)} for a dict, is the metric's range: the
     bias shift can carry an end of the interval past it (an FD interval below 0), so the ends are clipped to it
-    ("clipped": true in the answer when that happened)."""
+    ("clipped": true in the answer when that happened). `indexed(ir, i_f)`, when given, computes a replicate from
+    the row indices instead of fn(real[ir], fake[i_f]) (the same value, from precomputed state: e.g.
+    `CrossGramFD.resampled`); the indices drawn, and so the intervals for a seed, are the same either way."""
     if n_boot < 2:
         raise InvalidInputError(f"n_boot must be >= 2, got {n_boot}")
     if not 0 < alpha < 1:
@@ -54,7 +57,7 @@ def bootstrap_ci(
     for _ in range(int(n_boot)):
         ir = torch.randint(0, x.shape[0], (x.shape[0],), generator=g).to(dev)
         i_f = torch.randint(0, y.shape[0], (y.shape[0],), generator=g).to(dev)
-        out = fn(x[ir], y[i_f])
+        out = indexed(ir, i_f) if indexed is not None else fn(x[ir], y[i_f])
         scalar = not isinstance(out, Mapping)
         draws.append(_scalarise(out))
     res = {}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import torch
 
-
+from genbench.metrics._util import as_features
 from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
 from genbench.metrics.diversity import memorisation, vendi_score
-from genbench.metrics.frechet import frechet_distance
-from genbench.metrics.kid import kid
+from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, small_n_warning
+from genbench.metrics.kid import KernelKID, kid, use_kernels
 from genbench.metrics.likelihood import bits_per_dim
 from genbench.metrics.manifold import prdc, prdc_dedup
 from genbench.metrics.modes import class_coverage, mode_coverage
@@ -19,13 +20,13 @@ from genbench.metrics.stats import gaussian_stats
 FEATURES = ("real_features", "fake_features")
 
 
-def _ci(ctx: EvalContext, fn, bounds=None) -> dict:
+def _ci(ctx: EvalContext, fn, bounds=None, indexed=None) -> dict:
     """{"ci_low", "ci_high"} from a feature bootstrap when ctx.n_bootstrap > 0, else {}; `bounds`: the
     metric's range, which the interval is clipped to."""
     if ctx.n_bootstrap <= 0:
         return {}
     return bootstrap_ci(fn, ctx.real_features, ctx.fake_features, ctx.n_bootstrap, ctx.seed, ctx.bootstrap_alpha,
-                        device=ctx.device, bounds=bounds)
+                        device=ctx.device, bounds=bounds, indexed=indexed)
 
 
 def _boot_protocol(ctx: EvalContext) -> dict:
@@ -33,12 +34,20 @@ def _boot_protocol(ctx: EvalContext) -> dict:
 
 
 def _fd(ctx: EvalContext) -> list[MetricResult]:
-    mu_r, s_r = ctx.real_stats if ctx.real_stats is not None else gaussian_stats(ctx.real_features, device=ctx.device)
-    mu_f, s_f = gaussian_stats(ctx.fake_features, device=ctx.device)
-    value = frechet_distance(mu_r, s_r, mu_f, s_f, device=ctx.device)
+    n_r, n_f, d = int(ctx.real_features.shape[0]), int(ctx.fake_features.shape[0]), int(ctx.fake_features.shape[1])
+    route = fd_route(n_r, n_f, d)
+    cross = None
+    if route == "features":  # exact from the features (a covariance is singular, or it is cheaper)
+        small_n_warning(n_r, n_f, d)
+        cross = CrossGramFD(ctx.real_features, ctx.fake_features, device=ctx.device)
+        value = cross.value()
+    else:
+        mu_r, s_r = ctx.real_stats if ctx.real_stats is not None else gaussian_stats(ctx.real_features, device=ctx.device)
+        mu_f, s_f = gaussian_stats(ctx.fake_features, device=ctx.device)
+        value = frechet_distance(mu_r, s_r, mu_f, s_f, device=ctx.device)
 
     def fn(r, f):
-        return frechet_distance(*gaussian_stats(r), *gaussian_stats(f))
+        return frechet_distance_features(r, f, route=route)
 
     ci = {}
     if ctx.n_bootstrap > 0:
@@ -48,9 +57,18 @@ def _fd(ctx: EvalContext) -> list[MetricResult]:
 
         with warnings.catch_warnings():  # the point estimate already warned about singular covariances
             warnings.simplefilter("ignore", MetricWarning)
-            ci = _ci(ctx, fn, bounds=(0.0, None))  # FD >= 0
-    proto = {**ctx.base_protocol(), "feature_dim": int(ctx.fake_features.shape[1]), "statistics": "float64, unbiased covariance", **_boot_protocol(ctx)}
-    return [MetricResult("fd", value, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"))]
+            ci = _ci(ctx, fn, bounds=(0.0, None),  # FD >= 0
+                     indexed=cross.resampled if cross is not None else None)
+    proto = {**ctx.base_protocol(), "feature_dim": d, "statistics": "float64, unbiased covariance", **_boot_protocol(ctx)}
+    extra = {"route": "features: nuclear norm of the centred n_real x n_fake cross-Gram matrix (exact)" if cross is not None
+             else "statistics: Cholesky + eigvalsh of the D x D covariances"}
+    return [MetricResult("fd", value, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"), extra=extra)]
+
+
+_KID_STD_OF = ("one subset's MMD^2 over the subset draws (ddof 0), not the uncertainty of the mean: the "
+               "bootstrap interval is that")
+_KID_NO_STD = ("undefined: every subset holds all rows of a set (subset size = its N), so the subsets' spread "
+               "leaves out its sampling noise; the bootstrap interval gives the uncertainty")
 
 
 def _kid(ctx: EvalContext) -> list[MetricResult]:
@@ -65,7 +83,13 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MetricWarning)
-            ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0])
+            n_r, n_f = int(ctx.real_features.shape[0]), int(ctx.fake_features.shape[0])
+            fast = None
+            if use_kernels(n_r, n_f, ctx.kid_subsets, m, replicates=ctx.n_bootstrap):  # kernels once, then indexing
+                dev = torch.device(ctx.device)
+                x, y = as_features(ctx.real_features, "real features", dev), as_features(ctx.fake_features, "fake features", dev)
+                fast = KernelKID(x, y, ctx.kid_subsets, m, ctx.seed).resampled
+            ci = _ci(ctx, lambda r, f: kid(r, f, **kw)[0], indexed=fast)
     proto = {
         **ctx.base_protocol(),
         "kernel": "(x.y/d+1)^3",
@@ -74,7 +98,7 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
         "subset_size": m,
         **_boot_protocol(ctx),
     }
-    return [MetricResult("kid", mean, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"), extra={"std": std})]
+    return [MetricResult("kid", mean, "", False, "1", proto, ci.get("ci_low"), ci.get("ci_high"), extra={"std": std, "std_of": _KID_STD_OF if std is not None else _KID_NO_STD})]
 
 
 def _prdc(ctx: EvalContext) -> list[MetricResult]:

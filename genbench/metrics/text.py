@@ -272,14 +272,13 @@ def embedding_metrics(fake_texts: Sequence[str], real_texts: Sequence[str], extr
     """Frechet distance and precision/recall (official k=3, inclusive) between the extractor's features of
     generated and held-out texts. `extractor` is a text FeatureExtractor or its name."""
     from genbench.features.text import get_text_extractor
-    from genbench.metrics.frechet import frechet_distance
+    from genbench.metrics.frechet import frechet_distance_features
     from genbench.metrics.manifold import prdc
-    from genbench.metrics.stats import gaussian_stats
 
     ext = get_text_extractor(extractor) if isinstance(extractor, str) else extractor
     f = ext.extract(_check_texts(fake_texts, "fake texts"), batch_size=batch_size)
     r = ext.extract(_check_texts(real_texts, "real texts"), batch_size=batch_size)
-    fd = frechet_distance(*gaussian_stats(r), *gaussian_stats(f))
+    fd = frechet_distance_features(r, f)  # exact from the features when N <= D (metrics.frechet.fd_route)
     pr = prdc(r, f, k_pr=3, k_dc=5)
     proto = {"features": ext.protocol["id"], "n_real": int(r.shape[0]), "n_fake": int(f.shape[0]),
              "feature_dim": int(r.shape[1]), **({"dataset": dataset} if dataset else {})}

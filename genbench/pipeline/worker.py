@@ -105,9 +105,13 @@ class Worker:
             buf = io.BytesIO()
             torch.save({"key": json.dumps(list(key)), "features": feats}, buf)
             write_sealed(disk, buf.getvalue())
-        from genbench.metrics import gaussian_stats
+        import warnings
 
-        stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
+        from genbench.metrics import MetricWarning, gaussian_stats
+
+        with warnings.catch_warnings():  # N <= D: the fd metric says so itself (and computes FD from the features)
+            warnings.simplefilter("ignore", MetricWarning)
+            stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
         self._features[key] = (samples, feats, stats)
         return self._features[key]
 
