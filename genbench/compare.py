@@ -485,7 +485,7 @@ def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance, floor_ms: floa
     verdict, delta = _by_tolerance(base, new, x.higher_is_better, tol)
     cx, cy = call_ms(base, x.unit, x.protocol), call_ms(new, y.unit, y.protocol)
     if cx is None or cy is None:
-        detail = f"same hardware ({hx}); judged by the tolerance {tol} alone (not a time: no floor)"
+        detail = f"same hardware ({hx}); judged by the tolerance {tol} alone (no call time: no floor)"
     else:
         detail = (f"same hardware ({hx}); judged by the tolerance {tol} and the floor {floor_ms:g} ms of the timed "
                   f"call ({cx:.3g} -> {cy:.3g} ms)")

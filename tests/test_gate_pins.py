@@ -244,3 +244,25 @@ def test_json_that_is_not_a_list_of_records_says_what_it_got(tmp_path, blob, got
     with pytest.raises(InvalidInputError, match="expected a genbench results.json") as e:
         load_results(p)
     assert str(e.value).endswith(got)
+
+
+def test_aggregate_of_two_seeds_uses_their_spread():
+    (a,) = aggregate(frame(row(value=10.0, seed=0), row(value=12.0, seed=1))).values()
+    assert a.n_seeds == 2 and a.half_width == pytest.approx(1.959963984540054 * math.sqrt(2.0) / math.sqrt(2.0))
+
+
+def test_the_protocol_fingerprint_is_canonical():
+    # calibration files written by one run are matched by another: the order of the entries must not matter
+    a = protocol_fingerprint(json.dumps({"n_fake": 10, "features": "identity", "k": 5}))
+    b = protocol_fingerprint(json.dumps({"k": 5, "features": "identity", "n_fake": 10}))
+    assert a == b == '{"features": "identity", "k": 5, "n_fake": 10}'
+
+
+def test_a_timing_without_a_call_time_on_one_side_is_judged_by_its_tolerance():
+    t = dict(timing=True, hw=HW_A)
+    base, new = frame(row("latency_ms", 0.0, **t)), frame(row("latency_ms", 5.0, **t))
+    base["unit"] = new["unit"] = "ms"
+    for b, n in ((base, new), (new, base)):
+        r = verdict(compare_frames(b, n, TOL, calibration=NO_CAL), "latency_ms")
+        assert "judged by the tolerance 2% alone (no call time: no floor)" in r.detail
+        assert r.tolerance == "2%"

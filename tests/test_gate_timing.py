@@ -101,7 +101,7 @@ def test_both_the_tolerance_and_the_floor_must_be_exceeded():
     # memory is not a time: the tolerance alone (15%), however small the figure
     assert one("peak_memory_mb", 1.0, 1.14, "MiB").verdict == "unchanged"
     r = one("peak_memory_mb", 1.0, 1.16, "MiB")
-    assert r.verdict == "regressed" and r.tolerance == "15%" and "no floor" in r.detail
+    assert r.verdict == "regressed" and r.tolerance == "15%" and "alone (no call time: no floor)" in r.detail
 
 
 def test_floors_come_from_the_tolerance_file(tmp_path):
