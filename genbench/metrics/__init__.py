@@ -8,6 +8,7 @@ from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
 from genbench.metrics.diversity import memorisation, vendi_score
+from genbench.metrics.fd_infinity import fd_infinity
 from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
 from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
 from genbench.metrics.likelihood import (
@@ -49,6 +50,7 @@ __all__ = [
     "class_coverage",
     "compute_metrics",
     "continuous_to_discrete_bits_per_dim",
+    "fd_infinity",
     "frechet_distance",
     "gaussian_stats",
     "get_metric",

@@ -46,6 +46,10 @@ class EvalContext:
     vendi_kernel: str = "cosine"
     vendi_max_samples: int = 10000  # Vendi on the first N fake features (cost O(N D^2) cosine)
     copy_fraction: float = 0.1  # memorisation near-copy threshold (fraction of the training NN spacing)
+    fd_inf_points: int = 15  # FD∞ (genbench/metrics/fd_infinity.py): subset sizes, linspace(fraction * N, N)
+    fd_inf_min_fraction: float = 0.1  # smallest subset / N (the paper: 5000 / 50000)
+    fd_inf_draws: int = 1  # random subsets per size (the paper: 1)
+    fd_inf_scale: str = "both"  # "both": real and fake subsampled together; "fake": real fixed (the paper)
     extra_protocol: dict = field(default_factory=dict)  # merged into every result's protocol
     # text (genbench/metrics/text.py): generated / held-out / training strings and the held-out NLL
     fake_texts: Optional[list] = None
