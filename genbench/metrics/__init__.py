@@ -10,6 +10,7 @@ from genbench.metrics.context import EvalContext
 from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.fd_infinity import fd_infinity
 from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
+from genbench.metrics.inception_score import inception_score
 from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
 from genbench.metrics.likelihood import (
     bits_per_char,
@@ -53,6 +54,7 @@ __all__ = [
     "fd_infinity",
     "frechet_distance",
     "gaussian_stats",
+    "inception_score",
     "get_metric",
     "kid",
     "kid_subset_indices",

@@ -25,6 +25,9 @@ class EvalContext:
     train_samples: Optional[torch.Tensor] = None
     train_features: Optional[torch.Tensor] = None  # same extractor as real/fake features (memorisation)
     mixture: Any = None  # genbench.data.mixtures.GaussianMixture2D for toy datasets
+    fake_inception_probs: Optional[torch.Tensor] = None  # (N, 1008) Inception softmax, no output bias (IS)
+    inception_protocol: dict = field(default_factory=dict)  # the network that gave fake_inception_probs
+    is_splits: int = 10  # Inception Score splits
     fake_class_probs: Optional[torch.Tensor] = None  # (N, K) probs, (N,) labels or (N, C, K) (Stacked MNIST)
     num_classes: Optional[int] = None  # modes for class coverage (default: from fake_class_probs' shape)
     classifier_protocol: dict = field(default_factory=dict)  # the labelling classifier (id, held-out accuracy)
@@ -58,6 +61,7 @@ class EvalContext:
     nll_per_char: Optional[float] = None  # nats per character from model.nll_per_char(held-out text)
     n_chars: Optional[int] = None
     nll_protocol: dict = field(default_factory=dict)  # context, stride, scoring of that NLL
+    unavailable: dict = field(default_factory=dict)  # field name -> why it is None (said when a metric is skipped)
     skipped: dict = field(default_factory=dict)  # filled by compute_metrics: name -> reason
 
     def base_protocol(self) -> dict:

@@ -137,6 +137,10 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         if getattr(clf, "accuracy", None) is not None:
             cp.setdefault("accuracy", float(clf.accuracy))
         ctx_fields["classifier_protocol"] = cp
+    if "fake_inception_probs" in need:  # Inception Score: NVIDIA's full Inception file, or a skip saying how to get it
+        from genbench.features.inception_full import inception_probs_fields
+
+        ctx_fields.update(inception_probs_fields(fake, job.device))
     if "log_prob" in need or any(m in lik for m in names):
         if model.log_prob_kind != "none":
             ctx_fields.update(sc.likelihood_fields(model, info, spec, ref))
