@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
+from genbench.defaults import EVAL_N_BOOTSTRAP, EVAL_N_SAMPLES
 from genbench.errors import GenbenchError, InvalidInputError
 
 USER_FAMILY = "user"
@@ -42,8 +43,8 @@ DEFAULT_PROTOCOL = {
     "points": ("identity", ["fd", "prdc"]),
     "image": ("inception", ["fd", "kid", "prdc"]),
 }
-DEFAULT_N_SAMPLES = 2000
-DEFAULT_N_BOOTSTRAP = 100
+DEFAULT_N_SAMPLES = EVAL_N_SAMPLES
+DEFAULT_N_BOOTSTRAP = EVAL_N_BOOTSTRAP
 CHECK_MARKER = ".genbench-check"
 
 
@@ -519,7 +520,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances, to_junit,
                                   to_markdown)
     from genbench.noise import load_calibration
-    from genbench.env_info import resolve_device
+    from genbench.device import resolve_device
     from genbench.fileio import atomic_write_text
     from genbench.rundir import check_fresh_allowed, run_dir_lock
     from genbench.pipeline.driver import Runner
@@ -539,7 +540,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     with run_dir_lock(out_dir):  # held for the whole check
         check_fresh_allowed(out_dir, ("results.db", "artifacts", "checkpoints", "cache"))
         atomic_write_text(out_dir / CHECK_MARKER, f"genbench check output; baseline {base_path.resolve()}\n")
-        dev = resolve_device(device or s.device)
+        dev = str(resolve_device(device or s.device, flag="--device"))
         log(f"genbench check: rerunning suite {s.name!r} ({len(s.pairs()) * len(s.seeds)} jobs) on {dev} into {out_dir}")
         summary = Runner(s, out_dir, device=dev, fresh=True, quiet=quiet, argv=["genbench", "check", *sys.argv[1:]],
                          log=(lambda m: None) if quiet else log).run()

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from genbench.device import resolve_device  # noqa: F401  (the metrics' device: given, else their inputs')
 from genbench.errors import InvalidInputError
 
 
@@ -17,15 +18,6 @@ class MetricWarning(UserWarning):
 
 def warn(msg: str) -> None:
     warnings.warn(msg, MetricWarning, stacklevel=3)
-
-
-def resolve_device(device: Optional[str | torch.device], *tensors: Any) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for t in tensors:
-        if isinstance(t, torch.Tensor):
-            return t.device
-    return torch.device("cpu")
 
 
 def as_f64(x: Any, name: str, device: Optional[torch.device] = None, ndim: Optional[int] = None) -> torch.Tensor:
