@@ -274,7 +274,7 @@ _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_featu
 METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
                   "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float,
                   "fd_inf_points": int, "fd_inf_min_fraction": float, "fd_inf_draws": int, "fd_inf_scale": str,
-                  "is_splits": int}
+                  "is_splits": int, "mauve_buckets": int}
 _MODEL_KEYS = {"overrides", "dataset_overrides", "datasets", "model"}
 _SWEEP_KEYS = {"sampler", "steps"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}

@@ -11,6 +11,7 @@ from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.fd_infinity import fd_infinity
 from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
 from genbench.metrics.inception_score import inception_score
+from genbench.metrics.mauve import mauve
 from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
 from genbench.metrics.likelihood import (
     bits_per_char,
@@ -60,6 +61,7 @@ __all__ = [
     "kid_subset_indices",
     "knn_sq_radii",
     "list_metrics",
+    "mauve",
     "memorisation",
     "mode_coverage",
     "nats_to_bits_per_dim",

@@ -30,6 +30,7 @@ class EvalContext:
     fake_inception_probs: Optional[torch.Tensor] = None  # (N, 1008) Inception softmax, no output bias (IS)
     inception_protocol: dict = field(default_factory=dict)  # the network that gave fake_inception_probs
     is_splits: int = 10  # Inception Score splits
+    mauve_buckets: Any = "auto"  # MAUVE k-means clusters: "auto" = max(2, round(min(n_p, n_q) / 10)) or an int
     fake_class_probs: Optional[torch.Tensor] = None  # (N, K) probs, (N,) labels or (N, C, K) (Stacked MNIST)
     num_classes: Optional[int] = None  # modes for class coverage (default: from fake_class_probs' shape)
     classifier_protocol: dict = field(default_factory=dict)  # the labelling classifier (id, held-out accuracy)
