@@ -7,6 +7,7 @@ from genbench.metrics._util import MetricWarning
 from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
+from genbench.metrics.cmmd import rbf_mmd2
 from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.fd_infinity import fd_infinity
 from genbench.metrics.frechet import frechet_distance, trace_sqrt_product
@@ -69,6 +70,7 @@ __all__ = [
     "polynomial_mmd2",
     "prdc",
     "prdc_dedup",
+    "rbf_mmd2",
     "register_metric",
     "trace_sqrt_product",
     "vendi_score",
