@@ -3,8 +3,8 @@ k(x, y) = exp(-gamma |x - y|^2), gamma = 1 / (2 sigma^2), sigma = 10, times 1000
 
 As in the reference code (google-research/cmmd `distance.py`), the three kernel means run over the *full*
 matrices, diagonals included: the biased V-statistic, not KID's unbiased form. So MMD^2(X, X) = 0 and the value is
->= 0. In the paper the features are L2-normalised CLIP ViT-L/14@336 image embeddings; genbench has no CLIP network
-yet (no copy of its weights can be had offline), so this is the distance only, for features from elsewhere.
+>= 0. The registered metric `cmmd` applies it to the `clip` extractor's features (L2-normalised CLIP ViT-L/14@336 image
+embeddings, genbench/features/clip.py) and is skipped on any other features.
 
 Computed in float64 by row blocks (memory O(block x N), never N x N)."""
 
@@ -45,3 +45,31 @@ def rbf_mmd2(x: Any, y: Any, sigma: float = SIGMA, scale: float = SCALE,
     gamma = 1.0 / (2.0 * float(sigma) ** 2)
     v = _kernel_mean(a, a, gamma) + _kernel_mean(b, b, gamma) - 2.0 * _kernel_mean(a, b, gamma)
     return float(scale) * max(float(v), 0.0)
+
+
+# ----------------------------------------------------------------------------------- the registered metric
+def _cmmd_metric(ctx) -> list:
+    from genbench.metrics.base import MetricResult
+    from genbench.metrics.registry import MetricUnavailable
+
+    ext = (ctx.feature_protocol or {}).get("extractor", "")
+    if ext != "clip":
+        raise MetricUnavailable(f"cmmd is defined on CLIP ViT-L/14@336 embeddings: use features = \"clip\" for this "
+                                f"dataset (got {ext or ctx.feature_protocol.get('id', 'unnamed')!r} features)")
+    v = rbf_mmd2(ctx.real_features, ctx.fake_features, device=ctx.device)
+    proto = {**ctx.base_protocol(), "kernel": f"exp(-|x - y|^2 / (2 * {SIGMA:g}^2))", "scale": SCALE,
+             "estimator": "biased V-statistic over the full kernel matrices (the reference code)"}
+    return [MetricResult("cmmd", v, "", False, "1", proto)]
+
+
+def _register() -> None:
+    from genbench.metrics.registry import MetricSpec, Output, register_metric
+
+    register_metric(MetricSpec(
+        "cmmd", "", False, "1", ("real_features", "fake_features"), _cmmd_metric,
+        "CMMD: RBF MMD^2 (sigma 10, x1000) between CLIP ViT-L/14@336 embeddings (features = \"clip\")",
+        (Output("cmmd", "", False, "quality", "CMMD", order=55, rank=7),), ("image",),
+    ))
+
+
+_register()
