@@ -28,7 +28,7 @@ def as_f64(x: Any, name: str, device: Optional[torch.device] = None, ndim: Optio
         x = torch.from_numpy(np.ascontiguousarray(x))
     elif not isinstance(x, torch.Tensor):
         try:
-            x = torch.as_tensor(x)
+            x = torch.as_tensor(x, dtype=torch.float64)  # not float32 first: Python floats are doubles
         except Exception as e:  # noqa: BLE001 - report what was wrong
             raise InvalidInputError(f"{name} must be a tensor or array, got {type(x).__name__}: {e}") from None
     if x.is_complex():

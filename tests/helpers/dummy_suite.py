@@ -65,6 +65,8 @@ def write_suite(path: Path, datasets: dict, models: dict, **kw: Any) -> Path:
 
 DUMMY_SPEED = {"batch_size": 64, "repeats": 1, "warmup": 0}
 RING8_FD = {"features": "identity", "n_samples": 200, "metrics": ["fd"]}
+# ring8 with every points metric
+RING8_ALL = {"features": "identity", "n_samples": 200, "metrics": ["fd", "prdc", "mode_coverage", "bits_per_dim"]}
 
 
 def write_dummy_suite(tmp_path: Path, name: str = "t", seeds=(0,), overrides: Optional[dict] = None) -> Path:
