@@ -89,7 +89,8 @@ def quantise(p_features: Any, q_features: Any, buckets: int, explained_variance:
     k = int(torch.nonzero(torch.cumsum(ratio, 0) >= explained_variance)[0]) + 1 if float(ratio.sum()) > 0 else 1
     z = (xc @ vh[:k].T).numpy().astype(np.float32)
     km = faiss.Kmeans(z.shape[1], int(buckets), niter=int(max_iter), nredo=int(num_redo), update_index=True,
-                      seed=int(seed) + 2, verbose=False)
+                      seed=int(seed) + 2, verbose=False,
+                      min_points_per_centroid=1)  # only silences faiss's "provide at least ..." print; same clusters
     km.train(z)
     _, labels = km.index.search(z, 1)
     labels = labels.reshape(-1)
