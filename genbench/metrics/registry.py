@@ -84,7 +84,8 @@ class MetricSpec:
 METRICS: Registry[MetricSpec] = Registry("metric")
 _DECLARED: dict[str, tuple] = {}  # outputs no MetricSpec yields: name -> (Output, where it comes from, recorded)
 # Modules whose import registers the built-in metrics and declares the recorded outputs.
-_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.text", "genbench.pipeline.speed")
+_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.conditional", "genbench.metrics.text",
+              "genbench.pipeline.speed")
 
 
 def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
