@@ -17,6 +17,9 @@ from genbench.errors import InvalidInputError
 from genbench.models import MODELS, register_model
 from genbench.models.base import FitHistory, GenerativeModel, ModelConfig
 from genbench.models.conditions import check_condition, class_counts, condition_protocol, draw_conditions
+from tests._model_helpers import one_thread
+
+_threads = pytest.fixture(autouse=True, scope="module")(one_thread)  # tiny networks: one thread is fastest
 
 
 # ---------------------------------------------------------------------------------------------- conditions
@@ -356,3 +359,30 @@ def test_eval_scores_conditional_npz_and_refuses_bad_labels(tmp_path):
     with pytest.raises(InvalidInputError, match="has no classes to condition on"):
         pts = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
         evaluate_samples(_npz(tmp_path / "pts.npz", pts, np.zeros(50, dtype=np.int64)), "ring8")
+
+
+def test_guidance_sweep_records_every_score_per_scale_and_nfe_doubles(tmp_path):
+    import tomllib
+
+    from genbench.runner import Runner
+    from genbench.store import ResultsStore
+    from genbench.suite import parse_suite
+
+    text = SUITE.replace("[models.test-oracle]\noverrides = {overrides}\n", "[models.cfg-ddpm]\n").format(
+        ds="digits", n=60, cond="uniform", metrics='["conditional_accuracy", "fd"]', overrides="")
+    suite = parse_suite(tomllib.loads(text + "[sweeps.cfg-ddpm]\nguidance = [0, 1, 3]\n"))
+    out = tmp_path / "run"
+    summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
+    assert not summary.failed, summary.failed
+    with ResultsStore(out) as store:
+        f = store.metrics_frame()
+    got = {(r["variant"], r["metric"]): r for r in f.to_dict("records")}
+    steps = 5  # cfg-ddpm smoke: 5 DDIM steps
+    assert got[("", "nfe")]["value"] == 2 * steps  # the config's scale, 2: two passes
+    for v, nfe in (("guidance-0", steps), ("guidance-1", steps), ("guidance-3", 2 * steps)):
+        assert got[(v, "nfe")]["value"] == nfe
+        for m in ("conditional_accuracy", "fd", "samples_per_s"):
+            assert (v, m) in got
+        assert json.loads(got[(v, "conditional_accuracy")]["protocol"])["sampler"] == v
+    # guidance 2 (the config) and guidance-3 differ; every score carries the conditions' protocol
+    assert json.loads(got[("", "conditional_accuracy")]["protocol"])["conditions"] == "uniform"
