@@ -121,7 +121,8 @@ def test_conditional_metrics_are_skipped_without_conditions_and_registered():
 @dataclass
 class OracleConfig(ModelConfig):
     steps: int = 1
-    pool: str = "test"  # "test": every test image; "outside-reference": the test images not in the reference subset
+    pool: str = "test"  # "test": every test image; "outside-reference": the test images not in the reference subset;
+    # "train": training images
     ignore_condition: bool = False  # True: random test images whatever the label asked for
     declared_classes: int = 0  # != 0: declare this many classes (a model disagreeing with the dataset)
 
@@ -141,7 +142,7 @@ class Oracle(GenerativeModel):
 
         from genbench.pipeline.scorers import _subset_index
 
-        test = get_dataset(info.name).load("test")
+        test = get_dataset(info.name).load("train" if config.pool == "train" else "test")
         keep = torch.ones(len(test.x), dtype=torch.bool)
         if config.pool == "outside-reference":
             keep[_subset_index(len(test.x), 2000)] = False
@@ -386,3 +387,23 @@ def test_guidance_sweep_records_every_score_per_scale_and_nfe_doubles(tmp_path):
         assert json.loads(got[(v, "conditional_accuracy")]["protocol"])["sampler"] == v
     # guidance 2 (the config) and guidance-3 differ; every score carries the conditions' protocol
     assert json.loads(got[("", "conditional_accuracy")]["protocol"])["conditions"] == "uniform"
+
+
+def test_cas_oracle_near_the_real_data_ceiling_and_chance_when_ignoring_the_condition(tmp_path, oracle):
+    from genbench.metrics.conditional import real_ceiling_subset
+
+    summary, rows, _ = _run(tmp_path / "a", ds="digits", n=359, cond="heldout", metrics=("cas",),
+                            overrides='{ pool = "train" }')
+    assert not summary.failed, summary.failed
+    cas = rows["cas"]
+    ceiling = json.loads(cas["protocol"])["real_data_ceiling"]
+    assert 0.85 < ceiling <= 1.0 and abs(cas["value"] - ceiling) < 0.06, (cas["value"], ceiling)
+    summary, rows, _ = _run(tmp_path / "b", ds="digits", n=359, cond="heldout", metrics=("cas",),
+                            overrides='{ pool = "train", ignore_condition = true }')
+    assert rows["cas"]["value"] < 0.25  # labels unrelated to the images: about 1/K (10%)
+    # the ceiling's training items: per class exactly the samples' counts, real training images
+    from genbench.data import get_dataset
+
+    tr = get_dataset("digits").load("train")
+    x, y = real_ceiling_subset(tr.x, tr.y, [3, 0, 2] + [0] * 7)
+    assert torch.bincount(y, minlength=10).tolist() == [3, 0, 2] + [0] * 7 and len(x) == 5

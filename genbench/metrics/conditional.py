@@ -157,3 +157,78 @@ for _spec in (
     register_metric(_spec)
 
 del _spec
+
+
+# ---------------------------------------------------------------------------------------------- CAS
+_CEILING_CACHE: dict = {}
+
+
+def classification_accuracy_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                                  test_y: torch.Tensor, num_classes: int, dataset: str = "", seed: int = 0) -> float:
+    """Classification Accuracy Score (Ravuri & Vinyals 2019): a classifier trained on (train_x, train_y) only --
+    genbench's SmallCNN with the dataset's fixed recipe (`genbench.features.classifier.RECIPES`, else the default
+    `Recipe()`; one CPU thread, seeded) -- and its accuracy on (test_x, test_y)."""
+    from genbench.features.classifier import RECIPES, Recipe, train_classifier
+
+    _, meta = train_classifier(train_x.float(), train_y.long(), test_x.float(), test_y.long(), int(num_classes),
+                               RECIPES.get(dataset, Recipe()), int(seed), label="CAS classifier", verbose=False)
+    return float(meta["test_accuracy"])
+
+
+def real_ceiling_subset(train_x: torch.Tensor, train_y: torch.Tensor, counts: list) -> tuple:
+    """The real training items the CAS ceiling is trained on: for each class c, the first counts[c] items of that
+    class in a fixed pseudo-random order of the training split (seed 20240603), classes interleaved in that order."""
+    perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(20240603))
+    taken = {c: 0 for c in range(len(counts))}
+    keep = []
+    for i in perm.tolist():
+        c = int(train_y[i])
+        if c < len(counts) and taken[c] < counts[c]:
+            keep.append(i)
+            taken[c] += 1
+    idx = torch.tensor(keep, dtype=torch.long)
+    return train_x[idx], train_y[idx].long()
+
+
+def _cas(ctx: EvalContext) -> list[MetricResult]:
+    _need_conditions(ctx, "cas")
+    if ctx.real_labels is None or ctx.real_samples is None or ctx.fake_samples is None:
+        raise MetricUnavailable("cas: needs the real reference items with labels and the samples")
+    if ctx.modality != "image" or torch.as_tensor(ctx.fake_samples).ndim != 4:
+        raise MetricUnavailable("cas: image datasets only")
+    fy = torch.as_tensor(ctx.fake_labels).long()
+    K = int(ctx.num_classes or int(max(int(fy.max()), int(ctx.real_labels.max())) + 1))
+    value = classification_accuracy_score(ctx.fake_samples, fy, ctx.real_samples, ctx.real_labels, K,
+                                          ctx.dataset or "", ctx.seed)
+    counts = torch.bincount(fy, minlength=K).tolist()
+    ceiling = None
+    if ctx.dataset:
+        key = (ctx.dataset, tuple(counts), int(ctx.seed), int(len(ctx.real_labels)), ctx.reference_split)
+        if key not in _CEILING_CACHE:
+            from genbench.data import get_dataset
+
+            tr = get_dataset(ctx.dataset).load("train")
+            if tr.y is not None:
+                rx, ry = real_ceiling_subset(tr.x, tr.y, counts)
+                _CEILING_CACHE[key] = classification_accuracy_score(rx, ry, ctx.real_samples, ctx.real_labels, K,
+                                                                    ctx.dataset, ctx.seed)
+        ceiling = _CEILING_CACHE.get(key)
+    from genbench.features.classifier import ARCHITECTURE, RECIPES, Recipe
+
+    recipe = RECIPES.get(ctx.dataset or "", Recipe())
+    proto = {**_cond_protocol(ctx), "classifier": ARCHITECTURE, "recipe": vars(recipe) if hasattr(recipe, "__dict__")
+             else str(recipe), "trained_on": f"{len(fy)} samples with their conditions as labels",
+             "tested_on": f"{len(ctx.real_labels)} real {ctx.reference_split} items"}
+    if ceiling is not None:
+        proto["real_data_ceiling"] = ceiling
+    return [MetricResult("cas", value, "", True, "1", proto,
+                         extra={"real_data_ceiling": ceiling, "ceiling_trained_on": "as many real training items per "
+                                "class as samples (genbench.metrics.conditional.real_ceiling_subset)"})]
+
+
+register_metric(MetricSpec(
+    "cas", "", True, "1", ("fake_samples", "fake_labels", "real_samples", "real_labels"), _cas,
+    "Classification Accuracy Score: a classifier trained on the samples (labels = conditions), accuracy on real "
+    "held-out data; the real-data ceiling in extra",
+    (Output("cas", "", True, "quality", "CAS", PERCENT, order=36, rank=7),), ("image",)))
+CONDITIONAL_METRICS = CONDITIONAL_METRICS + ("cas",)
