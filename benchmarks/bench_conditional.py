@@ -6,7 +6,7 @@
 Runs the built-in `conditional` suite (Fashion-MNIST, cfg-ddpm at its quick CPU config, conditions uniform over
 the 10 classes, guidance sweep) with one torch thread into --out (a scratch run directory; rerunning resumes), then
 writes reports/benchmarks/conditional.md: per guidance scale the conditional accuracy (pinned Fashion-MNIST
-classifier; its own held-out accuracy, the ceiling, is stated), intra-class FD, FD, precision, recall, NFE per
+classifier; its own held-out accuracy, the ceiling, is stated), CAS (with its real-data ceiling), intra-class FD, FD, precision, recall, NFE per
 sample and samples/s, with the training time, the command, the date and the load average. Not a timed test:
 wall times depend on the machine's load.
 """
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from genbench.fileio import atomic_write_text  # noqa: E402
 
-COLS = [("conditional_accuracy", "cond. accuracy", "{:.1%}"), ("intra_fd", "intra-class FD", "{:.2f}"),
+COLS = [("conditional_accuracy", "cond. accuracy", "{:.1%}"), ("cas", "CAS", "{:.1%}"),
+        ("intra_fd", "intra-class FD", "{:.2f}"),
         ("fd", "FD", "{:.2f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
         ("nfe", "NFE/sample", "{:.0f}"), ("samples_per_s", "samples/s", "{:.1f}")]
 
@@ -95,7 +96,9 @@ def main(argv=None) -> int:
         f"{wall:.0f} s wall, {cpu:.0f} CPU-s in this process." if train_s is not None else "",
         "",
         f"Ceiling: the classifier's own held-out accuracy, {acc_proto.get('classifier_accuracy', float('nan')):.2%} "
-        "(real test images of the requested class score exactly this; a sampler ignoring its condition ~10%).",
+        "(real test images of the requested class score exactly this; a sampler ignoring its condition ~10%). "
+        f"CAS real-data ceiling (the same recipe on as many real training images per class): "
+        f"{protos.get('cas', {}).get('real_data_ceiling', float('nan')):.1%}.",
         "",
         "| guidance s | " + " | ".join(c[1] for c in COLS) + " |",
         "|---:|" + "---:|" * len(COLS),

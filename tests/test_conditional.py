@@ -407,3 +407,22 @@ def test_cas_oracle_near_the_real_data_ceiling_and_chance_when_ignoring_the_cond
     tr = get_dataset("digits").load("train")
     x, y = real_ceiling_subset(tr.x, tr.y, [3, 0, 2] + [0] * 7)
     assert torch.bincount(y, minlength=10).tolist() == [3, 0, 2] + [0] * 7 and len(x) == 5
+
+
+def test_report_draws_the_guidance_curve_and_keeps_it_out_of_the_steps_figure(tmp_path):
+    import pandas as pd
+
+    from genbench.report.data import load_run
+    from genbench.report.figures import make_figures
+
+    rows = []
+    for g, acc, ifd, p, r in ((0, 0.1, 30.0, 0.5, 0.6), (1, 0.7, 20.0, 0.6, 0.55), (4, 0.95, 25.0, 0.8, 0.3)):
+        for metric, v, hib in (("conditional_accuracy", acc, True), ("intra_fd", ifd, False),
+                               ("precision", p, True), ("recall", r, True)):
+            rows.append({"dataset": "fashion-mnist", "model": "cfg-ddpm", "family": "diffusion", "seed": 0,
+                         "metric": metric, "variant": f"guidance-{g}", "value": v, "higher_is_better": hib})
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    figs, _ = make_figures(load_run(tmp_path), tmp_path / "figs")
+    kinds = {f.kind: f for f in figs}
+    assert "guidance" in kinds and "steps" not in kinds  # guidance-4 is not "4 sampler steps"
+    assert kinds["guidance"].path.exists() and kinds["guidance"].path.stat().st_size > 1000
