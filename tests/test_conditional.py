@@ -17,9 +17,7 @@ from genbench.errors import InvalidInputError
 from genbench.models import MODELS, register_model
 from genbench.models.base import FitHistory, GenerativeModel, ModelConfig
 from genbench.models.conditions import check_condition, class_counts, condition_protocol, draw_conditions
-from tests._model_helpers import one_thread
-
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)  # tiny networks: one thread is fastest
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest
 
 
 # ---------------------------------------------------------------------------------------------- conditions

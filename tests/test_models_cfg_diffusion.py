@@ -9,9 +9,9 @@ import torch
 
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, one_thread
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _digits_labels(n: int = 256) -> torch.Tensor:

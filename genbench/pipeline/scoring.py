@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 
+from genbench.defaults import FEATURE_BATCH_SIZE
 from genbench.errors import InvalidInputError
 from genbench.fileio import atomic_write_text
 from genbench.pipeline.jobs import JobFailure, JobSpec
@@ -144,7 +145,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
 
     ext = worker.extractor(spec.features, job.device)
     real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
-    fake_f = worker.extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
+    fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
     prec = model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
         "real_features": real_f, "fake_features": fake_f, "feature_protocol": feature_protocol(ext),
