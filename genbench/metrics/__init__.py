@@ -35,6 +35,8 @@ from genbench.metrics.registry import (
 from genbench.metrics.stats import StreamingGaussianStats, gaussian_stats
 
 from genbench.metrics import builtin as _builtin  # noqa: E402,F401  (registers the built-in metrics)
+from genbench.metrics import conditional as _conditional  # noqa: E402,F401  (conditional_accuracy, intra_fd)
+from genbench.metrics.conditional import conditional_accuracy, intra_class_fd  # noqa: E402
 from genbench.metrics.text import register_text_metrics  # noqa: E402  (distinct_n, self_bleu, novelty, bits_per_char)
 
 register_text_metrics()
@@ -52,6 +54,8 @@ __all__ = [
     "bootstrap_ci",
     "class_coverage",
     "compute_metrics",
+    "conditional_accuracy",
+    "intra_class_fd",
     "continuous_to_discrete_bits_per_dim",
     "fd_infinity",
     "frechet_distance",

@@ -34,6 +34,9 @@ class EvalContext:
     fake_class_probs: Optional[torch.Tensor] = None  # (N, K) probs, (N,) labels or (N, C, K) (Stacked MNIST)
     num_classes: Optional[int] = None  # modes for class coverage (default: from fake_class_probs' shape)
     classifier_protocol: dict = field(default_factory=dict)  # the labelling classifier (id, held-out accuracy)
+    fake_labels: Optional[torch.Tensor] = None  # (N,) the condition each sample was generated for (conditional)
+    real_labels: Optional[torch.Tensor] = None  # (M,) labels of the real reference items (real_features' rows)
+    condition_protocol: dict = field(default_factory=dict)  # how the conditions were drawn (models/conditions.py)
     log_prob: Optional[torch.Tensor] = None  # per-example log-likelihood (nats) of the held-out real data
     log_prob_kind: str = "none"  # "exact" | "bound" | "none" (genbench/models/base.py)
     modality: Optional[str] = None  # "points" | "image" | "text"

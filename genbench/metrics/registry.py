@@ -85,7 +85,7 @@ METRICS: Registry[MetricSpec] = Registry("metric")
 _DECLARED: dict[str, tuple] = {}  # outputs no MetricSpec yields: name -> (Output, where it comes from, recorded)
 # Modules whose import registers the built-in metrics and declares the recorded outputs.
 _DECLARING = ("genbench.metrics.builtin", "genbench.metrics.fd_infinity", "genbench.metrics.inception_score",
-              "genbench.metrics.mauve", "genbench.metrics.cmmd",
+              "genbench.metrics.mauve", "genbench.metrics.cmmd", "genbench.metrics.conditional",
               "genbench.metrics.text", "genbench.pipeline.speed")
 
 

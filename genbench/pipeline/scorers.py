@@ -45,11 +45,15 @@ class TensorScorer:
 
     def real_subset(self, split, n: int, unit: Optional[tuple] = None):
         """A fixed pseudo-random subset of `n` items of a split (all of it if smaller)."""
-        N = len(split.x)
-        if n >= N:
-            return split.x
-        idx = torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
-        return split.x[idx]
+        idx = _subset_index(len(split.x), n)
+        return split.x if idx is None else split.x[idx]
+
+    def real_subset_labels(self, split, n: int) -> Optional[torch.Tensor]:
+        """The labels of `real_subset(split, n)`'s items (None for a split without labels)."""
+        if getattr(split, "y", None) is None:
+            return None
+        idx = _subset_index(len(split.x), n)
+        return (split.y if idx is None else split.y[idx]).long()
 
     # ---- samples ---------------------------------------------------------------------------------------------
     def check(self, x, info, n: int, what: str = "samples") -> None:
@@ -64,9 +68,13 @@ class TensorScorer:
             nan = torch.isnan(x).sum().item()
             raise JobFailure(f"{what}: {bad} non-finite values ({nan} NaN, {bad - nan} inf) in {n} samples")
 
-    def save_preview(self, path: Path, x) -> None:
+    def save_preview(self, path: Path, x, labels=None) -> None:
+        """The first PREVIEW_N samples as `x` (and their conditions as `y`, for conditional samples)."""
         buf = io.BytesIO()
-        np.savez_compressed(buf, x=x[:PREVIEW_N].detach().cpu().float().numpy().astype(np.float32))
+        arrays = {"x": x[:PREVIEW_N].detach().cpu().float().numpy().astype(np.float32)}
+        if labels is not None:
+            arrays["y"] = torch.as_tensor(labels)[:PREVIEW_N].cpu().numpy().astype(np.int64)
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
     # ---- metric inputs ---------------------------------------------------------------------------------------
@@ -131,7 +139,7 @@ class TextScorer(TensorScorer):
         if not isinstance(x, (list, tuple)) or len(x) != n or not all(isinstance(s, str) for s in x):
             raise JobFailure(f"{what}: expected a list of {n} strings, got {type(x).__name__} of length {_safe_len(x)}")
 
-    def save_preview(self, path: Path, x) -> None:
+    def save_preview(self, path: Path, x, labels=None) -> None:
         atomic_write_text(path, json.dumps(list(x[:PREVIEW_N]), ensure_ascii=False, indent=0))
 
     def sample_fields(self, real_x, fake, info) -> dict:
@@ -167,6 +175,13 @@ class TextScorer(TensorScorer):
             return speed_metrics(model, n_chars=TEXT_SPEED_CHARS, batch_size=1, repeats=repeats)
         except NotImplementedError:  # e.g. text-copy draws whole training passages: no per-character path
             return []
+
+
+def _subset_index(N: int, n: int) -> Optional[torch.Tensor]:
+    """Indices of the fixed real subset of n of N items (sorted), None for all of them."""
+    if n >= N:
+        return None
+    return torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
 
 
 def _safe_len(x) -> str:

@@ -207,8 +207,14 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
         seed_everything(job.seed)
         mon = TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
         t0 = time.perf_counter()
+        labels = {}
+        if getattr(model, "conditional", False):  # a class-conditional model trains on the labels too
+            if getattr(train, "y", None) is None:
+                raise JobFailure(f"model {mspec.name!r} is class-conditional, but the training split of "
+                                 f"{spec.name!r} has no labels")
+            labels = {"labels": train.y}
         try:
-            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon])
+            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon], **labels)
         finally:
             mon.close()
         S.synchronize(device)
@@ -228,6 +234,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
 
     # 5. speed and cost ---------------------------------------------------------------------------------------
     def sample_fn(n, s):
+        if getattr(model, "conditional", False):  # timed as scored: with conditions (uniform over the classes)
+            from genbench.models.conditions import draw_conditions
+
+            return model.sample(n, seed=s, batch_size=n, condition=draw_conditions(n, model.condition_classes, "uniform"))
         return model.sample(n, seed=s, batch_size=n)
 
     if not q:
@@ -236,11 +246,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup))
     rows += result_rows(sc.extra_speed(model, job.speed.repeats))
 
-    # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
+    # diffusion sampler / guidance sweep: quality and speed per setting (variant "ddim-10", "guidance-2", ...)
     if job.sweep is not None:
-        for steps in job.sweep.steps:
-            variant = f"{job.sweep.sampler}-{steps}"
-            with _sampler_variant(model, job.sweep.sampler, steps):
+        for variant, kind, value in job.sweep.variants():
+            with _sweep_variant(model, job.sweep.sampler, kind, value):
                 rows += score(job, worker, model, info, variant=variant, artifacts=artifacts, art_rel=art_rel,
                                likelihood=False)
                 rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup), variant)
@@ -261,6 +270,21 @@ def _sampler_variant(model, sampler: str, steps: int):
         yield model
     finally:
         model.set_sampler(*before)
+
+
+@contextmanager
+def _sweep_variant(model, sampler: str, kind: str, value):
+    """One setting of a sweep: sampler steps (`_sampler_variant`) or a guidance scale (`model.set_guidance`)."""
+    if kind == "steps":
+        with _sampler_variant(model, sampler, int(value)):
+            yield model
+        return
+    before = model.config.guidance
+    model.set_guidance(float(value))
+    try:
+        yield model
+    finally:
+        model.set_guidance(before)
 
 
 def _finite_records(records):
