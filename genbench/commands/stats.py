@@ -27,6 +27,13 @@ def add_parser(sub) -> None:
     b.add_argument("--k", default="3,5", metavar="K,K", help="k-NN radii to cache (default 3,5: P/R and D/C's k); "
                    "'none' for none")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (part of the key)")
+    b.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="split the feature pass into N shards run on --executor's workers (batch-aligned: the same "
+                   "features as one pass; the shards' float64 sums merge exactly)")
+    b.add_argument("--executor", choices=["process", "ray"], default="process",
+                   help="where shards run (default: process, --workers worker processes)")
+    b.add_argument("--workers", type=int, default=2, metavar="W", help="worker processes for --shards (default 2)")
+    b.add_argument("--address", metavar="auto|HOST:PORT", default=None, help="with --executor ray: the cluster")
     b.set_defaults(func=_build)
     ls = s.add_parser("list", help="cached entries: dataset, split, n, extractor, size, status")
     ls.set_defaults(func=_list)
@@ -60,7 +67,24 @@ def _build(args) -> int:
     which = args.split or spec.reference
     ks = _ks(args.k)
     w = Worker()
-    _, entry = w.reference(spec, which, spec.n_samples, args.device, quiet=False)
+    extract, ex = None, None
+    if args.shards < 1:
+        raise InvalidInputError(f"--shards {args.shards}: give 1 or more")
+    if args.shards > 1:
+        from genbench.executors import ProcessExecutor, RayExecutor
+        from genbench.pipeline.shards import sharded_feature_stats
+
+        ex = (RayExecutor(args.address, local_cpus=args.workers) if args.executor == "ray"
+              else ProcessExecutor(max(1, args.workers), threads=1))
+
+        def extract(samples, batch_size):
+            return sharded_feature_stats(samples, spec.features, args.device, args.shards, ex, keep_features=True,
+                                         batch_size=batch_size).features
+    try:
+        _, entry = w.reference(spec, which, spec.n_samples, args.device, quiet=False, extract=extract)
+    finally:
+        if ex is not None:
+            ex.close()
     if ks and entry.features.shape[0] > max(ks):
         w.stats_cache.radii(entry, ks, entry.features.shape[0], args.device)
     print(f"{args.dataset}/{which} n={entry.features.shape[0]} dim={entry.features.shape[1]} {spec.features}: "

@@ -94,10 +94,11 @@ class Worker:
         return self._split_sha[key]
 
     def reference(self, spec: DatasetSpec, which: str, n: int, device: str, quiet: bool,
-                  text_unit: Optional[tuple] = None):
+                  text_unit: Optional[tuple] = None, extract=None):
         """(samples, RefStats) of a fixed subset of a real split: features and Gaussian statistics from the
         shared reference-statistics cache (genbench/pipeline/refstats.py), computed once per content key and
-        kept in this process too."""
+        kept in this process too. `extract(samples, batch_size)` replaces this process's extraction pass when the
+        entry must be built (e.g. a sharded pass on an executor's workers, genbench/pipeline/shards.py)."""
         from genbench.pipeline.refstats import reference_key
 
         ext = self.extractor(spec.features, device)
@@ -112,8 +113,11 @@ class Worker:
             entry.source = "memory"
         else:
             desc = f"real features: {spec.name}/{which}"
-            entry = self.stats_cache.get_or_build(
-                key, lambda: self.extract(ext, samples, _feature_batch(spec), quiet, desc))
+            if extract is None:
+                build = lambda: self.extract(ext, samples, _feature_batch(spec), quiet, desc)  # noqa: E731
+            else:
+                build = lambda: extract(samples, _feature_batch(spec))  # noqa: E731
+            entry = self.stats_cache.get_or_build(key, build)
             self._features[digest] = entry
         if not quiet:
             if entry.source == "computed":
