@@ -74,7 +74,8 @@ def _build(args) -> int:
         from genbench.executors import ProcessExecutor, RayExecutor
         from genbench.pipeline.shards import sharded_feature_stats
 
-        ex = (RayExecutor(args.address, local_cpus=args.workers) if args.executor == "ray"
+        ex = (RayExecutor(args.address, num_gpus=1.0 if args.device == "cuda" else 0.0, local_cpus=args.workers)
+              if args.executor == "ray"
               else ProcessExecutor(max(1, args.workers), threads=1))
 
         def extract(samples, batch_size):
