@@ -29,19 +29,6 @@ def git_commit(path: Optional[Path] = None) -> str:
         return ""
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is available, else 'cpu'; 'cuda' without a GPU is an error."""
-    from genbench.errors import InvalidInputError
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda was asked for but torch sees no CUDA GPU here; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise InvalidInputError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
-
-
 # CPU features that change which kernels torch runs, and so timings (and the last bits of results)
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 

@@ -4,7 +4,8 @@ scorer per modality, speed, driver). `from genbench.runner import Runner` keeps 
 from genbench.pipeline.driver import STALE_TEMP_S, Runner, RunSummary  # noqa: F401
 from genbench.pipeline.jobs import (JobFailure, JobResult, JobSpec, code_version, harness_code_version,  # noqa: F401
                                     job_code_version, job_id_for, make_jobs, seed_everything)
-from genbench.pipeline.scorers import PREVIEW_N, REAL_SUBSET_SEED  # noqa: F401
+from genbench.defaults import REAL_SUBSET_SEED  # noqa: F401
+from genbench.pipeline.scorers import PREVIEW_N  # noqa: F401
 from genbench.pipeline.scoring import check_samples, draw_samples, real_subset, score_samples  # noqa: F401
 from genbench.pipeline.worker import Worker, run_job  # noqa: F401
 

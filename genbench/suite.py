@@ -52,12 +52,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from genbench.defaults import (BUDGETS, DEFAULT_BUDGET, SPEED_BATCH_SIZE, SPEED_REPEATS, SPEED_WARMUP,  # noqa: F401
+                               SUITE_N_BOOTSTRAP)
 from genbench.errors import GenbenchError
 from genbench.registry import unknown_name_message
 
 SUITES_DIR = Path(__file__).with_name("suites")
 DEFAULT_SUITE = "quick"
-BUDGETS = ("smoke", "quick", "standard")
 DEVICES = ("auto", "cpu", "cuda")
 REFERENCE_SPLITS = ("train", "test")
 
@@ -82,9 +83,9 @@ class SuiteError(GenbenchError, ValueError):
 
 @dataclass
 class SpeedSpec:
-    batch_size: int = 256
-    repeats: int = 5
-    warmup: int = 1
+    batch_size: int = SPEED_BATCH_SIZE
+    repeats: int = SPEED_REPEATS
+    warmup: int = SPEED_WARMUP
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Suite:
     models: list  # [ModelSpec]
     speed: SpeedSpec = field(default_factory=SpeedSpec)
     sweeps: dict = field(default_factory=dict)  # model name -> SweepSpec
-    n_bootstrap: int = 200
+    n_bootstrap: int = SUITE_N_BOOTSTRAP
     source: str = "<memory>"  # file path or "builtin:<name>"
     toml_text: str = ""
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
@@ -422,7 +423,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     c.keys(data, _TOP_KEYS, "")
     name = c.typed(data, "name", "", str, default=Path(source).stem)
     description = c.typed(data, "description", "", str, default="")
-    budget = c.typed(data, "budget", "", str, default="quick",
+    budget = c.typed(data, "budget", "", str, default=DEFAULT_BUDGET,
                      check=lambda v: None if v in BUDGETS else unknown_name_message("budget", v, BUDGETS))
     device = c.typed(data, "device", "", str, default="auto",
                      check=lambda v: None if v in DEVICES else unknown_name_message("device", v, DEVICES))
@@ -431,7 +432,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         raise c.fail("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise c.fail("seeds", f"repeated seeds in {seeds!r}")
-    n_boot = c.typed(data, "n_bootstrap", "", int, default=200, check=_nonneg)
+    n_boot = c.typed(data, "n_bootstrap", "", int, default=SUITE_N_BOOTSTRAP, check=_nonneg)
     threads = c.typed(data, "threads", "", int, default=None, check=_positive)
     workers = c.typed(data, "workers", "", int, default=1, check=_positive)
     rs = c.keys(data.get("resources", {}), _RESOURCE_KEYS, "resources")
@@ -446,9 +447,9 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
 
     sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
     speed = SpeedSpec(
-        batch_size=c.typed(sp, "batch_size", "speed", int, default=256, check=_positive),
-        repeats=c.typed(sp, "repeats", "speed", int, default=5, check=_positive),
-        warmup=c.typed(sp, "warmup", "speed", int, default=1, check=_nonneg),
+        batch_size=c.typed(sp, "batch_size", "speed", int, default=SPEED_BATCH_SIZE, check=_positive),
+        repeats=c.typed(sp, "repeats", "speed", int, default=SPEED_REPEATS, check=_positive),
+        warmup=c.typed(sp, "warmup", "speed", int, default=SPEED_WARMUP, check=_nonneg),
     )
 
     # datasets

@@ -92,10 +92,13 @@ def sliding_windows(n_targets: int, context: int, stride: int) -> list[tuple[int
 
 def inverse_cdf_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0, top_k: int = 0) -> torch.Tensor:
     """Indices drawn from softmax(logits / temperature) restricted to the top-k, one per row, using the given
-    uniforms u in [0, 1) (float64, CPU). Deterministic given u: the same u gives the same draw on any device."""
+    uniforms u in [0, 1) (float64). Computed in float64 on the logits' device (so a CUDA graph can hold it);
+    deterministic given u. Devices differ only in the last bits of the softmax, so a draw can differ between CPU
+    and GPU only when u falls within ~1e-15 of a boundary of the cumulative distribution."""
     if temperature <= 0:
         raise InvalidInputError(f"temperature must be > 0, got {temperature}")
-    lg = logits.detach().double().cpu() / float(temperature)
+    lg = logits.detach().double() / float(temperature)
+    u = u.to(lg.device, non_blocking=True)
     if top_k and top_k < lg.shape[-1]:
         kth = torch.topk(lg, int(top_k), dim=-1).values[..., -1:]
         lg = lg.masked_fill(lg < kth, float("-inf"))
@@ -231,7 +234,7 @@ class TextModel(GenerativeModel):
         ctx = torch.full((n, 1), self.newline_id, dtype=torch.long, device=self.device)
         logits, state = self._begin(ctx, use_cache)
         out = []
-        done = torch.zeros(n, dtype=torch.bool)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
         for t in range(steps):
             u = torch.rand(n, generator=gen, dtype=torch.float64)
             nxt = inverse_cdf_sample(logits, u, self.config.temperature, self.config.top_k)
@@ -244,7 +247,7 @@ class TextModel(GenerativeModel):
                     break
             if t + 1 < steps:
                 logits, state = self._advance(state, nxt.to(self.device))
-        return torch.stack(out, 1) if out else torch.empty(n, 0, dtype=torch.long)
+        return torch.stack(out, 1).cpu() if out else torch.empty(n, 0, dtype=torch.long)
 
     def _begin(self, ctx: torch.Tensor, use_cache: bool):
         """(logits (B, V) for the next character after ids `ctx` (B, T), state)."""

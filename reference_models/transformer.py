@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from genbench.models import register_model
 from genbench.models.base import check_budget
+from reference_models.decoding import StaticKV, fill_static, graphed_generate
 from reference_models.text_base import NeuralTextModel, TextConfig, is_line_dataset
 
 
@@ -58,6 +59,7 @@ class TransformerConfig(TextConfig):
     qkv_conv: int = 0  # > 0: Primer's multi-dconv-head attention, a causal depthwise conv of this kernel along time after q, k, v
     token_shift: bool = False  # attention input: a learned per-channel mix of each position with the previous one
     attn_impl: str = "sdpa"  # "sdpa" (torch's fused kernel) | "matmul" (batched matmuls: faster under CPU bf16)
+    cuda_graphs: bool = True  # cached sampling on CUDA replays one CUDA graph per position (reference_models.decoding)
     log_every: int = 50
 
     @classmethod
@@ -171,23 +173,29 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd)), persistent=False)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: Optional[tuple] = None):
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache=None):
         """Attention output and this layer's cache (k, v, tail, shift_tail): rotated keys and values of every
         position so far, the last qkv_conv - 1 pre-conv q/k/v rows and the last input row for the token shift (None
-        without the conv / the shift)."""
+        without the conv / the shift). `cache` is such a tuple, or a `decoding.StaticKV` (fixed buffers, written
+        in place and returned)."""
         B, T, C = x.shape
         if cache is not None and T != 1:
             raise ValueError("cached attention takes one new position at a time")
+        static = isinstance(cache, StaticKV)
+        prev_tail = None if cache is None else (cache.tail if static else cache[2])
+        prev_shift = None if cache is None else (cache.shift_tail if static else cache[3])
         shift_tail = None
         if self.shift is not None:
-            x, shift_tail = self.shift(x, None if cache is None else cache[3])
+            x, shift_tail = self.shift(x, prev_shift)
         qkv, tail = self.qkv(x), None
         if self.dconv is not None:
-            qkv, tail = self.dconv(qkv, None if cache is None else cache[2])
+            qkv, tail = self.dconv(qkv, prev_tail)
         qkv = qkv.view(B, T, 3, self.n_head, self.hd)
         q, k = rotary(qkv[:, :, :2], pos, self.inv_freq).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
         v = qkv[:, :, 2].transpose(1, 2)
-        if cache is not None:
+        if static:
+            k, v = cache.append(k, v, tail, shift_tail)
+        elif cache is not None:
             k = torch.cat([cache[0], k], 2)
             v = torch.cat([cache[1], v], 2)
         causal = cache is None  # a cached step's one new position sees every cached one
@@ -196,7 +204,7 @@ class CausalSelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)
-        return F.dropout(self.proj(y), self.dropout, self.training), (k, v, tail, shift_tail)
+        return F.dropout(self.proj(y), self.dropout, self.training), cache if static else (k, v, tail, shift_tail)
 
 
 MLP_ACTS = ("gelu", "relu2")
@@ -378,15 +386,24 @@ class Transformer(NeuralTextModel):
         self._train_loop(ids, opt, c.block_size, gen, callbacks)
 
     # ---- sampling (see module docstring for the context rule) ---------------------------------------------
+    def _generate_ids(self, n, gen, steps, stop_at_newline=False, use_cache=True, on_token=None):
+        """Cached sampling on CUDA goes through per-position CUDA graphs (same characters, one launch each)."""
+        if use_cache and on_token is None and self.device.type == "cuda" and self.config.cuda_graphs:
+            self.net.eval()
+            return graphed_generate(self, n, gen, steps, stop_at_newline)
+        return super()._generate_ids(n, gen, steps, stop_at_newline, use_cache, on_token)
+
     def _begin(self, ctx, use_cache):
         self.net.eval()
         st = {"ids": ctx, "start": 0, "cache": None, "use_cache": bool(use_cache)}
+        if use_cache:
+            st["static"] = [StaticKV(self.config.block_size) for _ in self.net.blocks]
         return self._refresh(st)
 
     def _refresh(self, st):
         with self._autocast():
             logits, cache = self.net(st["ids"][:, st["start"] :])
-        st["cache"] = cache if st["use_cache"] else None
+        st["cache"] = fill_static(st["static"], cache) if st["use_cache"] else None
         return logits[:, -1].float(), st
 
     def _advance(self, st, nxt):

@@ -58,11 +58,3 @@ def fd2(a: torch.Tensor, b: torch.Tensor) -> float:
     from reference_models.nets import frechet_distance
 
     return frechet_distance(a.reshape(len(a), -1), b.reshape(len(b), -1))
-
-
-def one_thread():
-    """Fixture body: these tiny networks run fastest (and undisturbed by other jobs) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

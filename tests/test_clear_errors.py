@@ -55,9 +55,9 @@ def test_disk_full_in_the_store_gives_a_one_line_message_and_exit_2(tmp_path, mo
 
 
 def test_disk_full_in_a_jobs_own_writes_stops_the_run_instead_of_failing_every_job(tmp_path, monkeypatch, capsys):
-    import genbench.runner
+    import genbench.pipeline.scorers
 
-    monkeypatch.setattr(genbench.runner, "atomic_write_bytes", _enospc)  # the samples preview of the first job
+    monkeypatch.setattr(genbench.pipeline.scorers, "atomic_write_bytes", _enospc)  # the samples preview of the first job
     out = tmp_path / "out"
     assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet", "--no-report"]) == 2
     line = _one_line_disk_full(capsys)

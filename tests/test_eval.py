@@ -5,7 +5,6 @@ import json
 import shutil
 import sqlite3
 import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,31 +22,11 @@ from genbench.evaluate import evaluate_samples  # noqa: E402
 from genbench.models import unregister_external  # noqa: E402
 from genbench.store import ResultsStore  # noqa: E402
 from tests.helpers.collapsed_model import make  # noqa: E402
+from tests.helpers.dummy_suite import write_suite  # noqa: E402
 
 HELPERS = "tests.helpers.collapsed_model"
-SUITE = f"""
-name = "tiny"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 100
-repeats = 2
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage"]
-
-[models.collapsed]
-model = "{HELPERS}:make"
-
-[models.cgm]
-model = "{HELPERS}:CollapsedGM"
-"""
+SUITE_TABLES = ({"ring8": {"features": "identity", "n_samples": 200, "metrics": ["fd", "prdc", "mode_coverage"]}},
+                {"collapsed": {"model": f"{HELPERS}:make"}, "cgm": {"model": f"{HELPERS}:CollapsedGM"}})
 # Timing on a shared 2-core machine varies far more than the default tolerances allow.
 LOOSE_TIMING = """
 [tolerances]
@@ -69,7 +48,7 @@ def files(tmp_path_factory, ring8):
     np.savez(d / "true.npz", x=ring8.mixture.sample(500, seed=99).numpy())  # fresh draws of the true mixture
     np.savez(d / "collapsed.npz", x=make(ring8.info, mode=2).sample(500, seed=3).numpy())
     np.save(d / "images.npy", np.zeros((10, 1, 8, 8), dtype=np.uint8))
-    (d / "suite.toml").write_text(SUITE)
+    write_suite(d / "suite.toml", *SUITE_TABLES, name="tiny", speed={"batch_size": 100, "repeats": 2, "warmup": 0})
     (d / "tol.toml").write_text(LOOSE_TIMING)
     return d
 
@@ -210,7 +189,7 @@ def make(info):
 
 
 def test_check_refuses_baseline_factories_without_trust_baseline(files, baseline, tmp_path, capsys, monkeypatch):
-    from genbench.evaluate import baseline_suite
+    from genbench.check import baseline_suite
 
     # a shared baseline whose stored suite names a module that runs code when imported
     marker = tmp_path / "imported.txt"

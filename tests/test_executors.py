@@ -15,32 +15,18 @@ import runner_dummies
 from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_suite import RING8_ALL, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SUITE = """
-name = "par"
-budget = "smoke"
-device = "cpu"
-seeds = [0, 1]
-n_bootstrap = 10
-threads = 1
-{extra}
+SLOW_GAN = {"overrides": {"steps": 100000}}  # long enough training that a worker is busy when it is killed
 
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
 
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
-
-[models.gmm]
-[models.gan]
-[models.vae]
-"""
+def _suite(tmp_path, models=("gmm", "gan", "vae"), seeds=(0, 1), **top) -> Path:
+    """The parallel-runner suite: ring8, one thread per job; `models`: names, or {name: table}."""
+    tables = models if isinstance(models, dict) else {m: {} for m in models}
+    return write_suite(tmp_path / "s.toml", {"ring8": dict(RING8_ALL)}, tables, name="par", seeds=seeds, threads=1,
+                       speed={"batch_size": 64, "repeats": 1, "warmup": 0}, **top)
 
 
 def _values(out) -> dict:
@@ -51,8 +37,7 @@ def _values(out) -> dict:
 
 
 def test_two_worker_processes_give_the_numbers_of_one(tmp_path):
-    p = tmp_path / "s.toml"
-    p.write_text(SUITE.format(extra=""))
+    p = _suite(tmp_path)
     one = Runner(load_suite(p), tmp_path / "one", quiet=True, log=lambda m: None).run()
     two = Runner(load_suite(p), tmp_path / "two", quiet=True, log=lambda m: None, workers=2).run()
     assert not one.failed and not two.failed, (one.failed, two.failed)
@@ -65,10 +50,10 @@ def test_suite_workers_key_is_validated(tmp_path):
     from genbench.suite import SuiteError
 
     p = tmp_path / "bad.toml"
-    p.write_text(SUITE.format(extra="workers = 0"))
+    p = _suite(tmp_path, workers=0)
     with pytest.raises(SuiteError, match="workers"):
         load_suite(p)
-    p.write_text(SUITE.format(extra="workers = 2"))
+    p = _suite(tmp_path, workers=2)
     assert load_suite(p).workers == 2
 
 
@@ -98,10 +83,8 @@ def _alive(pid: int) -> bool:
     pytest.param(signal.SIGINT, marks=pytest.mark.slow),
 ])
 def test_killed_driver_takes_its_workers_with_it(tmp_path, sig):
-    p = tmp_path / "s.toml"
     # long enough training that both workers are busy when the driver is killed
-    p.write_text(SUITE.format(extra="workers = 2").replace("[models.gan]", "[models.gan]\noverrides = { steps = 100000 }")
-                 .replace("[models.gmm]\n", "").replace("[models.vae]\n", ""))
+    p = _suite(tmp_path, models={"gan": SLOW_GAN}, workers=2)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")  # SIGABRT on a hang dumps every thread
     proc = subprocess.Popen([sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(tmp_path / "out"),
                              "--quiet", "--no-report"], cwd=tmp_path, env=env,
@@ -143,8 +126,7 @@ def test_code_change_redoes_finished_jobs_from_their_checkpoints(tmp_path, monke
     torch.set_num_threads(1)
     runner_dummies.register()
     try:
-        p = tmp_path / "d.toml"
-        p.write_text(SUITE.format(extra="").replace("[models.gmm]\n[models.gan]\n[models.vae]\n", "[models.dummy-gauss]\n"))
+        p = _suite(tmp_path, models=("dummy-gauss",))
         out = tmp_path / "out"
         logs: list = []
         first = Runner(load_suite(p), out, quiet=True, log=logs.append).run()
@@ -204,10 +186,7 @@ def test_killed_worker_fails_its_own_job_in_a_run(tmp_path):
 
     from genbench.executors import ProcessExecutor
 
-    p = tmp_path / "s.toml"
-    p.write_text(SUITE.format(extra="workers = 2").replace("seeds = [0, 1]", "seeds = [0]")
-                 .replace("[models.gan]", "[models.gan]\noverrides = { steps = 100000 }")
-                 .replace("[models.vae]\n", ""))
+    p = _suite(tmp_path, models={"gmm": {}, "gan": SLOW_GAN}, seeds=(0,), workers=2)
     ex = ProcessExecutor(2, 1)
     killed: list = []
 

@@ -19,27 +19,11 @@ from genbench.data import get_dataset  # noqa: E402
 from genbench.models import ENTRY_POINT_ERRORS, load_entry_points, register_external, unregister_external  # noqa: E402
 from genbench.models.external import ExternalModelError, ModelOutputError, resolve, validate_samples  # noqa: E402
 from genbench.store import ResultsStore  # noqa: E402
+from helpers.dummy_suite import RING8_ALL, write_suite  # noqa: E402
 from genbench.suite import SuiteError, load_suite  # noqa: E402
 from reference_models import create_model, get_model_class, list_models, load_model  # noqa: E402
 
 HELPERS = "tests.helpers.collapsed_model"
-SUITE = """
-name = "ext"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 100
-repeats = 2
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
-"""
 USED_NAMES = ("collapsed", "nan", "badshape", "duck", "cgm", "col", "col3", "ext-entry", "int", "scaled")
 
 
@@ -55,23 +39,15 @@ def ring8():
     return get_dataset("ring8")
 
 
-def _suite(tmp_path, models: str, name="s.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(SUITE + textwrap.dedent(models))
-    return p
+def _suite(tmp_path, models: dict, name="s.toml") -> Path:
+    """ring8 with every points metric and the user models `models` ({name: table})."""
+    return write_suite(tmp_path / name, {"ring8": dict(RING8_ALL)}, models, name="ext",
+                       speed={"batch_size": 100, "repeats": 2, "warmup": 0})
 
 
 def test_external_models_run_score_and_failures_are_recorded(tmp_path, capsys):
-    suite = _suite(tmp_path, f"""
-        [models.collapsed]
-        model = "{HELPERS}:make"
-        [models.nan]
-        model = "{HELPERS}:nan_sampler"
-        [models.badshape]
-        model = "{HELPERS}:wrong_shape"
-        [models.duck]
-        model = "{HELPERS}:DuckGauss"
-    """)
+    suite = _suite(tmp_path, {"collapsed": {"model": f"{HELPERS}:make"}, "nan": {"model": f"{HELPERS}:nan_sampler"},
+                              "badshape": {"model": f"{HELPERS}:wrong_shape"}, "duck": {"model": f"{HELPERS}:DuckGauss"}})
     out = tmp_path / "out"
     rc = main(["run", str(suite), "--out", str(out), "--quiet"])
     assert rc == 1  # some jobs failed ...
@@ -111,11 +87,7 @@ def test_function_factory_parameters_are_its_config(tmp_path, ring8):
     assert x.shape == (50, 2) and ((x - center).norm(dim=1) < 0.1).all()
     assert torch.equal(x, m.sample(50, seed=1)) and not torch.equal(x, m.sample(50, seed=2))
     # overrides are validated by the suite against the factory's parameters
-    bad = _suite(tmp_path, f"""
-        [models.col3]
-        model = "{HELPERS}:make"
-        overrides = {{ mdoe = 3 }}
-    """)
+    bad = _suite(tmp_path, {"col3": {"model": f"{HELPERS}:make", "overrides": {"mdoe": 3}}})
     with pytest.raises(SuiteError, match=r"models\.col3\.overrides\.mdoe.*Did you mean 'mode'"):
         load_suite(bad)
 
@@ -188,10 +160,7 @@ def test_bad_references_give_clear_errors(tmp_path):
     with pytest.raises(ExternalModelError, match="is a built-in model"):
         register_external("gan", f"{HELPERS}:make")
     # in a suite: the error names the file and the key
-    bad = _suite(tmp_path, f"""
-        [models.collapsed]
-        model = "{HELPERS}:nope"
-    """)
+    bad = _suite(tmp_path, {"collapsed": {"model": f"{HELPERS}:nope"}})
     with pytest.raises(SuiteError, match=r"s\.toml: key 'models\.collapsed\.model'.*has no attribute 'nope'"):
         load_suite(bad)
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
@@ -211,10 +180,7 @@ def test_a_module_next_to_the_suite_resolves(tmp_path, monkeypatch):
             return Ring()
         make.modalities = ("points",)
     """))
-    suite = _suite(tmp_path, """
-        [models.ext-entry]
-        model = "my_models_abc:make"
-    """)
+    suite = _suite(tmp_path, {"ext-entry": {"model": "my_models_abc:make"}})
     monkeypatch.chdir(ROOT)  # not the suite's folder
     monkeypatch.setattr(sys, "path", list(sys.path))
     s = load_suite(suite)

@@ -14,12 +14,7 @@ from genbench.features import (FeatureCache, FeatureExtractor, describe_extracto
 from genbench.features.classifier import ClassifierExtractor, StackedMNISTClassifier
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; the classifier trains on one thread anyway
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -51,14 +51,7 @@ def sets(tmp_path_factory):
     return {"dirs": (str(da), str(db)), "x": (xa, xb)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core machine two threads spin against other processes' load (measured
-    8x slower wall time for Inception at load 20); numbers do not depend on it."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from genbench.errors import InvalidInputError
 from genbench.metrics import MetricWarning, StreamingGaussianStats, frechet_distance, gaussian_stats
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _spd(d, seed, n=None):

@@ -11,13 +11,7 @@ from genbench.errors import InvalidInputError
 from genbench.metrics import MetricWarning, kid, kid_subset_indices, polynomial_mmd2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _feats(n, d, seed, shift=0.0):
@@ -185,6 +179,8 @@ def test_metric_warnings_point_at_the_caller_and_lists_are_accepted():
         kid(real, fake, subsets=2, subset_size=50)
     assert rec[0].filename == __file__
     x, y = _feats(5, 3, 21), _feats(4, 3, 22)
-    # rel 1e-5, not 1e-12: torch.as_tensor turns a list of Python floats into float32 before as_f64 casts it to
-    # float64 (found here; reported in reports/benchmarks/mutation.md, not changed in this test-only branch)
-    assert polynomial_mmd2(x.tolist(), y.tolist()) == pytest.approx(polynomial_mmd2(x, y), rel=1e-5)
+    # exact: a list of Python floats is read as float64 (it once went through float32, a 1e-7 relative error)
+    assert polynomial_mmd2(x.tolist(), y.tolist()) == polynomial_mmd2(x, y)
+    from genbench.metrics._util import as_f64
+
+    assert as_f64([0.1, 1.0 + 1e-12], "x").tolist() == [0.1, 1.0 + 1e-12]

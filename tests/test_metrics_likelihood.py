@@ -10,13 +10,7 @@ from genbench.errors import InvalidInputError
 from genbench.metrics import bits_per_char, bits_per_dim, continuous_to_discrete_bits_per_dim, nats_to_bits_per_dim, perplexity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_uniform_density_is_8_bits_per_dim():

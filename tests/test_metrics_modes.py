@@ -10,13 +10,8 @@ from genbench.errors import InvalidInputError
 from genbench.metrics import MetricWarning, class_coverage, mode_coverage
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 HQ_EXPECTED = 1 - math.exp(-9 / 2)  # P(|N(0, s^2 I_2)| < 3 s): Rayleigh CDF at 3 = 0.98889
 

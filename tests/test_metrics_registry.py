@@ -26,13 +26,7 @@ from genbench.metrics import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is faster than two contending ones on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ALL = ["fd", "kid", "prdc", "mode_coverage", "class_coverage", "vendi", "memorisation", "bits_per_dim"]
 

@@ -10,10 +10,9 @@ import torch
 
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, one_thread, ring_data
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, ring_data
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 def test_gmm_points_log_prob_equals_sklearn_score_samples():

@@ -11,10 +11,10 @@ import torch
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
 from reference_models.diffusion import GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, one_thread, ring_data
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, ring_data
 
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _process(T=40, kind="linear"):

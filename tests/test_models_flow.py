@@ -11,10 +11,10 @@ import torch
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
 from tests._model_helpers import (DIGITS_INFO, RING_INFO, check_points_change_of_variables, check_samples, digits_data,
-                                  image_info, one_thread, ring_data)
+                                  image_info, ring_data)
 
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _fit(info, data, **over):

@@ -7,9 +7,9 @@ import torch
 
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, one_thread, ring_data
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, ring_data
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _ring_gan(**over):

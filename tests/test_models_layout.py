@@ -9,9 +9,9 @@ import torch
 from reference_models import create_model, load_model
 from genbench.models.base import GenerativeModel
 
-from _model_helpers import DIGITS_INFO, RING_INFO, digits_data, one_thread
+from _model_helpers import DIGITS_INFO, RING_INFO, digits_data
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _strides(model):

@@ -12,10 +12,10 @@ import torch
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
 from reference_models.splines import MIN_BIN, MIN_DERIVATIVE, n_spline_params, rq_spline, spline_params
-from tests._model_helpers import (RING_INFO, check_points_change_of_variables, check_samples, image_info, one_thread,
+from tests._model_helpers import (RING_INFO, check_points_change_of_variables, check_samples, image_info,
                                   ring_data)
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 K, B = 6, 2.5
 

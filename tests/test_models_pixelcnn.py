@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, one_thread
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info
 
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny(info, **over):

@@ -10,9 +10,9 @@ import torch
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
 from reference_models.vae import discretized_logistic_log_prob
-from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, one_thread, ring_data
+from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, image_info, ring_data
 
-_threads = pytest.fixture(autouse=True, scope="module")(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_discretized_logistic_matches_cdf_differences_and_normalises():

@@ -10,27 +10,8 @@ from genbench.report import load_run
 from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_suite import RING8_ALL, write_suite
 
-SUITE = """
-name = "e2e"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 64
-repeats = 2
-warmup = 1
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
-
-[models.dummy-gauss]
-[models.dummy-nan]
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +22,8 @@ def dummies():
 
 
 def test_runner_store_renders(tmp_path):
-    p = tmp_path / "e2e.toml"
-    p.write_text(SUITE)
+    p = write_suite(tmp_path / "e2e.toml", {"ring8": dict(RING8_ALL)}, {"dummy-gauss": {}, "dummy-nan": {}}, name="e2e",
+                    speed={"batch_size": 64, "repeats": 2, "warmup": 1})
     out = tmp_path / "out"
     Runner(load_suite(p), out, device="cpu", quiet=True, log=lambda m: None).run()
     from genbench.report import write_report

@@ -28,7 +28,7 @@ def dummies():
     runner_dummies.unregister()
 
 
-def _suite(tmp_path, name="t", overrides="") -> Path:
+def _suite(tmp_path, name="t", overrides=None) -> Path:
     return write_dummy_suite(tmp_path, name=name, overrides=overrides)
 
 
@@ -53,7 +53,7 @@ def _wait_for_holder(lock: Path, proc, timeout=90.0) -> None:
 def test_second_concurrent_run_is_refused(tmp_path):
     """A second `genbench run` (and `--fresh`, and `eval --out`) on a directory a live run holds fails at once
     with exit 2, naming the holder; the live run's store is untouched and it finishes normally."""
-    suite = _suite(tmp_path, overrides="overrides = { steps = 300, sleep = 0.1 }")
+    suite = _suite(tmp_path, overrides={"steps": 300, "sleep": 0.1})
     out = tmp_path / "out"
     first = _cli(["run", str(suite), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     try:
@@ -77,7 +77,7 @@ def test_second_concurrent_run_is_refused(tmp_path):
 
 
 def test_check_out_is_locked_while_another_process_holds_it(tmp_path, monkeypatch, capsys):
-    import genbench.evaluate as ev
+    import genbench.check as ev
 
     out = tmp_path / "new"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from genbench.locks import FileLock; "

@@ -19,30 +19,12 @@ from genbench.cli import main
 from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_suite import RING8_ALL, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
-SUITE = """
-name = "t"
-budget = "smoke"
-device = "cpu"
-seeds = {seeds}
-n_bootstrap = 10
-
-[speed]
-batch_size = 64
-repeats = 2
-warmup = 1
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
-
-{models}
-"""
-
+SPEED = {"batch_size": 64, "repeats": 2, "warmup": 1}
 
 @pytest.fixture(autouse=True)
 def dummies():
@@ -56,11 +38,11 @@ def dummies():
     torch.set_num_threads(threads)
 
 
-def _suite(tmp_path, models=("dummy-gauss",), seeds=(0,), extra="", name="s.toml"):
-    text = SUITE.format(seeds=list(seeds), models="\n".join(f"[models.{m}]" for m in models)) + extra
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+def _suite(tmp_path, models=("dummy-gauss",), seeds=(0,), name="s.toml", ring8=None, sweeps=None):
+    """`models`: names, or {name: table}; `ring8`: keys added to the dataset's table."""
+    tables = models if isinstance(models, dict) else {m: {} for m in models}
+    return write_suite(tmp_path / name, {"ring8": {**RING8_ALL, **(ring8 or {})}}, tables, seeds=seeds, speed=SPEED,
+                       sweeps=sweeps)
 
 
 def _run(suite_path, out, **kw):
@@ -176,8 +158,7 @@ def _done_rows(db):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_killed_run_resumes_without_losing_results(tmp_path, sig):
-    extra = "\n[models.dummy-gauss.overrides]\nsleep = 0.2\nsteps = 5\n"
-    p = _suite(tmp_path, seeds=(0, 1, 2), extra=extra)
+    p = _suite(tmp_path, models={"dummy-gauss": {"overrides": {"sleep": 0.2, "steps": 5}}}, seeds=(0, 1, 2))
     out = tmp_path / "out"
     proc = _cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     deadline = time.time() + 120
@@ -215,7 +196,7 @@ def test_killed_run_resumes_without_losing_results(tmp_path, sig):
 def test_cli_errors_and_list(tmp_path, capsys):
     assert main(["run", "no-such-suite", "--out", str(tmp_path / "o")]) == 2
     assert "unknown suite" in capsys.readouterr().err
-    bad = _suite(tmp_path, extra="\n[datasets.ring8.bogus]\n")
+    bad = _suite(tmp_path, ring8={"bogus": {}})
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "datasets.ring8.bogus" in err
@@ -253,8 +234,7 @@ def test_diffusion_sampler_sweep_records_variants(tmp_path):
 
     if "ddpm" not in list_models():
         pytest.skip("ddpm is not registered")
-    extra = '\n[sweeps.ddpm]\nsampler = "ddim"\nsteps = [5, 10]\n'
-    s = _run(_suite(tmp_path, models=("ddpm",), extra=extra), tmp_path / "out")
+    s = _run(_suite(tmp_path, models=("ddpm",), sweeps={"ddpm": {"sampler": "ddim", "steps": [5, 10]}}), tmp_path / "out")
     assert s.done == ["ring8/ddpm/seed0"], s.failed
     f = ResultsStore(tmp_path / "out").metrics_frame()
     for variant, steps in (("ddim-5", 5), ("ddim-10", 10)):
@@ -277,10 +257,10 @@ def test_invalid_sweeps(tmp_path):
 
     if "ddpm" not in list_models():
         pytest.skip("ddpm is not registered")
-    p = _suite(tmp_path, models=("ddpm",), extra='\n[sweeps.ddpm]\nsampler = "ddim"\nsteps = [10, 500]\n')
+    p = _suite(tmp_path, models=("ddpm",), sweeps={"ddpm": {"sampler": "ddim", "steps": [10, 500]}})
     with pytest.raises(SuiteError, match="sweeps.ddpm.steps.*exceed the 50 diffusion timesteps"):
         load_suite(p)
-    p = _suite(tmp_path, models=("ddpm",), extra='\n[sweeps.ddpm]\nsampler = "dpm"\nsteps = [10]\n', name="b.toml")
+    p = _suite(tmp_path, models=("ddpm",), sweeps={"ddpm": {"sampler": "dpm", "steps": [10]}}, name="b.toml")
     with pytest.raises(SuiteError, match="sweeps.ddpm.sampler.*'ddpm'"):
         load_suite(p)
 

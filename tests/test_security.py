@@ -24,26 +24,8 @@ from genbench.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model, load_model
 from genbench.models.checkpoint import MANIFEST, CheckpointError, UnsafeStateError, write_manifest
+from helpers.dummy_suite import RING8_ALL, write_suite
 
-SUITE = """
-name = "sec"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 64
-repeats = {repeats}
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 200
-metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
-
-[models.gmm]
-"""
 
 
 class _Payload:
@@ -56,18 +38,12 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _suite(tmp_path: Path, repeats: int) -> Path:
-    p = tmp_path / f"s{repeats}.toml"
-    p.write_text(SUITE.format(repeats=repeats))
-    return p
+    return write_suite(tmp_path / f"s{repeats}.toml", {"ring8": dict(RING8_ALL)}, {"gmm": {}}, name="sec",
+                       speed={"batch_size": 64, "repeats": repeats, "warmup": 0})
 
 
 def _run(tmp_path: Path, out: Path, repeats: int = 2):

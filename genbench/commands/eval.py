@@ -31,12 +31,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from genbench.env_info import resolve_device
+    from genbench.device import resolve_device
     from genbench.evaluate import evaluate_samples, format_eval
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate_samples(args.samples, args.dataset, out=args.out, name=args.name, extractor=args.extractor,
-                              metrics=metrics, seed=args.seed, device=resolve_device(args.device), quiet=args.quiet)
+                              metrics=metrics, seed=args.seed, device=str(resolve_device(args.device, flag="--device")), quiet=args.quiet)
     sys.stdout.write(format_eval(result))
     if args.out is None:
         from genbench.eval_rank import placement_lines

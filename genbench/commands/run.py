@@ -79,7 +79,7 @@ def _argv(args, out) -> list:
 
 
 def run(args) -> int:
-    from genbench.env_info import resolve_device
+    from genbench.device import resolve_device
     from genbench.rundir import default_out_dir
     from genbench.pipeline.driver import Runner
     from genbench.suite import apply_overrides, load_suite
@@ -98,7 +98,7 @@ def run(args) -> int:
         torch.set_num_threads(threads)
     suite = apply_overrides(suite, models=_names(args.models), datasets=_names(args.datasets),
                             seeds=_seeds(args.seeds), budget=args.budget, device=args.device)
-    device = resolve_device(suite.device)
+    device = str(resolve_device(suite.device, flag="--device"))
     out = Path(args.out) if args.out else default_out_dir(suite.name)  # reports/<slug of the name>
     workers = args.workers if args.workers is not None else suite.workers
     executor = _executor(args, suite, device, workers, threads)

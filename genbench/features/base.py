@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from genbench.device import resolve_device
 from genbench.errors import InvalidInputError
 
 # Values this far outside [0, 1] are treated as rounding noise and clamped; anything further is an error.
@@ -97,16 +98,6 @@ class FeatureExtractor(ABC):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        d = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InvalidInputError(f"invalid device {device!r} ({e}); use 'cpu', 'cuda' or 'cuda:N'") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} was asked for but CUDA is not available here; use device='cpu'")
-    return d
 
 
 def as_tensor(samples: Any, who: str) -> torch.Tensor:

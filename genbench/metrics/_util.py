@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from genbench.device import resolve_device  # noqa: F401  (the metrics' device: given, else their inputs')
 from genbench.errors import InvalidInputError
 
 
@@ -19,15 +20,6 @@ def warn(msg: str) -> None:
     warnings.warn(msg, MetricWarning, stacklevel=3)
 
 
-def resolve_device(device: Optional[str | torch.device], *tensors: Any) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for t in tensors:
-        if isinstance(t, torch.Tensor):
-            return t.device
-    return torch.device("cpu")
-
-
 def as_f64(x: Any, name: str, device: Optional[torch.device] = None, ndim: Optional[int] = None) -> torch.Tensor:
     """`x` (torch tensor, numpy array or nested list) as a float64 tensor on `device`, validated."""
     if x is None:
@@ -36,7 +28,7 @@ def as_f64(x: Any, name: str, device: Optional[torch.device] = None, ndim: Optio
         x = torch.from_numpy(np.ascontiguousarray(x))
     elif not isinstance(x, torch.Tensor):
         try:
-            x = torch.as_tensor(x)
+            x = torch.as_tensor(x, dtype=torch.float64)  # not float32 first: Python floats are doubles
         except Exception as e:  # noqa: BLE001 - report what was wrong
             raise InvalidInputError(f"{name} must be a tensor or array, got {type(x).__name__}: {e}") from None
     if x.is_complex():

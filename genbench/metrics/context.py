@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import torch
 
+from genbench.defaults import CONTEXT_N_BOOTSTRAP
+
 
 @dataclass
 class EvalContext:
@@ -36,7 +38,7 @@ class EvalContext:
     dataset: Optional[str] = None
     reference_split: str = "test"
     seed: int = 0
-    n_bootstrap: int = 0  # 0: no confidence intervals; else bootstrap replicates for FD, KID, P/R/D/C
+    n_bootstrap: int = CONTEXT_N_BOOTSTRAP  # 0: no confidence intervals; else bootstrap replicates for FD, KID, P/R/D/C
     bootstrap_alpha: float = 0.05
     device: str = "cpu"
     kid_subsets: int = 100

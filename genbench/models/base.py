@@ -40,10 +40,10 @@ from typing import Any, Callable, ClassVar, Iterable, Optional
 import torch
 
 from genbench.data.base import DatasetInfo
+from genbench.defaults import BUDGETS
 from genbench.models.checkpoint import encode_state, load_weights, read_verified, write_manifest
 from genbench.models.precision import precision_label
 
-BUDGETS = ("smoke", "quick", "standard")
 LOG_PROB_EXACT, LOG_PROB_BOUND, LOG_PROB_NONE = "exact", "bound", "none"
 
 

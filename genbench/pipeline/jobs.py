@@ -134,11 +134,12 @@ _HARNESS_CODE: list = []
 
 
 def harness_code_version() -> str:
-    """Digest of genbench's code that turns samples into numbers (data, features, metrics, the pipeline)."""
+    """Digest of genbench's code that turns samples into numbers (data, features, metrics, the pipeline and the
+    defaults it reads)."""
     if not _HARNESS_CODE:
         root = Path(__file__).resolve().parents[1]
         files = sorted([*(root / "data").rglob("*.py"), *(root / "features").rglob("*.py"),
-                        *(root / "metrics").rglob("*.py"), *(root / "pipeline").rglob("*.py")])
+                        *(root / "metrics").rglob("*.py"), *(root / "pipeline").rglob("*.py"), root / "defaults.py"])
         h = hashlib.sha256()
         for f in files:
             h.update(str(f.relative_to(root)).encode())

@@ -16,11 +16,11 @@ from typing import Optional
 import numpy as np
 import torch
 
+from genbench.defaults import REAL_SUBSET_SEED, TEXT_LIKELIHOOD_CHARS, TEXT_SPEED_CHARS
 from genbench.fileio import atomic_write_bytes, atomic_write_text
 from genbench.pipeline.jobs import JobFailure
 
 PREVIEW_N = 64
-REAL_SUBSET_SEED = 20240601  # the real reference subset is the same for every job and seed
 
 
 class TensorScorer:
@@ -163,12 +163,12 @@ class TextScorer(TensorScorer):
         return None
 
     def likelihood_fields(self, model, info, spec, ref_split) -> dict:
-        """nats/char over `n_likelihood` (default 20000) reference characters (running text: the first ones; line
+        """nats/char over `n_likelihood` (default TEXT_LIKELIHOOD_CHARS) reference characters (running text: the first ones; line
         datasets: whole lines in a seeded random order, see `genbench.metrics.text.heldout_text`), with the window
         protocol (context, stride) in `nll_protocol`."""
         from genbench.metrics.text import heldout_text, nll_protocol
 
-        max_chars = spec.n_likelihood or 20000
+        max_chars = spec.n_likelihood or TEXT_LIKELIHOOD_CHARS
         text, text_proto = heldout_text(ref_split, max_chars, self.unit(model, ref_split)[0], seed=REAL_SUBSET_SEED)
         nats, count = model.nll_per_char(text)
         if not math.isfinite(float(nats)):
@@ -184,7 +184,7 @@ class TextScorer(TensorScorer):
         from genbench.metrics.text import speed_metrics
 
         try:
-            return speed_metrics(model, n_chars=256, batch_size=1, repeats=repeats)
+            return speed_metrics(model, n_chars=TEXT_SPEED_CHARS, batch_size=1, repeats=repeats)
         except NotImplementedError:  # e.g. text-copy draws whole training passages: no per-character path
             return []
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 
+from genbench.defaults import FEATURE_BATCH_SIZE
 from genbench.fileio import atomic_write_text
 from genbench.pipeline.jobs import JobSpec
 from genbench.pipeline.progress import progress_bar
@@ -114,7 +115,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit)
     real_f = ref_stats.features
     real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
-    fake_f = worker.extract(ext, fake, 256, q, f"fake features {job.job_id}{tag}")
+    fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
     prec = model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
         "real_features": real_f, "fake_features": fake_f, "feature_protocol": feature_protocol(ext),

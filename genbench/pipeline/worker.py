@@ -25,6 +25,7 @@ from typing import Optional
 
 import torch
 
+from genbench.defaults import FEATURE_BATCH_SIZE
 from genbench.fileio import atomic_write_text
 from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec, code_version, seed_everything, slug, stable_hash
 from genbench.pipeline.progress import TrainMonitor
@@ -146,7 +147,7 @@ def _len(samples) -> int:
 
 
 def _feature_batch(spec: DatasetSpec) -> int:
-    return 256
+    return FEATURE_BATCH_SIZE
 
 
 def _protocol(ext) -> dict:
