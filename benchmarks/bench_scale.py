@@ -96,7 +96,7 @@ def bench_rerun(lines: list, tmp: Path) -> None:
               f"Whole commands: {t1:.1f} s and {t2:.1f} s (the second trains the added model).", ""]
 
 
-def bench_eval(lines: list, tmp: Path) -> None:
+def bench_eval(lines: list, tmp: Path, extractor: str = "inception") -> None:
     import numpy as np
 
     from genbench.data import get_dataset
@@ -106,13 +106,13 @@ def bench_eval(lines: list, tmp: Path) -> None:
     samples = tmp / "user.npy"
     np.save(samples, x.numpy().astype(np.float32))
     env = dict(os.environ, PYTHONPATH=str(ROOT), GENBENCH_STATS_CACHE=str(tmp / "stats-eval"))
-    args = ["eval", "--samples", str(samples), "--dataset", "fashion-mnist", "--extractor", "inception",
+    args = ["eval", "--samples", str(samples), "--dataset", "fashion-mnist", "--extractor", extractor,
             "--metrics", "fd,prdc", "--quiet"]
     cold, log_cold = _genbench(args, env)
     warm, log_warm = _genbench(args, env)
     fd = [re.findall(r"\bfd\b[^\n]*", s)[:1] for s in (log_cold, log_warm)]
-    lines += ["## `genbench eval` of 1,000 images against Fashion-MNIST Inception statistics", "",
-              "`genbench eval --samples user.npy --dataset fashion-mnist --extractor inception --metrics fd,prdc` "
+    lines += [f"## `genbench eval` of 1,000 images against Fashion-MNIST {extractor} statistics", "",
+              f"`genbench eval --samples user.npy --dataset fashion-mnist --extractor {extractor} --metrics fd,prdc` "
               "(1,000 noisy training images as the user's samples; n_real = 1,000), CPU:", "",
               "| reference statistics | wall time of the command (s) |", "|---|---|",
               f"| not cached (extracts 1,000 real + 1,000 user images) | {cold:.1f} |",
@@ -178,26 +178,29 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="prdc,rerun,eval,ray")
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks" / "scale.md"))
+    ap.add_argument("--eval-extractor", default="inception", help="extractor of the eval section (default inception; "
+                    "classifier:fashion-mnist where Inception on the CPU is too slow)")
     a = ap.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     lines = ["# Scale: reference statistics once, cached radii, Ray (benchmarks/bench_scale.py)", "",
              f"Machine: {_machine()}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. CPU only "
-             "(no GPU measurement here).", ""]
+             f"(no GPU measurement here). Load average at the start: {os.getloadavg()[0]:.1f} (other processes "
+             "share these cores: absolute times are inflated by it; the ratios compare runs under the same load).", ""]
     tmp = Path(tempfile.mkdtemp(prefix="genbench-bench-scale-"))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from genbench.fileio import atomic_write_text
+
     try:
         for name in a.only.split(","):
             print(f"bench_scale: {name} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             {"prdc": lambda: bench_prdc(lines), "rerun": lambda: bench_rerun(lines, tmp),
-             "eval": lambda: bench_eval(lines, tmp), "ray": lambda: bench_ray(lines, tmp)}[name]()
+             "eval": lambda: bench_eval(lines, tmp, a.eval_extractor), "ray": lambda: bench_ray(lines, tmp)}[name]()
             print(f"bench_scale: {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            atomic_write_text(out, "\n".join(lines) + "\n")  # after each section: a later one may not finish
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from genbench.fileio import atomic_write_text
-
-    atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"wrote {out}")
     return 0
 
