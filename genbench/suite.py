@@ -9,6 +9,8 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     n_bootstrap = 200              # bootstrap resamples for confidence intervals (0: none)
     threads = 1                    # optional: torch CPU threads (default: torch's choice; --threads overrides)
     workers = 2                    # optional: jobs run at once in worker processes (default 1; --workers overrides)
+    resources = { num_cpus = 1, num_gpus = 0.25 }  # optional: per-job resources of a Ray task (--executor ray;
+                                   # default num_cpus = threads or 1, num_gpus = 1 on cuda else 0; fractions allowed)
 
     [speed]
     batch_size = 256               # samples/s is measured at this batch size
@@ -146,6 +148,13 @@ class Suite:
     toml_text: str = ""
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
     workers: int = 1  # jobs run at once, each in its own worker process (1: in this process; --workers overrides)
+    resources: dict = field(default_factory=dict)  # per-job Ray resources: num_cpus, num_gpus (see job_resources)
+
+    def job_resources(self, device: str) -> dict:
+        """Per-job resources of a Ray task: `[resources]` or num_cpus = threads or 1, num_gpus = 1 on cuda else 0."""
+        cpus = self.resources.get("num_cpus", self.threads or 1)
+        gpus = self.resources.get("num_gpus", 1 if str(device).startswith("cuda") else 0)
+        return {"num_cpus": float(cpus), "num_gpus": float(gpus)}
 
     def dataset(self, name: str) -> DatasetSpec:
         for d in self.datasets:
@@ -294,7 +303,7 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
     return suite
 
 
-_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "speed", "datasets", "models",
+_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "resources", "speed", "datasets", "models",
              "sweeps"}
 _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options",
                  "conditions"}
@@ -306,6 +315,7 @@ METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc
 _MODEL_KEYS = {"overrides", "dataset_overrides", "datasets", "model"}
 _SWEEP_KEYS = {"sampler", "steps", "guidance"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
+_RESOURCE_KEYS = {"num_cpus", "num_gpus"}
 
 
 class _Checker:
@@ -455,6 +465,15 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     n_boot = c.typed(data, "n_bootstrap", "", int, default=SUITE_N_BOOTSTRAP, check=_nonneg)
     threads = c.typed(data, "threads", "", int, default=None, check=_positive)
     workers = c.typed(data, "workers", "", int, default=1, check=_positive)
+    rs = c.keys(data.get("resources", {}), _RESOURCE_KEYS, "resources")
+    resources = {}
+    for k in ("num_cpus", "num_gpus"):
+        if k in rs:
+            v = rs[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "num_cpus" and v == 0):
+                raise c.fail(f"resources.{k}", f"expected a number {'> 0' if k == 'num_cpus' else '>= 0'} "
+                             f"(fractions allowed, e.g. 0.25), got {v!r}")
+            resources[k] = float(v)
 
     sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
     speed = SpeedSpec(
@@ -644,7 +663,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         sweeps[mname] = SweepSpec(mname, sampler, list(steps), [float(g) for g in guidance])
 
     suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source,
-                  threads=threads, workers=workers)
+                  threads=threads, workers=workers, resources=resources)
     for d in datasets:
         if not any(pd.name == d.name for pd, _ in suite.pairs()):
             raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "

@@ -22,6 +22,7 @@ class EvalContext:
     fake_features: Optional[torch.Tensor] = None
     feature_protocol: dict = field(default_factory=dict)
     real_stats: Optional[tuple] = None  # cached (mu, sigma) of real_features, if the runner has them
+    real_radii: Any = None  # cached k-NN radii of real_features (genbench.metrics.manifold.KnnRadii), if any
     real_samples: Optional[torch.Tensor] = None
     fake_samples: Optional[torch.Tensor] = None
     train_samples: Optional[torch.Tensor] = None

@@ -6,6 +6,7 @@ likelihood inputs and any extra speed measurements. The worker and the scoring c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -43,17 +44,28 @@ class TensorScorer:
         """How real items must be cut to match the model's samples (text only)."""
         return None
 
+    def subset_indices(self, split, n: int) -> Optional[torch.Tensor]:
+        """The indices of `real_subset(split, n)` (sorted), or None for the whole split."""
+        return _subset_index(len(split.x), n)
+
     def real_subset(self, split, n: int, unit: Optional[tuple] = None):
         """A fixed pseudo-random subset of `n` items of a split (all of it if smaller)."""
-        idx = _subset_index(len(split.x), n)
+        idx = self.subset_indices(split, n)
         return split.x if idx is None else split.x[idx]
 
     def real_subset_labels(self, split, n: int) -> Optional[torch.Tensor]:
         """The labels of `real_subset(split, n)`'s items (None for a split without labels)."""
         if getattr(split, "y", None) is None:
             return None
-        idx = _subset_index(len(split.x), n)
+        idx = self.subset_indices(split, n)
         return (split.y if idx is None else split.y[idx]).long()
+
+    def subset_key(self, split, n: int, unit: Optional[tuple] = None) -> dict:
+        """What identifies `real_subset(split, n, unit)` within the split (reference-statistics key)."""
+        idx = self.subset_indices(split, n)
+        if idx is None:
+            return {"n": len(split.x), "indices": "all"}
+        return {"n": int(idx.numel()), "indices_sha256": hashlib.sha256(idx.to(torch.int64).numpy().tobytes()).hexdigest()}
 
     # ---- samples ---------------------------------------------------------------------------------------------
     def check(self, x, info, n: int, what: str = "samples") -> None:
@@ -134,6 +146,14 @@ class TextScorer(TensorScorer):
 
         mode, length = unit if unit is not None else (resolve_sample_mode(split), DEFAULT_SAMPLE_LENGTH)
         return reference_texts(split, n, mode, int(length), seed=REAL_SUBSET_SEED)
+
+    def subset_key(self, split, n: int, unit: Optional[tuple] = None) -> dict:
+        """Text subsets are drawn by a rule, not indices: the rule, its seed, size and unit identify them."""
+        from genbench.models.text import DEFAULT_SAMPLE_LENGTH, resolve_sample_mode
+
+        mode, length = unit if unit is not None else (resolve_sample_mode(split), DEFAULT_SAMPLE_LENGTH)
+        return {"n": int(n), "rule": "genbench.metrics.text.reference_texts", "seed": REAL_SUBSET_SEED,
+                "unit": [str(mode), int(length)]}
 
     def check(self, x, info, n: int, what: str = "samples") -> None:
         if not isinstance(x, (list, tuple)) or len(x) != n or not all(isinstance(s, str) for s in x):

@@ -144,7 +144,9 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
 
     ext = worker.extractor(spec.features, job.device)
-    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
+    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit)
+    real_f = ref_stats.features
+    real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
     fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
     prec = model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
@@ -185,6 +187,8 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     from genbench.metrics.context import EvalContext
 
     ctx = make_context(EvalContext, ctx_fields)
+    if "prdc" in names:  # the reference's k-NN radii from the shared cache: only the fake set's distances remain
+        ctx.real_radii = _reference_radii(worker, ref_stats, ctx, int(fake_f.shape[0]))
     results = compute_metrics(names, ctx) if names else []
     skipped = dict(getattr(ctx, "skipped", {}) or {})
     if skipped:
@@ -195,6 +199,21 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
             for k, why in skipped.items():
                 print(f"  skipped {k}: {why}", file=sys.stderr, flush=True)
     return result_rows(results, variant)
+
+
+def _reference_radii(worker, ref, ctx, n_fake: int):
+    """The reference's squared k-NN radii for this context's P/R/D/C settings (None when they do not apply:
+    the metric then computes them itself, or reports the problem)."""
+    from genbench.errors import InvalidInputError
+    from genbench.metrics.manifold import _resolve_ks
+
+    try:
+        k_pr, k_dc, _ = _resolve_ks(ctx.k_pr, ctx.k_dc, ctx.prdc_convention, None)
+        if ref.features.shape[0] <= max(k_pr, k_dc):
+            return None
+        return worker.stats_cache.radii(ref, (k_pr, k_dc), n_fake, ctx.device)
+    except InvalidInputError:
+        return None
 
 
 def score_samples(job: JobSpec, worker, sampler, info, artifacts: list, art_rel: str,
