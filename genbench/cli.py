@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "genbench.commands.list",
     "genbench.commands.assets",
     "genbench.commands.data",
+    "genbench.commands.stats",
     "genbench.commands.compare",
     "genbench.commands.recommend",
     "genbench.commands.eval",

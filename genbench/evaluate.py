@@ -3,7 +3,9 @@
 `evaluate_samples` (`genbench eval`): score a folder of images, an .npz/.npy array or a text file of samples
 against a built-in (or user) dataset with the leaderboard's protocol: the dataset table (feature extractor,
 sample count, reference split, metrics) of the run being added to (`--out DIR`), else of the first built-in
-suite that has the dataset (quick, standard, smoke). The samples go through the runner's own scoring
+suite that has the dataset (quick, standard, smoke; for conditional samples -- an .npz whose 'y' holds the
+class each sample was generated for -- the `conditional` suite first, and its conditional metrics are added to
+another protocol's list; a conditional protocol refuses samples without labels). The samples go through the runner's own scoring
 (`genbench.pipeline.scoring.score_samples`: same checks, fixed real subset, features, EvalContext, compute_metrics), so
 the numbers are comparable with the leaderboard's. With `out`, the result is recorded in that run's store as
 model "user:<name>" (family "user") and results.csv/json are rewritten.
@@ -38,6 +40,7 @@ from genbench.errors import GenbenchError, InvalidInputError
 USER_FAMILY = "user"
 USER_PREFIX = "user:"
 PROTOCOL_SUITES = ("quick", "standard", "smoke")  # built-in suites searched for a dataset's protocol, in order
+CONDITIONAL_SUITES = ("conditional",)  # searched first for conditional samples (an .npz with labels 'y')
 # Protocol for a dataset no suite covers (user datasets): extractor and metrics per modality.
 DEFAULT_PROTOCOL = {
     "points": ("identity", ["fd", "prdc"]),
@@ -83,7 +86,8 @@ def stored_suite_data(text: str, where: str) -> dict:
         models[m["name"]] = t
     out["models"] = models
     if d.get("sweeps"):
-        out["sweeps"] = {k: {"sampler": v["sampler"], "steps": v["steps"]} for k, v in d["sweeps"].items()}
+        out["sweeps"] = {k: {key: v[key] for key in ("sampler", "steps", "guidance") if v.get(key)}
+                         for k, v in d["sweeps"].items()}
     return out
 
 
@@ -110,8 +114,9 @@ def _dataset_spec(name: str, table: dict):
 
 
 def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, extractor: Optional[str] = None,
-                 metrics: Optional[list] = None) -> EvalProtocol:
-    """The dataset's leaderboard protocol (see module docstring), then --extractor / --metrics overrides."""
+                 metrics: Optional[list] = None, conditional: bool = False) -> EvalProtocol:
+    """The dataset's leaderboard protocol (see module docstring), then --extractor / --metrics overrides.
+    `conditional` (samples with labels): the conditional suite's protocol is looked up first."""
     from genbench.suite import SUITES_DIR, recorded_metrics
 
     proto = None
@@ -131,7 +136,7 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
         proto = EvalProtocol(_dataset_spec(dataset, tables[dataset]), int(data.get("n_bootstrap", DEFAULT_N_BOOTSTRAP)),
                              f"the run in {run_dir} (suite {sname!r})")
     else:
-        for sname in PROTOCOL_SUITES:
+        for sname in (CONDITIONAL_SUITES if conditional else ()) + PROTOCOL_SUITES:
             path = SUITES_DIR / f"{sname}.toml"
             if not path.exists():
                 continue
@@ -170,7 +175,8 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
 
 # ---------------------------------------------------------------------------------------------- eval
 class _Replay:
-    """A 'model' that hands out the user's samples in order, so the runner scores them like a model's."""
+    """A 'model' that hands out the user's samples in order, so the runner scores them like a model's (their
+    labels, for conditional samples, go to the scoring beside them)."""
 
     log_prob_kind = "none"
     family = USER_FAMILY
@@ -304,11 +310,25 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
     data = load_user_data(spath, modality=info.modality,
                           expect_shape=None if info.modality == "text" else tuple(info.shape), name=model_name)
     items = data.lines if info.modality == "text" else data.x
+    labels = getattr(data, "y", None)
     n_have = len(items)
     items = validate_samples(items, info, n_have, model_name, who=f"samples in {spath}")
 
-    proto = protocol_for(ds_name, info.modality, run_dir, extractor, metrics)
+    from genbench.metrics.conditional import CONDITIONAL_METRICS
+
+    if labels is not None and not info.num_classes:
+        raise InvalidInputError(f"{spath}: the samples carry labels 'y', but dataset {ds_name!r} has no classes to "
+                                "condition on; drop 'y' or score against a labelled dataset")
+    proto = protocol_for(ds_name, info.modality, run_dir, extractor, metrics, conditional=labels is not None)
     spec = proto.spec
+    cond_metrics = [m for m in spec.metrics if m in CONDITIONAL_METRICS]
+    if labels is None and cond_metrics:
+        raise InvalidInputError(f"{spath}: labels missing: the protocol of {proto.source} scores conditional samples "
+                                f"({', '.join(cond_metrics)}); give an .npz with the samples as 'x' and the class "
+                                "each was generated for as 'y' (integers 0..K-1)")
+    if labels is not None and not cond_metrics and not metrics:
+        spec.metrics = list(spec.metrics) + list(CONDITIONAL_METRICS)
+        proto.changes.append(f"added {', '.join(CONDITIONAL_METRICS)} (the samples carry labels 'y')")
     from genbench.suite import likelihood_metrics
 
     lik = likelihood_metrics()
@@ -321,6 +341,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
     if n_have > spec.n_samples:
         proto.changes.append(f"scored the first {spec.n_samples} of {n_have} samples")
         items = items[: spec.n_samples]
+        labels = labels[: spec.n_samples] if labels is not None else None
     elif n_have < spec.n_samples:
         proto.changes.append(f"{n_have} samples instead of the protocol's {spec.n_samples} (n_fake and n_real "
                              "differ from the leaderboard's: not comparable with it)")
@@ -340,7 +361,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
         worker = type("EvalWorker", (_UserDatasetWorker, Worker), {})(ds_name, user_ref) if user_ref is not None else Worker()
         artifacts: list = []
         art_rel = f"artifacts/{job_id.replace('/', '__').replace(':', '_')}"
-        rows = score_samples(job, worker, _Replay(items), info, artifacts, art_rel)
+        rows = score_samples(job, worker, _Replay(items), info, artifacts, art_rel, labels=labels)
         skipped = {}
         for kind, rel in artifacts:
             if kind == "skipped_metrics" and (work / rel).exists():

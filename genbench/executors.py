@@ -12,28 +12,15 @@ name in a fresh process (built-in, or registered through an entry point). If the
 and exit within a second. If a worker dies (killed, out of memory), the job it was running -- each worker writes
 its PID for the job it starts -- is failed, and the jobs running beside it are resubmitted to a fresh pool.
 
-A cluster executor plugs in by implementing `map_unordered`. With Ray, for example (not a dependency):
+`RayExecutor(address, num_cpus, num_gpus, threads)` (optional extra: `pip install 'genbench[ray]'`) runs each job as
+a Ray task with the suite's per-job resources (`[resources]`: num_cpus, num_gpus; fractional GPUs allowed), on a
+local Ray instance it starts (no address) or on a running cluster (`address="auto"` or "HOST:PORT"). Results come
+back to the driver, which alone writes the store, so resume, --fresh and failure handling are those of the other
+executors: a task that raises, or whose worker dies, fails only its job (tasks are not retried); Ctrl-C cancels
+the outstanding tasks. Checkpoints and artifacts are written by the task under the run directory: every node must
+see that directory at the same path (a shared filesystem; docs/cluster.md).
 
-    class RayExecutor(Executor):
-        def __init__(self, **ray_init_kwargs):
-            import ray
-            ray.init(**ray_init_kwargs)
-            self.ray = ray
-
-        def map_unordered(self, fn, items):
-            remote = self.ray.remote(num_gpus=1)(fn)      # one GPU per job, if jobs use cuda
-            pending = {remote.remote(item): item for item in items}
-            while pending:
-                done, _ = self.ray.wait(list(pending), num_returns=1)
-                item = pending.pop(done[0])
-                try:
-                    yield item, self.ray.get(done[0]), None
-                except Exception as e:                   # a job failure is a result, not a crash
-                    yield item, None, e
-
-Each worker then builds its own caches (the real-feature cache also lives on disk under DIR/cache, so a shared
-filesystem lets workers reuse it) and writes checkpoints/artifacts under DIR; results flow back to the driver,
-which commits each job in one SQLite transaction -- so resume works the same way.
+A cluster executor of another engine plugs in the same way: implement `map_unordered`.
 """
 
 from __future__ import annotations
@@ -248,7 +235,153 @@ def _blame_dead_workers(running: list, procs: dict) -> tuple[list, list]:
     return failed, retry
 
 
-EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor}
+RAY_CONNECT_TIMEOUT_S = 10.0
+RAY_LOCAL_HINT = ("start a local cluster with `ray start --head --port 6379 --num-cpus 2` (then pass --address "
+                  "127.0.0.1:6379, or auto), or leave out --address and genbench starts a Ray instance inside the run")
+
+
+def import_ray():
+    """The `ray` module, or a clear error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        from genbench.errors import InvalidInputError
+
+        raise InvalidInputError("--executor ray needs Ray, an optional extra: pip install 'genbench[ray]' (or pip "
+                                "install ray)") from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    """Fail fast (bounded) when HOST:PORT does not accept connections."""
+    import socket
+
+    from genbench.errors import InvalidInputError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInputError(f"--address {address!r}: give HOST:PORT of the Ray head node (e.g. 10.0.0.5:6379) "
+                                "or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise InvalidInputError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}; waited at most "
+                                f"{timeout:.0f} s): {RAY_LOCAL_HINT}") from None
+
+
+def _ray_call(fn, item, threads):
+    """One job in a Ray worker process: set its torch threads, keep the first job function this process received
+    (its in-process caches live across tasks), run it."""
+    if threads is not None:
+        import torch
+
+        if torch.get_num_threads() != int(threads):
+            torch.set_num_threads(int(threads))
+    fn = _PROCESS_FN.setdefault(type(fn), fn)
+    return fn(item)
+
+
+class RayExecutor(Executor):
+    """Each job a Ray task (see the module docstring)."""
+
+    def __init__(self, address: Optional[str] = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                 threads: Optional[int] = None, local_cpus: Optional[int] = None,
+                 connect_timeout_s: float = RAY_CONNECT_TIMEOUT_S):
+        from genbench.errors import InvalidInputError
+
+        if num_cpus <= 0 or num_gpus < 0:
+            raise InvalidInputError(f"Ray resources per job: num_cpus must be > 0 and num_gpus >= 0, got "
+                                    f"num_cpus={num_cpus}, num_gpus={num_gpus}")
+        ray = import_ray()
+        self.ray, self.address = ray, address
+        self.num_cpus, self.num_gpus, self.threads = float(num_cpus), float(num_gpus), threads
+        self._own = False
+        if not ray.is_initialized():
+            import os
+
+            env = {k: v for k, v in os.environ.items() if k.startswith("GENBENCH_") or k == "PYTHONPATH"}
+            kw = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            if address in (None, "", "local"):
+                ray.init(num_cpus=local_cpus or os.cpu_count() or 1, **kw)
+            else:
+                if address != "auto":
+                    _check_reachable(address, connect_timeout_s)
+                try:
+                    ray.init(address=address, **kw)
+                except (ConnectionError, RuntimeError, TimeoutError) as e:
+                    raise InvalidInputError(f"cannot connect to a Ray cluster at {address} "
+                                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                                            f"{RAY_LOCAL_HINT}") from None
+            self._own = True
+
+    def slots(self) -> int:
+        """How many jobs the cluster can run at once with the per-job resources (at least 1)."""
+        res = self.ray.cluster_resources()
+        n = int(res.get("CPU", 1) // self.num_cpus)
+        if self.num_gpus > 0:
+            n = min(n, int(res.get("GPU", 0) // self.num_gpus))
+        return max(1, n)
+
+    def map_unordered(self, fn, items):
+        ray = self.ray
+        remote = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_ray_call)
+        fn_ref = ray.put(fn)
+        it = iter(items)
+        pending: dict = {}  # object ref -> item
+        limit = self.slots()  # keep the cluster busy; the rest are taken (and marked started) as slots free up
+
+        def submit_next() -> bool:
+            for item in it:
+                pending[remote.remote(fn_ref, item, self.threads)] = item
+                return True
+            return False
+
+        try:
+            while len(pending) < limit and submit_next():
+                pass
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                item = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as e:  # noqa: BLE001 - a job failure is a result, not a crash
+                    yield item, None, _ray_error(ray, e)
+                else:
+                    yield item, result, None
+                submit_next()
+        finally:
+            for ref in list(pending):  # interrupted: cancel what is still queued or running
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - already finished
+                    pass
+
+    def close(self) -> None:
+        if self._own and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._own = False
+
+
+def _ray_error(ray, e: BaseException) -> BaseException:
+    """The job's own exception when the task raised (so JobFailure stays a JobFailure), else a plain error saying
+    the worker died."""
+    exc = ray.exceptions
+    if isinstance(e, exc.RayTaskError):
+        cause = getattr(e, "cause", None)
+        return cause if isinstance(cause, BaseException) else e
+    if isinstance(e, (exc.WorkerCrashedError, getattr(exc, "NodeDiedError", exc.WorkerCrashedError))):
+        return RuntimeError("the Ray worker running this job died (killed, out of memory, or its node was lost); "
+                            "run again to retry it")
+    if isinstance(e, exc.TaskCancelledError):
+        return RuntimeError("the Ray task running this job was cancelled; run again to retry it")
+    return e
+
+
+EXECUTORS = {"local": LocalExecutor, "process": ProcessExecutor, "ray": RayExecutor}
 
 
 def get_executor(name: str = "local") -> Executor:
@@ -260,4 +393,4 @@ def get_executor(name: str = "local") -> Executor:
     return EXECUTORS[name]()
 
 
-__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "get_executor", "EXECUTORS"]
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "get_executor", "EXECUTORS"]

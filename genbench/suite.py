@@ -9,6 +9,8 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     n_bootstrap = 200              # bootstrap resamples for confidence intervals (0: none)
     threads = 1                    # optional: torch CPU threads (default: torch's choice; --threads overrides)
     workers = 2                    # optional: jobs run at once in worker processes (default 1; --workers overrides)
+    resources = { num_cpus = 1, num_gpus = 0.25 }  # optional: per-job resources of a Ray task (--executor ray;
+                                   # default num_cpus = threads or 1, num_gpus = 1 on cuda else 0; fractions allowed)
 
     [speed]
     batch_size = 256               # samples/s is measured at this batch size
@@ -23,6 +25,8 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     n_train_features = 0           # training items featurised for memorisation (0: n_samples)
     n_likelihood = 0               # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
     options = { kid_subsets = 20 } # metric settings (EvalContext fields: kid_subsets, kid_subset_size, k_pr, k_dc...)
+    conditions = "uniform"         # labelled datasets: how class conditions are drawn for conditional models
+                                   # ("uniform" | "heldout"; default "uniform"; genbench/models/conditions.py)
 
     [models.gan]                   # every model runs on every dataset of a modality it supports ...
     [models.ddpm]
@@ -33,6 +37,9 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     [sweeps.ddpm]                  # diffusion only: also score these sampler settings (variant "ddim-10", ...)
     sampler = "ddim"
     steps = [10, 25, 50]
+
+    [sweeps.cfg-ddpm]              # guided diffusion: also score these guidance scales (variant "guidance-2", ...)
+    guidance = [0, 1, 2, 4]        # (with or without sampler/steps)
 
 `load_suite(name_or_path)` parses and validates everything before any work starts: unknown keys, wrong types,
 unknown names (with "did you mean"), and impossible combinations raise `SuiteError` naming the file and key.
@@ -96,6 +103,7 @@ class DatasetSpec:
     n_train_features: int = 0  # training samples featurised for memorisation metrics (0: n_samples)
     n_likelihood: int = 0  # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
     options: dict = field(default_factory=dict)  # metric settings: EvalContext fields (kid_subsets, k_pr, ...)
+    conditions: Optional[str] = None  # conditional models' class conditions: "uniform" (None: the same) | "heldout"
 
 
 @dataclass
@@ -114,8 +122,14 @@ class ModelSpec:
 @dataclass
 class SweepSpec:
     model: str
-    sampler: str
-    steps: list
+    sampler: str = ""  # "" with no steps: no sampler sweep
+    steps: list = field(default_factory=list)
+    guidance: list = field(default_factory=list)  # guidance scales (models with set_guidance)
+
+    def variants(self) -> list[tuple[str, str, float]]:
+        """(variant name, kind, value): ("ddim-10", "steps", 10), ..., ("guidance-2", "guidance", 2.0), ..."""
+        out = [(f"{self.sampler}-{s}", "steps", s) for s in self.steps]
+        return out + [(f"guidance-{g:g}", "guidance", float(g)) for g in self.guidance]
 
 
 @dataclass
@@ -134,6 +148,13 @@ class Suite:
     toml_text: str = ""
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
     workers: int = 1  # jobs run at once, each in its own worker process (1: in this process; --workers overrides)
+    resources: dict = field(default_factory=dict)  # per-job Ray resources: num_cpus, num_gpus (see job_resources)
+
+    def job_resources(self, device: str) -> dict:
+        """Per-job resources of a Ray task: `[resources]` or num_cpus = threads or 1, num_gpus = 1 on cuda else 0."""
+        cpus = self.resources.get("num_cpus", self.threads or 1)
+        gpus = self.resources.get("num_gpus", 1 if str(device).startswith("cuda") else 0)
+        return {"num_cpus": float(cpus), "num_gpus": float(gpus)}
 
     def dataset(self, name: str) -> DatasetSpec:
         for d in self.datasets:
@@ -184,6 +205,21 @@ def dataset_modality(name: str) -> str:
     from genbench.data import get_dataset
 
     return get_dataset(name).info.modality
+
+
+def _dataset_info(name: str):
+    from genbench.data import get_dataset
+
+    return get_dataset(name).info
+
+
+def _conditional_metrics() -> tuple:
+    """Metrics that score class-conditional samples (they need a labelled dataset)."""
+    try:
+        from genbench.metrics.conditional import CONDITIONAL_METRICS
+    except ImportError:
+        return ()
+    return CONDITIONAL_METRICS
 
 
 # Extractor -> modalities it accepts, for extractors whose class does not say (`modalities` attribute).
@@ -267,15 +303,19 @@ def load_suite(name_or_path: str | Path = DEFAULT_SUITE) -> Suite:
     return suite
 
 
-_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "speed", "datasets", "models",
+_TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "resources", "speed", "datasets", "models",
              "sweeps"}
-_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options"}
+_DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options",
+                 "conditions"}
 # EvalContext fields a suite may set per dataset (the rest are filled by the runner).
 METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
-                  "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float}
+                  "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float,
+                  "fd_inf_points": int, "fd_inf_min_fraction": float, "fd_inf_draws": int, "fd_inf_scale": str,
+                  "is_splits": int, "mauve_buckets": int}
 _MODEL_KEYS = {"overrides", "dataset_overrides", "datasets", "model"}
-_SWEEP_KEYS = {"sampler", "steps"}
+_SWEEP_KEYS = {"sampler", "steps", "guidance"}
 _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
+_RESOURCE_KEYS = {"num_cpus", "num_gpus"}
 
 
 class _Checker:
@@ -425,6 +465,15 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     n_boot = c.typed(data, "n_bootstrap", "", int, default=SUITE_N_BOOTSTRAP, check=_nonneg)
     threads = c.typed(data, "threads", "", int, default=None, check=_positive)
     workers = c.typed(data, "workers", "", int, default=1, check=_positive)
+    rs = c.keys(data.get("resources", {}), _RESOURCE_KEYS, "resources")
+    resources = {}
+    for k in ("num_cpus", "num_gpus"):
+        if k in rs:
+            v = rs[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "num_cpus" and v == 0):
+                raise c.fail(f"resources.{k}", f"expected a number {'> 0' if k == 'num_cpus' else '>= 0'} "
+                             f"(fractions allowed, e.g. 0.25), got {v!r}")
+            resources[k] = float(v)
 
     sp = c.keys(data.get("speed", {}), _SPEED_KEYS, "speed")
     speed = SpeedSpec(
@@ -483,7 +532,20 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             want = METRIC_OPTIONS[k]
             if isinstance(v, bool) or not isinstance(v, (int, float) if want is float else want):
                 raise c.fail(f"{where}.options.{k}", f"expected {_tname(want)}, got {v!r}")
-        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts)))
+        from genbench.models.conditions import CONDITION_DISTRIBUTIONS
+
+        conditions = c.typed(dt, "conditions", where, str, default=None, check=lambda v: None if v in
+                             CONDITION_DISTRIBUTIONS else unknown_name_message("condition distribution", v,
+                                                                               CONDITION_DISTRIBUTIONS))
+        labelled = bool(getattr(_dataset_info(dname), "num_classes", None))
+        if conditions is not None and not labelled:
+            raise c.fail(f"{where}.conditions", f"dataset {dname!r} has no class labels: conditions apply to "
+                         "labelled datasets only")
+        for m in metrics:
+            if m in _conditional_metrics() and not labelled:
+                raise c.fail(f"{where}.metrics", f"{m!r} scores class-conditional samples; dataset {dname!r} has no "
+                             "class labels")
+        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts), conditions))
 
     # models
     mtab = data.get("models")
@@ -554,6 +616,19 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         if mname not in mtab:
             raise c.fail(where, f"model {mname!r} is not in this suite's [models]")
         cls = _model_class(mname)
+        guidance = c.typed(st, "guidance", where, list, default=[], what="a list of numbers")
+        if "guidance" in st:
+            if not hasattr(cls, "set_guidance"):
+                raise c.fail(f"{where}.guidance", f"model {mname!r} has no guidance scale (only guided diffusion "
+                             "models, with set_guidance(scale), can sweep guidance)")
+            if not guidance or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g)
+                                       and g >= 0 for g in guidance):
+                raise c.fail(f"{where}.guidance", f"expected a non-empty list of numbers >= 0, got {guidance!r}")
+            if len(set(float(g) for g in guidance)) != len(guidance):
+                raise c.fail(f"{where}.guidance", f"repeated scales in {guidance!r}")
+        if "guidance" in st and "sampler" not in st and "steps" not in st:
+            sweeps[mname] = SweepSpec(mname, "", [], [float(g) for g in guidance])
+            continue
         if not hasattr(cls, "set_sampler"):
             raise c.fail(where, f"model {mname!r} has no adjustable sampler (only diffusion models, with "
                          "set_sampler(sampler, steps), can be swept)")
@@ -585,10 +660,10 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             if T and max(steps) > T:
                 raise c.fail(f"{where}.steps", f"{max(steps)} steps exceed the {T} diffusion timesteps of {mname!r} "
                              f"on {dn!r} at budget {budget!r}")
-        sweeps[mname] = SweepSpec(mname, sampler, list(steps))
+        sweeps[mname] = SweepSpec(mname, sampler, list(steps), [float(g) for g in guidance])
 
     suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source,
-                  threads=threads, workers=workers)
+                  threads=threads, workers=workers, resources=resources)
     for d in datasets:
         if not any(pd.name == d.name for pd, _ in suite.pairs()):
             raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "

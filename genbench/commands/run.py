@@ -36,6 +36,13 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="run N jobs at once, each in its own worker process (default: the suite's `workers`, 1 if "
                         "unset; quick uses 2). Keep N x threads <= CPU cores, or speed figures measure contention")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default=None,
+                   help="where jobs run: local (in this process), process (--workers worker processes; the default "
+                   "when workers > 1) or ray (each job a Ray task with the suite's [resources]; optional extra "
+                   "genbench[ray]; docs/cluster.md). The driver alone writes the results, so resume is the same")
+    p.add_argument("--address", metavar="auto|HOST:PORT", default=None,
+                   help="with --executor ray: the Ray cluster to join (auto: the one `ray start` runs here); default: "
+                   "start a Ray instance inside this run with --workers CPUs (default: all)")
     p.add_argument("--no-report", action="store_true",
                    help="do not write the leaderboard/report files at the end (genbench report DIR does it later)")
     p.add_argument("--leaderboard", action="store_true",
@@ -64,7 +71,7 @@ def _seeds(s):
 def _argv(args, out) -> list:
     """The command line that reproduces this run (recorded with the run)."""
     a = ["genbench", "run", str(args.suite), "--out", str(out)]
-    for opt in ("device", "models", "datasets", "seeds", "budget", "threads", "workers"):
+    for opt in ("device", "models", "datasets", "seeds", "budget", "threads", "workers", "executor", "address"):
         v = getattr(args, opt)
         if v is not None:
             a += [f"--{opt}", str(v)]
@@ -94,8 +101,13 @@ def run(args) -> int:
     device = str(resolve_device(suite.device, flag="--device"))
     out = Path(args.out) if args.out else default_out_dir(suite.name)  # reports/<slug of the name>
     workers = args.workers if args.workers is not None else suite.workers
-    summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
-                     workers=workers, threads=threads).run()
+    executor = _executor(args, suite, device, workers, threads)
+    try:
+        summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
+                         workers=workers, threads=threads, executor=executor).run()
+    finally:
+        if executor is not None:
+            executor.close()
     print(f"genbench run: {len(summary.done)} jobs run, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed in {summary.seconds:.1f}s")
     for job_id, err in summary.failed:
@@ -108,6 +120,25 @@ def run(args) -> int:
 
         finish_run(out, args.leaderboard, args.against)
     return 1 if summary.failed else 0
+
+
+def _executor(args, suite, device: str, workers: int, threads):
+    """The executor --executor names (None: the Runner's default from --workers)."""
+    if args.address is not None and args.executor != "ray":
+        raise InvalidInputError("--address is for --executor ray (the Ray cluster to join)")
+    if args.executor in (None, "local"):
+        from genbench.executors import LocalExecutor
+
+        return LocalExecutor() if args.executor == "local" else None
+    if args.executor == "process":
+        from genbench.executors import ProcessExecutor
+
+        return ProcessExecutor(max(1, workers), threads)
+    from genbench.executors import RayExecutor
+
+    res = suite.job_resources(device)
+    return RayExecutor(args.address, res["num_cpus"], res["num_gpus"], threads=threads,
+                       local_cpus=args.workers)
 
 
 def _report(out: Path) -> None:

@@ -138,6 +138,15 @@ register_extractor("inception", _inception, modality="image",
 register_extractor("classifier", _classifier, modality="image", param="dataset", choices=_classifier_datasets,
                    description="genbench's small CNN trained on a labelled image dataset: 128-d penultimate "
                                "features, predict_proba, held-out accuracy (stacked-mnist: MNIST per channel)")
+def _clip(device="cpu", **options):
+    from genbench.features.clip import ClipExtractor
+
+    return ClipExtractor(device=device, **options)
+
+
+register_extractor("clip", _clip, modality="image",
+                   description="CLIP ViT-L/14@336 image embeddings, L2-normalised (768-d; CMMD); weights given by "
+                               "$GENBENCH_CLIP_VIT_L14_336 or the Hugging Face cache")
 register_extractor("identity", _identity, modality="any",
                    description="the samples themselves, flattened, float64 (2-D toys, low-dimensional data)")
 register_extractor("random-conv", _random_conv, modality="image",

@@ -7,8 +7,12 @@ from genbench.metrics._util import MetricWarning
 from genbench.metrics.base import MetricResult
 from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.context import EvalContext
+from genbench.metrics.cmmd import rbf_mmd2
 from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, trace_sqrt_product
+from genbench.metrics.fd_infinity import fd_infinity
+from genbench.metrics.inception_score import inception_score
+from genbench.metrics.mauve import mauve
 from genbench.metrics.kid import kid, kid_subset_indices, polynomial_mmd2
 from genbench.metrics.likelihood import (
     bits_per_char,
@@ -31,6 +35,8 @@ from genbench.metrics.registry import (
 from genbench.metrics.stats import StreamingGaussianStats, gaussian_stats
 
 from genbench.metrics import builtin as _builtin  # noqa: E402,F401  (registers the built-in metrics)
+from genbench.metrics import conditional as _conditional  # noqa: E402,F401  (conditional_accuracy, intra_fd)
+from genbench.metrics.conditional import conditional_accuracy, intra_class_fd  # noqa: E402
 from genbench.metrics.text import register_text_metrics  # noqa: E402  (distinct_n, self_bleu, novelty, bits_per_char)
 
 register_text_metrics()
@@ -49,16 +55,21 @@ __all__ = [
     "bootstrap_ci",
     "class_coverage",
     "compute_metrics",
+    "conditional_accuracy",
+    "intra_class_fd",
     "continuous_to_discrete_bits_per_dim",
     "fd_route",
+    "fd_infinity",
     "frechet_distance",
     "frechet_distance_features",
     "gaussian_stats",
+    "inception_score",
     "get_metric",
     "kid",
     "kid_subset_indices",
     "knn_sq_radii",
     "list_metrics",
+    "mauve",
     "memorisation",
     "mode_coverage",
     "nats_to_bits_per_dim",
@@ -66,6 +77,7 @@ __all__ = [
     "polynomial_mmd2",
     "prdc",
     "prdc_dedup",
+    "rbf_mmd2",
     "register_metric",
     "trace_sqrt_product",
     "vendi_score",

@@ -103,7 +103,7 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
 
 def _prdc(ctx: EvalContext) -> list[MetricResult]:
     kw = dict(k_pr=ctx.k_pr, k_dc=ctx.k_dc, convention=ctx.prdc_convention, device=ctx.device)
-    vals = prdc(ctx.real_features, ctx.fake_features, **kw)
+    vals = prdc(ctx.real_features, ctx.fake_features, real_radii=ctx.real_radii, **kw)
     cis = _ci(ctx, lambda r, f: prdc_dedup(r, f, **kw),
               bounds={"precision": (0.0, 1.0), "recall": (0.0, 1.0), "coverage": (0.0, 1.0), "density": (0.0, None)}) \
         if ctx.n_bootstrap > 0 else {}

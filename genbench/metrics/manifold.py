@@ -243,11 +243,14 @@ def _prdc_core(
     wx: Optional[torch.Tensor] = None,
     wy: Optional[torch.Tensor] = None,
     fast: bool = False,
+    rr: Optional[dict] = None,
 ) -> dict[str, float]:
-    """x real (N, D), y fake (M, D), float64 on one device; wx/wy optional row multiplicities."""
+    """x real (N, D), y fake (M, D), float64 on one device; wx/wy optional row multiplicities; rr: the real
+    set's squared k-NN radii {k: (N,)} when already known (see `knn_radii`)."""
     if fast:
-        return _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy)
-    rr = knn_sq_radii(x, tuple(sorted({k_pr, k_dc})), chunk)
+        return _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr)
+    if rr is None:
+        rr = knn_sq_radii(x, tuple(sorted({k_pr, k_dc})), chunk)
     r_p2, r_d2 = rr[k_pr], rr[k_dc]
     f_p2 = knn_sq_radii(y, (k_pr,), chunk)[k_pr]
     cmp = torch.lt if strict else torch.le
@@ -331,7 +334,7 @@ def _dense_inside(blk, lo, hi, thr2d, x, y, i0: int, cmp, exact_block):
     return sure
 
 
-def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy) -> dict[str, float]:
+def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[str, float]:
     """_prdc_core with float32 distance blocks and exact float64 resolution of every uncertain decision.
 
     Memory: one float32 centred copy of one set at a time (the real set for its radii, then the fake set),
@@ -342,9 +345,14 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy) -> dict[str, float]
     dev = x.device
     mu = x.mean(0)
     cmp = torch.lt if strict else torch.le
-    x32, cx2 = _centred_f32(x, mu, chunk)
-    rr = _knn_sq_radii_fast(x, tuple(sorted({k_pr, k_dc})), chunk, mu, x32, cx2)
-    del x32
+    if rr is None:
+        x32, cx2 = _centred_f32(x, mu, chunk)
+        rr = _knn_sq_radii_fast(x, tuple(sorted({k_pr, k_dc})), chunk, mu, x32, cx2)
+        del x32
+    else:  # cached radii: only the centred norms are needed (row by row: the same bits as _centred_f32's)
+        cx2 = torch.empty(n, dtype=torch.float64, device=dev)
+        for i0 in range(0, n, chunk):
+            cx2[i0 : i0 + chunk] = _sq_norms(x[i0 : i0 + chunk] - mu)
     r_p2, r_d2 = rr[k_pr], rr[k_dc]
     y32, cy2 = _centred_f32(y, mu, chunk)
     f_p2 = _knn_sq_radii_fast(y, (k_pr,), chunk, mu, y32, cy2)[k_pr]
@@ -436,6 +444,7 @@ def prdc(
     convention: str = "official",
     nearest_k: Optional[int] = None,
     fast: Optional[bool] = None,
+    real_radii: Optional["KnnRadii"] = None,
 ) -> dict[str, float]:
     """Precision, recall, density, coverage of fake features against real features.
 
@@ -443,13 +452,69 @@ def prdc(
     (one k = nearest_k or k_dc, strict `<`). `nearest_k` sets one k for all four in either convention.
     Runs on `device` (default: the inputs'); memory O((N + M) * chunk), `chunk` rows per distance block
     (default: from a budget of about 5 M entries, clamped to 64..4096). `fast` (default: on for CPU) forms
-    distances in float32 and settles every uncertain comparison in float64: same results as fast=False."""
+    distances in float32 and settles every uncertain comparison in float64: same results as fast=False.
+    `real_radii`: the real set's k-NN radii from `knn_radii(real, ...)` (e.g. a reference-statistics cache),
+    which skips the real-real distance pass; the values are identical. They are used only when they cover
+    both k and were computed the way this call would compute them (`KnnRadii.tag`); otherwise ignored."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
     x = _features(real, "real features", dev)
     y = _features(fake, "fake features", dev)
     check_same_dim(x, y, "real features", "fake features")
-    return _prdc_core(x, y, k_pr, k_dc, strict, _chunk(chunk, x, y), fast=_use_fast(fast, x))
+    use_fast = _use_fast(fast, x)
+    c = _chunk(chunk, x, y)
+    rr = real_radii.usable(x.shape[0], (k_pr, k_dc), _radii_tag(use_fast, c), dev) if real_radii is not None else None
+    return _prdc_core(x, y, k_pr, k_dc, strict, c, fast=use_fast, rr=rr)
+
+
+def _radii_tag(fast: bool, chunk: int) -> str:
+    """How radii were computed: the float32-candidate path gives the same bits whatever the chunk; the float64
+    matrix-product path may round differently with another block shape."""
+    return "fast" if fast else f"float64-chunk{chunk}"
+
+
+class KnnRadii:
+    """Squared k-NN radii of one real feature set, {k: (N,) float64}, with the way they were computed (`tag`)."""
+
+    def __init__(self, sq: dict, tag: str, n: int):
+        self.sq = {int(k): v for k, v in sq.items()}
+        self.tag = str(tag)
+        self.n = int(n)
+
+    def usable(self, n: int, ks, tag: str, device) -> Optional[dict]:
+        if n != self.n or tag != self.tag or not all(int(k) in self.sq for k in ks):
+            return None
+        return {int(k): self.sq[int(k)].to(device=device, dtype=torch.float64) for k in set(ks)}
+
+
+def knn_radii(
+    real: Any,
+    ks: tuple = (3, 5),
+    n_fake: Optional[int] = None,
+    chunk: Optional[int] = None,
+    device: Optional[str | torch.device] = None,
+    fast: Optional[bool] = None,
+) -> KnnRadii:
+    """The real set's squared k-NN radii exactly as `prdc(real, fake)` computes them (same path, same bits), for
+    reuse through `prdc(..., real_radii=)`. `n_fake` (default N) only matters for the float64 path, whose block
+    size depends on the larger set."""
+    dev = resolve_device(device, real)
+    x = _features(real, "real features", dev)
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or min(ks) < 1:
+        raise InvalidInputError(f"k must be >= 1, got {ks}")
+    use_fast = _use_fast(fast, x)
+    m = int(n_fake) if n_fake is not None else x.shape[0]
+    if chunk is None:
+        c = int(min(4096, max(64, _BLOCK_ENTRIES // max(x.shape[0], m))))
+    else:
+        c = _chunk(chunk, x, x)
+    if use_fast:
+        mu = x.mean(0)
+        sq = _knn_sq_radii_fast(x, ks, c, mu)
+    else:
+        sq = knn_sq_radii(x, ks, c)
+    return KnnRadii(sq, _radii_tag(use_fast, c), x.shape[0])
 
 
 def _features(x: Any, name: str, device: torch.device) -> torch.Tensor:

@@ -84,7 +84,9 @@ class MetricSpec:
 METRICS: Registry[MetricSpec] = Registry("metric")
 _DECLARED: dict[str, tuple] = {}  # outputs no MetricSpec yields: name -> (Output, where it comes from, recorded)
 # Modules whose import registers the built-in metrics and declares the recorded outputs.
-_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.text", "genbench.pipeline.speed")
+_DECLARING = ("genbench.metrics.builtin", "genbench.metrics.fd_infinity", "genbench.metrics.inception_score",
+              "genbench.metrics.mauve", "genbench.metrics.cmmd", "genbench.metrics.conditional",
+              "genbench.metrics.text", "genbench.pipeline.speed")
 
 
 def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
@@ -190,7 +192,9 @@ def compute_metrics(names: Iterable[str], ctx: EvalContext, strict: bool = False
         missing = missing_requirements(spec, ctx)
         try:
             if missing:
-                raise MetricUnavailable(f"metric {spec.name!r} needs EvalContext field(s) {', '.join(missing)}, which are not set")
+                why = [ctx.unavailable[m] for m in missing if m in (getattr(ctx, "unavailable", None) or {})]
+                raise MetricUnavailable(f"metric {spec.name!r} needs EvalContext field(s) {', '.join(missing)}, which "
+                                        f"are not set" + (": " + "; ".join(why) if why else ""))
             out.extend(spec.compute(ctx))
         except MetricUnavailable as e:
             if strict:

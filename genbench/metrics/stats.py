@@ -93,3 +93,63 @@ class StreamingGaussianStats:
 
     def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mu, self.sigma
+
+
+class ShardStats:
+    """Exactly mergeable statistics of one shard of a feature pass: n, sum(x - c) and sum((x - c)(x - c)^T) in
+    float64 (c: a shift common to every shard, default 0 -- passing a value near the mean, e.g. a cached
+    reference mean, keeps the covariance free of cancellation), and the shard's features when a k-NN metric
+    needs them. `start` is the shard's first row in the whole set, so merged features come back in the
+    unsharded order whatever order the shards finished in.
+
+    Merging adds the sums (`ShardStats.merge`), so the merged mean and covariance are those of the whole set to
+    float64 rounding, for any number of shards and any order (a test checks FD to 1e-10 relative)."""
+
+    def __init__(self, n: int, s1: torch.Tensor, s2: torch.Tensor, shift: Optional[torch.Tensor] = None,
+                 features: Optional[torch.Tensor] = None, start: int = 0):
+        self.n, self.s1, self.s2, self.start = int(n), s1, s2, int(start)
+        self.shift = shift
+        self.features = features
+
+    @classmethod
+    def of(cls, features: Any, start: int = 0, shift: Optional[torch.Tensor] = None,
+           keep_features: bool = False) -> "ShardStats":
+        x = as_features(features, "features", torch.device("cpu"), min_rows=0)
+        d = x.shape[1]
+        c = torch.zeros(d, dtype=torch.float64) if shift is None else shift.to(torch.float64).cpu()
+        s1 = torch.zeros(d, dtype=torch.float64)
+        s2 = torch.zeros(d, d, dtype=torch.float64)
+        for i in range(0, x.shape[0], _CHUNK):
+            xc = x[i : i + _CHUNK] - c
+            s1 += xc.sum(0)
+            s2.addmm_(xc.T, xc)
+        return cls(x.shape[0], s1, s2, None if shift is None else c, x if keep_features else None, start)
+
+    @staticmethod
+    def merge(shards: list) -> "ShardStats":
+        shards = sorted(shards, key=lambda s: s.start)
+        if not shards:
+            raise InvalidInputError("no shards to merge")
+        d = shards[0].s1.shape[0]
+        shifts = {None if s.shift is None else tuple(s.shift.tolist()) for s in shards}
+        if any(s.s1.shape[0] != d for s in shards) or len(shifts) > 1:
+            raise InvalidInputError("shards of different dimensions or shifts cannot be merged; give every shard "
+                                    "the same extractor and shift")
+        n = sum(s.n for s in shards)
+        s1 = torch.stack([s.s1 for s in shards]).sum(0)
+        s2 = torch.stack([s.s2 for s in shards]).sum(0)
+        feats = None
+        if all(s.features is not None for s in shards):
+            feats = torch.cat([s.features for s in shards], 0)
+        return ShardStats(n, s1, s2, shards[0].shift, feats, shards[0].start)
+
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma): float64 mean and unbiased covariance of every row the shard(s) saw."""
+        if self.n < 2:
+            raise InvalidInputError(f"need at least 2 feature rows for a covariance, got {self.n}")
+        m = self.s1 / self.n
+        s = (self.s2 - self.n * torch.outer(m, m)) / (self.n - 1)
+        s = 0.5 * (s + s.T)
+        mu = m if self.shift is None else m + self.shift
+        _singular_warning(self.n, int(self.s1.shape[0]))
+        return mu, s

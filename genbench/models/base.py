@@ -22,6 +22,13 @@ Text models (modality "text"; genbench/models/text.py and reference_models/text_
 - `nll_per_char(text, context, stride) -> (nats per character, n characters)`: exact NLL of a held-out text by
   a sliding window (windows of `context`, advancing by `stride`, every character scored once); `log_prob(lines)`
   is log P(line + "\n" | "\n") in nats per string.
+
+Conditional models (genbench/models/conditions.py): a class with `conditional = True` accepts class labels
+0..K-1 (K = `model.condition_classes`, the dataset's `num_classes`; such a model needs a labelled dataset):
+- `fit(train_x, ..., labels=train_y)` trains on the labels too;
+- `sample(n, seed, condition=y)` draws sample i for class y[i] (y: n integer labels; a label outside 0..K-1, a wrong
+  length or a condition given to an unconditional model raise InvalidInputError); `condition=None` leaves the class
+  to the model. Subclasses implement `_sample(n, generator, condition=None)` (the labels of that batch, or None).
 """
 
 from __future__ import annotations
@@ -112,6 +119,7 @@ class GenerativeModel(ABC):
     modalities: ClassVar[tuple] = ("points", "image")
     log_prob_kind: ClassVar[str] = LOG_PROB_NONE
     Config: ClassVar[type] = ModelConfig
+    conditional: ClassVar[bool] = False  # True: sample(n, seed, condition=class labels) (module docstring)
 
     def __init__(self, config: ModelConfig, info: DatasetInfo):
         if info.modality not in self.modalities:
@@ -119,6 +127,11 @@ class GenerativeModel(ABC):
                 f"model {self.name!r} supports {', '.join(self.modalities)} data, "
                 f"not {info.modality!r} (dataset {info.name!r})"
             )
+        if self.conditional and not info.num_classes:
+            from genbench.errors import InvalidInputError
+
+            raise InvalidInputError(f"model {self.name!r} is class-conditional and needs a labelled dataset; "
+                                    f"dataset {info.name!r} has no class labels (num_classes is not set)")
         self.config = config
         self.info = info
         self.device = torch.device("cpu")
@@ -138,18 +151,32 @@ class GenerativeModel(ABC):
         step/time budget by that budget's defaults. Deterministic for a given seed on CPU."""
 
     # ---- sampling -------------------------------------------------------------------------------------------
+    @property
+    def condition_classes(self) -> Optional[int]:
+        """The number K of class labels (0..K-1) the model accepts as conditions; None for an unconditional model."""
+        return int(self.info.num_classes) if self.conditional and self.info.num_classes else None
+
     @torch.inference_mode()
-    def sample(self, n: int, seed: int = 0, batch_size: Optional[int] = None) -> torch.Tensor:
+    def sample(self, n: int, seed: int = 0, batch_size: Optional[int] = None, condition=None) -> torch.Tensor:
         """`n` samples as a float32 CPU tensor shaped (n, *info.shape), clamped to the value range.
         The same seed gives the same samples whatever the batch size is not guaranteed; the same
-        (seed, batch_size) always gives the same samples."""
+        (seed, batch_size) always gives the same samples. `condition`: n class labels for a conditional model
+        (module docstring), checked against the classes it declares."""
+        if condition is not None:
+            from genbench.models.conditions import check_condition
+
+            condition = check_condition(condition, int(n), self.condition_classes, f"model {self.name!r}")
         bs = int(batch_size or max(1, min(n, 1024)))
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         out = []
         done = 0
         while done < n:
             b = min(bs, n - done)
-            out.append(self._sample(b, gen).detach().float().cpu())
+            if self.conditional:
+                part = self._sample(b, gen, condition=None if condition is None else condition[done:done + b])
+            else:
+                part = self._sample(b, gen)
+            out.append(part.detach().float().cpu())
             done += b
         x = torch.cat(out, 0) if out else torch.empty(0, *self.info.shape)
         lo, hi = self.info.value_range
@@ -159,7 +186,8 @@ class GenerativeModel(ABC):
 
     @abstractmethod
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """`n` samples; draw all randomness from `generator` (a CPU generator: draw on CPU then move)."""
+        """`n` samples; draw all randomness from `generator` (a CPU generator: draw on CPU then move). A conditional
+        model's `_sample(n, generator, condition=None)` also receives the batch's labels ((n,) int64, or None)."""
 
     @property
     def nfe_per_sample(self) -> float:

@@ -16,7 +16,9 @@ A reference `"package.module:attr"` (attr may be dotted, e.g. `"pkg.models:Regis
 A model object needs `sample(n, seed=...)` returning `n` samples: a float tensor or NumPy array shaped
 `(n, *info.shape)` in the dataset's value range (images in [0, 1]), or `n` strings for text. Optional, used when
 present: `fit(train, seed=, device=, callbacks=, budget=)` (a model without `fit` is taken as already trained),
-`log_prob(x)` with `log_prob_kind` ("exact" | "bound"), `to(device)`, `nfe_per_sample`, `family`, and its state
+`log_prob(x)` with `log_prob_kind` ("exact" | "bound"), `to(device)`, `nfe_per_sample`, `family`, `conditional = True`
+(then `sample(n, seed=, condition=labels)` draws sample i for class labels[i], `fit` may take `labels=`, and
+`num_classes` may state the classes it accepts; genbench/models/conditions.py), and its state
 as a `torch.nn.Module`, a `modules()` dict of modules, or `state_dict()`/`load_state_dict()` (then trained
 models are cached like the built-in ones; otherwise they are retrained on every run). Checkpoints hold plain
 data only (genbench/models/checkpoint.py): a `state_dict()` of tensors, NumPy arrays, numbers, strings and
@@ -281,8 +283,8 @@ class _ValidatedSampling:
 
     _external_ref: ClassVar[str] = ""
 
-    def _sample(self, n, generator):
-        x = super()._sample(n, generator)  # type: ignore[misc]
+    def _sample(self, n, generator, **condition):
+        x = super()._sample(n, generator, **condition)  # type: ignore[misc]
         return validate_samples(x, self.info, n, self.name)  # type: ignore[attr-defined]
 
 
@@ -322,16 +324,38 @@ class ExternalModel(GenerativeModel):
             raise ExternalModelError(f"model {self.name!r}: log_prob_kind must be 'exact', 'bound' or 'none', "
                                      f"got {kind!r}")
         self.log_prob_kind = kind
+        # a conditional user model: `conditional = True` on the object, optionally `num_classes` (the classes it
+        # accepts; default the dataset's), and sample(n, seed=, condition=labels)
+        self.conditional = bool(getattr(self.inner, "conditional", False))
+        if self.conditional:
+            try:
+                params = inspect.signature(self.inner.sample).parameters
+            except (TypeError, ValueError):
+                params = {}
+            if params and "condition" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                raise ExternalModelError(f"model {self.name!r}: it declares conditional = True, but its "
+                                         "sample(n, seed) takes no condition= argument (the class labels to draw)")
+            if not info.num_classes:
+                raise ExternalModelError(f"model {self.name!r} is class-conditional and needs a labelled dataset; "
+                                         f"dataset {info.name!r} has no class labels")
+
+    @property
+    def condition_classes(self):
+        """The classes the user's model declares (`num_classes` on the object, default the dataset's)."""
+        if not self.conditional:
+            return None
+        k = getattr(self.inner, "num_classes", None)
+        return int(k) if k is not None else int(self.info.num_classes)
 
     # ---- training --------------------------------------------------------------------------------------
-    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
+    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=(), labels=None):
         t0 = time.perf_counter()
         self.to(device)
         fit = getattr(self.inner, "fit", None)
         hist = None
         if callable(fit):
             hist = _call_with_supported(fit, train, seed=seed, device=device, callbacks=list(callbacks),
-                                        budget=budget)
+                                        budget=budget, **({"labels": labels} if labels is not None else {}))
         if isinstance(hist, FitHistory):
             self.history = hist
         else:
@@ -344,14 +368,19 @@ class ExternalModel(GenerativeModel):
         return self.history
 
     # ---- sampling --------------------------------------------------------------------------------------
-    def sample(self, n, seed=0, batch_size=None):
+    def sample(self, n, seed=0, batch_size=None, condition=None):
+        kw = {}
+        if condition is not None:
+            from genbench.models.conditions import check_condition
+
+            kw["condition"] = check_condition(condition, int(n), self.condition_classes, f"model {self.name!r}")
         with torch.inference_mode():
-            x = _call_with_supported(self.inner.sample, int(n), seed=int(seed), batch_size=batch_size)
+            x = _call_with_supported(self.inner.sample, int(n), seed=int(seed), batch_size=batch_size, **kw)
         return validate_samples(x, self.info, int(n), self.name)
 
-    def _sample(self, n, generator):
+    def _sample(self, n, generator, condition=None):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        return self.sample(n, seed=seed)
+        return self.sample(n, seed=seed, condition=condition)
 
     @property
     def nfe_per_sample(self):

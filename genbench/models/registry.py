@@ -21,6 +21,7 @@ BUILTIN_FAMILIES: list[str] = [  # modules registering the built-in models (@reg
     "reference_models.vae",
     "reference_models.baselines",
     "reference_models.diffusion",
+    "reference_models.cfg_diffusion",
     "reference_models.flow",
     "reference_models.spline_flow",
     "reference_models.pixelcnn",

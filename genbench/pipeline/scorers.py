@@ -6,6 +6,7 @@ likelihood inputs and any extra speed measurements. The worker and the scoring c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -43,13 +44,28 @@ class TensorScorer:
         """How real items must be cut to match the model's samples (text only)."""
         return None
 
+    def subset_indices(self, split, n: int) -> Optional[torch.Tensor]:
+        """The indices of `real_subset(split, n)` (sorted), or None for the whole split."""
+        return _subset_index(len(split.x), n)
+
     def real_subset(self, split, n: int, unit: Optional[tuple] = None):
         """A fixed pseudo-random subset of `n` items of a split (all of it if smaller)."""
-        N = len(split.x)
-        if n >= N:
-            return split.x
-        idx = torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
-        return split.x[idx]
+        idx = self.subset_indices(split, n)
+        return split.x if idx is None else split.x[idx]
+
+    def real_subset_labels(self, split, n: int) -> Optional[torch.Tensor]:
+        """The labels of `real_subset(split, n)`'s items (None for a split without labels)."""
+        if getattr(split, "y", None) is None:
+            return None
+        idx = self.subset_indices(split, n)
+        return (split.y if idx is None else split.y[idx]).long()
+
+    def subset_key(self, split, n: int, unit: Optional[tuple] = None) -> dict:
+        """What identifies `real_subset(split, n, unit)` within the split (reference-statistics key)."""
+        idx = self.subset_indices(split, n)
+        if idx is None:
+            return {"n": len(split.x), "indices": "all"}
+        return {"n": int(idx.numel()), "indices_sha256": hashlib.sha256(idx.to(torch.int64).numpy().tobytes()).hexdigest()}
 
     # ---- samples ---------------------------------------------------------------------------------------------
     def check(self, x, info, n: int, what: str = "samples") -> None:
@@ -64,9 +80,13 @@ class TensorScorer:
             nan = torch.isnan(x).sum().item()
             raise JobFailure(f"{what}: {bad} non-finite values ({nan} NaN, {bad - nan} inf) in {n} samples")
 
-    def save_preview(self, path: Path, x) -> None:
+    def save_preview(self, path: Path, x, labels=None) -> None:
+        """The first PREVIEW_N samples as `x` (and their conditions as `y`, for conditional samples)."""
         buf = io.BytesIO()
-        np.savez_compressed(buf, x=x[:PREVIEW_N].detach().cpu().float().numpy().astype(np.float32))
+        arrays = {"x": x[:PREVIEW_N].detach().cpu().float().numpy().astype(np.float32)}
+        if labels is not None:
+            arrays["y"] = torch.as_tensor(labels)[:PREVIEW_N].cpu().numpy().astype(np.int64)
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
     # ---- metric inputs ---------------------------------------------------------------------------------------
@@ -127,11 +147,19 @@ class TextScorer(TensorScorer):
         mode, length = unit if unit is not None else (resolve_sample_mode(split), DEFAULT_SAMPLE_LENGTH)
         return reference_texts(split, n, mode, int(length), seed=REAL_SUBSET_SEED)
 
+    def subset_key(self, split, n: int, unit: Optional[tuple] = None) -> dict:
+        """Text subsets are drawn by a rule, not indices: the rule, its seed, size and unit identify them."""
+        from genbench.models.text import DEFAULT_SAMPLE_LENGTH, resolve_sample_mode
+
+        mode, length = unit if unit is not None else (resolve_sample_mode(split), DEFAULT_SAMPLE_LENGTH)
+        return {"n": int(n), "rule": "genbench.metrics.text.reference_texts", "seed": REAL_SUBSET_SEED,
+                "unit": [str(mode), int(length)]}
+
     def check(self, x, info, n: int, what: str = "samples") -> None:
         if not isinstance(x, (list, tuple)) or len(x) != n or not all(isinstance(s, str) for s in x):
             raise JobFailure(f"{what}: expected a list of {n} strings, got {type(x).__name__} of length {_safe_len(x)}")
 
-    def save_preview(self, path: Path, x) -> None:
+    def save_preview(self, path: Path, x, labels=None) -> None:
         atomic_write_text(path, json.dumps(list(x[:PREVIEW_N]), ensure_ascii=False, indent=0))
 
     def sample_fields(self, real_x, fake, info) -> dict:
@@ -167,6 +195,13 @@ class TextScorer(TensorScorer):
             return speed_metrics(model, n_chars=TEXT_SPEED_CHARS, batch_size=1, repeats=repeats)
         except NotImplementedError:  # e.g. text-copy draws whole training passages: no per-character path
             return []
+
+
+def _subset_index(N: int, n: int) -> Optional[torch.Tensor]:
+    """Indices of the fixed real subset of n of N items (sorted), None for all of them."""
+    if n >= N:
+        return None
+    return torch.randperm(N, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
 
 
 def _safe_len(x) -> str:

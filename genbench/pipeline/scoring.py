@@ -14,8 +14,9 @@ from typing import Any, Optional
 import torch
 
 from genbench.defaults import FEATURE_BATCH_SIZE
+from genbench.errors import InvalidInputError
 from genbench.fileio import atomic_write_text
-from genbench.pipeline.jobs import JobSpec
+from genbench.pipeline.jobs import JobFailure, JobSpec
 from genbench.pipeline.progress import progress_bar
 from genbench.pipeline.scorers import PREVIEW_N, scorer_for
 from genbench.suite import likelihood_metrics
@@ -32,16 +33,17 @@ def real_subset(split, n: int, text_unit: Optional[tuple] = None):
     return scorer_for(split.info.modality).real_subset(split, n, text_unit)
 
 
-def draw_samples(model, n: int, seed: int, batch_size: int, quiet: bool, desc: str):
+def draw_samples(model, n: int, seed: int, batch_size: int, quiet: bool, desc: str, conditions=None):
     """n samples in chunks (progress bar); chunk i uses seed*1000003 + i, so results depend only on
-    (seed, n, batch_size)."""
+    (seed, n, batch_size). `conditions`: n class labels for a conditional model (chunk i gets its slice)."""
     out = []
     bar = progress_bar(quiet, total=n, desc=desc, unit="sample")
     done, i = 0, 0
     try:
         while done < n:
             b = min(batch_size, n - done)
-            x = model.sample(b, seed=seed * 1_000_003 + i, batch_size=b)
+            kw = {} if conditions is None else {"condition": conditions[done:done + b]}
+            x = model.sample(b, seed=seed * 1_000_003 + i, batch_size=b, **kw)
             out.append(x)
             done += b
             i += 1
@@ -80,9 +82,34 @@ def model_precision(model, device) -> str:
     return str(fn(device)) if callable(fn) else "float32"
 
 
+def job_conditions(job: JobSpec, worker, model, info) -> tuple[Optional[torch.Tensor], dict]:
+    """(the n class labels a conditional model is asked for, their protocol), or (None, {}) for an unconditional
+    model. The distribution is the dataset table's `conditions` ("uniform" when not given; conditions.py). A model
+    whose declared classes differ from the dataset's, or a dataset without labels, fails the job."""
+    if not getattr(model, "conditional", False):
+        return None, {}
+    from genbench.models.conditions import condition_protocol, draw_conditions
+
+    K = info.num_classes
+    if not K:
+        raise JobFailure(f"model {job.model.name!r} is class-conditional but dataset {info.name!r} has no class labels")
+    declared = getattr(model, "condition_classes", None)
+    if declared != K:
+        raise JobFailure(f"model {job.model.name!r} declares {declared} classes, but dataset {info.name!r} has {K}: "
+                         f"a conditional model must accept the dataset's labels 0..{K - 1}")
+    dist = job.dataset.conditions or "uniform"
+    held = None
+    if dist == "heldout":
+        held = getattr(worker.split(job.dataset.name, job.dataset.reference), "y", None)
+        if held is None:
+            raise JobFailure(f"conditions = 'heldout': the {job.dataset.reference} split of {info.name!r} has no labels")
+    return draw_conditions(job.dataset.n_samples, K, dist, held), condition_protocol(dist, K)
+
+
 def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_rel: str,
-          likelihood: bool = True) -> list[dict]:
-    """Sample, featurise and compute the suite's metrics for one sampler setting."""
+          likelihood: bool = True, conditions: Optional[tuple] = None) -> list[dict]:
+    """Sample, featurise and compute the suite's metrics for one sampler setting. `conditions`: (labels,
+    protocol) given with replayed samples (genbench eval); otherwise drawn by `job_conditions`."""
     from genbench.metrics import METRICS, compute_metrics
 
     spec = job.dataset
@@ -91,11 +118,16 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     q = job.quiet
     n = spec.n_samples
     tag = f" [{variant}]" if variant else ""
-    fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
+    if conditions is None:
+        fake_labels, cond_proto = job_conditions(job, worker, model, info)
+        fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}", fake_labels)
+    else:
+        fake_labels, cond_proto = conditions
+        fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
     sc.check(fake, info, n)
     suffix = f"-{variant}" if variant else ""
     prev_rel = f"{art_rel}/samples_preview{suffix}{sc.preview_ext}"
-    sc.save_preview(out_dir / prev_rel, fake)
+    sc.save_preview(out_dir / prev_rel, fake, fake_labels)
     artifacts.append(("samples_preview" if not variant else f"samples_preview:{variant}", prev_rel))
     ref = worker.split(spec.name, spec.reference)
     unit = sc.unit(model, ref, fake)
@@ -112,7 +144,9 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
 
     ext = worker.extractor(spec.features, job.device)
-    real_x, real_f, real_stats = worker.real_features(spec, spec.reference, n, job.device, out_dir, q, unit)
+    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit)
+    real_f = ref_stats.features
+    real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
     fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
     prec = model_precision(model, job.device)
     ctx_fields: dict[str, Any] = {
@@ -122,8 +156,11 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         "modality": info.modality, "device": job.device, "num_classes": info.num_classes,
         "extra_protocol": {**({"sampler": variant} if variant else {}),
                            **({"precision": prec} if prec != "float32" else {})},
+        "fake_labels": fake_labels, "condition_protocol": cond_proto,
         **spec.options,
     }
+    if fake_labels is not None:
+        ctx_fields["real_labels"] = sc.real_subset_labels(ref, n)
     if need & {"train_features", "train_samples"}:
         n_tr = spec.n_train_features or n
         tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
@@ -138,6 +175,10 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         if getattr(clf, "accuracy", None) is not None:
             cp.setdefault("accuracy", float(clf.accuracy))
         ctx_fields["classifier_protocol"] = cp
+    if "fake_inception_probs" in need:  # Inception Score: NVIDIA's full Inception file, or a skip saying how to get it
+        from genbench.features.inception_full import inception_probs_fields
+
+        ctx_fields.update(inception_probs_fields(fake, job.device))
     if "log_prob" in need or any(m in lik for m in names):
         if model.log_prob_kind != "none":
             ctx_fields.update(sc.likelihood_fields(model, info, spec, ref))
@@ -146,6 +187,8 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     from genbench.metrics.context import EvalContext
 
     ctx = make_context(EvalContext, ctx_fields)
+    if "prdc" in names:  # the reference's k-NN radii from the shared cache: only the fake set's distances remain
+        ctx.real_radii = _reference_radii(worker, ref_stats, ctx, int(fake_f.shape[0]))
     results = compute_metrics(names, ctx) if names else []
     skipped = dict(getattr(ctx, "skipped", {}) or {})
     if skipped:
@@ -158,11 +201,38 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     return result_rows(results, variant)
 
 
-def score_samples(job: JobSpec, worker, sampler, info, artifacts: list, art_rel: str) -> list[dict]:
+def _reference_radii(worker, ref, ctx, n_fake: int):
+    """The reference's squared k-NN radii for this context's P/R/D/C settings (None when they do not apply:
+    the metric then computes them itself, or reports the problem)."""
+    from genbench.errors import InvalidInputError
+    from genbench.metrics.manifold import _resolve_ks
+
+    try:
+        k_pr, k_dc, _ = _resolve_ks(ctx.k_pr, ctx.k_dc, ctx.prdc_convention, None)
+        if ref.features.shape[0] <= max(k_pr, k_dc):
+            return None
+        return worker.stats_cache.radii(ref, (k_pr, k_dc), n_fake, ctx.device)
+    except InvalidInputError:
+        return None
+
+
+def score_samples(job: JobSpec, worker, sampler, info, artifacts: list, art_rel: str,
+                  labels: Optional[torch.Tensor] = None) -> list[dict]:
     """Public seam for `genbench eval` (genbench/evaluate.py): score what `sampler.sample(n, seed=, batch_size=)`
     returns exactly as a job's model samples are scored (same checks, real subset, features, EvalContext and
-    metrics; likelihood metrics are skipped when `sampler.log_prob_kind == "none"`). Returns metric rows."""
-    return score(job, worker, sampler, info, variant="", artifacts=artifacts, art_rel=art_rel)
+    metrics; likelihood metrics are skipped when `sampler.log_prob_kind == "none"`). `labels`: the class each
+    sample was generated for (conditional samples), checked against the dataset's classes. Returns metric rows."""
+    conditions = None
+    if labels is not None:
+        from genbench.models.conditions import check_condition
+
+        K = info.num_classes
+        if not K:
+            raise InvalidInputError(f"the samples carry labels 'y', but dataset {info.name!r} has no classes to "
+                                    "condition on; drop 'y' or score against a labelled dataset")
+        y = check_condition(labels, job.dataset.n_samples, int(K), "the samples' labels 'y'")
+        conditions = (y, {"conditions": "given with the samples", "num_classes": int(K)})
+    return score(job, worker, sampler, info, variant="", artifacts=artifacts, art_rel=art_rel, conditions=conditions)
 
 
 def make_context(cls, fields: dict):

@@ -5,7 +5,7 @@ Per job (`run_job`) it
      budget and the model's code; loaded as plain data after a sha256 check, genbench/models/checkpoint.py:
      a checkpoint that fails it is deleted with a warning and the model retrained),
   2-4. scores its samples (genbench/pipeline/scoring.py: draw, check, featurise, compute the suite's metrics;
-     real-data features are computed once per dataset and cached in sealed files under DIR/cache/features/),
+     reference features and statistics come from the shared cache, genbench/pipeline/refstats.py),
   5. measures speed and cost (genbench/pipeline/speed.py), and for swept diffusion samplers repeats 2-5 per
      setting,
   6. writes per-job artifacts (samples preview, training history) under DIR/artifacts/.
@@ -14,7 +14,6 @@ Per job (`run_job`) it
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import shutil
@@ -27,9 +26,10 @@ from typing import Optional
 import torch
 
 from genbench.defaults import FEATURE_BATCH_SIZE
-from genbench.fileio import CorruptFileError, atomic_write_text, read_sealed, write_sealed
+from genbench.fileio import atomic_write_text
 from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec, code_version, seed_everything, slug, stable_hash
 from genbench.pipeline.progress import TrainMonitor
+from genbench.pipeline.refstats import StatsCache, key_digest
 from genbench.pipeline.scorers import scorer_for
 from genbench.pipeline.scoring import model_precision, result_rows, score
 from genbench.suite import DatasetSpec
@@ -44,6 +44,8 @@ class Worker:
         self._extractors: dict = {}
         self._features: dict = {}
         self._data_ids: dict = {}
+        self._split_sha: dict = {}
+        self.stats_cache = StatsCache()
 
     # ---- caches --------------------------------------------------------------------------------------------
     def dataset(self, name: str):
@@ -84,61 +86,60 @@ class Worker:
             feats = ext.extract(samples, batch_size=batch_size)
         return feats.double().cpu()
 
+    def split_sha256(self, name: str, split: str) -> str:
+        """sha256 of a split's content (the bytes genbench reads), the reference-statistics key's data part."""
+        key = (name, split)
+        if key not in self._split_sha:
+            sp = self.split(name, split)
+            self._split_sha[key] = hashlib.sha256(scorer_for(sp.info.modality).data_bytes(sp)).hexdigest()
+        return self._split_sha[key]
+
+    def reference(self, spec: DatasetSpec, which: str, n: int, device: str, quiet: bool,
+                  text_unit: Optional[tuple] = None, extract=None):
+        """(samples, RefStats) of a fixed subset of a real split: features and Gaussian statistics from the
+        shared reference-statistics cache (genbench/pipeline/refstats.py), computed once per content key and
+        kept in this process too. `extract(samples, batch_size)` replaces this process's extraction pass when the
+        entry must be built (e.g. a sharded pass on an executor's workers, genbench/pipeline/shards.py)."""
+        from genbench.pipeline.refstats import reference_key
+
+        ext = self.extractor(spec.features, device)
+        split = self.split(spec.name, which)
+        sc = scorer_for(split.info.modality)
+        key = reference_key(spec.name, which, self.split_sha256(spec.name, which),
+                            sc.subset_key(split, n, text_unit), _protocol(ext), device)
+        digest = key_digest(key)
+        samples = sc.real_subset(split, n, text_unit)
+        if digest in self._features:
+            entry = self._features[digest]
+            entry.source = "memory"
+        else:
+            desc = f"real features: {spec.name}/{which}"
+            if extract is None:
+                build = lambda: self.extract(ext, samples, _feature_batch(spec), quiet, desc)  # noqa: E731
+            else:
+                build = lambda: extract(samples, _feature_batch(spec))  # noqa: E731
+            entry = self.stats_cache.get_or_build(key, build)
+            self._features[digest] = entry
+        if not quiet:
+            if entry.source == "computed":
+                how = f"computed in {entry.seconds:.1f} s, cached as {digest[:12]}"
+            else:
+                how = f"0 s: from the {'stats cache' if entry.source == 'cache' else 'worker memory'} ({digest[:12]})"
+            print(f"  reference features {spec.name}/{which} n={entry.features.shape[0]} {ext.name}: {how}",
+                  file=sys.stderr, flush=True)
+        return samples, entry
+
     def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool,
                       text_unit: Optional[tuple] = None):
-        """(samples, features) of a fixed subset of a real split, computed once per dataset, split, extractor
-        and size (text: and unit, see `TextScorer.real_subset`); also cached on disk under DIR/cache/features/
-        so resumed runs and other workers reuse it."""
-        ext = self.extractor(spec.features, device)
-        proto_id = _protocol_id(ext)
-        key = (spec.name, which, spec.features, proto_id, n, self.data_identity(spec.name)["train_sha256"][:16])
-        if text_unit is not None:
-            key = key + tuple(text_unit)
-        if key in self._features:
-            return self._features[key]
-        split = self.split(spec.name, which)
-        samples = scorer_for(split.info.modality).real_subset(split, n, text_unit)
-        disk = out_dir / "cache" / "features" / f"{stable_hash(list(key))[:20]}.pt"
-        feats = _read_feature_cache(disk, key)
-        if feats is None:
-            feats = self.extract(ext, samples, _feature_batch(spec), quiet, f"real features: {spec.name}/{which}")
-            buf = io.BytesIO()
-            torch.save({"key": json.dumps(list(key)), "features": feats}, buf)
-            write_sealed(disk, buf.getvalue())
-        import warnings
-
-        from genbench.metrics import MetricWarning, gaussian_stats
-
-        with warnings.catch_warnings():  # N <= D: the fd metric says so itself (and computes FD from the features)
-            warnings.simplefilter("ignore", MetricWarning)
-            stats = gaussian_stats(feats) if feats.shape[0] > 1 else None
-        self._features[key] = (samples, feats, stats)
-        return self._features[key]
+        """(samples, features, (mu, sigma)) of a fixed subset of a real split (see `reference`); `out_dir` is
+        not used any more (the cache is shared by every run directory) and kept for callers."""
+        samples, entry = self.reference(spec, which, n, device, quiet, text_unit)
+        stats = (entry.mu, entry.sigma) if entry.mu is not None else None
+        return samples, entry.features, stats
 
     # ---- one job -------------------------------------------------------------------------------------------
     def __call__(self, job: JobSpec) -> JobResult:
         return run_job(job, self)
-
-
-def _read_feature_cache(disk: Path, key: tuple) -> Optional[torch.Tensor]:
-    """The features cached in `disk` for `key`, or None (then they are computed and written again): when the
-    file is missing or for another key, and, after a one-line warning and deleting it, when it is corrupt (its
-    payload's sha256 differs from the sealed one; an unsealed file from an older genbench counts as corrupt)."""
-    if not disk.exists():
-        return None
-    try:
-        blob = torch.load(io.BytesIO(read_sealed(disk)), map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or not isinstance(blob.get("features"), torch.Tensor):
-            raise CorruptFileError(f"{disk}: not a genbench feature cache")
-    except FileNotFoundError:
-        return None
-    except Exception as e:  # CorruptFileError, or a sealed payload torch cannot read: recomputed
-        why = (str(e).splitlines() or [type(e).__name__])[0].replace(f"{disk}: ", "")
-        print(f"  warning: feature cache {disk} is corrupt ({why}); deleted, recomputing", file=sys.stderr,
-              flush=True)
-        disk.unlink(missing_ok=True)
-        return None
-    return blob["features"] if blob.get("key") == json.dumps(list(key)) else None
 
 
 def _len(samples) -> int:
@@ -149,11 +150,14 @@ def _feature_batch(spec: DatasetSpec) -> int:
     return FEATURE_BATCH_SIZE
 
 
-def _protocol_id(ext) -> str:
+def _protocol(ext) -> dict:
+    """The extractor's protocol as the reference key records it (id, weights sha256, ...)."""
+    from genbench.pipeline.scoring import feature_protocol
+
     try:
-        return str(ext.protocol.get("id", ext.name))
+        return feature_protocol(ext)
     except Exception:
-        return str(getattr(ext, "name", "?"))
+        return {"id": str(getattr(ext, "name", "?"))}
 
 
 def _discard_checkpoint(ckpt: Path, ckpt_rel: str, err: Exception) -> None:
@@ -211,8 +215,14 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
         seed_everything(job.seed)
         mon = TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
         t0 = time.perf_counter()
+        labels = {}
+        if getattr(model, "conditional", False):  # a class-conditional model trains on the labels too
+            if getattr(train, "y", None) is None:
+                raise JobFailure(f"model {mspec.name!r} is class-conditional, but the training split of "
+                                 f"{spec.name!r} has no labels")
+            labels = {"labels": train.y}
         try:
-            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon])
+            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon], **labels)
         finally:
             mon.close()
         S.synchronize(device)
@@ -232,6 +242,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
 
     # 5. speed and cost ---------------------------------------------------------------------------------------
     def sample_fn(n, s):
+        if getattr(model, "conditional", False):  # timed as scored: with conditions (uniform over the classes)
+            from genbench.models.conditions import draw_conditions
+
+            return model.sample(n, seed=s, batch_size=n, condition=draw_conditions(n, model.condition_classes, "uniform"))
         return model.sample(n, seed=s, batch_size=n)
 
     if not q:
@@ -240,11 +254,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup))
     rows += result_rows(sc.extra_speed(model, job.speed.repeats))
 
-    # diffusion sampler sweep: quality and speed per setting (variant "ddim-10", ...)
+    # diffusion sampler / guidance sweep: quality and speed per setting (variant "ddim-10", "guidance-2", ...)
     if job.sweep is not None:
-        for steps in job.sweep.steps:
-            variant = f"{job.sweep.sampler}-{steps}"
-            with _sampler_variant(model, job.sweep.sampler, steps):
+        for variant, kind, value in job.sweep.variants():
+            with _sweep_variant(model, job.sweep.sampler, kind, value):
                 rows += score(job, worker, model, info, variant=variant, artifacts=artifacts, art_rel=art_rel,
                                likelihood=False)
                 rows += result_rows(S.sampling_speed(sample_fn, device, bs, job.speed.repeats, job.speed.warmup), variant)
@@ -265,6 +278,21 @@ def _sampler_variant(model, sampler: str, steps: int):
         yield model
     finally:
         model.set_sampler(*before)
+
+
+@contextmanager
+def _sweep_variant(model, sampler: str, kind: str, value):
+    """One setting of a sweep: sampler steps (`_sampler_variant`) or a guidance scale (`model.set_guidance`)."""
+    if kind == "steps":
+        with _sampler_variant(model, sampler, int(value)):
+            yield model
+        return
+    before = model.config.guidance
+    model.set_guidance(float(value))
+    try:
+        yield model
+    finally:
+        model.set_guidance(before)
 
 
 def _finite_records(records):

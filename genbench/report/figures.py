@@ -6,6 +6,8 @@ Per dataset, each drawn only when the run holds what it needs:
 - `quality_speed`: FD (or bits/dim) against samples/s on a log axis, with the Pareto front marked;
 - `precision_recall`: precision vs recall (and density vs coverage);
 - `steps`: quality against sampler steps (metric variants named like "ddim-25");
+- `guidance`: fidelity (conditional accuracy, precision) against diversity (intra-class FD, recall) over the
+  classifier-free guidance scales of a sweep (variants named like "guidance-2");
 - `modes`: per-mode / per-class histograms (the histogram in a coverage metric's extra, or a
   "mode_histogram" artifact);
 - `training`: training curves (artifact "history": FitHistory records with step, loss, ...).
@@ -38,6 +40,7 @@ QUALITY_FOR_SPEED = ("fd", "bits_per_dim", "fd_text", "bits_per_char")
 SPEED = ("samples_per_s", "chars_per_s")
 HIST_KEYS = ("histogram", "mode_histogram", "class_histogram", "per_mode", "per_class", "counts")
 STEP_VARIANT = re.compile(r"^([A-Za-z_]+)-(\d+)$")
+GUIDANCE_VARIANT = re.compile(r"^guidance-([0-9.]+)$")
 MAX_PANELS = 8
 _SINGULAR = {"modes": "mode", "classes": "class"}
 @dataclass(frozen=True)
@@ -201,8 +204,8 @@ def make_figures(data: RunData, out_dir: Optional[Path] = None) -> tuple[list[Fi
     cells = aggregate(data.metrics)
     figs: list[FigureFile] = []
     for ds in data.datasets:
-        for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps, _fig_modes,
-                      _fig_training):
+        for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps,
+                      _fig_guidance, _fig_modes, _fig_training):
             f = maker(ds, data, cells, arts, out_dir)
             if f is not None:
                 figs.append(f)
@@ -358,7 +361,7 @@ def _fig_steps(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     series: dict[str, dict[str, list]] = {}  # metric -> "model sampler" -> [(steps, value)]
     for (d, model, metric, variant), c in cells.items():
         m = STEP_VARIANT.match(variant)
-        if d != ds or not m or not math.isfinite(c.value):
+        if d != ds or not m or GUIDANCE_VARIANT.match(variant) or not math.isfinite(c.value):
             continue
         series.setdefault(metric, {}).setdefault(f"{model} ({m.group(1)})", []).append((int(m.group(2)), c.value, c))
     # quality first, then diversity, then likelihood, each in its declared rank order
@@ -390,6 +393,41 @@ def _fig_steps(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     path = _save(fig, out_dir / f"{_slug(ds)}_steps.png")
     return FigureFile(ds, "steps", f"{ds}: sampler steps", path,
                       "Metrics of the same model at fewer or more sampler steps (metric variants such as ddim-25).")
+
+
+GUIDANCE_PAIRS = (("intra_fd", "conditional_accuracy"), ("recall", "precision"))  # (diversity x, fidelity y)
+
+
+def _fig_guidance(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    """Per model with a guidance sweep: fidelity (y) against diversity (x), one point per guidance scale."""
+    pts: dict[str, dict[str, dict[float, Cell]]] = {}  # model -> metric -> scale -> cell
+    for (d, model, metric, variant), c in cells.items():
+        m = GUIDANCE_VARIANT.match(variant)
+        if d == ds and m and math.isfinite(c.value):
+            pts.setdefault(model, {}).setdefault(metric, {})[float(m.group(1))] = c
+    pairs = [(x, y) for x, y in GUIDANCE_PAIRS if any(x in v and y in v for v in pts.values())]
+    if not pairs:
+        return None
+    fig, axes = _new(len(pairs), panel=4.2, height=3.6)
+    for ax, (xm, ym) in zip(axes, pairs):
+        for model, per in sorted(pts.items()):
+            scales = sorted(set(per.get(xm, {})) & set(per.get(ym, {})))
+            if not scales:
+                continue
+            xs = [per[xm][g].value for g in scales]
+            ys = [per[ym][g].value for g in scales]
+            ax.plot(xs, ys, "-o", ms=5, label=model)
+            _scatter_labels(ax, xs, ys, [f"s={g:g}" for g in scales])
+        hib_x = next(c.higher_is_better for k, c in cells.items() if k[0] == ds and k[2] == xm)
+        ax.set_xlabel(f"{label(xm)} (diversity; {'higher' if hib_x else 'lower'} is better)")
+        ax.set_ylabel(f"{label(ym)} (fidelity; higher is better)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{ds}: fidelity against diversity over the guidance scale s", fontsize=11)
+    path = _save(fig, out_dir / f"{_slug(ds)}_guidance.png")
+    return FigureFile(ds, "guidance", f"{ds}: classifier-free guidance", path,
+                      "Each point is one guidance scale s of a sweep (0: unconditional, 1: conditional, above: "
+                      "guided): guidance buys fidelity (conditional accuracy, precision) with diversity.")
 
 
 def _fig_modes(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:

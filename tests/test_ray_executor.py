@@ -1,0 +1,170 @@
+"""RayExecutor (optional extra genbench[ray]) on a local Ray instance started inside the test (ray.init with 2
+CPUs, no external service): the numbers are bit-identical to the local executor's, a task that raises or whose
+worker dies fails only its job, a killed driver's run resumes, and an unreachable address fails fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'genbench[ray]' to run these tests")
+
+from genbench.cli import main  # noqa: E402
+from genbench.errors import InvalidInputError  # noqa: E402
+from genbench.executors import RayExecutor  # noqa: E402
+from genbench.runner import Runner  # noqa: E402
+from genbench.store import ResultsStore  # noqa: E402
+from genbench.suite import apply_overrides, load_suite  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = """
+name = "ray"
+budget = "smoke"
+device = "cpu"
+seeds = [0]
+n_bootstrap = 10
+threads = 1
+
+[speed]
+batch_size = 64
+repeats = 1
+warmup = 0
+
+[datasets.ring8]
+features = "identity"
+n_samples = 200
+metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
+
+{models}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+                                       "GENBENCH_STATS_CACHE": os.environ.get("GENBENCH_STATS_CACHE", "")}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _values(out) -> dict:
+    f = ResultsStore(out).metrics_frame()
+    f = f[f["protocol"].map(lambda p: not json.loads(p).get("timing"))]
+    v = lambda x: None if x != x else float(x)  # noqa: E731 - NaN (no interval) compares equal to NaN
+    return {(r.job_id, r.metric, r.variant): (v(r.value), v(r.ci_low), v(r.ci_high)) for r in f.itertuples()}
+
+
+def _bit_identical(tmp_path, datasets):
+    suite = apply_overrides(load_suite("smoke"), datasets=datasets)
+    suite.threads = 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the Ray tasks run with (the thread count changes float summation order)
+    try:
+        local = Runner(suite, tmp_path / "local", quiet=True, log=lambda m: None, threads=1).run()
+    finally:
+        torch.set_num_threads(threads)
+    ex = RayExecutor(num_cpus=1, threads=1)
+    assert not ex._own  # joined the test's Ray instance
+    remote = Runner(suite, tmp_path / "ray", quiet=True, log=lambda m: None, threads=1, executor=ex).run()
+    assert not local.failed and not remote.failed, (local.failed, remote.failed)
+    assert sorted(local.done) == sorted(remote.done) and len(local.done) >= 6
+    a, b = _values(tmp_path / "local"), _values(tmp_path / "ray")
+    assert a.keys() == b.keys() and a == b
+
+
+def test_smoke_suite_numbers_are_bit_identical_to_the_local_executor(tmp_path, cluster):
+    """The smoke suite's point dataset (every family that applies to it); the whole suite: the slow test below."""
+    _bit_identical(tmp_path, ["ring8"])
+
+
+@pytest.mark.slow
+def test_whole_smoke_suite_is_bit_identical_to_the_local_executor(tmp_path, cluster):
+    _bit_identical(tmp_path, None)
+
+
+def _boom(x):
+    if x == 2:
+        raise ValueError("job 2 is broken")
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies
+    return x * 10
+
+
+def test_a_raising_or_dying_task_fails_only_its_job(cluster):
+    ex = RayExecutor(num_cpus=1)
+    out = {item: (res, err) for item, res, err in ex.map_unordered(_boom, [1, 2, 3, 4])}
+    assert out[1] == (10, None) and out[4] == (40, None)
+    assert isinstance(out[2][1], ValueError) and "job 2 is broken" in str(out[2][1])
+    assert isinstance(out[3][1], RuntimeError) and "worker running this job died" in str(out[3][1])
+
+
+def test_failed_job_is_recorded_and_the_run_goes_on(tmp_path, cluster):
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(models='[models.gmm]\n[models.bad]\nmodel = "runner_dummies:DummyNaN"\n'))
+    from genbench.models import MODELS
+
+    try:
+        s = Runner(load_suite(p), tmp_path / "out", quiet=True, log=lambda m: None, threads=1,
+                   executor=RayExecutor(num_cpus=1, threads=1)).run()
+    finally:  # the user model registered here must not leak into later tests (e.g. the smoke suite's families)
+        MODELS._items.pop("bad", None)
+    assert [j for j, _ in s.failed] == ["ring8/bad/seed0"] and "non-finite" in s.failed[0][1]
+    assert s.done == ["ring8/gmm/seed0"]
+
+
+def _status(out: Path) -> dict:
+    try:
+        with ResultsStore(out) as st:
+            return {r["job_id"]: r["status"] for r in st.jobs_frame().to_dict("records")}
+    except Exception:  # noqa: BLE001 - not created yet
+        return {}
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, cluster):
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(models="[models.gmm]\n[models.gan]\noverrides = { steps = 250 }\n"))
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    cmd = [sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(out), "--quiet", "--no-report",
+           "--executor", "ray", "--address", cluster, "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and _status(out).get("ring8/gmm/seed0") != "done":
+            assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        assert _status(out).get("ring8/gmm/seed0") == "done"
+        assert _status(out).get("ring8/gan/seed0") == "running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    s = Runner(load_suite(p), out, quiet=True, log=lambda m: None, threads=1,
+               executor=RayExecutor(num_cpus=1, threads=1)).run()
+    assert s.skipped == ["ring8/gmm/seed0"] and s.done == ["ring8/gan/seed0"] and not s.failed
+
+
+def test_unreachable_address_fails_fast_with_the_start_command(tmp_path, monkeypatch):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    t0 = time.perf_counter()
+    with pytest.raises(InvalidInputError, match=f"127.0.0.1:{port}.*ray start --head"):
+        RayExecutor(address=f"127.0.0.1:{port}", connect_timeout_s=3)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(InvalidInputError, match="HOST:PORT"):
+        RayExecutor(address="nowhere")
+    assert main(["run", "smoke", "--address", "auto", "--out", str(tmp_path / "x")]) == 2
