@@ -32,7 +32,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,35 +40,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks._sections import section_decorator, write_json  # noqa: E402
+
 RESULTS: dict = {}
 OUT = Path(".")
 DEV = "cuda"
+section = section_decorator(RESULTS, lambda: OUT / "gpu.json")
 DRY = False
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
 
 
-def section(name):
-    def wrap(fn):
-        def run(*a, **kw):
-            print(f"\n=== {name}", flush=True)
-            t0 = time.perf_counter()
-            try:
-                RESULTS[name] = {"ok": True, **(fn(*a, **kw) or {})}
-            except Exception as e:  # keep going: the other sections still say something
-                traceback.print_exc()
-                RESULTS[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-            RESULTS[name]["seconds"] = round(time.perf_counter() - t0, 1)
-            write_json(OUT / "gpu.json", RESULTS)
-            print(f"--- {name}: {'ok' if RESULTS[name]['ok'] else 'FAILED'} in {RESULTS[name]['seconds']} s",
-                  json.dumps({k: v for k, v in RESULTS[name].items() if k not in ("ok", "seconds")}, default=str),
-                  flush=True)
-        return run
-    return wrap
 
 
 def sync():

@@ -23,7 +23,6 @@ import math
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,36 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks._sections import section_decorator, write_json  # noqa: E402
+
 RESULTS: dict = {}
 OUT: Path | None = None  # gpu_check.json is rewritten after every section: a run killed by a time limit keeps what it had
 DEV = "cuda"  # --device cpu dry-runs this script itself (with --scale 0.01) on a machine without a GPU
+section = section_decorator(RESULTS, lambda: None if OUT is None else OUT / "gpu_check.json")
 SCALE = 1.0
 
 
-def section(name):
-    def wrap(fn):
-        def run(*a, **kw):
-            print(f"\n=== {name}", flush=True)
-            t0 = time.perf_counter()
-            try:
-                RESULTS[name] = {"ok": True, **(fn(*a, **kw) or {})}
-            except Exception as e:  # keep going: the other sections still say something
-                traceback.print_exc()
-                RESULTS[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-            RESULTS[name]["seconds"] = round(time.perf_counter() - t0, 1)
-            if OUT is not None:
-                write_json(OUT / "gpu_check.json", RESULTS)
-            print(f"--- {name}: {'ok' if RESULTS[name]['ok'] else 'FAILED'} in {RESULTS[name]['seconds']} s",
-                  json.dumps({k: v for k, v in RESULTS[name].items() if k not in ('ok', 'seconds')}, default=str),
-                  flush=True)
-        return run
-    return wrap
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
 
 
 def sync():

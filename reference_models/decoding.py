@@ -189,8 +189,6 @@ def graphed_generate(model, n: int, gen: torch.Generator, steps: int, stop_at_ne
     ctx = torch.full((n, 1), int(model.newline_id), dtype=torch.long, device=dev)
     logits = dec.prefill(ctx)
     dec._capture_all()
-    if not dec._ready:
-        raise RuntimeError("graph capture did not complete")
     first = inverse_cdf_sample(logits, u_all[0], c.temperature, c.top_k)
     outs = [first]
     dec.tok.copy_(first)
