@@ -100,16 +100,6 @@ class GraphDecoder:
         self.graphs: dict[int, object] = {}
         self._ready = False
 
-    def _autocast(self):
-        from reference_models.nets import uses_bf16
-        import contextlib
-
-        c = self.model.config
-        if uses_bf16(self.model.device, bool(c.amp), bool(getattr(c, "cpu_bf16", False))):
-            # no weight-cast cache: a cached cast made during capture would be freed when the context exits
-            return torch.autocast(self.model.device.type, dtype=torch.bfloat16, cache_enabled=False)
-        return contextlib.nullcontext()
-
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Uncached forward pass over the window `ids` (n, L) (the eager path's code), cache loaded; last logits."""
         with self.model._autocast():
@@ -122,7 +112,7 @@ class GraphDecoder:
         for sk in self.caches:
             sk.length = p
         c = self.model.config
-        with self._autocast():
+        with self.model._autocast(cache_enabled=False):  # safe under graph capture
             logits, _ = self.net(self.tok[:, None], pos0=p, cache=self.caches)
         nxt = inverse_cdf_sample(logits[:, -1].float(), self.u, c.temperature, c.top_k)
         self.tok.copy_(nxt)

@@ -226,11 +226,12 @@ class TrainLoop:
             self.history.records[-1]["stopped_by"] = self.stopped_by
 
 
-def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
+def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False, cache_enabled: bool = True):
     """bf16 autocast on CUDA, and on CPU when opted in and native (see `uses_bf16`); otherwise float32. On one
-    machine both are deterministic (same seed, same numbers); bf16 results differ from float32 ones."""
+    machine both are deterministic (same seed, same numbers); bf16 results differ from float32 ones.
+    `cache_enabled=False` for CUDA graph capture (a cached weight cast would be freed when the context exits)."""
     if uses_bf16(device, enabled, cpu_bf16):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
 
 

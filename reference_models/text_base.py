@@ -370,10 +370,11 @@ class NeuralTextModel(TextModel):
     """Shared by the neural character models (transformer, LSTM): `self.net(x) -> (logits, state)`, the
     training loop over random windows, bf16 autocast (CUDA, or CPU when opted in), and window log-probabilities."""
 
-    def _autocast(self):
+    def _autocast(self, cache_enabled: bool = True):
         from reference_models.nets import autocast
 
-        return autocast(self.device, bool(self.config.amp), bool(getattr(self.config, "cpu_bf16", False)))
+        return autocast(self.device, bool(self.config.amp), bool(getattr(self.config, "cpu_bf16", False)),
+                        cache_enabled)
 
     def _train_loop(self, ids: torch.Tensor, opt: torch.optim.Optimizer, window: int, gen: torch.Generator,
                     callbacks: list) -> None:
