@@ -218,11 +218,31 @@ def _fashion_u8(split: str, n: int) -> torch.Tensor:
     return x if x.dtype == torch.uint8 else torch.round(x.float() * 255).clamp(0, 255).to(torch.uint8)
 
 
+def _scipy_sqrtm_disp_shim() -> None:
+    """clean-fid 0.1.35 calls `scipy.linalg.sqrtm(A, disp=False)`; newer SciPy dropped `disp` (the H200 image's
+    SciPy raised "unexpected keyword argument 'disp'"). Give sqrtm the old two-value form when asked for it."""
+    import inspect
+
+    import scipy.linalg as sl
+
+    if "disp" in inspect.signature(sl.sqrtm).parameters:
+        return
+    orig = sl.sqrtm
+
+    def sqrtm(A, disp=True, **kw):
+        r = orig(A, **kw)
+        return r if disp else (r, 0.0)
+
+    sl.sqrtm = sqrtm
+
+
 @section("inception")
 def inception():
     from PIL import Image
 
     from cleanfid import fid as cfid
+
+    _scipy_sqrtm_disp_shim()
     from genbench.assets import fetch
     from genbench.features import get_extractor
     from genbench.metrics import frechet_distance, gaussian_stats

@@ -234,7 +234,8 @@ class TextModel(GenerativeModel):
         ctx = torch.full((n, 1), self.newline_id, dtype=torch.long, device=self.device)
         logits, state = self._begin(ctx, use_cache)
         out = []
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        # on the logits' device: a model whose tables live on the host (the n-gram) samples there on any device
+        done = torch.zeros(n, dtype=torch.bool, device=logits.device)
         for t in range(steps):
             u = torch.rand(n, generator=gen, dtype=torch.float64)
             nxt = inverse_cdf_sample(logits, u, self.config.temperature, self.config.top_k)
