@@ -127,7 +127,7 @@ def _text_model(vocab_size=65):
 
 @section("text")
 def text():
-    from genbench.metrics.text import sampling_speed
+    from genbench.metrics.text_speed import sampling_speed
 
     m = _text_model()
     n_chars = 64 if DRY else 256

@@ -46,7 +46,8 @@ def train_and_score(model_name, ds, train, test, overrides=None, eval_chars=None
                     seed=0, speed=False):
     if ONLY and model_name not in ONLY:
         return None
-    from genbench.metrics.text import diversity_metrics, embedding_metrics, heldout_text, reference_texts, speed_metrics
+    from genbench.metrics.text import diversity_metrics, embedding_metrics, heldout_text, reference_texts
+    from genbench.metrics.text_speed import speed_metrics
     from reference_models import create_model
 
     budget = "smoke" if SMOKE else "quick"

@@ -172,7 +172,7 @@ def check_images(only=None):
 @section("text transformer (standard config)")
 def check_text(steps: int = 2000):
     from genbench.data import get_dataset
-    from genbench.metrics.text import sampling_speed
+    from genbench.metrics.text_speed import sampling_speed
     from reference_models import create_model
 
     d = get_dataset("shakespeare-char")

@@ -117,6 +117,8 @@ class TextModel(GenerativeModel):
     log_prob_kind = LOG_PROB_EXACT
     Config = TextConfig
     max_context: Optional[int] = None  # longest context the model can condition on (None: unbounded)
+    # True when use_cache=False takes a different (uncached) path, so its speed is worth its own figure
+    has_uncached_path: bool = False
 
     def __init__(self, config: TextConfig, info):
         super().__init__(config, info)
@@ -227,6 +229,14 @@ class TextModel(GenerativeModel):
                 row = row[: row.index(self.newline_id)] if self.newline_id in row else row[: self.config.max_line_length]
             out.append(self.decode(row))
         return out
+
+    def generate_ids(self, n: int, generator: torch.Generator, steps: int, stop_at_newline: bool = False,
+                     use_cache: bool = True) -> torch.Tensor:
+        """(n, <= steps) character ids drawn from the context "\n" with `generator` (a CPU torch.Generator): the
+        character-by-character path that `sample` decodes, exposed for timing (genbench.metrics.text_speed).
+        Raises NotImplementedError for models with no per-character path (text-copy)."""
+        self._require_built()
+        return self._generate_ids(n, generator, steps, stop_at_newline=stop_at_newline, use_cache=use_cache)
 
     def _generate_ids(self, n: int, gen: torch.Generator, steps: int, stop_at_newline: bool = False,
                       use_cache: bool = True, on_token=None) -> torch.Tensor:

@@ -354,6 +354,7 @@ class Transformer(NeuralTextModel):
     name = "transformer"
     family = "autoregressive"
     Config = TransformerConfig
+    has_uncached_path = True  # use_cache=False recomputes the whole window each step
 
     @property
     def max_context(self) -> int:  # type: ignore[override]

@@ -126,7 +126,7 @@ def test_registered_text_metrics_through_compute_metrics():
 
 def test_speed_metrics_run():
     from genbench.data.base import DatasetInfo, TextSplit
-    from genbench.metrics.text import speed_metrics
+    from genbench.metrics.text_speed import speed_metrics
     from reference_models import create_model
 
     info = DatasetInfo("t", "text", (), (0, 0))

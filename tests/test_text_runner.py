@@ -42,7 +42,7 @@ n_likelihood = 3000
 features = "char-ngram"
 n_samples = 48
 reference = "test"
-metrics = ["fd", "bits_per_char"]
+metrics = ["fd", "bits_per_char", "novelty"]
 n_likelihood = 1500
 
 [models.transformer]
@@ -190,3 +190,15 @@ def test_line_datasets_train_on_shuffled_lines():
     m = create_model("text-copy", info, "smoke")  # keeps the text it was fitted on
     m.fit(sp, seed=1)
     assert m.config.sample_mode == "line" and m.text_ == training_text(sp, "line", 1)
+
+
+def test_run_gives_novelty_the_training_lines_and_times_the_public_sampling_path(text_run):
+    """The text scorer hands novelty the dataset's training lines (no hidden dataset load in the metric), and the
+    speed rows come from `generate_ids`: cached and uncached for the transformer, whose uncached path differs."""
+    model, f, fake, _ = _job(text_run, "names")
+    assert 0.0 <= f.loc["novelty", "value"] <= 1.0
+    proto = json.loads(f.loc["novelty", "protocol"])
+    assert proto["n_lines"] == 48 and proto["against"] == "training lines"
+    assert {"chars_per_s", "chars_per_s_nocache", "first_char_latency"} <= set(f.index)
+    assert model.has_uncached_path
+

@@ -64,7 +64,7 @@ class EvalContext:
     # text (genbench/metrics/text.py): generated / held-out / training strings and the held-out NLL
     fake_texts: Optional[list] = None
     real_texts: Optional[list] = None
-    train_texts: Optional[list] = None  # training lines (novelty); default: loaded from `dataset`
+    train_texts: Optional[list] = None  # training lines (novelty; the text scorer sets them from the train split)
     nll_per_char: Optional[float] = None  # nats per character from model.nll_per_char(held-out text)
     n_chars: Optional[int] = None
     nll_protocol: dict = field(default_factory=dict)  # context, stride, scoring of that NLL

@@ -1,7 +1,7 @@
 """Text metrics: held-out likelihood (bits/char, perplexity), sample diversity (distinct-n, self-BLEU),
 novelty against the training data, embedding distances (Frechet distance, precision/recall on sentence or
-character-n-gram embeddings) and sampling speed (characters/s with and without the key/value cache, latency to
-the first character).
+character-n-gram embeddings). Sampling speed (characters/s, first-character latency) is in
+`genbench.metrics.text_speed`.
 
 Protocols (stated in every MetricResult):
 - bits_per_char / perplexity: `model.nll_per_char(text, context, stride)` over the held-out text, preceded by
@@ -22,8 +22,6 @@ Protocols (stated in every MetricResult):
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections import Counter
 from typing import Any, Iterable, Optional, Sequence
 
@@ -289,102 +287,7 @@ def embedding_metrics(fake_texts: Sequence[str], real_texts: Sequence[str], extr
     ]
 
 
-# ---------------------------------------------------------------------------------------------- speed
-def _sync(device) -> None:
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        torch.cuda.synchronize(dev)
-
-
-def sampling_speed(model, n_chars: int = 256, batch_size: int = 1, use_cache: bool = True, repeats: int = 3,
-                   warmup: int = 1, seed: int = 0) -> MetricResult:
-    """Characters generated per second (median of `repeats` after `warmup`), `batch_size` sequences of `n_chars`
-    characters each from the context "\n" (newlines do not stop the generation here)."""
-    model._require_built()
-    gen = torch.Generator().manual_seed(int(seed))
-
-    def run():
-        with torch.inference_mode():
-            model._generate_ids(batch_size, gen, n_chars, stop_at_newline=False, use_cache=use_cache)
-
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        _sync(model.device)
-        t0 = time.perf_counter()
-        run()
-        _sync(model.device)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    proto = {"n_chars": n_chars, "batch_size": batch_size, "kv_cache": bool(use_cache), "repeats": repeats,
-             "warmup": warmup, "device": str(model.device), "statistic": "median", "timing": True,
-             "torch_threads": torch.get_num_threads(), "hardware": _hardware(model.device)}
-    return MetricResult("chars_per_s", n_chars * batch_size / med, "chars/s", True, TEXT_METRICS_VERSION, proto,
-                        extra={"seconds": times})
-
-
-def _hardware(device) -> str:
-    from genbench.env_info import hardware
-
-    return hardware(device)
-
-
-def first_char_latency(model, repeats: int = 5, warmup: int = 1, use_cache: bool = True) -> MetricResult:
-    """Seconds from the start of a generation (context "\n", one sequence) to the first sampled character
-    (median of repeats): the prompt forward pass plus one draw."""
-    model._require_built()
-    gen = torch.Generator().manual_seed(0)
-
-    def run():
-        with torch.inference_mode():
-            model._generate_ids(1, gen, 1, use_cache=use_cache)
-
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        _sync(model.device)
-        t0 = time.perf_counter()
-        run()
-        _sync(model.device)
-        times.append(time.perf_counter() - t0)
-    proto = {"batch_size": 1, "context": "\\n", "repeats": repeats, "warmup": warmup, "device": str(model.device),
-             "statistic": "median", "timing": True, "torch_threads": torch.get_num_threads(),
-             "hardware": _hardware(model.device)}
-    return MetricResult("first_char_latency", statistics.median(times) * 1000.0, "ms", False, TEXT_METRICS_VERSION,
-                        proto, extra={"seconds": times})
-
-
-def speed_metrics(model, n_chars: int = 256, batch_size: int = 1, repeats: int = 3) -> list[MetricResult]:
-    """chars/s with the cache (variant in protocol kv_cache=True), without it (transformer only: other models
-    have no separate uncached path), and first-character latency."""
-    out = [sampling_speed(model, n_chars, batch_size, True, repeats)]
-    if getattr(model, "name", "") == "transformer":
-        r = sampling_speed(model, n_chars, batch_size, False, repeats)
-        r.name = "chars_per_s_nocache"
-        out.append(r)
-    out.append(first_char_latency(model, repeats=max(repeats, 3)))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- registry
-_TRAIN_LINES: dict = {}
-
-
-def _train_lines(ctx) -> Optional[set]:
-    tl = getattr(ctx, "train_texts", None)
-    if tl is not None:
-        return set(tl)
-    if ctx.dataset is None:
-        return None
-    if ctx.dataset not in _TRAIN_LINES:
-        from genbench.data import get_dataset
-
-        _TRAIN_LINES[ctx.dataset] = set(get_dataset(ctx.dataset).load("train").lines)
-    return _TRAIN_LINES[ctx.dataset]
-
-
 def _fake_texts(ctx, name: str) -> list[str]:
     if ctx.modality != "text":
         raise _unavailable(f"{name} applies to text data, not {ctx.modality!r}")
@@ -424,9 +327,7 @@ def _spec_self_bleu(ctx) -> list[MetricResult]:
 
 def _spec_novelty(ctx) -> list[MetricResult]:
     fake = _fake_texts(ctx, "novelty")
-    train = _train_lines(ctx)
-    if train is None:
-        raise _unavailable("novelty needs the training lines (EvalContext.train_texts or dataset)")
+    train = set(ctx.train_texts)
     mode = _mode_of(fake)
     lines = sample_lines(fake, mode)
     return [MetricResult("novelty", novelty(lines, train), "", True, TEXT_METRICS_VERSION,
@@ -464,7 +365,7 @@ def register_text_metrics() -> None:
         MetricSpec("self_bleu", "", False, TEXT_METRICS_VERSION, (), _spec_self_bleu,
                    "mean BLEU-4 of each sample against the others (similarity between samples)",
                    (Output("self_bleu", "", False, None, "self-BLEU", order=360),), ("text",)),
-        MetricSpec("novelty", "", True, TEXT_METRICS_VERSION, (), _spec_novelty,
+        MetricSpec("novelty", "", True, TEXT_METRICS_VERSION, ("train_texts",), _spec_novelty,
                    "share of generated lines not in the training data",
                    (Output("novelty", "", True, "diversity", "novelty", headline=("text",), order=220, rank=7),),
                    ("text",)),
@@ -482,8 +383,8 @@ def register_text_metrics() -> None:
 
 
 def _declare_recorded() -> None:
-    """Text results computed outside the metric registry: the runner's text speed measurements (`speed_metrics`)
-    and `embedding_metrics`."""
+    """Text results computed outside the metric registry: the runner's text speed measurements
+    (`genbench.metrics.text_speed.speed_metrics`) and `embedding_metrics`."""
     from genbench.metrics.registry import Output, declare_outputs
 
     declare_outputs(

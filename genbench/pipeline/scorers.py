@@ -97,6 +97,9 @@ class TensorScorer:
     def train_samples(self, tr_x):
         return tr_x
 
+    def train_texts(self, train_split):
+        return None
+
     def likelihood_fields(self, model, info, spec, ref_split) -> dict:
         """log_prob of the first `n_likelihood` (default n_samples) reference items of the fixed real subset."""
         real_x = self.real_subset(ref_split, spec.n_likelihood or spec.n_samples)
@@ -170,6 +173,10 @@ class TextScorer(TensorScorer):
     def train_samples(self, tr_x):
         return None
 
+    def train_texts(self, train_split) -> list:
+        """The training lines (novelty)."""
+        return list(train_split.lines)
+
     def likelihood_fields(self, model, info, spec, ref_split) -> dict:
         """nats/char over `n_likelihood` (default TEXT_LIKELIHOOD_CHARS) reference characters (running text: the first ones; line
         datasets: whole lines in a seeded random order, see `genbench.metrics.text.heldout_text`), with the window
@@ -187,9 +194,9 @@ class TextScorer(TensorScorer):
     def extra_speed(self, model, repeats: int) -> list:
         """Characters/s with and without the key/value cache, first-character latency (models that generate
         character by character)."""
-        if not hasattr(model, "_generate_ids"):
+        if not hasattr(model, "generate_ids"):
             return []
-        from genbench.metrics.text import speed_metrics
+        from genbench.metrics.text_speed import speed_metrics
 
         try:
             return speed_metrics(model, n_chars=TEXT_SPEED_CHARS, batch_size=1, repeats=repeats)

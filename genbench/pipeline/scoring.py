@@ -165,6 +165,8 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         n_tr = spec.n_train_features or n
         tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
         ctx_fields.update(train_samples=sc.train_samples(tr_x), train_features=tr_f)
+    if "train_texts" in need:
+        ctx_fields["train_texts"] = sc.train_texts(worker.split(spec.name, "train"))
     mixture = getattr(worker.dataset(spec.name), "mixture", None)
     if mixture is not None:
         ctx_fields["mixture"] = mixture
