@@ -118,7 +118,8 @@ def torchscript_params_digest(path: Path, paths: Iterable[str]) -> tuple[str, in
     return params_digest(trunk), n
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's stored bytes (hex), read in 1 MiB chunks."""
     return hash_content(path, Member(path.name, "", content="file"))[0]
 
 
@@ -142,7 +143,7 @@ def hash_content(path: Path, member: Member) -> tuple[str, int]:
 
 def _check_params(path: Path, member: Member) -> Optional[str]:
     try:
-        file_sha = _file_sha256(path)
+        file_sha = file_sha256(path)
     except OSError as e:
         return f"unreadable ({type(e).__name__}: {e})"
     if any(file_sha == k for k, _ in member.known_files):

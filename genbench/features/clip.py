@@ -15,7 +15,6 @@ it could be had where this was written), so results say `"pinned": false`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from genbench.assets.hashing import file_sha256
 from genbench.errors import GenbenchError
 from genbench.features.base import FeatureExtractor, exact_float32, prepare_images, quantize_uint8
 
@@ -75,14 +75,6 @@ def find_clip() -> tuple[Path, Path]:
     raise ClipUnavailable(how_to_provide(looked))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 class ClipExtractor(FeatureExtractor):
     name = "clip"
 
@@ -93,7 +85,7 @@ class ClipExtractor(FeatureExtractor):
             from transformers import CLIPVisionModelWithProjection
 
             d, w = find_clip()
-            weights_sha256 = _sha256(w)
+            weights_sha256 = file_sha256(w)
             model = CLIPVisionModelWithProjection.from_pretrained(str(d), local_files_only=True)
         self.model = model.eval().to(self.device)
         self.size = int(model.config.image_size)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genbench.assets.hashing import file_sha256
 from genbench.errors import GenbenchError
 from genbench.features.base import FeatureExtractor, exact_float32, prepare_images, quantize_uint8
 from genbench.features.resize import CleanResizer
@@ -93,7 +94,7 @@ class InceptionExtractor(FeatureExtractor):
         else:
             path = Path(weights)
         self.weights_path = Path(path)
-        self.weights_sha256 = _sha256(self.weights_path)  # the file (differs between NVIDIA's and the repackaging)
+        self.weights_sha256 = file_sha256(self.weights_path)  # the file (differs between NVIDIA's and the repackaging)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in favour of torch.export
             net = torch.jit.load(str(path), map_location=self.device)
@@ -170,12 +171,3 @@ def _pinned_params_sha256() -> str:
 
     return ASSETS.get("fid-inception").members[0].digest
 
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()

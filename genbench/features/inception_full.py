@@ -20,7 +20,6 @@ instrument, and a file whose hash differs from a recorded pin is refused with bo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from genbench.assets.hashing import file_sha256
 from genbench.errors import GenbenchError
 from genbench.features.base import FeatureExtractor, exact_float32, prepare_images, quantize_uint8
 
@@ -66,14 +66,6 @@ def find_full_inception() -> Path:
         return CLEANFID_PATH
     looked.append(f"{CLEANFID_PATH} (clean-fid's download path; absent)")
     raise InceptionUnavailable(how_to_provide(looked))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def reference_trunk_state() -> dict:
