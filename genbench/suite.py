@@ -149,6 +149,20 @@ class Suite:
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default; --threads overrides)
     workers: int = 1  # jobs run at once, each in its own worker process (1: in this process; --workers overrides)
     resources: dict = field(default_factory=dict)  # per-job Ray resources: num_cpus, num_gpus (see job_resources)
+    # user models of [models.X] model = "pkg.mod:factory": name -> class, resolved while parsing but registered only
+    # by install_user_models() (a run does that when it starts; parsing a suite changes no registry)
+    user_models: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def install_user_models(self) -> None:
+        """Register this suite's user models in the model registry (genbench.models), as a run needs them."""
+        from genbench.models import install_external
+
+        for name, cls in self.user_models.items():
+            install_external(name, cls)
+
+    def model_modalities(self, name: str) -> tuple:
+        cls = self.user_models.get(name)
+        return tuple(cls.modalities) if cls is not None else model_modalities(name)
 
     def job_resources(self, device: str) -> dict:
         """Per-job resources of a Ray task: `[resources]` or num_cpus = threads or 1, num_gpus = 1 on cuda else 0."""
@@ -171,7 +185,7 @@ class Suite:
                 if m.datasets is not None:
                     if d.name in m.datasets:
                         out.append((d, m))
-                elif mod in model_modalities(m.name):
+                elif mod in self.model_modalities(m.name):
                     out.append((d, m))
         return out
 
@@ -554,6 +568,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     if not isinstance(mtab, dict) or not mtab:
         raise c.fail("models", "expected one or more [models.<name>] tables")
     known_models = list_models()
+    user_classes: dict = {}  # user models of this suite: name -> class (genbench.models.external_model_class)
     models = []
     ds_names = [d.name for d in datasets]
     for mname, mt in mtab.items():
@@ -562,17 +577,17 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         factory = None
         if "model" in mt:  # a user's model: "package.module:factory" (genbench/models/external.py)
             factory = c.typed(mt, "model", where, str, what="a 'package.module:factory' string")
-            from genbench.models import register_external
+            from genbench.models import external_model_class
 
-            try:
-                register_external(mname, factory, source=f"{source} [{where}]",
-                                  search_paths=(str(Path(source).parent),) if Path(source).exists() else ())
+            try:  # resolved and checked, not registered: Suite.install_user_models() does that when a run starts
+                user_classes[mname] = external_model_class(
+                    mname, factory, source=f"{source} [{where}]",
+                    search_paths=(str(Path(source).parent),) if Path(source).exists() else ())
             except GenbenchError as e:
                 raise c.fail(f"{where}.model", str(e)) from None
-            known_models = list_models()
-        if mname not in known_models:
+        if mname not in known_models and mname not in user_classes:
             raise c.fail(where, unknown_name_message("model", mname, known_models))
-        cls = _model_class(mname)
+        cls = user_classes.get(mname) or _model_class(mname)
         overrides = c.typed(mt, "overrides", where, dict, default={})
         fields = set(cls.Config().to_dict()) if _config_defaultable(cls) else None
         if fields is not None:
@@ -615,7 +630,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         c.keys(st, _SWEEP_KEYS, where)
         if mname not in mtab:
             raise c.fail(where, f"model {mname!r} is not in this suite's [models]")
-        cls = _model_class(mname)
+        cls = user_classes.get(mname) or _model_class(mname)
         guidance = c.typed(st, "guidance", where, list, default=[], what="a list of numbers")
         if "guidance" in st:
             if not hasattr(cls, "set_guidance"):
@@ -663,7 +678,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         sweeps[mname] = SweepSpec(mname, sampler, list(steps), [float(g) for g in guidance])
 
     suite = Suite(name, description, budget, device, list(seeds), datasets, models, speed, sweeps, n_boot, source,
-                  threads=threads, workers=workers, resources=resources)
+                  threads=threads, workers=workers, resources=resources, user_models=user_classes)
     for d in datasets:
         if not any(pd.name == d.name for pd, _ in suite.pairs()):
             raise c.fail(f"datasets.{d.name}", f"no model of this suite applies to {d.name!r} "

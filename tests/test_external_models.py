@@ -16,7 +16,8 @@ if str(ROOT) not in sys.path:  # "tests.helpers.collapsed_model" must import as 
 
 from genbench.cli import main  # noqa: E402
 from genbench.data import get_dataset  # noqa: E402
-from genbench.models import ENTRY_POINT_ERRORS, load_entry_points, register_external, unregister_external  # noqa: E402
+from genbench.models import (ENTRY_POINT_ERRORS, get_model_class, is_external, list_models,  # noqa: E402
+                             load_entry_points, register_external, unregister_external)
 from genbench.models.external import ExternalModelError, ModelOutputError, resolve, validate_samples  # noqa: E402
 from genbench.store import ResultsStore  # noqa: E402
 from helpers.dummy_suite import RING8_ALL, write_suite  # noqa: E402
@@ -185,6 +186,11 @@ def test_a_module_next_to_the_suite_resolves(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     s = load_suite(suite)
     assert s.models[0].factory == "my_models_abc:make"
+    # parsing resolved and checked the model, and registered nothing (issue 16: no side effect of parsing)
+    assert "ext-entry" not in list_models() and s.model_modalities("ext-entry") == ("points",)
+    assert [m.name for _, m in s.pairs()] == ["ext-entry"]
+    s.install_user_models()  # what a run does when it starts
+    assert is_external("ext-entry") and get_model_class("ext-entry") is s.user_models["ext-entry"]
     sys.modules.pop("my_models_abc", None)
 
 

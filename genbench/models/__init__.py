@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from genbench.models.base import GenerativeModel, ModelConfig
-from genbench.models.registry import (BUILTIN_FAMILIES, ENTRY_POINT_ERRORS, MODELS, create_model, get_model_class,
-                                      is_external, list_models, load_entry_points, load_model, register_external,
-                                      register_model, unregister_external)
+from genbench.models.registry import (BUILTIN_FAMILIES, ENTRY_POINT_ERRORS, MODELS, create_model,
+                                      external_model_class, get_model_class, install_external, is_external,
+                                      list_models, load_entry_points, load_model, register_external, register_model,
+                                      unregister_external)
 
 __all__ = ["GenerativeModel", "ModelConfig", "MODELS", "BUILTIN_FAMILIES", "register_model", "create_model",
            "load_model", "list_models", "get_model_class", "register_external", "unregister_external",
+           "external_model_class", "install_external",
            "is_external", "load_entry_points", "ENTRY_POINT_ERRORS"]

@@ -87,6 +87,20 @@ def register_external(name: str, ref: str, source: str = "", search_paths: tuple
     """Register the model `ref` ("package.module:factory") under `name` in the model registry (genbench.models), so the
     runner, `genbench list models` and suites see it. Idempotent for the same (name, ref); a built-in model's
     name cannot be taken."""
+    cls = external_model_class(name, ref, source, search_paths)
+    install_external(name, cls)
+    return cls
+
+
+def install_external(name: str, cls: type) -> None:
+    """Put a user model class (from `external_model_class`) into the registry under `name`."""
+    if name not in MODELS or MODELS.get(name) is not cls:
+        MODELS.register(name, cls, replace=True)
+
+
+def external_model_class(name: str, ref: str, source: str = "", search_paths: tuple = ()) -> type:
+    """The model class genbench would register for `ref` under `name`, without registering it (suite validation
+    uses this: parsing a suite changes no registry). Same checks as `register_external`."""
     list_models()  # built-ins (and entry points) first, so a clash is seen
     if name in MODELS:
         existing = MODELS.get(name)
@@ -104,7 +118,6 @@ def register_external(name: str, ref: str, source: str = "", search_paths: tuple
         return target
     cls = make_model_class(name, target, ref)
     cls._external_source = source or ref
-    MODELS.register(name, cls, replace=True)
     return cls
 
 

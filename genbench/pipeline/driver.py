@@ -89,6 +89,7 @@ class Runner:
         """Run the suite's jobs holding DIR's run lock (a second process on DIR fails at once, naming this one)."""
         from genbench.rundir import run_dir_lock
 
+        self.suite.install_user_models()  # the suite's [models.X] model = "pkg.mod:factory" entries
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with run_dir_lock(self.out_dir):
             return self._run_locked()
