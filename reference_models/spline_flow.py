@@ -8,7 +8,7 @@ The points are standardised (log|det| of the scaling counted), then go through `
 mixing]. A coupling keeps the first d // 2 coordinates x_a and maps each other coordinate through its own spline
 whose K bin widths, K heights and K - 1 knot derivatives come from an MLP of x_a (zero-initialised last layer: every
 coupling starts as the identity); the Jacobian is triangular, so log|det| is the sum of the splines' log-derivatives.
-The mixing between couplings is either Glow's learned invertible linear map (`LULinear` of reference_models/flow.py,
+The mixing between couplings is either Glow's learned invertible linear map (`LULinear` of reference_models/flow_layers.py,
 mixing="lu") or a reversal of the coordinates (mixing="reverse", the classic alternation).
 
 Why splines on the toy mixtures: an affine coupling moves and scales a coordinate by one amount per x_a, so carving
@@ -32,7 +32,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from genbench.models import register_model
 from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
-from reference_models.flow import LULinear, Reverse, Sequence, std_normal_log_prob, warmup_cosine
+from reference_models.flow_layers import LULinear, Reverse, Sequence, std_normal_log_prob, warmup_cosine
 from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, batch_indices, check_train, mlp
 from reference_models.splines import n_spline_params, rq_spline
 

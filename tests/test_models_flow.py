@@ -115,7 +115,7 @@ def test_glow_image_log_density_matches_numerical_change_of_variables():
 
 def test_invertible_1x1_conv_log_det():
     """log|det| of Glow's 1x1 conv = H W log|det W|, against the Jacobian of the layer alone; exact inverse."""
-    from reference_models.flow import InvConv1x1
+    from reference_models.glow import InvConv1x1
 
     torch.manual_seed(0)
     layer = InvConv1x1(3).double()
@@ -148,7 +148,7 @@ def test_bf16_training_keeps_log_prob_and_sampling_float32(monkeypatch):
 def test_lu_linear_log_det_and_inverse():
     """LULinear with random (far from initial) parameters: its log|det| is slogdet of the matrix it applies (read
     off the map itself, by autograd), W = P L U holds, and inverse(forward(x)) == x."""
-    from reference_models.flow import LULinear
+    from reference_models.flow_layers import LULinear
 
     torch.manual_seed(0)
     for dim in (2, 3, 5):
@@ -193,7 +193,7 @@ def test_squeeze_first_inverse_and_size_check():
 
 
 def test_warmup_cosine_schedule():
-    from reference_models.flow import warmup_cosine
+    from reference_models.flow_layers import warmup_cosine
 
     assert [warmup_cosine(s, 100, 4, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert warmup_cosine(4, 100, 4, 0.1) == 1.0
@@ -203,7 +203,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_squeeze_round_trip():
-    from reference_models.flow import squeeze, unsqueeze
+    from reference_models.flow_layers import squeeze, unsqueeze
 
     x = torch.randn(2, 3, 6, 4)
     s = squeeze(x)
