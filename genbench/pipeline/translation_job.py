@@ -3,7 +3,8 @@
 
   1. train the model on the unpaired training split, or load its cached checkpoint (same key rules as the other
      jobs: model config, dataset identity, seed, budget, model code);
-  2. per direction, translate the first `n_samples` source images of the paired held-out split, check what came
+  2. per direction, translate `n_samples` source images of the paired held-out split (all of it, or a fixed
+     seeded subset: `heldout_indices`), check what came
      back (shape, finite) and translate it back; a model that returns the wrong shape, NaN/inf, or refuses the
      input fails the job with the reason (the run goes on);
   3. score both directions (genbench/metrics/translation.py) with the target domain's pinned classifier
@@ -30,6 +31,16 @@ from genbench.pipeline.jobs import JobFailure, JobResult, code_version, seed_eve
 
 PREVIEW_N = 16
 PREVIEW_KIND = "translation_preview"
+
+
+def heldout_indices(total: int, n: int) -> torch.Tensor:
+    """The held-out items scored when n < total: a fixed pseudo-random subset (seed REAL_SUBSET_SEED, sorted), the
+    same for every model and seed (the split is sorted by class, so its first n items would not do)."""
+    from genbench.defaults import REAL_SUBSET_SEED
+
+    if n >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n].sort().values
 
 
 def _checked(model, x: torch.Tensor, direction: str, what: str) -> torch.Tensor:
@@ -144,7 +155,8 @@ def run_translation_job(job, worker) -> JobResult:
     rows, previews = [], {}
     for d in DIRECTIONS:
         src, tgt = ("a", "b") if d == "a2b" else ("b", "a")
-        x, y = test.domain(src)[:n], test.labels(src)[:n]
+        idx = heldout_indices(len(test.a), n)
+        x, y = test.domain(src)[idx], test.labels(src)[idx]
         if not q:
             print(f"  translating {n} held-out {ds.domains[src]} images {d}, and back", file=sys.stderr, flush=True)
         fwd = _checked(model, x, d, f"model {mspec.name!r}")
@@ -163,8 +175,8 @@ def run_translation_job(job, worker) -> JobResult:
                                    proto, kid_subsets=int(opts.get("kid_subsets", 100)),
                                    kid_subset_size=int(opts.get("kid_subset_size", max(2, n // 2))), seed=0)
         rows += result_rows(compute(names, scores))
-        previews.update({f"{d}_source": x[:PREVIEW_N], f"{d}_translated": fwd[:PREVIEW_N],
-                         f"{d}_cycled": back[:PREVIEW_N]})
+        show = torch.linspace(0, n - 1, min(PREVIEW_N, n)).round().long()  # spread over the (class-sorted) split
+        previews.update({f"{d}_source": x[show], f"{d}_translated": fwd[show], f"{d}_cycled": back[show]})
     prev_rel = f"{art_rel}/translation_preview.npz"
     _save_preview(out_dir / prev_rel, previews)
     artifacts.append((PREVIEW_KIND, prev_rel))

@@ -203,9 +203,11 @@ def make_figures(data: RunData, out_dir: Optional[Path] = None) -> tuple[list[Fi
     arts = _Artifacts(data)
     cells = aggregate(data.metrics)
     figs: list[FigureFile] = []
+    from genbench.report.translation import fig_translation
+
     for ds in data.datasets:
         for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps,
-                      _fig_guidance, _fig_modes, _fig_training):
+                      _fig_guidance, _fig_modes, fig_translation, _fig_training):
             f = maker(ds, data, cells, arts, out_dir)
             if f is not None:
                 figs.append(f)
