@@ -119,10 +119,12 @@ def run_translation_job(job, worker) -> JobResult:
         try:
             model = load_model(ckpt).to(device)
             train_seconds = float(model.history.seconds or 0.0)
-        except Exception as e:
-            from genbench.pipeline.worker import _discard_checkpoint
+        except Exception as e:  # a corrupt or incompatible checkpoint is a cache: retrained
+            import shutil
 
-            _discard_checkpoint(ckpt, ckpt_rel, e)
+            print(f"  warning: checkpoint {ckpt_rel} could not be used ({type(e).__name__}); deleted, retraining",
+                  file=sys.stderr, flush=True)
+            shutil.rmtree(ckpt, ignore_errors=True)
             cached = False
             seed_everything(job.seed)
             model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
@@ -144,9 +146,9 @@ def run_translation_job(job, worker) -> JobResult:
                     raise JobFailure(f"training diverged at step {rec.get('step')}: {k} = {v}")
         model.save(ckpt)
     hist_rel = f"{art_rel}/history.json"
-    from genbench.pipeline.worker import _finite_records
-
-    atomic_write_text(out_dir / hist_rel, json.dumps(_finite_records(model.history.records)))
+    finite = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
+              for r in model.history.records]
+    atomic_write_text(out_dir / hist_rel, json.dumps(finite))
     artifacts.append(("history", hist_rel))
 
     # 2-3. translate both ways and score
