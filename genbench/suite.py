@@ -512,9 +512,15 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         c.keys(dt, _DATASET_KEYS, where)
         modality = dataset_modality(dname)
         feats = c.typed(dt, "features", where, str)
-        if extractor_names() and not _extractor_known(feats):
+        if modality == "translation":  # scored per direction on the target domain's classifier
+            from genbench.data.translation import TARGET_FEATURES
+
+            if feats != TARGET_FEATURES:
+                raise c.fail(f"{where}.features", f"{dname!r} is translation data, scored on each target domain's "
+                             f"pinned classifier: use features = {TARGET_FEATURES!r}")
+        elif extractor_names() and not _extractor_known(feats):
             raise c.fail(f"{where}.features", unknown_name_message("feature extractor", feats, extractor_names()))
-        if modality not in extractor_modalities(feats):
+        if modality != "translation" and modality not in extractor_modalities(feats):
             raise c.fail(f"{where}.features", f"extractor {feats!r} works on {', '.join(extractor_modalities(feats))} "
                          f"data, but {dname!r} is {modality} data")
         n = c.typed(dt, "n_samples", where, int, check=_count_between(MIN_SAMPLES, MAX_SAMPLES, "samples"))

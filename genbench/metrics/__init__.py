@@ -38,6 +38,7 @@ from genbench.metrics import builtin as _builtin  # noqa: E402,F401  (registers 
 from genbench.metrics import conditional as _conditional  # noqa: E402,F401  (conditional_accuracy, intra_fd)
 from genbench.metrics.conditional import conditional_accuracy, intra_class_fd  # noqa: E402
 from genbench.metrics.text import register_text_metrics  # noqa: E402  (distinct_n, self_bleu, novelty, bits_per_char)
+from genbench.metrics import translation as _translation  # noqa: E402,F401  (i2i_fd, content_kept, cycle_l1, ...)
 
 register_text_metrics()
 

@@ -29,6 +29,8 @@ BUILTIN_FAMILIES: list[str] = [  # modules registering the built-in models (@reg
     "reference_models.lstm",
     "reference_models.ngram",
     "reference_models.text_copy",
+    "reference_models.cyclegan",
+    "reference_models.translation_baselines",
 ]
 _loaded = False
 

@@ -181,6 +181,10 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     spec, mspec = job.dataset, job.model
     ds = worker.dataset(spec.name)
     info = ds.info
+    if info.modality == "translation":  # image-to-image translation: its own job (genbench/pipeline/translation_job.py)
+        from genbench.pipeline.translation_job import run_translation_job
+
+        return run_translation_job(job, worker)
     sc = scorer_for(info.modality)
     train = worker.split(spec.name, "train")
 

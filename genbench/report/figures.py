@@ -205,7 +205,7 @@ def make_figures(data: RunData, out_dir: Optional[Path] = None) -> tuple[list[Fi
     figs: list[FigureFile] = []
     for ds in data.datasets:
         for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps,
-                      _fig_guidance, _fig_modes, _fig_training):
+                      _fig_guidance, _fig_modes, _fig_translation, _fig_training):
             f = maker(ds, data, cells, arts, out_dir)
             if f is not None:
                 figs.append(f)
@@ -510,3 +510,39 @@ def _fig_training(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
     path = _save(fig, out_dir / f"{_slug(ds)}_training.png")
     return FigureFile(ds, "training", f"{ds}: training curves", path,
                       "Loss (and any periodic metric the model logged) against the training step, first seed.")
+
+
+# --------------------------------------------------------------------------------------------- translation
+TRANSLATION_PREVIEW = "translation_preview"
+TRANSLATION_COLUMNS = [(d, k) for d in ("a2b", "b2a") for k in ("source", "translated", "cycled")]
+TRANSLATION_SHOWN = 8
+
+
+def _fig_translation(ds, data, cells, arts, out_dir) -> Optional[FigureFile]:
+    """Before / after grids of a translation run (artifact "translation_preview", genbench/pipeline/translation_job.py):
+    per model and direction, held-out source images, their translations and the translations translated back."""
+    previews = arts.per_model(ds, TRANSLATION_PREVIEW)
+    blobs = {}
+    for model, p in sorted(previews.items()):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                blobs[model] = {(d, k): np.asarray(z[f"{d}_{k}"]) for d, k in TRANSLATION_COLUMNS}
+        except Exception as e:  # unreadable preview: say so, draw the rest
+            arts.notes.append(f"could not read {p.name}: {e}")
+    if not blobs:
+        return None
+    fig, axes = _new(len(blobs) * len(TRANSLATION_COLUMNS), panel=1.6, ncols=len(TRANSLATION_COLUMNS))
+    for r, (model, blob) in enumerate(blobs.items()):
+        for c, (d, k) in enumerate(TRANSLATION_COLUMNS):
+            ax = axes[r * len(TRANSLATION_COLUMNS) + c]
+            ax.imshow(image_grid(blob[(d, k)], TRANSLATION_SHOWN), vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{d} {k}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(model, fontsize=9)
+    fig.suptitle(f"{ds}: translations (held-out source, translated, translated back)", fontsize=10)
+    path = _save(fig, out_dir / f"{_slug(ds)}_translations.png")
+    return FigureFile(ds, "translations", f"{ds}: translations", path,
+                      "Per model and direction: held-out source images, their translations, and the translations "
+                      f"translated back ({TRANSLATION_SHOWN} spread over the scored held-out images).")

@@ -1,0 +1,227 @@
+"""CycleGAN (Zhu et al. 2017): unpaired image-to-image translation with two generators and two discriminators.
+
+    G: a -> b,  F: b -> a,  D_b judges b images,  D_a judges a images.
+    L_G = LSGAN(D_b(G(a)), 1) + LSGAN(D_a(F(b)), 1)
+        + lambda_cycle * (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)          (cycle consistency)
+        + lambda_identity * (|G(b) - b|_1 + |F(a) - a|_1)             (identity: keep what is already right)
+    L_D = 0.5 * (LSGAN(D(real), 1) + LSGAN(D(buffer(fake)), 0))         per discriminator
+
+LSGAN: mean squared error to the target label (config.loss "lsgan"; "ns": the non-saturating log loss).
+The image buffer (Shrivastava et al. 2017) keeps `buffer_size` earlier fakes; each fake shown to a discriminator is,
+with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, two
+stride-2 downsamplings, `n_res` residual blocks, two upsamplings, 7x7 conv, instance norm, sigmoid output in
+[0, 1]); discriminators: a 3-layer PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
+the last `1 - lr_decay_start` of the steps. All randomness comes from `fit(seed=)` (batches, buffer, init).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genbench.data.base import DatasetInfo
+from genbench.errors import InvalidInputError
+from genbench.models import register_model
+from genbench.models.base import ModelConfig, check_budget
+from genbench.models.translation import TranslationModel, check_domain_images
+from reference_models.nets import TrainLoop, apply_budget, batch_indices, reset_parameters
+
+LOSSES = ("lsgan", "ns")
+
+
+@dataclass
+class CycleGANConfig(ModelConfig):
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lr_decay_start: float = 0.5
+    loss: str = "lsgan"
+    ch: int = 8  # generator base channels (x2 per downsampling)
+    n_res: int = 2  # generator residual blocks
+    d_ch: int = 16  # discriminator base channels
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 5.0
+    buffer_size: int = 50
+    log_every: int = 50
+
+    @classmethod
+    def for_budget(cls, budget: str, info: DatasetInfo) -> "CycleGANConfig":
+        check_budget(budget)
+        if budget == "smoke":
+            return cls(steps=4, batch_size=4, ch=8, n_res=1, d_ch=8, log_every=1)
+        if budget == "standard":
+            return cls(steps=20000, batch_size=32, ch=32, n_res=6, d_ch=64)
+        return cls()
+
+
+def _norm(c: int) -> nn.Module:
+    return nn.InstanceNorm2d(c, affine=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c), nn.ReLU(True),
+                                  nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    def __init__(self, channels: int, ch: int, n_res: int):
+        super().__init__()
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ch, 7), _norm(ch), nn.ReLU(True),
+                  nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1), _norm(2 * ch), nn.ReLU(True),
+                  nn.Conv2d(2 * ch, 4 * ch, 3, stride=2, padding=1), _norm(4 * ch), nn.ReLU(True)]
+        layers += [ResBlock(4 * ch) for _ in range(n_res)]
+        layers += [nn.ConvTranspose2d(4 * ch, 2 * ch, 3, stride=2, padding=1, output_padding=1), _norm(2 * ch),
+                   nn.ReLU(True),
+                   nn.ConvTranspose2d(2 * ch, ch, 3, stride=2, padding=1, output_padding=1), _norm(ch), nn.ReLU(True),
+                   nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):  # x in [0, 1]; sizes divisible by 4 come back the same size
+        h, w = x.shape[-2:]
+        y = self.net(x * 2.0 - 1.0)
+        return torch.sigmoid(y[..., :h, :w])
+
+
+class PatchDiscriminator(nn.Module):
+    def __init__(self, channels: int, ch: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), _norm(2 * ch), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), _norm(4 * ch), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * ch, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x * 2.0 - 1.0)
+
+
+class ImageBuffer:
+    """Shrivastava et al.'s history of generated images: returns a batch where each image is, once the buffer
+    is full, with probability 1/2 replaced by a stored one (which the new image replaces)."""
+
+    def __init__(self, size: int, generator: torch.Generator):
+        self.size = int(size)
+        self.g = generator
+        self.items: list = []
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.size <= 0:
+            return batch
+        out = []
+        for img in batch.detach():
+            if len(self.items) < self.size:
+                self.items.append(img.clone())
+                out.append(img)
+            elif float(torch.rand((), generator=self.g)) < 0.5:
+                j = int(torch.randint(0, self.size, (), generator=self.g))
+                out.append(self.items[j].clone())
+                self.items[j] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+
+def _gan_loss(kind: str, logits: torch.Tensor, real: bool) -> torch.Tensor:
+    if kind == "lsgan":
+        return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    return F.softplus(-logits).mean() if real else F.softplus(logits).mean()
+
+
+@register_model
+class CycleGAN(TranslationModel):
+    name = "cyclegan"
+    family = "gan"
+    Config = CycleGANConfig
+
+    def __init__(self, config: CycleGANConfig, info: DatasetInfo):
+        super().__init__(config, info)
+        if config.loss not in LOSSES:
+            raise InvalidInputError(f"cyclegan: loss {config.loss!r} is not one of {LOSSES}")
+        c, h, w = (int(s) for s in info.shape)
+        if h % 4 or w % 4:
+            raise InvalidInputError(f"cyclegan needs image sides divisible by 4, got {h}x{w}")
+        self.G = ResnetGenerator(c, config.ch, config.n_res)  # a -> b
+        self.F = ResnetGenerator(c, config.ch, config.n_res)  # b -> a
+        self.D_a = PatchDiscriminator(c, config.d_ch)
+        self.D_b = PatchDiscriminator(c, config.d_ch)
+
+    def modules(self):
+        return {"G": self.G, "F": self.F, "D_a": self.D_a, "D_b": self.D_b}
+
+    def model_modules(self):
+        return {"G": self.G, "F": self.F}
+
+    def _translate(self, x, direction):
+        net = self.G if direction == "a2b" else self.F
+        was = net.training
+        net.eval()
+        try:
+            return net(x)
+        finally:
+            net.train(was)
+
+    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
+        cfg = apply_budget(self.config, budget, self.info)
+        shape = tuple(self.info.shape)
+        a = check_domain_images(train.domain("a"), shape, "cyclegan.fit (domain a)").float()
+        b = check_domain_images(train.domain("b"), shape, "cyclegan.fit (domain b)").float()
+        if len(a) < 2 or len(b) < 2:
+            raise InvalidInputError(f"cyclegan.fit needs at least 2 images per domain, got {len(a)} and {len(b)}")
+        self.to(device)
+        dev = self.device
+        torch.manual_seed(int(seed))
+        reset_parameters(*self.modules().values())
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        opt_g = torch.optim.Adam(list(self.G.parameters()) + list(self.F.parameters()), lr=cfg.lr,
+                                 betas=(cfg.beta1, 0.999))
+        opt_d = torch.optim.Adam(list(self.D_a.parameters()) + list(self.D_b.parameters()), lr=cfg.lr,
+                                 betas=(cfg.beta1, 0.999))
+        decay_from = int(cfg.lr_decay_start * cfg.steps)
+
+        def lr_at(step: int) -> float:
+            if step <= decay_from or cfg.steps <= decay_from:
+                return cfg.lr
+            return cfg.lr * max(0.0, (cfg.steps - step) / (cfg.steps - decay_from))
+
+        buf_a, buf_b = ImageBuffer(cfg.buffer_size, g), ImageBuffer(cfg.buffer_size, g)
+        loop = TrainLoop(cfg, self.history, callbacks, cfg.log_every)
+        for m in self.modules().values():
+            m.train()
+        for step in loop:
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step)
+            ra = a[batch_indices(len(a), cfg.batch_size, g)].to(dev)
+            rb = b[batch_indices(len(b), cfg.batch_size, g)].to(dev)
+            # generators
+            fb, fa = self.G(ra), self.F(rb)
+            adv = _gan_loss(cfg.loss, self.D_b(fb), True) + _gan_loss(cfg.loss, self.D_a(fa), True)
+            cyc = (self.F(fb) - ra).abs().mean() + (self.G(fa) - rb).abs().mean()
+            idt = (self.G(rb) - rb).abs().mean() + (self.F(ra) - ra).abs().mean() if cfg.lambda_identity else \
+                torch.zeros((), device=dev)
+            loss_g = adv + cfg.lambda_cycle * cyc + cfg.lambda_identity * idt
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            # discriminators, on buffered fakes
+            pa, pb = buf_a(fa.detach().cpu()).to(dev), buf_b(fb.detach().cpu()).to(dev)
+            loss_d = 0.5 * (_gan_loss(cfg.loss, self.D_a(ra), True) + _gan_loss(cfg.loss, self.D_a(pa), False)
+                            + _gan_loss(cfg.loss, self.D_b(rb), True) + _gan_loss(cfg.loss, self.D_b(pb), False))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            loop.end_step(step, loss=loss_g.item(), loss_d=loss_d.item(), cycle=cyc.item(), identity=idt.item(),
+                          adv=adv.item())
+        loop.finish()
+        for m in self.modules().values():
+            m.eval()
+        return self.history

@@ -1,0 +1,210 @@
+"""The image-to-image translation track (issue #19): the dataset recipe, the bounding scores of the baselines,
+the metric definitions against direct computations, cyclegan's save/load, and bad input."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from genbench.data import get_dataset
+from genbench.errors import InvalidInputError
+from genbench.models import MODELS, create_model, load_model
+from genbench.models.translation import TranslationModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DS = "mnist-grey-colour"
+# sha256 of both domains' bytes and labels (both splits) and the unpaired assignment: the recipe is deterministic
+RECIPE_SHA256 = "10113cb602caea974425182fddc91d532d3e89d338c3df3a2e6ae24eebfc2e1b"
+
+SUITE = """
+name = "i2i-test"
+budget = "smoke"
+device = "cpu"
+seeds = [0]
+n_bootstrap = 0
+[speed]
+batch_size = 8
+repeats = 1
+warmup = 0
+[datasets.mnist-grey-colour]
+features = "target-classifier"
+n_samples = {n}
+reference = "test"
+metrics = ["i2i_fd", "content_kept", "cycle_l1", "i2i_coverage"]
+{models}
+"""
+
+
+def _run(tmp_path, models, n=300):
+    from genbench.runner import Runner
+    from genbench.store import ResultsStore
+    from genbench.suite import parse_suite
+
+    text = SUITE.format(n=n, models="\n".join(f"[models.{m}]" for m in models))
+    suite = parse_suite(tomllib.loads(text), source="i2i-test.toml")
+    out = tmp_path / "run"
+    summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
+    with ResultsStore(out) as store:
+        f = store.metrics_frame()
+    rows = {(r["model"], r["metric"]): r for r in f.to_dict("records")}
+    return summary, rows
+
+
+def test_recipe_is_deterministic_and_domains_are_unpaired_in_training_paired_in_test():
+    from genbench.data.translation import build_domains, recipe_sha256
+
+    assert recipe_sha256() == RECIPE_SHA256
+    ds = get_dataset(DS)
+    tr, te = ds.load("train"), ds.load("test")
+    assert ds.info.modality == "translation" and te.paired and not tr.paired
+    assert tr.a.shape == tr.b.shape == (2000, 3, 28, 28) and te.a.shape == te.b.shape == (1000, 3, 28, 28)
+    assert torch.equal(te.ya, te.yb) and te.meta["recipe_sha256"] == RECIPE_SHA256
+    # disjoint source digits: domain a's training digits and domain b's come from different MNIST images
+    d = build_domains()
+    perm = d["pair_perm"]
+    ia, ib = set(perm[:2000].tolist()), set(perm[2000:].tolist())
+    assert not ia & ib and len(ia | ib) == 4000
+    grey = d["grey"]["train_x"][:, 0]
+    a_digits = {grey[i].numpy().tobytes() for i in ia}
+    # every b training image is the colourised version of a digit that is not among a's training digits
+    assert not any(grey[i].numpy().tobytes() in a_digits for i in list(ib)[:200])
+    # domain a is grey (equal channels), domain b is coloured
+    assert torch.equal(te.a[:, 0], te.a[:, 1]) and (te.b[:, 0] - te.b[:, 1]).abs().max() > 0.5
+
+
+def test_metric_definitions_against_direct_counts():
+    from genbench.metrics.translation import content_kept, cycle_l1
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((50, 10))
+    labels = rng.integers(0, 10, 50)
+    assert content_kept(torch.from_numpy(probs), torch.from_numpy(labels)) == pytest.approx(
+        sum(int(np.argmax(p) == y) for p, y in zip(probs, labels)) / 50)
+    x, y = rng.random((4, 3, 5, 5)), rng.random((4, 3, 5, 5))
+    want = sum(abs(a - b) for a, b in zip(x.ravel(), y.ravel())) / x.size
+    assert cycle_l1(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(want, rel=1e-12)
+
+
+def test_identity_and_oracle_bound_the_scores(tmp_path):
+    from genbench.features import get_extractor
+    from genbench.metrics.frechet import frechet_distance_features
+    from genbench.pipeline.translation_job import heldout_indices
+
+    n = 300
+    summary, rows = _run(tmp_path, ["identity", "paired-oracle"], n=n)
+    assert not summary.failed, summary.failed
+    v = lambda m, k: rows[(m, k)]["value"]  # noqa: E731
+    for d in ("a2b", "b2a"):
+        assert v("identity", f"cycle_l1_{d}") == 0.0 and v("paired-oracle", f"cycle_l1_{d}") == 0.0
+        assert v("identity", f"fd_{d}") > 20 * v("paired-oracle", f"fd_{d}")  # no realism in the target domain
+    te, tr = get_dataset(DS).load("test"), get_dataset(DS).load("train")
+    for d, src, tgt, dom in (("a2b", "a", "b", "mnist-colour"), ("b2a", "b", "a", "mnist-grey")):
+        ext = get_extractor(f"classifier:{dom}")
+        # content kept of the oracle = the target classifier's accuracy on those paired held-out target images
+        idx = heldout_indices(1000, n)
+        right = (ext.predict_proba(te.domain(tgt)[idx]).argmax(1) == te.labels(src)[idx]).double().mean()
+        assert v("paired-oracle", f"content_kept_{d}") == pytest.approx(float(right), abs=1e-12)
+        assert rows[("paired-oracle", f"content_kept_{d}")]["protocol"]  # stated
+        # FD of the oracle is a real-vs-real FD: independent real images of the target domain (not the held-out
+        # ones, not the reference) against the same reference
+        ref = ext.extract(tr.domain(tgt)).double()
+        other_idx = _other_half(src_half=tgt)[heldout_indices(2000, n)]  # class-balanced, like the scored subset
+        other = ext.extract(get_dataset(dom).load("train").x[other_idx]).double()
+        rvr = frechet_distance_features(ref, other)
+        assert v("paired-oracle", f"fd_{d}") == pytest.approx(rvr, rel=0.35)
+
+
+def _other_half(src_half: str):
+    """Training digits of the domain-`src_half` dataset that the translation train split gave to the other domain."""
+    from genbench.data.translation import build_domains
+
+    perm = build_domains()["pair_perm"]
+    return (perm[:2000] if src_half == "b" else perm[2000:]).sort().values
+
+
+@pytest.mark.slow
+def test_oracle_content_kept_equals_classifier_accuracy_on_the_whole_split(tmp_path):
+    from genbench.features import get_extractor
+
+    summary, rows = _run(tmp_path, ["paired-oracle"], n=1000)
+    assert not summary.failed
+    for d, dom in (("a2b", "mnist-colour"), ("b2a", "mnist-grey")):
+        assert rows[("paired-oracle", f"content_kept_{d}")]["value"] == pytest.approx(
+            get_extractor(f"classifier:{dom}").accuracy, abs=1e-12)
+
+
+def test_cyclegan_save_load_translates_identically_and_seeds_repeat(tmp_path):
+    ds = get_dataset(DS)
+    tr = ds.load("train")
+    small = type(tr)(tr.a[:64], tr.b[:64], tr.ya[:64], tr.yb[:64], False, tr.info, "train", tr.source)
+    x = ds.load("test").a[:6]
+    m = create_model("cyclegan", ds.info, "smoke", {"steps": 2})
+    m.fit(small, seed=3)
+    m.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    for d in ("a2b", "b2a"):
+        assert torch.equal(m.translate(x, d), again.translate(x, d))
+    m2 = create_model("cyclegan", ds.info, "smoke", {"steps": 2})
+    m2.fit(small, seed=3)
+    assert torch.equal(m.translate(x, "a2b"), m2.translate(x, "a2b"))
+    assert m.history.records[-1]["cycle"] > 0 and m.num_params < sum(
+        p.numel() for mod in m.modules().values() for p in mod.parameters())  # generators only
+
+
+def test_bad_input_is_refused_clearly():
+    ds = get_dataset(DS)
+    m = create_model("identity", ds.info, "smoke")
+    with pytest.raises(InvalidInputError, match=r"shape \(2, 1, 28, 28\).*\(n, 3, 28, 28\)"):
+        m.translate(torch.zeros(2, 1, 28, 28), "a2b")
+    with pytest.raises(InvalidInputError, match="direction 'up'"):
+        m.translate(torch.zeros(2, 3, 28, 28), "up")
+    with pytest.raises(InvalidInputError, match="non-finite"):
+        m.translate(torch.full((2, 3, 28, 28), float("nan")), "a2b")
+    with pytest.raises(InvalidInputError, match="not in the paired held-out split"):
+        create_model("paired-oracle", ds.info, "smoke").translate(torch.rand(2, 3, 28, 28), "a2b")
+    from genbench.suite import SuiteError, parse_suite
+
+    bad = SUITE.format(n=100, models="[models.identity]").replace('"target-classifier"', '"classifier:mnist"')
+    with pytest.raises(SuiteError, match="target-classifier"):
+        parse_suite(tomllib.loads(bad))
+    wrong_model = SUITE.format(n=100, models="[models.gan]")
+    with pytest.raises(SuiteError, match="translation"):
+        parse_suite(tomllib.loads(wrong_model))
+
+
+class _WrongShape(TranslationModel):
+    name = "test-i2i-wrong-shape"
+    family = "user"
+
+    def _translate(self, x, direction):
+        return x[:, :1]
+
+
+class _NaN(TranslationModel):
+    name = "test-i2i-nan"
+    family = "user"
+
+    def _translate(self, x, direction):
+        return torch.full_like(x, float("nan"))
+
+
+def test_a_translator_returning_wrong_shape_or_nan_fails_its_job_not_the_run(tmp_path):
+    from genbench.models import register_model
+
+    for cls in (_WrongShape, _NaN):
+        register_model(cls)
+    try:
+        summary, rows = _run(tmp_path, ["identity", _WrongShape.name, _NaN.name], n=50)
+    finally:
+        for cls in (_WrongShape, _NaN):
+            MODELS._items.pop(cls.name, None)
+    failed = dict(summary.failed)
+    assert len(failed) == 2 and ("identity", "cycle_l1_a2b") in rows
+    shape_err = failed[f"{DS}/{_WrongShape.name}/seed0"]
+    assert "returned shape (50, 1, 28, 28) for input (50, 3, 28, 28)" in shape_err
+    assert "NaN" in failed[f"{DS}/{_NaN.name}/seed0"]
