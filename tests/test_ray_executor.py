@@ -156,6 +156,42 @@ def test_resume_after_the_driver_is_killed(tmp_path, cluster):
     assert s.skipped == ["ring8/gmm/seed0"] and s.done == ["ring8/gan/seed0"] and not s.failed
 
 
+def _ray_tasks_running() -> list:
+    """Command lines of Ray worker processes executing a genbench job task right now (Ray titles them
+    'ray::_ray_call' while the task runs)."""
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    return [ln for ln in ps if ln.startswith("ray::_ray_call")]
+
+
+def test_ctrl_c_cancels_the_outstanding_tasks_and_prints_the_resume_command(tmp_path, cluster):
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(models="[models.gmm]\n[models.gan]\noverrides = { steps = 5000 }\n"))
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    cmd = [sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(out), "--quiet", "--no-report",
+           "--executor", "ray", "--address", cluster, "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (_status(out).get("ring8/gan/seed0") == "running"
+                                              and _ray_tasks_running()):
+            assert proc.poll() is None, "the run ended before Ctrl-C: " + proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        assert _ray_tasks_running(), "no Ray task was running the gan job"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr + stdout and "run the same command again to resume" in stderr + stdout
+    deadline = time.time() + 30  # the force-cancelled task's worker is gone (the 5000-step gan would run on)
+    while time.time() < deadline and _ray_tasks_running():
+        time.sleep(0.5)
+    assert not _ray_tasks_running()
+    assert _status(out).get("ring8/gan/seed0") != "done"
+
+
 def test_unreachable_address_fails_fast_with_the_start_command(tmp_path, monkeypatch):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
