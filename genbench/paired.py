@@ -413,18 +413,21 @@ class PairedInputs:
     _cache: dict = field(default_factory=dict)
 
     def results(self, dataset: str, model: str, variant: str, seeds_a: list, seeds_b: list, metrics: list[str],
-                stored: dict, prdc_k: dict) -> dict[str, PairedResult | str]:
+                stored: dict, prdc_k: dict, model_b: Optional[str] = None) -> dict[str, PairedResult | str]:
         """{metric: PairedResult or why the paired test is unavailable} for one (dataset, model, variant),
-        computed once per seed sets and cached."""
-        key = (dataset, model, variant, tuple(seeds_a), tuple(seeds_b), tuple(metrics))
+        computed once per seed sets and cached. `model_b`: the new side's model when it is another one (two
+        models of one run, `model_difference`)."""
+        model_b = model if model_b is None else model_b
+        key = (dataset, model, model_b, variant, tuple(seeds_a), tuple(seeds_b), tuple(metrics))
         if key not in self._cache:
             try:
-                self._cache[key] = self._compute(dataset, model, variant, seeds_a, seeds_b, metrics, stored, prdc_k)
+                self._cache[key] = self._compute(dataset, model, model_b, variant, seeds_a, seeds_b, metrics, stored,
+                                                 prdc_k)
             except InvalidInputError as e:
                 self._cache[key] = {m: str(e) for m in metrics}
         return self._cache[key]
 
-    def _compute(self, dataset, model, variant, seeds_a, seeds_b, metrics, stored, prdc_k):
+    def _compute(self, dataset, model, model_b, variant, seeds_a, seeds_b, metrics, stored, prdc_k):
         def fail(why):
             return {m: why for m in metrics}
 
@@ -433,10 +436,10 @@ class PairedInputs:
         if not seeds_a or not seeds_b:
             return fail("the results record no seeds")
         sides = []
-        for side, idx, seeds in (("baseline", self.base, seeds_a), ("new run", self.new, seeds_b)):
+        for side, idx, seeds, mod in (("baseline", self.base, seeds_a, model), ("new run", self.new, seeds_b, model_b)):
             got = []
             for s in seeds:
-                e = idx.entries.get((dataset, model, variant, int(s)))
+                e = idx.entries.get((dataset, mod, variant, int(s)))
                 if e is None:
                     return fail(f"the {side} stores no features for seed {s} of this job")
                 why = e.why_unusable()
@@ -458,11 +461,58 @@ class PairedInputs:
                                 prdc_k=prdc_k, stored=stored)
 
 
+def model_difference(path: str | Path, dataset: str, model_a: str, model_b: str, seeds: Optional[list] = None,
+                     variant: str = "", metrics: tuple = ("fd", "kid", "precision", "recall", "density", "coverage"),
+                     n_boot: int = DEFAULT_PAIRED_BOOT) -> dict[str, PairedResult | str]:
+    """Paired significance between two models of one run (issue 18): the bootstrap of model_b - model_a for each
+    metric, with the same reference rows resampled for both (and the same fake row indices: the two fake sets are
+    independent draws, so this is an ordinary bootstrap of each, paired through the shared reference). `seeds`:
+    the seeds to average over (default: those both models have). The stored values are checked as in compare."""
+    import pandas as pd
+
+    from genbench.store import ResultsStore, check_store_file
+
+    db = Path(path) / "results.db" if Path(path).is_dir() else Path(path)
+    if db.suffix != ".db" or not db.exists():
+        raise InvalidInputError(f"{path}: paired significance needs a run directory (or its results.db), whose jobs "
+                                "stored their features")
+    check_store_file(db)
+    with ResultsStore(db) as st:
+        frame = st.metrics_frame()
+    frame = frame[(frame["dataset"] == dataset) & (frame["variant"].fillna("") == variant)]
+    stored, prdc_k = {}, {"k_pr": 3, "k_dc": 5, "strict": False}
+    if seeds is None:
+        sa = set(frame.loc[frame["model"] == model_a, "seed"].astype(int))
+        seeds = sorted(sa & set(frame.loc[frame["model"] == model_b, "seed"].astype(int)))
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InvalidInputError(f"{path}: models {model_a!r} and {model_b!r} have no seed in common on {dataset!r}")
+    present = []
+    for m in metrics:
+        va, vb = [], []
+        for mod, out in ((model_a, va), (model_b, vb)):
+            g = frame[(frame["model"] == mod) & (frame["metric"] == m)]
+            by_seed = {int(r.seed): float(r.value) for r in g.itertuples()}
+            out += [by_seed[s] for s in seeds if s in by_seed]
+            if len(g) and "k" in (p := json.loads(g["protocol"].iloc[0] or "{}")):
+                prdc_k["k_pr" if m in ("precision", "recall") else "k_dc"] = int(p["k"])
+                prdc_k["strict"] = p.get("ball") == "<"
+        if len(va) == len(vb) == len(seeds) and not any(pd.isna(va + vb)):
+            present.append(m)
+            stored[m] = (va, vb)
+    if not present:
+        raise InvalidInputError(f"{path}: no feature metric ({', '.join(metrics)}) was scored for both {model_a!r} and "
+                                f"{model_b!r} on {dataset!r} with seeds {seeds}")
+    idx = feature_index(path, "run")
+    pi = PairedInputs(idx, idx, n_boot)
+    return pi.results(dataset, model_a, variant, seeds, seeds, present, stored, prdc_k, model_b=model_b)
+
+
 def group_seed(key: tuple) -> int:
     """The replicates' seed of one (dataset, model, variant): fixed, so the same inputs give the same numbers."""
     return int(hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:8], 16)
 
 
 __all__ = ["DEFAULT_PAIRED_BOOT", "FEATURES_KIND", "FeatureIndex", "PAIRED_METRICS", "PairedInputs", "PairedResult",
-           "StoredFeatures", "budget_bytes", "feature_index", "group_seed", "paired_bootstrap",
+           "StoredFeatures", "budget_bytes", "feature_index", "group_seed", "model_difference", "paired_bootstrap",
            "reference_identity", "save_features"]

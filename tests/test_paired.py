@@ -280,3 +280,30 @@ def test_a_run_stores_its_features_and_a_rerun_pairs_exactly(tmp_path, dummies):
     feats = [r for r in c.rows if r.metric in ("fd", "precision", "recall", "density", "coverage")]
     assert feats and all("paired bootstrap" in r.detail and r.delta == 0.0 for r in feats), [r.detail for r in feats]
     assert c.exit_code == EXIT_OK
+
+
+def test_paired_significance_between_two_models_of_one_run(tmp_path):
+    """Issue 18: the difference of two models' FD and P/R/D/C on the same reference rows, from one run."""
+    from genbench.errors import InvalidInputError
+    from genbench.paired import model_difference
+
+    real = _gauss(300, 2, 0)
+    d = tmp_path / "run"
+    _store(d, {0: _gauss(300, 2, 1)}, real)
+    with ResultsStore(d) as st:  # a second model, far from the data, in the same run
+        far = _gauss(300, 2, 2) + torch.tensor([1.0, 0.0], dtype=torch.float64)
+        st.add_job("toy/w/seed0", run_id="r", dataset="toy", model="w", family="x", seed=0, budget="quick", config={})
+        st.start_job("toy/w/seed0", "r")
+        p = prdc(real, far)
+        rows = [dict(name="fd", value=frechet_distance_features(real, far), unit="", higher_is_better=False,
+                     protocol={})]
+        rows += [dict(name=m, value=p[m], unit="", higher_is_better=True,
+                      protocol={"k": 3 if m in ("precision", "recall") else 5, "ball": "<="}) for m in p]
+        st.record_job("toy/w/seed0", rows, save_features(d, "artifacts/w", "toy", "", real, far, KEY))
+    out = model_difference(d, "toy", "m", "w", n_boot=100)
+    assert out["fd"].delta == pytest.approx(_fd_numpy(real, far) - _fd_numpy(real, _gauss(300, 2, 1)), rel=1e-7)
+    assert out["fd"].ci[0] > 0 and out["precision"].ci[1] < 0  # w is clearly worse: no tie
+    same = model_difference(d, "toy", "m", "m", n_boot=20)
+    assert same["fd"].delta == 0.0 and same["fd"].ci == (0.0, 0.0)  # a model against itself: a tie, exactly
+    with pytest.raises(InvalidInputError, match="no seed in common"):
+        model_difference(d, "toy", "m", "nope")
