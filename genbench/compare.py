@@ -5,7 +5,9 @@ confidence interval, the noise it was judged against and what that noise is made
 
 - **Quality scores** are judged by `genbench.noise`: the noise includes sampling noise (the stored bootstrap CIs)
   *and* training noise (the spread over seeds of either side, pooled with the committed calibration of seed
-  spreads). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
+  spreads); for FD, KID and P/R/D/C the sampling part comes from a paired bootstrap of the change
+  (genbench/paired.py) where both sets stored their features and scored the same reference features, else the
+  report says why not ("paired test unavailable: ..."). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
   change that counts) and significantly worse, by a one-sided test on the difference of seed means that is
   Holm-Bonferroni-corrected over all scores at family-wise level `alpha` (default 0.05).
 - **Timing scores** (protocol `"timing": true`) are compared only when both were measured on the same hardware

@@ -545,7 +545,7 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     comparison flags a regression and `confirm_seeds` > 0, the flagged (dataset, model) jobs are rerun with that
     many more seeds (the seeds after the suite's) and the comparison is made again on every seed: a regression
     reproduces, a rare training outcome of one seed does not (docs/gate.md, *Confirmation seeds*). Feature
-    scores are judged with a paired bootstrap of `paired_boot` replicates (default 200; 0: none) where the
+    scores are judged with a paired bootstrap of `paired_boot` replicates (default 100; 0: none) where the
     baseline stored its features (docs/gate.md, *Paired bootstrap*)."""
     from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances,
                                   paired_inputs, to_junit, to_markdown)

@@ -16,7 +16,10 @@ where the seed spread is the pooled sample standard deviation over the seeds of 
 seeds measures it), pooled with the committed calibration for that score when one applies (a seed sweep of the
 suite, `genbench calibrate`), and the feature noise is the bootstrap's (CI half-width / 1.96). The standard
 error of the difference is sd_run * sqrt(1/n_base + 1/n_new); with a seed spread it has that spread's degrees of
-freedom (a t test on seed means), with only feature noise it is a z test. When neither side has several seeds and
+freedom (a t test on seed means), with only feature noise it is a z test. Where both runs stored their features and
+scored the same reference features, the sampling part is instead the standard deviation of the change over a
+paired bootstrap (genbench/paired.py: the same real and fake rows resampled in both runs), and
+se = max(seed spread * sqrt(1/n_base + 1/n_new), paired sd). When neither side has several seeds and
 no calibration applies, training noise is unknown, and the verdict says so.
 
 A change is a regression when it is worse than the metric's tolerance (the smallest change that counts) *and*

@@ -61,9 +61,9 @@ def add_gate_options(p) -> None:
     p.add_argument("--calibration", action="append", metavar="FILE",
                    help="seed spreads written by `genbench calibrate` (repeatable), in addition to the built-in ones "
                    "(genbench/calibration/); used as training noise where a run has one seed")
-    p.add_argument("--paired-boot", type=_boot, default=200, metavar="N",
+    p.add_argument("--paired-boot", type=_boot, default=100, metavar="N",
                    help="replicates of the paired bootstrap of FD, KID and P/R/D/C changes, used where both runs "
-                   "stored their features (run directories) and scored the same reference features (default 200; "
+                   "stored their features (run directories) and scored the same reference features (default 100; "
                    "0: no paired test, the stored intervals taken as independent)")
 
 
