@@ -5,7 +5,9 @@ confidence interval, the noise it was judged against and what that noise is made
 
 - **Quality scores** are judged by `genbench.noise`: the noise includes sampling noise (the stored bootstrap CIs)
   *and* training noise (the spread over seeds of either side, pooled with the committed calibration of seed
-  spreads). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
+  spreads); for FD, KID and P/R/D/C the sampling part comes from a paired bootstrap of the change
+  (genbench/paired.py) where both sets stored their features and scored the same reference features, else the
+  report says why not ("paired test unavailable: ..."). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
   change that counts) and significantly worse, by a one-sided test on the difference of seed means that is
   Holm-Bonferroni-corrected over all scores at family-wise level `alpha` (default 0.05).
 - **Timing scores** (protocol `"timing": true`) are compared only when both were measured on the same hardware
@@ -34,6 +36,7 @@ import pandas as pd
 
 from genbench.errors import InvalidInputError
 from genbench.noise import Z95, Calibration, holm, interval, load_calibration, noise_for, p_greater, side_stats
+from genbench.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
 DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.toml")
@@ -363,10 +366,12 @@ def is_timing(frame: pd.DataFrame) -> pd.Series:
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[dict[str, Tolerance]] = None,
                    timing: bool = True, alpha: float = DEFAULT_ALPHA, calibration: Optional[Calibration] = None,
-                   env: Optional[dict] = None) -> Comparison:
+                   env: Optional[dict] = None, paired: Optional["PairedInputs"] = None) -> Comparison:
     """Judge every score of `new` against `base` (see the module docstring and genbench.noise). `timing=False`
     leaves the machine-dependent timing metrics out; otherwise they are compared only on the same hardware.
-    `calibration` defaults to the built-in seed spreads (genbench/calibration/)."""
+    `calibration` defaults to the built-in seed spreads (genbench/calibration/). `paired`: both sets' stored
+    features (genbench.paired.PairedInputs): FD, KID and P/R/D/C changes are then judged with the paired
+    bootstrap where both scored the same reference features; None: the stored intervals, taken as independent."""
     tolerances = tolerances if tolerances is not None else load_tolerances()
     calibration = calibration if calibration is not None else load_calibration()
     if not 0 < alpha < 1:
@@ -386,6 +391,9 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
     a, b = _sides(base), _sides(new)
     pending = []  # quality rows awaiting the multiple-testing decision
     unknown_noise = set()
+    unpaired: dict[str, int] = {}  # why the paired test was unavailable -> scores
+    n_paired = 0
+    hardware = "" if not cmp.env or "differs" not in cmp.env else ("differs" if cmp.env["differs"] else "same")
     for key in sorted(set(a) | set(b)):
         ds, model, metric, variant = key
         if ds not in base_ds or ds not in new_ds:
@@ -412,8 +420,16 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
             cmp.problems.append(f"{ds}/{model}/{metric}{'/' + variant if variant else ''}: different {what} ({detail})")
             continue
         cal, _ = calibration.get(x.budget, key, protocol_fingerprint(x.protocol))
-        row = _judge(key, x, y, tolerance_for(metric, tolerances), cal)
-        if row.noise_source.startswith("unknown"):
+        pr = None
+        if (paired is not None and metric in PAIRED_METRICS and math.isfinite(x.stats.mean)
+                and math.isfinite(y.stats.mean)):
+            pr = _paired_result(paired, key, a, b)
+            if isinstance(pr, str):
+                unpaired[pr] = unpaired.get(pr, 0) + 1
+            else:
+                n_paired += 1
+        row = _judge(key, x, y, tolerance_for(metric, tolerances), cal, pr, hardware)
+        if "training unknown" in row.noise_source:
             unknown_noise.add((ds, model))
         if x.protocol.get("features_pinned") is False:
             row.detail += "; unpinned feature network: numbers may differ between machines"
@@ -429,6 +445,12 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
         cmp.notes.append(f"training noise unknown for {len(unknown_noise)} job(s) ({_jobs(unknown_noise)}): each side "
                          "has one seed and no calibration applies, so only sampling noise was allowed for. Run more "
                          "seeds (--seeds 0,1,2) or provide a calibration (genbench calibrate).")
+    if n_paired:
+        cmp.notes.append(f"{n_paired} feature score(s) judged with the paired bootstrap over shared reference features "
+                         f"({paired.n_boot} replicates; docs/gate.md, *Paired bootstrap*).")
+    for why, n in sorted(unpaired.items()):
+        cmp.notes.append(f"paired test unavailable for {n} feature score(s): {why}; judged with the stored "
+                         "bootstrap intervals taken as independent.")
     return cmp
 
 
@@ -516,9 +538,34 @@ def _by_tolerance(base: float, new: float, higher_is_better: bool, tol: Toleranc
     return ("regressed" if worse > 0 else "improved"), delta
 
 
-def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal) -> Row:
+def _paired_result(paired, key: tuple, a: dict, b: dict):
+    """The paired bootstrap of one feature score's change (genbench.paired), or why it is unavailable."""
+    from genbench.paired import PAIRED_METRICS
+
+    ds, model, metric, variant = key
+    x, y = a[key], b[key]
+    sa, sb = [int(v) for v in x.stats.seeds], [int(v) for v in y.stats.seeds]
+    metrics, stored, k = [], {}, {}
+    for m in PAIRED_METRICS:  # the group's feature scores measured on the same seeds, computed together
+        km = (ds, model, m, variant)
+        if km in a and km in b and [int(v) for v in a[km].stats.seeds] == sa and [int(v) for v in b[km].stats.seeds] == sb:
+            metrics.append(m)
+            stored[m] = (a[km].stats.values, b[km].stats.values)
+            p = a[km].protocol
+            if m in ("precision", "recall") and "k" in p:
+                k["k_pr"] = int(p["k"])
+            if m in ("density", "coverage") and "k" in p:
+                k["k_dc"] = int(p["k"])
+            if "ball" in p:
+                k["strict"] = p["ball"] == "<"
+    prdc_k = {"k_pr": k.get("k_pr", 3), "k_dc": k.get("k_dc", 5), "strict": k.get("strict", False)}
+    return paired.results(ds, model, variant, sa, sb, metrics, stored, prdc_k).get(metric, "not computed")
+
+
+def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal, paired=None, hardware: str = "") -> Row:
     """A quality score, before the multiple-testing decision: verdict 'pending' with the one-sided p-value of
-    its change in the direction it went (`_decide` settles it)."""
+    its change in the direction it went (`_decide` settles it). `paired`: its paired-bootstrap result
+    (genbench.paired.PairedResult), or why that is unavailable (a string), or None for a score it does not apply to."""
     ds, model, metric, variant = key
     base, new = x.stats.mean, y.stats.mean
     seeds = (x.stats.n, y.stats.n)
@@ -528,13 +575,18 @@ def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal) -> Row:
         verdict, _ = _by_tolerance(base, new, x.higher_is_better, tol)
         return Row(ds, model, metric, variant, base, new, None if verdict != "unchanged" else 0.0, 0.0, str(tol),
                    verdict, x.higher_is_better, x.unit, "non-finite value", seeds=seeds)
-    nz = noise_for(x.stats, y.stats, cal)
+    pr = paired if paired is not None and not isinstance(paired, str) else None
+    nz = noise_for(x.stats, y.stats, cal, pr.sd if pr is not None else None, hardware)
     delta = new - base
     worse = -delta if x.higher_is_better else delta  # > 0: the new value is worse
     allowed = tol.allowed(base)
     detail = f"tolerance {tol} (= {allowed:.3g}); noise: {nz.describe()}"
+    if pr is not None:
+        detail += f"; {pr.describe()}"
+    elif isinstance(paired, str):
+        detail += f"; paired test unavailable: {paired}"
     row = Row(ds, model, metric, variant, base, new, delta, nz.se, str(tol), "pending", x.higher_is_better, x.unit,
-              detail, interval(delta, nz.se, nz.df), p_greater(abs(worse), nz.se, nz.df), nz.seed_source, seeds)
+              detail, interval(delta, nz.se, nz.df), p_greater(abs(worse), nz.se, nz.df), nz.source, seeds)
     unchanged = abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= allowed  # below the smallest change
     row._decision = (worse > 0, not unchanged)  # type: ignore[attr-defined]
     return row
@@ -556,12 +608,26 @@ def _decide(rows: list[Row], alpha: float) -> None:
 
 def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None,
                   timing: bool = True, alpha: float = DEFAULT_ALPHA,
-                  calibration_files: Optional[list] = None) -> Comparison:
+                  calibration_files: Optional[list] = None, paired_boot: int = DEFAULT_PAIRED_BOOT) -> Comparison:
+    """`compare_frames` on two result sets read from disk; `paired_boot` replicates of the paired bootstrap
+    where both stored their features (0: none)."""
     base, new_f = load_results(baseline), load_results(new)
     env = {"baseline": environment_of(baseline, base), "new": environment_of(new, new_f)}
     env["differs"] = env["baseline"] != env["new"]
     return compare_frames(base, new_f, load_tolerances(tolerances_file), timing=timing, alpha=alpha,
-                          calibration=load_calibration(calibration_files), env=env)
+                          calibration=load_calibration(calibration_files), env=env,
+                          paired=paired_inputs(baseline, new, paired_boot))
+
+
+def paired_inputs(baseline: str | Path, new: str | Path, paired_boot: int = DEFAULT_PAIRED_BOOT):
+    """The stored features of both result sets for the paired test (None when `paired_boot` is 0)."""
+    from genbench.paired import PairedInputs, feature_index
+
+    if paired_boot == 0:
+        return None
+    if paired_boot < 2:
+        raise InvalidInputError(f"--paired-boot must be 0 (no paired test) or at least 2 replicates, got {paired_boot}")
+    return PairedInputs(feature_index(baseline, "baseline"), feature_index(new, "new run"), int(paired_boot))
 
 
 def environment_of(path: str | Path, frame: pd.DataFrame) -> str:

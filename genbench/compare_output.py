@@ -77,7 +77,8 @@ def to_markdown(cmp) -> str:
     lines.append(f"{len(cmp.rows)} scores: {count['regressed']} regressed, {count['improved']} improved, "
                  f"{count['unchanged'] + count['within noise']} unchanged or within noise, {count['not compared']} not "
                  f"compared (timing on other hardware), {count['new']} new, {count['missing']} missing. Noise model: "
-                 f"sampling (bootstrap) + training (seed spread; calibration: {cmp.calibration or 'none'}); "
+                 f"sampling (paired bootstrap where both runs stored features, else the stored bootstrap intervals) + training "
+                 f"(seed spread; calibration: {cmp.calibration or 'none'}); "
                  f"family-wise alpha {cmp.alpha:g}.\n")
     table = [
         [r.dataset, r.model, r.metric + (f" [{r.variant}]" if r.variant else ""), "↑" if r.higher_is_better else "↓",

@@ -539,13 +539,17 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
               out: Optional[str | Path] = None, suite: Optional[str] = None, device: Optional[str] = None,
               quiet: bool = True, log: Optional[Callable[[str], None]] = None, timing: bool = True,
               alpha: float = 0.05, calibration_files: Optional[list] = None,
-              trust_baseline: bool = False, confirm_seeds: int = DEFAULT_CONFIRM_SEEDS) -> CheckResult:
+              trust_baseline: bool = False, confirm_seeds: int = DEFAULT_CONFIRM_SEEDS,
+              paired_boot: Optional[int] = None) -> CheckResult:
     """Rerun the baseline's suite into a fresh directory and compare (see `genbench check --help`). When the
     comparison flags a regression and `confirm_seeds` > 0, the flagged (dataset, model) jobs are rerun with that
     many more seeds (the seeds after the suite's) and the comparison is made again on every seed: a regression
-    reproduces, a rare training outcome of one seed does not (docs/gate.md, *Confirmation seeds*)."""
-    from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances, to_junit,
-                                  to_markdown)
+    reproduces, a rare training outcome of one seed does not (docs/gate.md, *Confirmation seeds*). Feature
+    scores are judged with a paired bootstrap of `paired_boot` replicates (default 100; 0: none) where the
+    baseline stored its features (docs/gate.md, *Paired bootstrap*)."""
+    from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances,
+                                  paired_inputs, to_junit, to_markdown)
+    from genbench.paired import DEFAULT_PAIRED_BOOT
     from genbench.noise import load_calibration
     from genbench.device import resolve_device
     from genbench.fileio import atomic_write_text
@@ -556,6 +560,8 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     base_path = Path(baseline)
     tol = load_tolerances(tolerances)  # a bad tolerance file fails before any work
+    paired_boot = DEFAULT_PAIRED_BOOT if paired_boot is None else paired_boot
+    paired_inputs(base_path, base_path, paired_boot)  # so does a bad --paired-boot
     load_calibration(calibration_files)  # so does a bad calibration file
     s = baseline_suite(base_path, suite, trust_baseline=trust_baseline)
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="genbench-check-"))
@@ -581,7 +587,8 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
             new = load_results(out_dir)
             env = {"baseline": environment_of(base_path, base), "new": environment_of(out_dir, new)}
             env["differs"] = env["baseline"] != env["new"]
-            return compare_frames(base, new, tol, timing=timing, alpha=alpha, calibration=calibration, env=env)
+            return compare_frames(base, new, tol, timing=timing, alpha=alpha, calibration=calibration, env=env,
+                                  paired=paired_inputs(base_path, out_dir, paired_boot))
 
         cmp = judge()
         failed = list(summary.failed)

@@ -16,7 +16,10 @@ where the seed spread is the pooled sample standard deviation over the seeds of 
 seeds measures it), pooled with the committed calibration for that score when one applies (a seed sweep of the
 suite, `genbench calibrate`), and the feature noise is the bootstrap's (CI half-width / 1.96). The standard
 error of the difference is sd_run * sqrt(1/n_base + 1/n_new); with a seed spread it has that spread's degrees of
-freedom (a t test on seed means), with only feature noise it is a z test. When neither side has several seeds and
+freedom (a t test on seed means), with only feature noise it is a z test. Where both runs stored their features and
+scored the same reference features, the sampling part is instead the standard deviation of the change over a
+paired bootstrap (genbench/paired.py: the same real and fake rows resampled in both runs), and
+se = max(seed spread * sqrt(1/n_base + 1/n_new), paired sd). When neither side has several seeds and
 no calibration applies, training noise is unknown, and the verdict says so.
 
 A change is a regression when it is worse than the metric's tolerance (the smallest change that counts) *and*
@@ -181,18 +184,44 @@ class Noise:
     feature_sd: float
     seed_sd: Optional[float]  # None: training noise unknown
     seed_source: str  # "seeds (3 + 1)", "calibration (6 seeds)", "unknown"
+    paired_sd: Optional[float] = None  # sd of the change from the paired bootstrap; None: unpaired (stored CIs)
+    hardware: str = ""  # "same" | "differs" | "" (unknown): what the seed spread has to cover
+
+    @property
+    def sampling(self) -> str:
+        return "paired bootstrap" if self.paired_sd is not None else "bootstrap CIs"
+
+    @property
+    def source(self) -> str:
+        """What the noise is made of, in a few words (the report's "noise from" column)."""
+        parts = [f"features ({self.sampling})",
+                 "training unknown" if self.seed_sd is None else self.seed_source]
+        if self.hardware == "differs":
+            parts.append("hardware differs")
+        return " + ".join(parts)
 
     def describe(self) -> str:
-        parts = [f"features sd {self.feature_sd:.3g}"]
+        if self.paired_sd is not None:
+            parts = [f"features: paired bootstrap sd of the change {self.paired_sd:.3g} (shared reference features)"]
+        else:
+            parts = [f"features sd {self.feature_sd:.3g}"]
         if self.seed_sd is None:
             parts.append("training noise unknown (one seed per side and no calibration)")
         else:
             parts.append(f"seeds sd {self.seed_sd:.3g} from {self.seed_source}")
+        if self.hardware == "differs":
+            parts.append("hardware: the environments differ (another draw of training, covered by the seed spread)")
+        elif self.hardware == "same":
+            parts.append("hardware: same environment")
         return "; ".join(parts)
 
 
-def noise_for(x: SideStats, y: SideStats, cal: Optional[CalibrationEntry]) -> Noise:
-    """Noise of the difference of the seed means of `y` (new) and `x` (baseline): see the module docstring."""
+def noise_for(x: SideStats, y: SideStats, cal: Optional[CalibrationEntry], paired_sd: Optional[float] = None,
+              hardware: str = "") -> Noise:
+    """Noise of the difference of the seed means of `y` (new) and `x` (baseline): see the module docstring.
+    `paired_sd`: the standard deviation of the change over a paired bootstrap (genbench/paired.py); it replaces
+    the sampling noise the two runs' stored intervals give when taken as independent:
+    se = max(seed sd * sqrt(1/n_base + 1/n_new), paired_sd)."""
     ss, df = 0.0, 0
     src = []
     if x.n >= 2 or y.n >= 2:
@@ -205,10 +234,17 @@ def noise_for(x: SideStats, y: SideStats, cal: Optional[CalibrationEntry]) -> No
         src.append(f"calibration ({cal.n_seeds} seeds)")
     feat = math.sqrt((x.feature_sd ** 2 + y.feature_sd ** 2) / 2)
     seed_sd = math.sqrt(ss / df) if df > 0 else None
-    sd_run = max(feat, seed_sd or 0.0)
-    use_df = float(df) if seed_sd is not None and seed_sd >= feat else math.inf
-    se = sd_run * math.sqrt(1.0 / x.n + 1.0 / y.n)
-    return Noise(se, use_df, sd_run, feat, seed_sd, " + ".join(src) or "unknown")
+    k = math.sqrt(1.0 / x.n + 1.0 / y.n)
+    if paired_sd is None:
+        sd_run = max(feat, seed_sd or 0.0)
+        use_df = float(df) if seed_sd is not None and seed_sd >= feat else math.inf
+        se = sd_run * k
+    else:
+        seed_se = (seed_sd or 0.0) * k
+        se = max(seed_se, float(paired_sd))
+        use_df = float(df) if seed_sd is not None and seed_se >= paired_sd else math.inf
+        sd_run = se / k
+    return Noise(se, use_df, sd_run, feat, seed_sd, " + ".join(src) or "unknown", paired_sd, hardware)
 
 
 def p_greater(effect: float, se: float, df: float) -> float:

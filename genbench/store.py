@@ -10,7 +10,8 @@
     metrics(job_id, name, variant, value, ci_low, ci_high, unit, higher_is_better, version, protocol_json,
             extra_json, PRIMARY KEY(job_id, name, variant))   -- variant "" or e.g. "ddim-25"
     artifacts(job_id, kind, path)                -- paths relative to DIR; kinds "samples_preview" (.npz with
-                                                    array `x`), "real_preview", "history" (JSON), ...
+                                                    array `x`), "real_preview", "history" (JSON), "features"
+                                                    (genbench/paired.py: stored features for the paired test), ...
 - `DIR/results.csv` and `DIR/results.json`: exports of the same long-format metrics (plus run and job metadata
   in the JSON), rewritten atomically by `export()` after every job. An infinite metric value or interval end is
   written as `inf` / `-inf` in the CSV and as the strings "inf" / "-inf" in the JSON (JSON has no infinity);

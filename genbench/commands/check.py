@@ -50,7 +50,7 @@ def run(args) -> int:
     res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
                     device=args.device, quiet=not args.verbose, timing=not args.no_timing, alpha=args.alpha,
                     calibration_files=args.calibration, trust_baseline=args.trust_baseline,
-                    confirm_seeds=args.confirm_seeds)
+                    confirm_seeds=args.confirm_seeds, paired_boot=args.paired_boot)
     sys.stdout.write(res.markdown)
     if res.comparison.problems:
         print(f"genbench: the baseline and the new run are not comparable ({len(res.comparison.problems)} "
