@@ -621,7 +621,8 @@ def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Option
 
 def paired_inputs(baseline: str | Path, new: str | Path, paired_boot: int = DEFAULT_PAIRED_BOOT):
     """The stored features of both result sets for the paired test (None when `paired_boot` is 0)."""
-    from genbench.paired import PairedInputs, feature_index
+    from genbench.paired import PairedInputs
+    from genbench.stored_features import feature_index
 
     if paired_boot == 0:
         return None

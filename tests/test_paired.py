@@ -16,7 +16,8 @@ from genbench.compare import EXIT_OK, EXIT_REGRESSION, compare_paths
 from genbench.metrics.frechet import frechet_distance_features
 from genbench.metrics.manifold import prdc
 from genbench.noise import Calibration
-from genbench.paired import (PairedInputs, feature_index, paired_bootstrap, reference_identity, save_features)
+from genbench.paired import PairedInputs, paired_bootstrap
+from genbench.stored_features import feature_index, reference_identity, save_features
 from genbench.store import ResultsStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")

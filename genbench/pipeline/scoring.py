@@ -149,7 +149,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
     fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
     # what a paired bootstrap between two runs needs (genbench/paired.py): both feature sets and the reference's identity
-    from genbench.paired import save_features
+    from genbench.stored_features import save_features
 
     artifacts.extend(save_features(out_dir, art_rel, spec.name, variant, real_f, fake_f, ref_stats.key))
     prec = model_precision(model, job.device)
