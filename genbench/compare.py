@@ -35,7 +35,8 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
-from genbench.noise import Z95, Calibration, holm, interval, load_calibration, noise_for, p_greater, side_stats
+from genbench.noise import (Calibration, holm, interval, load_calibration, mean_half_width, noise_for, p_greater,
+                            side_stats)
 from genbench.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
@@ -288,9 +289,7 @@ def aggregate(frame: pd.DataFrame) -> dict[tuple, Aggregate]:
         st = side_stats(g)
         proto = _protocol(g["protocol"].iloc[0])
         timing = bool(proto.get("timing", False))
-        finite = all(math.isfinite(v) for v in st.values)
-        seed_sd = math.sqrt(st.sum_sq() / (st.n - 1)) if st.n >= 2 and finite else 0.0
-        hw = Z95 * max(st.feature_sd, seed_sd) / math.sqrt(st.n)
+        hw = mean_half_width(st)
         out[tuple(key)] = Aggregate(st.mean, hw, st.n, bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]),
                                     proto, timing)
     return out

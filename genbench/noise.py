@@ -72,6 +72,15 @@ class SideStats:
         return sum((v - m) ** 2 for v in self.values)
 
 
+def mean_half_width(st: SideStats) -> float:
+    """The one interval genbench puts on a mean over seeds (report, compare, recommend): the 95% half-width of the
+    mean, Z95 * max(feature noise, seed spread) / sqrt(n), with this side's own seeds only (no calibration). One
+    seed: its bootstrap CI half-width. Non-finite values leave the seed spread at 0."""
+    finite = all(math.isfinite(v) for v in st.values)
+    seed_sd = math.sqrt(st.sum_sq() / (st.n - 1)) if st.n >= 2 and finite else 0.0
+    return Z95 * max(st.feature_sd, seed_sd) / math.sqrt(st.n)
+
+
 def side_stats(group: pd.DataFrame) -> SideStats:
     hw = ((group["ci_high"] - group["ci_low"]) / 2).astype(float).tolist()
     return SideStats(group["value"].astype(float).tolist(), hw, group["seed"].tolist() if "seed" in group else [])

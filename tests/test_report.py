@@ -5,6 +5,7 @@ import base64
 import json
 import re
 import shutil
+import math
 import sqlite3
 import statistics
 import subprocess
@@ -89,17 +90,20 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     headers, rows = md_table(md, "ring8")
     assert headers == ["model", "seeds", "modes covered ↑", "high-quality % ↑", "reverse KL ↓", "FD ↓", "bits/dim ↓",
                        "samples/s ↑", "status"]
+    # several seeds: mean ± the 95% half-width of the mean (these values have no bootstrap CI, so the seed
+    # spread alone): 1.96 * stdev / sqrt(n), the interval compare and recommend judge with
+    hw = lambda v: 1.959963984540054 * statistics.stdev(v) / math.sqrt(len(v))  # noqa: E731
     fd = [RING8["gmm"][s][3] for s in (0, 1)]
-    expect = f"{statistics.mean(fd):.3g} ± {statistics.stdev(fd):.2g}"
-    assert rows["gmm"]["FD ↓"] == f"**{expect}**" == "**0.011 ± 0.0014**"
+    expect = f"{statistics.mean(fd):.3g} ± {hw(fd):.2g}"
+    assert rows["gmm"]["FD ↓"] == f"**{expect}**" == "**0.011 ± 0.002**"
     assert rows["gmm"]["seeds"] == "2" and rows["vae"]["seeds"] == "1"
     hq = [100 * RING8["gan"][s][1] for s in (0, 1)]
-    assert rows["gan"]["high-quality % ↑"] == f"**{statistics.mean(hq):.3g} ± {statistics.stdev(hq):.2g}**"
+    assert rows["gan"]["high-quality % ↑"] == f"**{statistics.mean(hq):.3g} ± {hw(hq):.2g}**" == "**98.5 ± 0.98**"
     assert rows["gan"]["bits/dim ↓"] == "—"
-    # seeds that agree exactly show no ± (std 0); large spreads keep two significant digits
+    # seeds that agree exactly show no ± (spread 0, no CI); large spreads keep two significant digits
     assert rows["gmm"]["modes covered ↑"] == "**8**" and rows["vae"]["modes covered ↑"] == "**8**"
     assert rows["gan"]["samples/s ↑"] == "**500,000**"
-    assert rows["gmm"]["samples/s ↑"] == "210,000 ± 14,000"
+    assert rows["gmm"]["samples/s ↑"] == "210,000 ± 20,000"  # 1.96 * 14,142 / sqrt(2) = 19,600
     # the table shows the exception line of the traceback, cut short; the line under the table shows more
     assert rows["ddpm"]["status"] == "failed: RuntimeError: loss became NaN at step 4…"
     assert "Failed: ddpm (seed 0): `RuntimeError: loss became NaN at step 412 (learning rate too high?)`" in md
@@ -107,6 +111,36 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
     assert list(rows)[-1] == "ddpm"  # failed models last
     assert ("- WARNING bits/dim: models were scored under different protocols, not comparable: "
             "gmm: 2,500 held-out items; reference split test · vae: 500 held-out items; reference split test") in md
+
+
+def test_report_and_compare_put_one_interval_on_a_mean_over_seeds(run_dir, tmp_path):
+    """One aggregation (issue 16): the leaderboard's ± is the half-width compare and recommend judge with, for
+    several seeds (with and without bootstrap CIs) and for one seed (its bootstrap CI)."""
+    from genbench.compare import aggregate as compare_aggregate
+    from genbench.report.data import aggregate as report_aggregate
+    from genbench.store import ResultsStore
+
+    d, _ = run_dir
+    frame = ResultsStore(d).metrics_frame()
+    # a two-seed score whose values carry bootstrap CIs: the feature noise, not the seed spread, dominates
+    extra = frame[(frame.dataset == "ring8") & (frame.model == "gmm") & (frame.metric == "fd")].copy()
+    extra["metric"], extra["ci_low"], extra["ci_high"] = "fd_ci", extra["value"] - 0.01, extra["value"] + 0.01
+    frame = pd.concat([frame, extra], ignore_index=True)
+    cmp, rep = compare_aggregate(frame), report_aggregate(frame)
+    assert len(rep) == len(cmp)
+    n_multi = 0
+    for key, a in cmp.items():
+        cell = rep[tuple(str(k) for k in key[:4])]
+        if cell.err is None or not math.isfinite(a.value):
+            continue
+        assert cell.value == pytest.approx(a.value, rel=1e-12)
+        if cell.n_seeds > 1:
+            n_multi += 1
+            assert cell.err == pytest.approx(a.half_width, rel=1e-12), key
+            assert (cell.lo, cell.hi) == pytest.approx((a.value - a.half_width, a.value + a.half_width))
+    assert n_multi >= 5
+    fd_ci = rep[("ring8", "gmm", "fd_ci", "")]
+    assert fd_ci.err == pytest.approx(0.01 / math.sqrt(2))  # 1.96 * (0.01 / 1.96) / sqrt(2): feature noise
 
 
 def test_text_dataset_headline(run_dir):

@@ -2,7 +2,8 @@
 
 `load_run(DIR)` returns a `RunData` with long-format metrics, jobs, artifacts and run metadata, plus `notes`:
 what an older or partial store lacks (and so what the report cannot show). `aggregate(metrics)` reduces seeds:
-one seed keeps its value and confidence interval; several seeds give the mean and the standard deviation.
+one seed keeps its value and confidence interval; several seeds give the mean and the 95% half-width of the mean
+(genbench.noise.mean_half_width: the interval compare and recommend use too).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
+from genbench.noise import SideStats, mean_half_width
 from genbench.store import (CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore, StoreError,
                             read_any_store)
 
@@ -220,7 +222,7 @@ class Cell:
     """One (dataset, model, metric, variant): the shown value, its ± and the interval used for ties."""
 
     value: float
-    err: Optional[float]  # half CI width (one seed) or std over seeds; None when unknown
+    err: Optional[float]  # half CI width (one seed) or the 95% half-width of the mean over seeds; None when unknown
     lo: float  # interval for "within noise" comparisons (= value when unknown)
     hi: float
     n_seeds: int
@@ -248,10 +250,12 @@ def aggregate(metrics: pd.DataFrame) -> dict[tuple, Cell]:
                 cell = Cell(v, err, float(lo), float(hi), len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
             else:
                 cell = Cell(v, None, v, v, len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
-        else:
+        else:  # several seeds: the mean and the 95% half-width of the mean, as compare and recommend judge it
+            ok = [math.isfinite(v) for v in vals]
+            hw_seed = ((g["ci_high"] - g["ci_low"]) / 2).astype(float).to_numpy()[ok]
             mean = float(finite.mean())
-            std = float(finite.std(ddof=1))
-            cell = Cell(mean, std, mean - std, mean + std, len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
+            hw = mean_half_width(SideStats([float(v) for v in finite], [float(h) for h in hw_seed], []))
+            cell = Cell(mean, hw, mean - hw, mean + hw, len(vals), hib, str(g["unit"].iloc[0]), proto, extra)
         out[tuple(str(k) for k in key)] = cell
     return out
 

@@ -3,8 +3,8 @@ likelihood, and what the leader gives up on the others; then how the best model 
 (genbench/reference.py: the memorisation ceiling and the classical floor, which never "lead").
 
 Each category is judged on its first metric (in `headline.categories()` order: the declared ranks) that the dataset's models report.
-Two models *tie* when their intervals overlap (the stored confidence interval for one seed, mean ± std over
-seeds); a lone best model *leads*.
+Two models *tie* when their intervals overlap (the stored confidence interval for one seed, the mean ± its 95%
+half-width over seeds: genbench.noise.mean_half_width); a lone best model *leads*.
 """
 
 from __future__ import annotations

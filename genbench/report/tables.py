@@ -1,7 +1,7 @@
 """Leaderboard tables: per dataset, models as rows, the headline metrics as columns.
 
-Each cell is `value ± err` (err = half the confidence interval for one seed, the standard deviation over seeds
-for several), each header carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and
+Each cell is `value ± err` (err = half the confidence interval for one seed; for several, the 95% half-width of
+the mean over seeds, genbench.noise.mean_half_width, the interval compare and recommend use), each header carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and
 the protocol of the numbers is written under the table. Rendered with tabulate as GitHub Markdown, LaTeX and
 HTML, and as a plain numeric CSV.
 """
@@ -219,7 +219,7 @@ def fmt_bound(v: float) -> str:
 
 
 def cell_text(metric: str, cell: Optional[Cell]) -> str:
-    """`value ± err` (symmetric CI or std over seeds), `value [low, high]` (lopsided CI), or `value`."""
+    """`value ± err` (symmetric CI, or the 95% half-width of a mean over seeds), `value [low, high]` (lopsided CI), or `value`."""
     if cell is None:
         return MISSING
     k = scale(metric, cell)
@@ -354,7 +354,7 @@ def _count(n) -> str:
 
 
 SPREAD_NOTE = ("One seed: ± is half the width of the stored confidence interval, or [low, high] when that "
-               "interval is lopsided about the value; several seeds: mean ± standard deviation over seeds; bold marks the best value of each column; (bound) marks a likelihood that is "
+               "interval is lopsided about the value; several seeds: mean ± the 95% half-width of the mean (1.96 x the larger of the seed spread and the bootstrap noise, / sqrt(seeds)); bold marks the best value of each column; (bound) marks a likelihood that is "
                "only an upper bound on bits (ELBO / variational bound), not an exact value.")
 
 
