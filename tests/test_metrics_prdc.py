@@ -270,3 +270,29 @@ def test_prdc_bootstrap_interval_contains_the_point_estimate(case):
     for r in res:
         assert r.value == point[r.name]
         assert r.ci_low <= r.value <= r.ci_high, (r.name, r.value, r.ci_low, r.ci_high)
+
+
+@pytest.mark.parametrize("convention", ["official", "prdc"])
+def test_real_fake_pass_shortcuts_change_no_decision(monkeypatch, convention):
+    """The float32 real x fake pass settles undecided pairs with their own error bound and skips those of a
+    real row (recall) or fake column (precision) already known to be inside some ball. Same values as without
+    these shortcuts (the previous implementation) and as the brute-force definition, on data where they fire."""
+    from genbench.metrics import manifold
+
+    g = torch.Generator().manual_seed(13)
+    w = torch.randn(256, 256, generator=g, dtype=torch.float64) / 16
+    real = torch.relu(torch.randn(700, 256, generator=g, dtype=torch.float64) @ w + 0.3)
+    fake = torch.relu(torch.randn(600, 256, generator=g, dtype=torch.float64) @ w * 1.05 + 0.32)
+    k_pr, k_dc = (3, 5) if convention == "official" else (5, 5)
+    ref = _brute(real.numpy(), fake.numpy(), k_pr, k_dc, strict=convention == "prdc")
+    orig, exact = manifold._inside_pairs, manifold._exact_pair_d2
+    counted = []
+    monkeypatch.setattr(manifold, "_exact_pair_d2", lambda x, ia, y, ib: counted.append(ia.numel()) or exact(x, ia, y, ib))
+    new = prdc(real, fake, convention=convention, fast=True, chunk=128)
+    n_new = sum(counted)
+    monkeypatch.setattr(manifold, "_inside_pairs", lambda *a, **kw: orig(*a[:11]))  # no pair_tol / any_of
+    counted.clear()
+    old = prdc(real, fake, convention=convention, fast=True, chunk=128)
+    assert new == old
+    assert new == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12)
+    assert n_new < sum(counted)  # the shortcuts did fire

@@ -303,12 +303,18 @@ def _f32_below(t: torch.Tensor) -> torch.Tensor:
     return torch.nextafter(t32, torch.full_like(t32, float("-inf")))
 
 
-def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp):
+def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp, pair_tol=None, any_of=None, known=None):
     """The (row, column) pairs of a float32 block whose exact squared distance is inside the ball threshold
     (thr per real row when by_row, else per fake column; lo/hi: float32 thr -/+ the error bound, shaped to
     broadcast over the block). Candidates are the entries <= hi, usually a few per row: one comparison and one
     nonzero over the block, then everything on the short pair list; pairs between lo and hi are settled in
-    float64. None when the candidates are too many for a pair list (degenerate data: the dense path)."""
+    float64. None when the candidates are too many for a pair list (degenerate data: the dense path).
+
+    lo/hi use the largest error bound of the row (column); `pair_tol` = (factor, cx2, cy2) first settles the
+    undecided pairs with their own bound factor * (cx2[i] + cy2[j]) (tighter), so fewer go to float64.
+    `any_of` ("row" or "col") with `known` (bool, per block row or per fake column): the caller only needs to
+    know whether each row (column) has SOME inside pair; undecided pairs of a row (column) that is already
+    known to have one, from `known` or from this block's sure pairs, are then not settled (and not returned)."""
     torch.le(blk, hi, out=mask)
     if int(mask.count_nonzero()) > _SPARSE_MAX * blk.numel():
         return None
@@ -316,6 +322,20 @@ def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp):
     idx = a if by_row else j
     inside = blk[a, j] < lo.reshape(-1)[idx]
     amb = (~inside).nonzero().squeeze(1)
+    if amb.numel() and pair_tol is not None:
+        fac, cx2, cy2 = pair_tol
+        aa, jj = a[amb], j[amb]
+        v = blk[aa, jj].double()
+        th = thr[aa + i0] if by_row else thr[jj]
+        tp = fac * (cx2[aa + i0] + cy2[jj])
+        sure_in = v < th - tp  # exact d2 <= v + tp < th: inside for < and <=
+        inside[amb[sure_in]] = True
+        amb = amb[~sure_in & (v <= th + tp)]  # v > th + tp: exact d2 > th, outside
+    if amb.numel() and any_of is not None:
+        tgt = a if any_of == "row" else j
+        done = known.clone()
+        done[tgt[inside]] = True
+        amb = amb[~done[tgt[amb]]]
     if amb.numel():
         aa, jj = a[amb], j[amb]
         inside[amb] = cmp(_exact_pair_d2(x, aa + i0, y, jj), thr[aa + i0] if by_row else thr[jj])
@@ -359,6 +379,7 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
     fac = _tol_factor(d)
     tol_row = fac * (cx2 + cy2.max())  # (N,) bound for pairs with real i
     tol_col = fac * (cx2.max() + cy2)  # (M,) bound for pairs with fake j
+    pair_tol = (fac, cx2, cy2)  # the bound of one pair (i, j): fac * (cx2[i] + cy2[j])
     balls = [("d", r_d2)] + ([] if k_pr == k_dc else [("p", r_p2)])
     row_win = {kind: (_f32_below(t - tol_row), _f32_above(t + tol_row)) for kind, t in balls}
     lo_rec, hi_rec = _f32_below(f_p2 - tol_col)[None, :], _f32_above(f_p2 + tol_col)[None, :]
@@ -391,7 +412,9 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
 
         for kind, t in balls:
             lo, hi = (w[i0:i1, None] for w in row_win[kind])
-            pairs = _inside_pairs(blk, lo, hi, t, True, mask, x, y, i0, cmp)
+            only_any = kind == "p"  # the precision ball feeds only prec_any (the density ball also counts)
+            pairs = _inside_pairs(blk, lo, hi, t, True, mask, x, y, i0, cmp, pair_tol,
+                                  "col" if only_any else None, prec_any if only_any else None)
             if pairs is not None:
                 a, j = pairs
                 if kind == "d":
@@ -410,7 +433,7 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
             if kind == "p" or k_pr == k_dc:
                 prec_any |= inside.any(0)
         # recall: real i inside some fake ball (radius f_p2[j])
-        pairs = _inside_pairs(blk, lo_rec, hi_rec, f_p2, False, mask, x, y, i0, cmp)
+        pairs = _inside_pairs(blk, lo_rec, hi_rec, f_p2, False, mask, x, y, i0, cmp, pair_tol, "row", recall[i0:i1])
         if pairs is not None:
             recall[pairs[0] + i0] = True
         else:
