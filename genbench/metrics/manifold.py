@@ -12,12 +12,19 @@ which halves the cost of the matrix products, with a rigorous bound on their err
 rounding of a d-term dot product; see `_tol_factor`). Every decision the bound cannot settle is redone in float64: the
 k-th neighbour is recomputed exactly from the float32 candidates (all rows that could be among the k
 nearest), and every (real, fake) pair whose approximate distance lies within the bound of a ball radius is
-recomputed exactly. The results are therefore those of the float64 computation, not approximations.
+recomputed exactly, unless its answer cannot matter (recall and precision only ask whether a point lies in SOME
+ball: the undecided pairs of a real row already inside a fake ball, or of a fake already inside a real ball,
+are skipped; a pair's own bound, tighter than its row's, is tried before float64). The results are therefore
+those of the float64 computation, not approximations.
 The float32 pass keeps one centred float32 copy of one set at a time (real, then fake) and works on short
 pair lists: in the real-fake blocks only the entries below a ball's radius plus the bound (a few per row) are
 listed, and in the k-NN pass the later rows take only the entries below their current m-th candidate.
 On GPU the float64 path is the default; `fast=True` there is honoured only while TF32 is off (TF32 products
 would break the float32 bound).
+
+Bootstrap (`PrdcResampler`): replicates from resampled row indices with the point estimate's estimator; a row
+drawn several times is one point for the radii (never its own neighbour) and counts with its multiplicity in
+the averages; distances are computed once and indexed per replicate (see the class).
 
 Conventions (`convention=`):
 - "official": improved precision/recall (Kynkaenniemi et al. 2019) with `k_pr` (default 3), density/coverage
@@ -684,11 +691,11 @@ def prdc_dedup(
     nearest_k: Optional[int] = None,
     fast: Optional[bool] = None,
 ) -> dict[str, float]:
-    """`prdc` for sets with repeated rows (bootstrap resamples): identical rows are one point for the k-NN
-    radii and count with their multiplicity in the averages (density's ball counts use multiplicities
-    rescaled to mean 1, so doubling every row changes nothing). Without this, a resample's duplicates would be
-    each other's nearest neighbours (distance 0) and shrink every ball. Equals `prdc` (to rounding) when no
-    row repeats."""
+    """`prdc` with equal rows merged by VALUE: identical rows are one point for the k-NN radii and count with
+    their multiplicity in the averages (density's ball counts use multiplicities rescaled to mean 1, so
+    doubling every row changes nothing). Equals `prdc` (to rounding) when no row repeats. Not the bootstrap's
+    estimator: when the data itself holds equal rows (train-copy's repeated draws) `prdc` keeps them apart,
+    and so does `PrdcResampler`, which merges only the rows a resample drew several times (by index)."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
     x = _features(real, "real features", dev)
