@@ -194,3 +194,105 @@ def test_prdc_default_chunk_and_input_checks():
         prdc(real, fake, chunk=0)
     with pytest.raises(InvalidInputError, match="dimension"):
         prdc(real, fake[:, :5])
+
+
+# ------------------------------------------------------------------ bootstrap replicates (PrdcResampler)
+def _brute_weighted(real, wx, fake, wy, k_pr, k_dc, strict=False):
+    """Independent reference for a bootstrap replicate: distinct rows real/fake (scipy cdist, direct differences)
+    with multiplicities wx/wy: radii among the distinct rows (a repeat is not a neighbour), averages weighted by
+    multiplicity, density's ball counts weighted by wx / mean(wx)."""
+    drr, dff, drf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    np.fill_diagonal(drr, np.inf)
+    np.fill_diagonal(dff, np.inf)
+    r_pr, r_dc = np.sort(drr, axis=1)[:, k_pr - 1], np.sort(drr, axis=1)[:, k_dc - 1]
+    f_pr = np.sort(dff, axis=1)[:, k_pr - 1]
+    cmp = np.less if strict else np.less_equal
+    in_d = cmp(drf, r_dc[:, None])
+    return {
+        "precision": np.average(cmp(drf, r_pr[:, None]).any(0), weights=wy),
+        "recall": np.average(cmp(drf, f_pr[None, :]).any(1), weights=wx),
+        "density": np.average((wx / wx.mean()) @ in_d, weights=wy) / k_dc,
+        "coverage": np.average(in_d.any(1), weights=wx),
+    }
+
+
+@pytest.mark.parametrize("conv", ["official", "prdc"])
+@pytest.mark.parametrize("max_entries", [None, 0])  # precomputed distance matrices / per-replicate computation
+def test_prdc_resampler_identity_is_the_point_estimate_and_replicates_match_brute_force(conv, max_entries):
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(240, 200, 12, seed=11)
+    kw = {} if max_entries is None else {"max_entries": max_entries}
+    b = PrdcResampler(real, fake, convention=conv, **kw)
+    assert b.precomputed == (max_entries is None)
+    assert b.resampled(torch.arange(240), torch.arange(200)) == prdc(real, fake, convention=conv)  # same estimator
+    g = torch.Generator().manual_seed(1)
+    k_pr, k_dc = (5, 5) if conv == "prdc" else (3, 5)
+    for _ in range(3):
+        ir, jf = torch.randint(0, 240, (240,), generator=g), torch.randint(0, 200, (200,), generator=g)
+        ur, cr = np.unique(ir.numpy(), return_counts=True)
+        uf, cf = np.unique(jf.numpy(), return_counts=True)
+        ref = _brute_weighted(real[ur], cr.astype(float), fake[uf], cf.astype(float), k_pr, k_dc, strict=conv == "prdc")
+        assert b.resampled(ir, jf) == pytest.approx(ref, abs=1e-12)
+
+
+def test_prdc_resampler_repeats_by_index_not_value():
+    """A row drawn twice by the bootstrap is one point (not its own neighbour at distance 0), while equal rows of
+    the data itself (a model emitting one sample twice) stay separate points, as in the point estimate."""
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(150, 120, 6, seed=12)
+    fake = np.concatenate([fake, fake[:40]])  # 40 data rows repeated
+    b = PrdcResampler(real, fake)
+    ident = b.resampled(torch.arange(150), torch.arange(160))
+    assert ident == prdc(real, fake)
+    assert ident != pytest.approx(prdc_dedup(real, fake), abs=1e-3)  # value-deduplication is another estimator
+    # every row drawn 4 times: the same distinct points, so the same value (no radius collapses to 0)
+    assert b.resampled(torch.arange(150).repeat(4), torch.arange(160).repeat(4)) == pytest.approx(ident, abs=1e-12)
+
+
+@pytest.mark.parametrize("case", ["fake_copies_with_repeats", "same_gaussian"])
+def test_prdc_bootstrap_interval_contains_the_point_estimate(case):
+    """The interval comes from the point estimate's own estimator and is centred on it. Failed before: with fakes
+    drawn with replacement from a pool (train-copy), the point value was prdc's but the replicates and the
+    interval's centre were prdc_dedup's (duplicates merged by value): recall 0.66 with interval [0.76, 0.87]."""
+    from genbench.metrics import EvalContext, compute_metrics
+
+    g = torch.Generator().manual_seed(5)
+    real = torch.randn(300, 16, generator=g, dtype=torch.float64)
+    if case == "fake_copies_with_repeats":  # train-copy: 1500 draws with replacement from 1200 training rows
+        pool = torch.randn(1200, 16, generator=g, dtype=torch.float64)
+        fake = pool[torch.randint(0, 1200, (1500,), generator=g)]
+    else:
+        fake = torch.randn(300, 16, generator=g, dtype=torch.float64)
+    res = compute_metrics(["prdc"], EvalContext(real_features=real, fake_features=fake, n_bootstrap=30, seed=0))
+    point = prdc(real, fake)
+    for r in res:
+        assert r.value == point[r.name]
+        assert r.ci_low <= r.value <= r.ci_high, (r.name, r.value, r.ci_low, r.ci_high)
+
+
+@pytest.mark.parametrize("convention", ["official", "prdc"])
+def test_real_fake_pass_shortcuts_change_no_decision(monkeypatch, convention):
+    """The float32 real x fake pass settles undecided pairs with their own error bound and skips those of a
+    real row (recall) or fake column (precision) already known to be inside some ball. Same values as without
+    these shortcuts (the previous implementation) and as the brute-force definition, on data where they fire."""
+    from genbench.metrics import manifold
+
+    g = torch.Generator().manual_seed(13)
+    w = torch.randn(256, 256, generator=g, dtype=torch.float64) / 16
+    real = torch.relu(torch.randn(700, 256, generator=g, dtype=torch.float64) @ w + 0.3)
+    fake = torch.relu(torch.randn(600, 256, generator=g, dtype=torch.float64) @ w * 1.05 + 0.32)
+    k_pr, k_dc = (3, 5) if convention == "official" else (5, 5)
+    ref = _brute(real.numpy(), fake.numpy(), k_pr, k_dc, strict=convention == "prdc")
+    orig, exact = manifold._inside_pairs, manifold._exact_pair_d2
+    counted = []
+    monkeypatch.setattr(manifold, "_exact_pair_d2", lambda x, ia, y, ib: counted.append(ia.numel()) or exact(x, ia, y, ib))
+    new = prdc(real, fake, convention=convention, fast=True, chunk=128)
+    n_new = sum(counted)
+    monkeypatch.setattr(manifold, "_inside_pairs", lambda *a, **kw: orig(*a[:11]))  # no pair_tol / any_of
+    counted.clear()
+    old = prdc(real, fake, convention=convention, fast=True, chunk=128)
+    assert new == old
+    assert new == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12)
+    assert n_new < sum(counted)  # the shortcuts did fire

@@ -13,6 +13,7 @@ from genbench.metrics import (
     MetricResult,
     MetricSpec,
     MetricUnavailable,
+    PrdcResampler,
     bootstrap_ci,
     compute_metrics,
     frechet_distance,
@@ -21,7 +22,6 @@ from genbench.metrics import (
     list_metrics,
     mode_coverage,
     prdc,
-    prdc_dedup,
     register_metric,
 )
 
@@ -46,8 +46,8 @@ def test_bootstrap_seeded_and_contains_estimate():
     assert a == bootstrap_ci(_fd, real, fake, n_boot=40, seed=3)
     assert a != bootstrap_ci(_fd, real, fake, n_boot=40, seed=4)
     assert a["ci_low"] < _fd(real, fake) < a["ci_high"]
-    p = bootstrap_ci(lambda r, f: prdc_dedup(r, f), real, fake, n_boot=20, seed=0)
     point = prdc(real, fake)
+    p = bootstrap_ci(None, real, fake, n_boot=20, seed=0, indexed=PrdcResampler(real, fake).resampled, estimate=point)
     for key in ("precision", "recall", "density", "coverage"):
         assert p[key]["ci_low"] <= point[key] <= p[key]["ci_high"], key
     k = bootstrap_ci(lambda r, f: kid(r, f, subsets=5, subset_size=200, seed=0), real, fake, n_boot=20, seed=0)

@@ -21,7 +21,7 @@ from genbench.metrics.likelihood import (
     nats_to_bits_per_dim,
     perplexity,
 )
-from genbench.metrics.manifold import knn_sq_radii, prdc, prdc_dedup
+from genbench.metrics.manifold import PrdcResampler, knn_sq_radii, prdc, prdc_dedup
 from genbench.metrics.modes import class_coverage, mode_coverage
 from genbench.metrics.registry import (
     METRICS,
@@ -50,6 +50,7 @@ __all__ = [
     "MetricSpec",
     "MetricUnavailable",
     "MetricWarning",
+    "PrdcResampler",
     "StreamingGaussianStats",
     "bits_per_char",
     "bits_per_dim",

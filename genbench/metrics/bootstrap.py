@@ -28,6 +28,7 @@ def bootstrap_ci(
     device: Optional[str | torch.device] = None,
     bounds: Optional[tuple | Mapping] = None,
     indexed: Optional[Callable[[torch.Tensor, torch.Tensor], Any]] = None,
+    estimate: Any = None,
 ) -> dict:
     """Bias-corrected percentile bootstrap CI of fn(real, fake): resample the rows of both feature matrices
     with replacement (seeded CPU generator: same seed -> same intervals), recompute fn, take the alpha/2 and
@@ -37,12 +38,16 @@ def bootstrap_ci(
     entirely above the estimate; the spread of the replicates measures the sampling noise, the estimate on
     the full data is the centre. fn may return a float, a tuple (first entry used, e.g. kid's mean) or a dict of floats (e.g.
     prdc); the answer is {"ci_low", "ci_high", "std", "n_boot", "alpha", "seed"} for a scalar and
-    {key: {...}} for a dict. For k-NN metrics pass `prdc_dedup`, which treats repeated rows as one point.
+    {key: {...}} for a dict. For k-NN metrics pass `indexed=PrdcResampler(real, fake).resampled`, which treats a
+    row drawn several times as one point (never its own neighbour).
     `bounds` = (low, high) (None: unbounded), or {key: (low, high)} for a dict, is the metric's range: the
     bias shift can carry an end of the interval past it (an FD interval below 0), so the ends are clipped to it
     ("clipped": true in the answer when that happened). `indexed(ir, i_f)`, when given, computes a replicate from
     the row indices instead of fn(real[ir], fake[i_f]) (the same value, from precomputed state: e.g.
-    `CrossGramFD.resampled`); the indices drawn, and so the intervals for a seed, are the same either way."""
+    `CrossGramFD.resampled`); the indices drawn, and so the intervals for a seed, are the same either way.
+    `estimate`: the metric's value on the full data when the caller already has it (the reported point value,
+    which must come from the same estimator as the replicates); the interval's centre, fn(real, fake) is then
+    not recomputed."""
     if n_boot < 2:
         raise InvalidInputError(f"n_boot must be >= 2, got {n_boot}")
     if not 0 < alpha < 1:
@@ -51,7 +56,7 @@ def bootstrap_ci(
     x = as_features(real, "real features", dev, 1)
     y = as_features(fake, "fake features", dev, 1)
     g = torch.Generator().manual_seed(int(seed))
-    full = _scalarise(fn(x, y))
+    full = _scalarise(estimate if estimate is not None else fn(x, y))
     draws: list[dict[str, float]] = []
     scalar = None
     for _ in range(int(n_boot)):

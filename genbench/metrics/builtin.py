@@ -12,7 +12,7 @@ from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, small_n_warning
 from genbench.metrics.kid import KernelKID, kid, use_kernels
 from genbench.metrics.likelihood import bits_per_dim
-from genbench.metrics.manifold import prdc, prdc_dedup
+from genbench.metrics.manifold import PrdcResampler, prdc
 from genbench.metrics.modes import class_coverage, mode_coverage
 from genbench.metrics.registry import PERCENT, MetricSpec, MetricUnavailable, Output, register_metric
 from genbench.metrics.stats import gaussian_stats
@@ -20,13 +20,13 @@ from genbench.metrics.stats import gaussian_stats
 FEATURES = ("real_features", "fake_features")
 
 
-def _ci(ctx: EvalContext, fn, bounds=None, indexed=None) -> dict:
+def _ci(ctx: EvalContext, fn, bounds=None, indexed=None, estimate=None) -> dict:
     """{"ci_low", "ci_high"} from a feature bootstrap when ctx.n_bootstrap > 0, else {}; `bounds`: the
     metric's range, which the interval is clipped to."""
     if ctx.n_bootstrap <= 0:
         return {}
     return bootstrap_ci(fn, ctx.real_features, ctx.fake_features, ctx.n_bootstrap, ctx.seed, ctx.bootstrap_alpha,
-                        device=ctx.device, bounds=bounds, indexed=indexed)
+                        device=ctx.device, bounds=bounds, indexed=indexed, estimate=estimate)
 
 
 def _boot_protocol(ctx: EvalContext) -> dict:
@@ -104,9 +104,11 @@ def _kid(ctx: EvalContext) -> list[MetricResult]:
 def _prdc(ctx: EvalContext) -> list[MetricResult]:
     kw = dict(k_pr=ctx.k_pr, k_dc=ctx.k_dc, convention=ctx.prdc_convention, device=ctx.device)
     vals = prdc(ctx.real_features, ctx.fake_features, real_radii=ctx.real_radii, **kw)
-    cis = _ci(ctx, lambda r, f: prdc_dedup(r, f, **kw),
-              bounds={"precision": (0.0, 1.0), "recall": (0.0, 1.0), "coverage": (0.0, 1.0), "density": (0.0, None)}) \
-        if ctx.n_bootstrap > 0 else {}
+    cis = {}
+    if ctx.n_bootstrap > 0:  # replicates by the point estimate's estimator, from distances computed once
+        boot = PrdcResampler(ctx.real_features, ctx.fake_features, **kw)
+        cis = _ci(ctx, None, indexed=boot.resampled, estimate=vals,
+                  bounds={"precision": (0.0, 1.0), "recall": (0.0, 1.0), "coverage": (0.0, 1.0), "density": (0.0, None)})
     strict = ctx.prdc_convention == "prdc"
     k_pr = ctx.k_dc if strict else ctx.k_pr
     out = []

@@ -12,12 +12,19 @@ which halves the cost of the matrix products, with a rigorous bound on their err
 rounding of a d-term dot product; see `_tol_factor`). Every decision the bound cannot settle is redone in float64: the
 k-th neighbour is recomputed exactly from the float32 candidates (all rows that could be among the k
 nearest), and every (real, fake) pair whose approximate distance lies within the bound of a ball radius is
-recomputed exactly. The results are therefore those of the float64 computation, not approximations.
+recomputed exactly, unless its answer cannot matter (recall and precision only ask whether a point lies in SOME
+ball: the undecided pairs of a real row already inside a fake ball, or of a fake already inside a real ball,
+are skipped; a pair's own bound, tighter than its row's, is tried before float64). The results are therefore
+those of the float64 computation, not approximations.
 The float32 pass keeps one centred float32 copy of one set at a time (real, then fake) and works on short
 pair lists: in the real-fake blocks only the entries below a ball's radius plus the bound (a few per row) are
 listed, and in the k-NN pass the later rows take only the entries below their current m-th candidate.
 On GPU the float64 path is the default; `fast=True` there is honoured only while TF32 is off (TF32 products
 would break the float32 bound).
+
+Bootstrap (`PrdcResampler`): replicates from resampled row indices with the point estimate's estimator; a row
+drawn several times is one point for the radii (never its own neighbour) and counts with its multiplicity in
+the averages; distances are computed once and indexed per replicate (see the class).
 
 Conventions (`convention=`):
 - "official": improved precision/recall (Kynkaenniemi et al. 2019) with `k_pr` (default 3), density/coverage
@@ -303,12 +310,18 @@ def _f32_below(t: torch.Tensor) -> torch.Tensor:
     return torch.nextafter(t32, torch.full_like(t32, float("-inf")))
 
 
-def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp):
+def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp, pair_tol=None, any_of=None, known=None):
     """The (row, column) pairs of a float32 block whose exact squared distance is inside the ball threshold
     (thr per real row when by_row, else per fake column; lo/hi: float32 thr -/+ the error bound, shaped to
     broadcast over the block). Candidates are the entries <= hi, usually a few per row: one comparison and one
     nonzero over the block, then everything on the short pair list; pairs between lo and hi are settled in
-    float64. None when the candidates are too many for a pair list (degenerate data: the dense path)."""
+    float64. None when the candidates are too many for a pair list (degenerate data: the dense path).
+
+    lo/hi use the largest error bound of the row (column); `pair_tol` = (factor, cx2, cy2) first settles the
+    undecided pairs with their own bound factor * (cx2[i] + cy2[j]) (tighter), so fewer go to float64.
+    `any_of` ("row" or "col") with `known` (bool, per block row or per fake column): the caller only needs to
+    know whether each row (column) has SOME inside pair; undecided pairs of a row (column) that is already
+    known to have one, from `known` or from this block's sure pairs, are then not settled (and not returned)."""
     torch.le(blk, hi, out=mask)
     if int(mask.count_nonzero()) > _SPARSE_MAX * blk.numel():
         return None
@@ -316,6 +329,20 @@ def _inside_pairs(blk, lo, hi, thr, by_row: bool, mask, x, y, i0: int, cmp):
     idx = a if by_row else j
     inside = blk[a, j] < lo.reshape(-1)[idx]
     amb = (~inside).nonzero().squeeze(1)
+    if amb.numel() and pair_tol is not None:
+        fac, cx2, cy2 = pair_tol
+        aa, jj = a[amb], j[amb]
+        v = blk[aa, jj].double()
+        th = thr[aa + i0] if by_row else thr[jj]
+        tp = fac * (cx2[aa + i0] + cy2[jj])
+        sure_in = v < th - tp  # exact d2 <= v + tp < th: inside for < and <=
+        inside[amb[sure_in]] = True
+        amb = amb[~sure_in & (v <= th + tp)]  # v > th + tp: exact d2 > th, outside
+    if amb.numel() and any_of is not None:
+        tgt = a if any_of == "row" else j
+        done = known.clone()
+        done[tgt[inside]] = True
+        amb = amb[~done[tgt[amb]]]
     if amb.numel():
         aa, jj = a[amb], j[amb]
         inside[amb] = cmp(_exact_pair_d2(x, aa + i0, y, jj), thr[aa + i0] if by_row else thr[jj])
@@ -359,6 +386,7 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
     fac = _tol_factor(d)
     tol_row = fac * (cx2 + cy2.max())  # (N,) bound for pairs with real i
     tol_col = fac * (cx2.max() + cy2)  # (M,) bound for pairs with fake j
+    pair_tol = (fac, cx2, cy2)  # the bound of one pair (i, j): fac * (cx2[i] + cy2[j])
     balls = [("d", r_d2)] + ([] if k_pr == k_dc else [("p", r_p2)])
     row_win = {kind: (_f32_below(t - tol_row), _f32_above(t + tol_row)) for kind, t in balls}
     lo_rec, hi_rec = _f32_below(f_p2 - tol_col)[None, :], _f32_above(f_p2 + tol_col)[None, :]
@@ -391,7 +419,9 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
 
         for kind, t in balls:
             lo, hi = (w[i0:i1, None] for w in row_win[kind])
-            pairs = _inside_pairs(blk, lo, hi, t, True, mask, x, y, i0, cmp)
+            only_any = kind == "p"  # the precision ball feeds only prec_any (the density ball also counts)
+            pairs = _inside_pairs(blk, lo, hi, t, True, mask, x, y, i0, cmp, pair_tol,
+                                  "col" if only_any else None, prec_any if only_any else None)
             if pairs is not None:
                 a, j = pairs
                 if kind == "d":
@@ -410,7 +440,7 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None) -> dict[st
             if kind == "p" or k_pr == k_dc:
                 prec_any |= inside.any(0)
         # recall: real i inside some fake ball (radius f_p2[j])
-        pairs = _inside_pairs(blk, lo_rec, hi_rec, f_p2, False, mask, x, y, i0, cmp)
+        pairs = _inside_pairs(blk, lo_rec, hi_rec, f_p2, False, mask, x, y, i0, cmp, pair_tol, "row", recall[i0:i1])
         if pairs is not None:
             recall[pairs[0] + i0] = True
         else:
@@ -548,6 +578,103 @@ def _use_fast(fast: Optional[bool], x: torch.Tensor) -> bool:
     return (x.device.type == "cpu") if fast is None else bool(fast)
 
 
+_BOOT_ENTRIES = 2**26  # precomputed bootstrap distance matrices (N^2 + NM + M^2 float64 entries): up to 512 MiB
+_U64 = 2.0**-53  # float64 unit roundoff
+
+
+def _pair_d2_matrix(a: torch.Tensor, b: torch.Tensor, mu: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Full (|a|, |b|) float64 squared distances from features centred on mu, |a|^2 - 2 a.b + |b|^2 clamped at 0.
+    Entries within the float64 rounding bound of 0 (identical or near-identical rows) are recomputed from direct
+    differences, so a repeated row is at distance exactly 0 from its copies, as in the exact path."""
+    ac, bc = a - mu, b - mu
+    an2, bn2 = _sq_norms(ac), _sq_norms(bc)
+    out = torch.empty(a.shape[0], b.shape[0], dtype=torch.float64, device=a.device)
+    fac = 2.0 * (a.shape[1] + 9) * _U64
+    for i0 in range(0, a.shape[0], chunk):
+        i1 = min(i0 + chunk, a.shape[0])
+        blk = _d2_block(ac[i0:i1], an2[i0:i1], bc, bn2)
+        ia, jb = (blk <= fac * (an2[i0:i1, None] + bn2[None, :])).nonzero(as_tuple=True)
+        if ia.numel():
+            blk[ia, jb] = _exact_pair_d2(ac, ia + i0, bc, jb)
+        out[i0:i1] = blk
+    return out
+
+
+class PrdcResampler:
+    """Bootstrap replicates of `prdc(real, fake)` from resampled row indices: `resampled(ir, i_f)` is the value
+    of P/R/D/C on the resample (real[ir], fake[i_f]), for `bootstrap_ci(indexed=)`.
+
+    The estimator is the point estimate's: on the identity resample (every row once) it is `prdc(real, fake)`.
+    A resample repeats rows; a row drawn several times is ONE point for the k-NN radii (it is never its own
+    neighbour at distance 0, which would shrink its ball and bias recall and precision) and counts with its
+    multiplicity in the averages (density's ball counts use the multiplicities rescaled to mean 1, as in
+    `prdc_dedup`). Repeats are identified by row index, not by value: rows of the data that are equal (a model
+    that emits the same sample twice, e.g. train-copy) stay separate points, exactly as in the point estimate.
+
+    Speed: when N^2 + NM + M^2 <= `max_entries` (default 2^26, 512 MiB of float64), the real-real, real-fake
+    and fake-fake squared distances are computed once (float64 matrix products of centred features; pairs within
+    the rounding bound of 0 from direct differences) and each replicate only gathers the resample's rows and
+    columns and takes its k smallest. Otherwise each replicate runs the chunked `prdc` computation on the
+    resample's distinct rows. The two agree except for pairs whose distance ties a ball radius to float64
+    rounding."""
+
+    def __init__(self, real: Any, fake: Any, k_pr: int = 3, k_dc: int = 5, convention: str = "official",
+                 nearest_k: Optional[int] = None, chunk: Optional[int] = None,
+                 device: Optional[str | torch.device] = None, fast: Optional[bool] = None,
+                 max_entries: int = _BOOT_ENTRIES):
+        dev = resolve_device(device, real)
+        self.k_pr, self.k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
+        self.cmp = torch.lt if strict else torch.le
+        self.x = _features(real, "real features", dev)
+        self.y = _features(fake, "fake features", dev)
+        check_same_dim(self.x, self.y, "real features", "fake features")
+        self.strict = strict
+        self.chunk = _chunk(chunk, self.x, self.y)
+        self.fast = _use_fast(fast, self.x)
+        n, m = self.x.shape[0], self.y.shape[0]
+        self.precomputed = n * n + n * m + m * m <= int(max_entries)
+        if self.precomputed:
+            mu = self.x.mean(0)
+            self.drr = _pair_d2_matrix(self.x, self.x, mu, self.chunk)
+            self.drf = _pair_d2_matrix(self.x, self.y, mu, self.chunk)
+            self.dff = _pair_d2_matrix(self.y, self.y, mu, self.chunk)
+
+    @staticmethod
+    def _distinct(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        u, cnt = torch.unique(idx, return_counts=True)
+        if u.numel() == idx.numel():  # no repeat: plain averages (the point estimate's order of operations)
+            return u, None
+        return u, cnt.to(torch.float64)
+
+    def _radii(self, d: torch.Tensor, u: torch.Tensor, ks: tuple) -> dict:
+        kmax = max(ks)
+        if u.numel() <= kmax:
+            raise InvalidInputError(f"k-NN radii with k={kmax} need more than {kmax} distinct rows in a bootstrap "
+                                    f"resample, got {u.numel()}; use more samples")
+        sub = d[u][:, u]
+        sub.diagonal().fill_(float("inf"))  # a point (however often drawn) is not its own neighbour
+        v = sub.topk(kmax, dim=1, largest=False).values
+        return {k: v[:, k - 1] for k in ks}
+
+    def resampled(self, ir: torch.Tensor, i_f: torch.Tensor) -> dict[str, float]:
+        ur, wx = self._distinct(ir.to(self.x.device), self.x.shape[0])
+        uf, wy = self._distinct(i_f.to(self.x.device), self.y.shape[0])
+        k_pr, k_dc = self.k_pr, self.k_dc
+        if not self.precomputed:
+            return _prdc_core(self.x[ur], self.y[uf], k_pr, k_dc, self.strict, self.chunk, wx, wy, fast=self.fast)
+        rr = self._radii(self.drr, ur, tuple(sorted({k_pr, k_dc})))
+        f_p2 = self._radii(self.dff, uf, (k_pr,))[k_pr]
+        blk = self.drf[ur][:, uf]
+        cmp = self.cmp
+        in_d = cmp(blk, rr[k_dc][:, None])
+        in_p = in_d if k_pr == k_dc else cmp(blk, rr[k_pr][:, None])
+        if wx is None:
+            dens = in_d.sum(0, dtype=torch.int64)
+        else:
+            dens = (wx / wx.mean()) @ in_d.to(torch.float64)
+        return _finish(in_p.any(0), cmp(blk, f_p2[None, :]).any(1), in_d.any(1), dens, k_dc, uf.numel(), wx, wy)
+
+
 def _dedup(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     u, counts = torch.unique(x, dim=0, return_counts=True)
     return u, counts.to(torch.float64)
@@ -564,11 +691,11 @@ def prdc_dedup(
     nearest_k: Optional[int] = None,
     fast: Optional[bool] = None,
 ) -> dict[str, float]:
-    """`prdc` for sets with repeated rows (bootstrap resamples): identical rows are one point for the k-NN
-    radii and count with their multiplicity in the averages (density's ball counts use multiplicities
-    rescaled to mean 1, so doubling every row changes nothing). Without this, a resample's duplicates would be
-    each other's nearest neighbours (distance 0) and shrink every ball. Equals `prdc` (to rounding) when no
-    row repeats."""
+    """`prdc` with equal rows merged by VALUE: identical rows are one point for the k-NN radii and count with
+    their multiplicity in the averages (density's ball counts use multiplicities rescaled to mean 1, so
+    doubling every row changes nothing). Equals `prdc` (to rounding) when no row repeats. Not the bootstrap's
+    estimator: when the data itself holds equal rows (train-copy's repeated draws) `prdc` keeps them apart,
+    and so does `PrdcResampler`, which merges only the rows a resample drew several times (by index)."""
     dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
     x = _features(real, "real features", dev)
