@@ -205,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--extract-images", type=int, default=16,
                     help="Fashion-MNIST images timed through Inception (0: skip; needs the fid-inception asset)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--eval-overhead-only", action="store_true",
+                    help="only the eval scoring with and without 100 replicates and the Inception extraction time: "
+                         "print the bootstrap's share of extraction (issue #21's figure); the report is not rewritten")
     a = ap.parse_args(argv)
     import platform
 
@@ -220,6 +223,16 @@ def main(argv=None) -> int:
     meta = {"command": "benchmarks/bench_fd_small_n.py" + (f" --sizes {a.sizes}" if a.sizes != "300,1000" else ""),
             "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
             "torch": torch.__version__, "load_start": " ".join(f"{v:.1f}" for v in os.getloadavg())}
+    if a.eval_overhead_only:
+        ev = bench_eval_scoring(300, a.dim, 100)
+        ex = bench_extraction(a.extract_images, 600)
+        cost = ev["tb"] - ev["t0"]
+        print(f"eval scoring 300 vs 300 x {a.dim}: {ev['t0']:.2f} s without replicates, {ev['tb']:.2f} s with "
+              f"{ev['n_boot']} (fd / kid / prdc {ev['per_metric']['fd']:.2f} / {ev['per_metric']['kid']:.2f} / "
+              f"{ev['per_metric']['prdc']:.2f} s); Inception extraction of 600 images ~{ex['total']:.0f} s "
+              f"({ex['per_image']:.2f} s/image over {ex['n_images']}); bootstrap share {100 * cost / ex['total']:.1f}% "
+              f"(goal <= 20%); load {meta['load_start']} -> {' '.join(f'{v:.1f}' for v in os.getloadavg())}; {cpu}")
+        return 0
     fds = []
     for n in sizes:
         print(f"FD at {n} x {a.dim} ...", flush=True)

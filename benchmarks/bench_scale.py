@@ -43,7 +43,8 @@ def _machine() -> str:
 
 
 def bench_prdc(lines: list) -> None:
-    from genbench.metrics.manifold import knn_radii, prdc
+    from genbench.metrics.knn import knn_radii
+    from genbench.metrics.manifold import prdc
 
     n, d = 10_000, 2048
     g = torch.Generator().manual_seed(0)

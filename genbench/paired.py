@@ -120,7 +120,7 @@ class _Evaluator:
         self.full["kid"] = mmd(torch.arange(kxx.shape[0]), torch.arange(kyy.shape[0]))
 
     def _prdc(self, real, fake, want, prdc_k):
-        from genbench.metrics.manifold import _d2_block, _sq_norms, knn_sq_radii
+        from genbench.metrics.knn import _d2_block, _sq_norms, knn_sq_radii
 
         k_pr, k_dc, strict = prdc_k["k_pr"], prdc_k["k_dc"], prdc_k["strict"]
         ks = tuple(sorted({k_pr, k_dc}))

@@ -151,7 +151,7 @@ def test_fast_float32_path_is_exact_on_tricky_data(convention):
 
 
 def test_fast_path_radii_are_exact():
-    from genbench.metrics.manifold import _knn_sq_radii_fast
+    from genbench.metrics.knn import _knn_sq_radii_fast
 
     x = torch.from_numpy(np.random.default_rng(8).standard_normal((700, 300)) * 5 + 2)
     exact = knn_sq_radii(x, (1, 3, 5), chunk=128)
@@ -165,9 +165,10 @@ def test_fast_path_pair_lists_and_dense_masks_agree(monkeypatch, sparse_max):
     """The float32 pass handles candidates as short pair lists (the usual case) or as dense masks (many
     candidates): force each everywhere (k-NN later-row updates and real-fake blocks) and compare with the
     brute-force definition."""
-    from genbench.metrics import manifold
+    from genbench.metrics import knn, manifold
 
-    monkeypatch.setattr(manifold, "_SPARSE_MAX", sparse_max)
+    monkeypatch.setattr(manifold, "_SPARSE_MAX", sparse_max)  # real-fake blocks
+    monkeypatch.setattr(knn, "_SPARSE_MAX", sparse_max)  # k-NN later-row updates
     for name, real, fake in list(_tricky_sets())[:3]:
         for convention, strict in (("official", False), ("prdc", True)):
             k_pr, k_dc = (3, 5) if convention == "official" else (5, 5)
@@ -175,7 +176,7 @@ def test_fast_path_pair_lists_and_dense_masks_agree(monkeypatch, sparse_max):
             ours = prdc(real, fake, convention=convention, fast=True, chunk=61)
             assert ours == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12), (name, convention)
     x = torch.from_numpy(np.random.default_rng(9).standard_normal((400, 40)))
-    fast = manifold._knn_sq_radii_fast(x, (1, 3), 50, x.mean(0))
+    fast = knn._knn_sq_radii_fast(x, (1, 3), 50, x.mean(0))
     exact = knn_sq_radii(x, (1, 3), chunk=50)
     for k in (1, 3):
         torch.testing.assert_close(fast[k], exact[k], rtol=1e-12, atol=1e-9)

@@ -95,7 +95,7 @@ def test_prdc_replicates_match_the_analytic_bootstrap_of_a_mean_and_the_metric()
     out = paired_bootstrap([(real, a)], [(real, b)], list(stored), n_boot=2000, seed=0, stored=stored)
     for m in stored:  # the full sets reproduce genbench's prdc
         assert out[m].delta == pytest.approx(stored[m][1][0] - stored[m][0][0], abs=1e-12)
-    from genbench.metrics.manifold import knn_sq_radii
+    from genbench.metrics.knn import knn_sq_radii
 
     rr = knn_sq_radii(real, (3,))[3]
     d2a, d2b = torch.cdist(a, real) ** 2, torch.cdist(b, real) ** 2

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from genbench.cli import main
-from genbench.metrics.manifold import knn_radii, prdc
+from genbench.metrics.knn import knn_radii
+from genbench.metrics.manifold import prdc
 from genbench.pipeline.refstats import StatsCache, key_digest, metric_version, reference_key
 from genbench.runner import Runner
 from genbench.store import ResultsStore

@@ -21,7 +21,9 @@ from genbench.metrics.likelihood import (
     nats_to_bits_per_dim,
     perplexity,
 )
-from genbench.metrics.manifold import PrdcResampler, knn_sq_radii, prdc, prdc_dedup
+from genbench.metrics.knn import knn_sq_radii
+from genbench.metrics.manifold import prdc
+from genbench.metrics.prdc_bootstrap import PrdcResampler, prdc_dedup
 from genbench.metrics.modes import class_coverage, mode_coverage
 from genbench.metrics.registry import (
     METRICS,

@@ -12,7 +12,8 @@ from genbench.metrics.diversity import memorisation, vendi_score
 from genbench.metrics.frechet import CrossGramFD, fd_route, frechet_distance, frechet_distance_features, small_n_warning
 from genbench.metrics.kid import KernelKID, kid, use_kernels
 from genbench.metrics.likelihood import bits_per_dim
-from genbench.metrics.manifold import PrdcResampler, prdc
+from genbench.metrics.manifold import prdc
+from genbench.metrics.prdc_bootstrap import PrdcResampler
 from genbench.metrics.modes import class_coverage, mode_coverage
 from genbench.metrics.registry import PERCENT, MetricSpec, MetricUnavailable, Output, register_metric
 from genbench.metrics.stats import gaussian_stats

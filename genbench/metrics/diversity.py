@@ -9,7 +9,7 @@ import torch
 
 from genbench.errors import InvalidInputError
 from genbench.metrics._util import as_features, check_same_dim, resolve_device, symmetric_eig
-from genbench.metrics.manifold import DEFAULT_CHUNK, _d2_block, _sq_norms, knn_sq_radii
+from genbench.metrics.knn import DEFAULT_CHUNK, _d2_block, _sq_norms, knn_sq_radii
 
 VENDI_KERNELS = ("cosine", "rbf")
 

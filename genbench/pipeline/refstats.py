@@ -216,7 +216,7 @@ class StatsCache:
     def radii(self, entry: RefStats, ks, n_fake: int, device: str):
         """The entry's squared k-NN radii for `ks`, computed the way `prdc(entry.features, fake)` with `n_fake`
         fake rows would (genbench.metrics.manifold.knn_radii), read from the cache when it has them."""
-        from genbench.metrics.manifold import KnnRadii, knn_radii
+        from genbench.metrics.knn import KnnRadii, knn_radii
 
         ks = tuple(sorted({int(k) for k in ks}))
         want = knn_radii_tag(entry.features, n_fake, device)
@@ -280,7 +280,7 @@ class StatsCache:
 
 def knn_radii_tag(features: torch.Tensor, n_fake: int, device: str) -> str:
     """The tag `knn_radii(features, n_fake=n_fake, device=device)` gives, without computing anything."""
-    from genbench.metrics.manifold import _BLOCK_ENTRIES, _radii_tag, _use_fast
+    from genbench.metrics.knn import _BLOCK_ENTRIES, _radii_tag, _use_fast
 
     x = features[:1].to(device)
     c = int(min(4096, max(64, _BLOCK_ENTRIES // max(features.shape[0], int(n_fake)))))
