@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "benchmarks" / "metrics.md"
+SMALL_N_NOTE = ("Small-N FD (N < D: the exact cross-Gram route vs the singular-statistics route, at 300 x 2048 and "
+                "1000 x 2048) and the cost of `genbench eval`'s 100 bootstrap replicates against feature extraction "
+                "are in [fd_small_n.md](fd_small_n.md) (`benchmarks/bench_fd_small_n.py`).")
 
 
 def _status_kb(field: str) -> int:
@@ -206,6 +209,8 @@ def render(fd: dict, pr: dict, meta: dict) -> str:
         "/proc/self/clear_refs just before the call when permitted) minus the resident set just before the call, "
         "after a small warm-up call. Both children run with MALLOC_MMAP_THRESHOLD_=131072 (glibc's static "
         "default), so memory a tool has freed is not counted as resident.",
+        "",
+        SMALL_N_NOTE,
         "",
     ]
     return "\n".join(lines)
