@@ -108,7 +108,7 @@ def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
                               capture_output=True, check=True).stdout
         ref = pd.read_csv(io.BytesIO(blob), keep_default_na=False,
                           na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
-        from genbench.compare import _normalise
+        from genbench.result_files import _normalise
 
         ref = _normalise(ref, Path("reference.csv"))
         cal = calibration_from(sweep, seeds)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -38,9 +37,10 @@ from genbench.errors import InvalidInputError
 from genbench.noise import (Calibration, holm, interval, load_calibration, mean_half_width, noise_for, p_greater,
                             side_stats)
 from genbench.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS
+from genbench.result_files import load_results
+from genbench.tolerance import Tolerance, call_ms, load_tolerances, timing_floor_ms, tolerance_for
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
-DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.toml")
 KEY = ["dataset", "model", "metric", "variant"]
 DEFAULT_ALPHA = 0.05  # family-wise false-alarm rate of one comparison (Holm-Bonferroni over its scores)
 # Protocol entries that legitimately differ between two runs of the same protocol.
@@ -51,220 +51,6 @@ _VOLATILE_PROTOCOL_KEYS = {"seed", "timing", "device", "batch_size", "repeats", 
 _DESCRIPTIVE_PROTOCOL_KEYS = {"classifier_accuracy", "precision", "features_pinned"}
 # Protocol entries that make two numbers incomparable when they differ; named in the "not comparable" message.
 _SAMPLE_COUNT_KEYS = ("n_fake", "n_real", "n_samples", "num_samples")
-_FLOOR_TABLE = "timing_floor_ms"  # tolerances.toml: absolute floors of timing changes (ms of the timed call)
-
-
-# ---------------------------------------------------------------------------------------------- loading
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Long-format metrics of a run directory, `results.db`, `results.csv` or `results.json`."""
-    p = Path(path)
-    if p.is_dir():
-        for name in ("results.db", "results.csv", "results.json"):
-            if (p / name).exists():
-                return load_results(p / name)
-        raise InvalidInputError(f"{p} holds no results.db, results.csv or results.json: is it a `genbench run` output directory?")
-    if not p.exists():
-        raise InvalidInputError(f"results file {p} does not exist")
-    readers = {".db": _read_db, ".csv": _read_csv, ".json": _read_json}
-    if p.suffix not in readers:
-        raise InvalidInputError(f"{p}: expected a run directory or a results .db/.csv/.json file")
-    return _normalise(readers[p.suffix](p), p)
-
-
-def _read_db(p: Path) -> pd.DataFrame:
-    """Metrics of a results.db, validated read-only before it is opened as a store (InvalidInputError if it is not
-    a genbench results database)."""
-    import sqlite3
-
-    from genbench.store import ResultsStore, check_store_file
-
-    check_store_file(p)
-    try:
-        with ResultsStore(p) as store:
-            return store.metrics_frame()
-    except sqlite3.Error as e:
-        raise InvalidInputError(f"{p}: cannot read its metrics ({e}); is it an intact genbench results database?") from None
-
-
-def _read_text(p: Path) -> str:
-    """The file as UTF-8 text; InvalidInputError when it cannot be read or is not UTF-8 (e.g. a binary file)."""
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise InvalidInputError(f"cannot read {p}: {e.strerror or e}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidInputError(f"{p} is not UTF-8 text (byte {e.start}): not a genbench results file") from None
-
-
-def _read_csv(p: Path) -> pd.DataFrame:
-    import io
-
-    text = _read_text(p)
-    if not text.strip():
-        raise InvalidInputError(f"{p} is empty: not a genbench results file")
-    if "\x00" in text:
-        raise InvalidInputError(f"{p} holds NUL bytes (a binary file?): not a genbench results file")
-    try:
-        return pd.read_csv(io.StringIO(text), keep_default_na=False,
-                           na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        raise InvalidInputError(f"{p} is not a readable CSV file ({str(e).strip().splitlines()[0]})") from None
-
-
-def _read_json(p: Path) -> pd.DataFrame:
-    """Metric records of a results.json (`{"metrics": [...]}` or a bare list). Non-finite numbers may be the
-    strings "inf" / "-inf" / "nan" (how genbench writes them; `_normalise` reads them as floats) or JSON's
-    non-standard Infinity / NaN literals."""
-    try:
-        blob = json.loads(_read_text(p))
-    except json.JSONDecodeError as e:
-        raise InvalidInputError(f"{p} is not valid JSON ({e})") from None
-    rows = blob.get("metrics") if isinstance(blob, dict) else blob
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        got = type(blob).__name__ if not isinstance(blob, dict) else "an object without a \"metrics\" list"
-        raise InvalidInputError(f"{p}: expected a genbench results.json (an object whose \"metrics\" is a list of "
-                                f"records), got {got}")
-    return pd.DataFrame(rows)
-
-
-def _normalise(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
-    need = {"dataset", "model", "metric", "value", "higher_is_better"}
-    missing = need - set(frame.columns)
-    if missing:
-        raise InvalidInputError(f"{source} lacks the columns {sorted(missing)}; is it a genbench results file?")
-    for col in ("dataset", "model", "metric"):
-        blank = frame[col].isna()
-        if blank.any():
-            raise InvalidInputError(f"{source}: {int(blank.sum())} record(s) have no {col} (the first is record "
-                                    f"{int(blank.to_numpy().nonzero()[0][0]) + 1}); every score needs its dataset, "
-                                    "model and metric")
-    frame = frame.copy()
-    for col, default in (("variant", ""), ("seed", 0), ("ci_low", math.nan), ("ci_high", math.nan),
-                         ("unit", ""), ("protocol", "{}"), ("family", "")):
-        if col not in frame.columns:
-            frame[col] = default
-    frame["variant"] = frame["variant"].fillna("").astype(str)
-    frame["protocol"] = frame["protocol"].fillna("{}").astype(str)
-    frame["higher_is_better"] = frame["higher_is_better"].map(_as_bool)
-    for col in ("value", "ci_low", "ci_high"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    if "status" in frame.columns:
-        status = frame["status"].fillna("").astype(str).str.strip()
-        frame = frame[status.isin(("done", ""))]  # blank or missing: a finished row of a file without statuses
-    return frame
-
-
-def _as_bool(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes")
-    return bool(v)
-
-
-# ---------------------------------------------------------------------------------------------- tolerances
-@dataclass(frozen=True)
-class Tolerance:
-    amount: float
-    relative: bool
-
-    @classmethod
-    def parse(cls, raw, metric: str = "?") -> "Tolerance":
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return cls(abs(float(raw)), False)
-        if isinstance(raw, str):
-            s = raw.strip()
-            try:
-                if s.endswith("%"):
-                    return cls(abs(float(s[:-1])) / 100.0, True)
-                return cls(abs(float(s)), False)
-            except ValueError:
-                pass
-        raise InvalidInputError(f"tolerance for {metric!r} must be a number (absolute) or a string like '5%' (relative), got {raw!r}")
-
-    def allowed(self, baseline: float) -> float:
-        return self.amount * abs(baseline) if self.relative else self.amount
-
-    def __str__(self) -> str:
-        return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
-
-
-class Tolerances(dict):
-    """metric -> Tolerance (the `[tolerances]` table), plus `floors_ms`: metric -> the absolute floor of a timing
-    change, in milliseconds of the timed call (the `[timing_floor_ms]` table; key `default` for unlisted ones)."""
-
-    def __init__(self, *args, floors_ms: Optional[dict] = None, **kw):
-        super().__init__(*args, **kw)
-        self.floors_ms = dict(floors_ms or {})
-
-
-def load_tolerances(path: Optional[str | Path] = None) -> Tolerances:
-    tol, floors = _read_tolerance_file(DEFAULT_TOLERANCES)
-    if path is not None:
-        more, more_floors = _read_tolerance_file(Path(path))
-        tol.update(more)
-        floors.update(more_floors)
-    return Tolerances(tol, floors_ms=floors)
-
-
-def _read_tolerance_file(path: Path) -> tuple[dict[str, Tolerance], dict[str, float]]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidInputError(f"tolerance file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInputError(f"tolerance file {path} is not valid TOML: {e}") from None
-    floors_raw = data.get(_FLOOR_TABLE, {})
-    table = data.get("tolerances", {k: v for k, v in data.items() if k != _FLOOR_TABLE})
-    if not isinstance(table, dict):
-        raise InvalidInputError(f"{path}: expected a [tolerances] table of metric = tolerance")
-    if not isinstance(floors_raw, dict):
-        raise InvalidInputError(f"{path}: expected a [{_FLOOR_TABLE}] table of metric = milliseconds")
-    floors = {}
-    for k, v in floors_raw.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise InvalidInputError(f"{path}: [{_FLOOR_TABLE}] {k} must be a number of milliseconds >= 0, got {v!r}")
-        floors[k] = float(v)
-    return {k: Tolerance.parse(v, k) for k, v in table.items()}, floors
-
-
-def tolerance_for(metric: str, tolerances: dict[str, Tolerance], timing: bool = False) -> Tolerance:
-    """The metric's own tolerance, else (timing figures) `timing_default`, else `default`, else 0."""
-    return (tolerances.get(metric) or (tolerances.get("timing_default") if timing else None)
-            or tolerances.get("default") or Tolerance(0.0, False))
-
-
-def timing_floor_ms(metric: str, tolerances: dict[str, Tolerance]) -> float:
-    """The absolute floor of a timing change, in ms of the timed call (`[timing_floor_ms]`; a plain dict of
-    tolerances gets the built-in floors)."""
-    floors = getattr(tolerances, "floors_ms", None)
-    if floors is None:
-        floors = _builtin_floors()
-    return floors.get(metric, floors.get("default", 0.0))
-
-
-def _builtin_floors() -> dict[str, float]:
-    return _read_tolerance_file(DEFAULT_TOLERANCES)[1]
-
-
-def call_ms(value: float, unit: str, protocol: dict) -> Optional[float]:
-    """Milliseconds of the call a timing figure timed, from the figure: `ms` and `s` figures are that time (one
-    sample's latency, one fit); a rate is the time of one timed call, `samples/s` -> batch_size / rate,
-    `chars/s` -> n_chars * batch_size / rate (as genbench.speed and genbench.metrics.text measure them). None
-    when the figure is not a time (peak memory), or is not positive and finite, or the protocol lacks the batch."""
-    if not math.isfinite(value) or value <= 0:
-        return None
-    unit = (unit or "").strip()
-    if unit == "ms":
-        return value
-    if unit == "s":
-        return value * 1000.0
-    if unit in ("samples/s", "chars/s"):
-        items = [protocol.get("batch_size")] + ([protocol.get("n_chars")] if unit == "chars/s" else [])
-        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in items):
-            return None
-        return 1000.0 * math.prod(items) / value
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- comparing

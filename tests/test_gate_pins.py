@@ -10,8 +10,9 @@ import math
 import pandas as pd
 import pytest
 
-from genbench.compare import (Row, Tolerance, Tolerances, _as_bool, aggregate, compare_frames, load_results,
-                              protocol_fingerprint, timing_floor_ms, tolerance_for)
+from genbench.compare import Row, aggregate, compare_frames, protocol_fingerprint
+from genbench.result_files import _as_bool, load_results
+from genbench.tolerance import Tolerance, Tolerances, timing_floor_ms, tolerance_for
 from test_gate import HW_A, NO_CAL, TOL, cmp, frame, row, verdict
 
 COLS = "dataset,model,metric,value,higher_is_better"

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from genbench.compare import (EXIT_OK, EXIT_REGRESSION, Tolerance, call_ms, compare_frames, load_tolerances,
-                              timing_floor_ms, to_markdown)
+from genbench.compare import EXIT_OK, EXIT_REGRESSION, compare_frames, to_markdown
+from genbench.tolerance import Tolerance, call_ms, load_tolerances, timing_floor_ms
 from genbench.errors import InvalidInputError
 from test_gate import HW_A, NO_CAL, TOL, frame, row
 
