@@ -19,6 +19,7 @@ from genbench.fileio import atomic_write_text
 from genbench.report import figures as _figures
 from genbench.report import html as _html
 from genbench.report import summary as _summary
+from genbench.report import table_formats as _formats
 from genbench.report import tables as _tables
 from genbench.report.data import RunData, load_run
 
@@ -36,7 +37,7 @@ def _check(formats: Iterable[str]) -> list[str]:
 
 
 def _markdown(data: RunData, boards, summaries) -> str:
-    text = _tables.to_markdown(boards, data.notes)
+    text = _formats.to_markdown(boards, data.notes)
     return text.rstrip("\n") + "\n\n" + _summary.to_markdown(summaries).rstrip("\n") + "\n"
 
 
@@ -45,9 +46,9 @@ def _build(data: RunData, fmt: str, fig_dir: Path | None = None) -> tuple[str, l
     if fmt == "md":
         return _markdown(data, boards, _summary.summarise(data)), []
     if fmt == "latex":
-        return _tables.to_latex(boards, data.notes), []
+        return _formats.to_latex(boards, data.notes), []
     if fmt == "csv":
-        return _tables.to_csv(boards), []
+        return _formats.to_csv(boards), []
     figs, fig_notes = _figures.make_figures(data, fig_dir)
     page = _html.render_html(data, boards, _summary.summarise(data), figs, data.notes + fig_notes)
     return page, [f.path for f in figs]

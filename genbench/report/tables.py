@@ -1,27 +1,22 @@
 """Leaderboard tables: per dataset, models as rows, the headline metrics as columns.
 
 Each cell is `value ± err` (err = half the confidence interval for one seed; for several, the 95% half-width of
-the mean over seeds, genbench.noise.mean_half_width, the interval compare and recommend use), each header carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and
-the protocol of the numbers is written under the table. Rendered with tabulate as GitHub Markdown, LaTeX and
-HTML, and as a plain numeric CSV.
+the mean over seeds, genbench.noise.mean_half_width, the interval compare and recommend use), each header
+carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and the protocol of the
+numbers is written under the table. genbench/report/table_formats.py renders them (Markdown, LaTeX, HTML, CSV).
 """
 
 from __future__ import annotations
 
-import html as _html
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-import pandas as pd
-from tabulate import tabulate
 
 from genbench.reference import is_reference, role_label
 from genbench.report.data import Cell, RunData, aggregate, modality_of
 from genbench.report.headline import headline_for, is_percent, label
-from genbench.report.words import grouped
 
 UP, DOWN = "↑", "↓"
 MISSING = "—"
@@ -356,123 +351,3 @@ def _count(n) -> str:
 SPREAD_NOTE = ("One seed: ± is half the width of the stored confidence interval, or [low, high] when that "
                "interval is lopsided about the value; several seeds: mean ± the 95% half-width of the mean (1.96 x the larger of the seed spread and the bootstrap noise, / sqrt(seeds)); bold marks the best value of each column; (bound) marks a likelihood that is "
                "only an upper bound on bits (ELBO / variational bound), not an exact value.")
-
-
-# --------------------------------------------------------------------------------------------- renderers
-def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leaderboard") -> str:
-    esc = _md_escape
-    out = [f"# {title}", ""]
-    for n in notes or []:
-        out += [f"> Note: {n}", ""]
-    if not boards:
-        out += ["No results recorded yet.", ""]
-    for lb in boards:
-        out += [f"## {lb.dataset}" + (f" ({lb.modality})" if lb.modality else ""), ""]
-        if not lb.columns and not lb.rows:
-            out += ["No metrics recorded.", ""]
-            continue
-        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"**{s}**", esc) for r in lb.rows], f"*{BAND}*")
-        out.append(tabulate(rows, headers=_headers(lb), tablefmt="github", disable_numparse=True))
-        out.append("")
-        if lb.protocol:
-            out.append("Protocol:")
-            out += [f"- {esc(p)}" for p in lb.protocol]
-            out.append("")
-        for model, seed, err in lb.failures:
-            out.append(f"Failed: {esc(model)} (seed {seed}): `{err.replace('`', chr(39))}`  ")
-        if lb.failures:
-            out.append("")
-        for sentence, _raw in skipped_lines(lb):
-            out.append(f"Not measured: {esc(sentence)}.  ")
-        if lb.skipped:
-            out.append("")
-    if boards:
-        out += [f"_{SPREAD_NOTE}_", ""]
-    return "\n".join(out)
-
-
-def _with_band(lb: Leaderboard, rows: list, band: str) -> list:
-    """The table rows with the reference points' band row inserted above them (rows as `lb.rows`: models first)."""
-    n_ref = sum(1 for r in lb.rows if r.reference)
-    if n_ref:
-        rows.insert(len(rows) - n_ref, [band] + [""] * (len(rows[0]) - 1))
-    return rows
-
-
-def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|")
-
-
-def to_latex(boards: list, notes: Optional[list] = None) -> str:
-    esc = latex_escape
-    out = ["% genbench leaderboard (needs no package beyond LaTeX itself)"]
-    for n in notes or []:
-        out.append(f"% Note: {n}")
-    for lb in boards:
-        if not lb.rows:
-            continue
-        rows = _with_band(lb, [_row_cells(lb, r, lambda s: f"\\textbf{{{s}}}", esc) for r in lb.rows],
-                          f"\\textit{{{esc(BAND)}}}")
-        heads = [_latex_header(h) for h in _headers(lb, esc)]
-        out += ["\\begin{table}[ht]", "\\centering", "\\small",
-                tabulate(rows, headers=heads, tablefmt="latex_raw", disable_numparse=True),
-                f"\\caption{{{esc(lb.dataset)}. " + esc(" ".join(p + "." for p in lb.protocol)) + "}",
-                "\\end{table}", ""]
-    return "\n".join(out)
-
-
-def _latex_header(h: str) -> str:
-    return h.replace(UP, "$\\uparrow$").replace(DOWN, "$\\downarrow$")
-
-
-def latex_escape(s: str) -> str:
-    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "--",
-           "∞": r"$\infty$", "…": r"\dots{}"}
-    return "".join(rep.get(ch, ch) for ch in str(s))
-
-
-def skipped_lines(lb: Leaderboard) -> list[tuple[str, str]]:
-    """The board's skipped metrics as (plain sentence, raw reasons), by each model's family."""
-    return grouped(lb.skipped, {r.model: r.family for r in lb.rows})
-
-
-def to_html_table(lb: Leaderboard) -> str:
-    """One leaderboard as an HTML table, sortable by the report's script (which sorts the first <tbody>, the ranked
-    models); the reference points sit in a second <tbody> under a band row, so sorting never mixes them in."""
-    def tr(r: Row) -> str:
-        cells = _row_cells(lb, r, lambda s: f"<b>{s}</b>", _html.escape)
-        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-
-    heads = _headers(lb, _html.escape)
-    out = ["<table>", "<thead>", "<tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>", "</thead>", "<tbody>"]
-    out += [tr(r) for r in lb.rows if not r.reference]
-    out.append("</tbody>")
-    refs = [r for r in lb.rows if r.reference]
-    if refs:
-        out += ["<tbody class='ref'>", f"<tr class='band'><td colspan='{len(heads)}'>{_html.escape(BAND)}</td></tr>"]
-        out += [tr(r) for r in refs] + ["</tbody>"]
-    return "\n".join(out + ["</table>"])
-
-
-def to_csv(boards: list) -> str:
-    """Numbers behind the tables: one line per (dataset, model, headline metric)."""
-    recs = []
-    for lb in boards:
-        for r in lb.rows:
-            for c in lb.columns:
-                cell = r.cells.get(c)
-                recs.append({
-                    "dataset": lb.dataset, "model": r.model, "family": r.family, "metric": c, "label": label(c),
-                    "value": None if cell is None else cell.value,
-                    "err": None if cell is None else cell.err,
-                    "low": None if cell is None else cell.lo, "high": None if cell is None else cell.hi,
-                    "seeds": r.n_seeds, "higher_is_better": lb.directions[c],
-                    "unit": "" if cell is None else cell.unit, "best": r.model in lb.best[c],
-                    "status": r.status or "ok", "reference": r.reference,
-                })
-    buf = io.StringIO()
-    cols = ["dataset", "model", "family", "metric", "label", "value", "err", "low", "high", "seeds",
-            "higher_is_better", "unit", "best", "status", "reference"]
-    pd.DataFrame(recs, columns=cols).to_csv(buf, index=False)
-    return buf.getvalue()
