@@ -270,7 +270,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
                       extractor: Optional[str], metrics: Optional[list], seed: int, device: str,
                       quiet: bool) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
-    from genbench.models.external import validate_samples
+    from genbench.models.external_checks import validate_samples
     from genbench.pipeline.jobs import JobSpec, job_id_for
     from genbench.pipeline.scoring import score_samples
     from genbench.pipeline.worker import Worker

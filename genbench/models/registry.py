@@ -12,7 +12,8 @@ from typing import Optional
 from genbench.data.base import DatasetInfo
 from genbench.errors import GenbenchError
 from genbench.models.base import GenerativeModel, check_budget, info_from_dict
-from genbench.models.external import ENTRY_POINT_GROUP, ExternalModelError, make_model_class, resolve
+from genbench.models.external import ENTRY_POINT_GROUP, make_model_class
+from genbench.models.external_checks import ExternalModelError, resolve
 from genbench.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
