@@ -407,6 +407,8 @@ class CVAEConfig(VAEConfig):
     def for_budget(cls, budget: str, info: DatasetInfo) -> "CVAEConfig":
         cfg = cls(**dataclasses.asdict(VAEConfig.for_budget(budget, info)))  # the image VAE's configs
         cfg.prior_components, cfg.prior_type = 1, "mog"  # the prior is p(z | y) (CVAE docstring), not these
+        if budget == "quick":  # Fashion-MNIST conditional accuracy 40% after vae's 1500 steps, 55% after 3000
+            cfg.steps = 3000
         return cfg
 
 

@@ -45,7 +45,7 @@ def test_registered_conditional_and_configs():
     assert gq.loss == "hinge" and (gq.steps, gq.batch_size, gq.ch, gq.z_dim) == (base.steps, base.batch_size, base.ch, base.z_dim)
     assert g.Config.for_budget("standard", FM).steps == get_model_class("gan").Config.for_budget("standard", FM).steps
     vq = v.Config.for_budget("quick", FM)
-    assert vq.prior_components == 1 and (vq.steps, vq.latent_dim) == (1500, 16)
+    assert vq.prior_components == 1 and (vq.steps, vq.latent_dim) == (3000, 16)
     assert v.Config.for_budget("standard", FM).steps == 50000
     from genbench.suite import load_suite
 
