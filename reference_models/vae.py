@@ -32,7 +32,8 @@ by a cosine to `lr * lr_final`; `init_log_scale` starts the decoder's log-scale 
 decoder, so reconstructions must come through the latent from the first steps: the quick 2D config uses -3).
 
 `cvae` (class `CVAE`, below) is the class-conditional VAE of the conditional track (docs/conditional.md):
-q(z | x, y), p(x | z, y), p(z) = N(0, I), on the image VAE's configs; `sample(n, seed, condition=y)`.
+q(z | x, y), p(x | z, y) and a learned prior p(z | y) per class, on the image VAE's configs;
+`sample(n, seed, condition=y)`.
 """
 
 from __future__ import annotations
