@@ -193,6 +193,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_conditional_section(path: Path, text: str) -> str:
+    """`text` plus the conditional-generation section that benchmarks/bench_conditional.py keeps in the same file
+    between its markers (so rewriting these tables does not drop it)."""
+    begin, end = "<!-- conditional: written by benchmarks/bench_conditional.py -->", "<!-- /conditional -->"
+    old = path.read_text() if path.exists() else ""
+    i, j = old.find(begin), old.find(end)
+    return text if i < 0 or j < i else text.rstrip("\n") + "\n\n" + old[i:j + len(end)] + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="*", help="model names (default: every registered image/points model)")
@@ -245,7 +254,7 @@ def main(argv=None) -> int:
                         "platform": platform.platform(), "cpus": os.cpu_count()}
                 out_md.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(out_json, json.dumps({"meta": meta, "rows": results}, indent=1))
-                atomic_write_text(out_md, markdown(list(results.values()), meta))
+                atomic_write_text(out_md, keep_conditional_section(out_md, markdown(list(results.values()), meta)))
     print(out_md.read_text() if out_md.exists() else "no results")
     return 0
 

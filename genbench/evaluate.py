@@ -246,13 +246,16 @@ def _sha256_of(path: Path) -> str:
 
 def evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | Path] = None,
                      name: Optional[str] = None, extractor: Optional[str] = None, metrics: Optional[list] = None,
-                     seed: int = 0, device: str = "cpu", quiet: bool = True) -> EvalResult:
+                     seed: int = 0, device: str = "cpu", quiet: bool = True, class_folders: bool = False) -> EvalResult:
     """Score the samples at `samples` against `dataset` (a built-in name, or a path to user data used as the
     reference); with `out` (a `genbench run` directory) record them there as model "user:<name>", holding the
-    directory's run lock throughout (a run or another eval on it makes this fail at once, naming it)."""
+    directory's run lock throughout (a run or another eval on it makes this fail at once, naming it).
+    `class_folders`: `samples` is a folder with one subfolder per class label (DIR/<class>/*.png,
+    genbench/data/user.py); each image is scored as generated for its folder's class."""
     from genbench.rundir import run_dir_lock
 
-    kw = dict(out=out, name=name, extractor=extractor, metrics=metrics, seed=seed, device=device, quiet=quiet)
+    kw = dict(out=out, name=name, extractor=extractor, metrics=metrics, seed=seed, device=device, quiet=quiet,
+              class_folders=class_folders)
     if out is None:
         return _evaluate_samples(samples, dataset, **kw)
     _require_run_dir(Path(out))
@@ -268,7 +271,7 @@ def _require_run_dir(run_dir: Path) -> None:
 
 def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | Path], name: Optional[str],
                       extractor: Optional[str], metrics: Optional[list], seed: int, device: str,
-                      quiet: bool) -> EvalResult:
+                      quiet: bool, class_folders: bool = False) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
     from genbench.models.external_checks import validate_samples
     from genbench.pipeline.jobs import JobSpec, job_id_for
@@ -307,8 +310,12 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
                                 + " (or give the path of a folder / .npz / .npy / text file to score against)")
 
     # the samples, checked against the dataset
+    if class_folders and not info.num_classes:
+        raise InvalidInputError(f"--class-folders: dataset {ds_name!r} has no class labels to condition on; score "
+                                "the samples without --class-folders, or against a labelled dataset")
     data = load_user_data(spath, modality=info.modality,
-                          expect_shape=None if info.modality == "text" else tuple(info.shape), name=model_name)
+                          expect_shape=None if info.modality == "text" else tuple(info.shape), name=model_name,
+                          class_folders=class_folders, num_classes=info.num_classes)
     items = data.lines if info.modality == "text" else data.x
     labels = getattr(data, "y", None)
     n_have = len(items)

@@ -25,11 +25,16 @@ generator weights (Yazici et al. 2019):
   against the held-out slice, lower is better). The held-out slice (min(1000, N/10) items) is not trained on.
 `history.checkpoints` records both with step and score; `config.checkpoint` ("best", the default, or "last")
 picks the one `sample` uses. No likelihood: log_prob_kind "none".
+
+`cgan` (class `CGAN`, below) is the class-conditional GAN of the conditional track (docs/conditional.md): G(z, y)
+with the one-hot label concatenated to z, a projection discriminator D(x, y) (Miyato & Koyama 2018), hinge loss,
+on the image GAN's configs; `sample(n, seed, condition=y)`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -136,8 +141,11 @@ class GAN(GenerativeModel):
             m["scaler"] = self.scaler
         return m
 
-    def _generate(self, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
-        """Generator output in the model's internal space ([-1, 1] images, standardised points)."""
+    def _generate(self, G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Generator output in the model's internal space ([-1, 1] images, standardised points); `y`: the class
+        labels of a conditional GAN (one-hot, concatenated to z)."""
+        if y is not None:
+            z = torch.cat([z, F.one_hot(y, int(self.info.num_classes)).to(z)], 1)
         out = G(z)
         return torch.tanh(out) if self.is_image else out
 
@@ -152,9 +160,14 @@ class GAN(GenerativeModel):
         return x.reshape(x.shape[0] // p, p * x.shape[1], *x.shape[2:])
 
     # ---- training -------------------------------------------------------------------------------------------
-    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _disc(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """D's logits: of packed samples, or of samples and their labels (conditional GAN: projection D)."""
+        return self.D(self._pack(x)) if y is None else self.D(x, y)
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator,
+                y_real: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None) -> torch.Tensor:
         cfg = self.config
-        d_real, d_fake = self.D(self._pack(real)), self.D(self._pack(fake))
+        d_real, d_fake = self._disc(real, y_real), self._disc(fake, y_fake)
         if cfg.loss == "ns":
             return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         if cfg.loss == "hinge":
@@ -167,8 +180,8 @@ class GAN(GenerativeModel):
         gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
         return d_fake.mean() - d_real.mean() + cfg.gp_weight * gp
 
-    def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        d_gen = self.D(self._pack(fake))
+    def _g_loss(self, fake: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        d_gen = self._disc(fake, y)
         return F.softplus(-d_gen).mean() if self.config.loss == "ns" else -d_gen.mean()
 
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
@@ -186,6 +199,7 @@ class GAN(GenerativeModel):
         n_hold = min(1000, len(train) // 10) if len(train) >= 20 else 0
         held = train[perm[:n_hold]] if n_hold else train
         train = train[perm[n_hold:]] if n_hold else train
+        self._split_labels(perm[n_hold:] if n_hold else None, dev)
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))
         data = self._from_data(train.to(dev))  # the fitted scaler lives on dev
@@ -206,19 +220,22 @@ class GAN(GenerativeModel):
         loop = TrainLoop(cfg, self.history, callbacks, cfg.log_every)
         for step in loop:
             for _ in range(cfg.d_steps):
-                real = data[batch_indices(len(data), bsz, gen).to(dev)]
+                idx = batch_indices(len(data), bsz, gen).to(dev)
+                real = data[idx]
                 z = torch.randn(bsz, cfg.z_dim, generator=gen).to(dev)
+                y_real, y_fake = self._batch_labels(idx, bsz, gen)  # (None, None) and no draw when unconditional
                 with autocast(dev, cfg.mixed_precision):
                     with torch.no_grad():
-                        fake = self._generate(self.G, z)
-                    loss_d = self._d_loss(real, fake, gen)
+                        fake = self._generate(self.G, z, y_fake)
+                    loss_d = self._d_loss(real, fake, gen, y_real, y_fake)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.float().backward()
                 opt_d.step()
             z = torch.randn(bsz, cfg.z_dim, generator=gen).to(dev)
+            y_gen = self._batch_labels(None, bsz, gen)[1]
             self.D.requires_grad_(False)
             with autocast(dev, cfg.mixed_precision):
-                loss_g = self._g_loss(self._generate(self.G, z))
+                loss_g = self._g_loss(self._generate(self.G, z, y_gen), y_gen)
             opt_g.zero_grad(set_to_none=True)
             loss_g.float().backward()
             opt_g.step()
@@ -263,6 +280,18 @@ class GAN(GenerativeModel):
             return 1.0
         return max(0.0, (cfg.steps - i) / max(1.0, cfg.steps - start))
 
+    # ---- labels (the conditional GAN below overrides these; the unconditional GAN draws nothing for them) -----
+    def _split_labels(self, keep: Optional[torch.Tensor], device) -> None:
+        """The training labels of the items kept for training (`keep`: their indices, None: all)."""
+
+    def _batch_labels(self, idx: Optional[torch.Tensor], n: int, gen: torch.Generator):
+        """(labels of the real batch `idx`, labels to generate n fakes for); (None, None) for an unconditional GAN."""
+        return None, None
+
+    def _eval_labels(self, start: int, n: int) -> Optional[torch.Tensor]:
+        """Labels of held-out evaluation samples start..start+n-1 (None: unconditional)."""
+        return None
+
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
         decay = min(self.config.ema_decay, (1 + step) / (10 + step))  # short warm-up: early EMA follows G
@@ -295,7 +324,8 @@ class GAN(GenerativeModel):
     def _evaluate(self, eval_z: torch.Tensor, held_feats: torch.Tensor) -> float:
         was = self.G_ema.training
         self.G_ema.eval()
-        x = torch.cat([self._to_data(self._generate(self.G_ema, eval_z[i:i + 500]).float()) for i in range(0, len(eval_z), 500)])
+        x = torch.cat([self._to_data(self._generate(self.G_ema, eval_z[i:i + 500], self._eval_labels(i, len(eval_z[i:i + 500])))
+                                     .float()) for i in range(0, len(eval_z), 500)])
         self.G_ema.train(was)
         if self.is_image:
             return frechet_distance(held_feats, self._eval_features(x.clamp(0, 1)))
@@ -312,3 +342,99 @@ class GAN(GenerativeModel):
         if self.is_image:  # 8-bit levels k/255, like the data
             x = torch.round(x.clamp(0, 1) * 255) / 255
         return x
+
+
+# ---------------------------------------------------------------------------------------------- conditional GAN
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = w . phi(x) + b + e_y . phi(x) (Miyato & Koyama 2018): the DCGAN trunk's features phi(x) (`ConvEncoder`'s
+    convs), a linear head, and the inner product of phi(x) with a learned embedding e_y of the label."""
+
+    def __init__(self, c: int, h: int, w: int, num_classes: int, ch: int, norm: str = "batch"):
+        super().__init__()
+        self.trunk = ConvEncoder(c, h, w, 1, ch, norm=norm)
+        self.embed = nn.Parameter(torch.zeros(num_classes, self.trunk.head.in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:  # the trunk resets itself; the projection starts small
+        with torch.no_grad():
+            self.embed.normal_(0.0, 0.02)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        phi = self.trunk.net(x).flatten(1)
+        return self.trunk.head(phi) + (self.embed[y].to(phi) * phi).sum(1, keepdim=True)
+
+
+@dataclass
+class CGANConfig(GANConfig):
+    @classmethod
+    def for_budget(cls, budget: str, info: DatasetInfo) -> "CGANConfig":
+        cfg = cls(**dataclasses.asdict(GANConfig.for_budget(budget, info)))  # the image GAN's configs
+        cfg.loss = "hinge"  # the projection discriminator's loss (Miyato & Koyama 2018)
+        return cfg
+
+
+@register_model
+class CGAN(GAN):
+    """Class-conditional GAN (module docstring of `genbench.models.conditions`): the generator G(z, y) takes the
+    one-hot label concatenated to z (cGAN, Mirza & Osindero 2014), the discriminator is a projection discriminator
+    D(x, y) (`ProjectionDiscriminator`). Training draws each real batch with its labels and the fakes for labels
+    drawn from the training labels (same class frequencies); the held-out checkpoint selection generates a fixed
+    balanced set of labels (i mod K). `condition=None` draws the labels uniformly over the K classes. Image
+    datasets with labels only; `pack` must be 1 and `loss` "ns" or "hinge" (the default)."""
+
+    name = "cgan"
+    family = "gan"
+    modalities = ("image",)
+    conditional = True
+    Config = CGANConfig
+
+    def __init__(self, config: CGANConfig, info: DatasetInfo):
+        super().__init__(config, info)
+        if config.pack != 1:
+            raise InvalidInputError(f"cgan: pack must be 1 (the projection discriminator scores single samples), "
+                                    f"got {config.pack}")
+        if config.loss == "wgan-gp":
+            raise InvalidInputError("cgan: loss 'wgan-gp' is not supported (interpolates have no single label); "
+                                    "use 'hinge' or 'ns'")
+        c, h, w = check_image_shape(info)
+        K = int(info.num_classes)
+        self.G = ConvDecoder(config.z_dim + K, c, h, w, config.ch)
+        self.D = ProjectionDiscriminator(c, h, w, K, config.ch)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False).eval()
+        self.G_best = copy.deepcopy(self.G).requires_grad_(False).eval()
+        self._all_labels: Optional[torch.Tensor] = None
+        self._train_y: Optional[torch.Tensor] = None
+
+    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=(), labels=None):
+        """`gan`'s training with the labels (`labels`: (N,) integers in 0..K-1, one per training image)."""
+        if labels is None:
+            raise InvalidInputError(f"model {self.name!r} is class-conditional: fit(train, labels=y) needs the "
+                                    f"training labels of {self.info.name!r}")
+        from genbench.models.conditions import check_condition
+
+        self._all_labels = check_condition(labels, len(train), self.condition_classes,
+                                           f"model {self.name!r} (training labels)")
+        try:
+            return super().fit(train, budget=budget, seed=seed, device=device, callbacks=callbacks)
+        finally:
+            self._all_labels = self._train_y = None
+
+    def _split_labels(self, keep, device) -> None:
+        y = self._all_labels if keep is None else self._all_labels[keep]
+        self._train_y = y.to(device)
+
+    def _batch_labels(self, idx, n, gen):
+        y_fake = self._train_y[batch_indices(len(self._train_y), n, gen).to(self._train_y.device)]
+        return (None if idx is None else self._train_y[idx]), y_fake
+
+    def _eval_labels(self, start: int, n: int) -> torch.Tensor:
+        return (torch.arange(start, start + n) % int(self.info.num_classes)).to(self.device)
+
+    def _sample(self, n: int, generator: torch.Generator, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
+        G = self.G_best if self.config.checkpoint == "best" else self.G_ema
+        G.eval()
+        z = torch.randn(n, self.config.z_dim, generator=generator)
+        y = condition if condition is not None else torch.randint(0, int(self.info.num_classes), (n,), generator=generator)
+        with autocast(self.device, self.config.mixed_precision):
+            out = self._generate(G, z.to(self.device), y.long().to(self.device))
+        return torch.round(self._to_data(out.float()).clamp(0, 1) * 255) / 255

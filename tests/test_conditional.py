@@ -250,7 +250,8 @@ def test_oracle_intra_fd_near_real_vs_real_and_ignoring_the_condition_gets_chanc
     from genbench.pipeline.scorers import _subset_index
 
     # (1) 2000 samples drawn from test images outside the reference subset: intra-class FD near real vs real
-    summary, rows, _ = _run(tmp_path / "b", overrides='{ pool = "outside-reference" }')
+    metrics = ("conditional_accuracy", "intra_fd", "fd", "intra_recall_coverage", "prdc")
+    summary, rows, _ = _run(tmp_path / "b", overrides='{ pool = "outside-reference" }', metrics=metrics)
     assert not summary.failed, summary.failed
     got = rows["intra_fd"]["value"]
     test = get_dataset("fashion-mnist").load("test")
@@ -266,13 +267,25 @@ def test_oracle_intra_fd_near_real_vs_real_and_ignoring_the_condition_gets_chanc
     extra = json.loads(rows["intra_fd"]["extra"]) if isinstance(rows["intra_fd"]["extra"], str) else rows["intra_fd"]["extra"]
     assert len(extra["per_class"]) == 10
     assert rows["conditional_accuracy"]["value"] > 0.88  # real images of the class asked for
+    # per-class recall / coverage of real images of the class asked for: the independent real-vs-real values
+    from genbench.metrics.conditional import intra_class_recall_coverage
+
+    rc = intra_class_recall_coverage(clf.extract(test.x[ref]), test.y[ref], clf.extract(test.x[other]), test.y[other])
+    for key in ("recall", "coverage"):
+        assert abs(rows[f"intra_{key}"]["value"] - rc[key]) < 0.05, (key, rows[f"intra_{key}"]["value"], rc[key])
 
     # (2) a model ignoring its condition: about 1/K (sd 0.0067 at n = 2000), and a far worse intra-class FD
-    summary, rows_ign, _ = _run(tmp_path / "c", overrides="{ ignore_condition = true }")
+    summary, rows_ign, _ = _run(tmp_path / "c", overrides="{ ignore_condition = true }", metrics=metrics)
     assert not summary.failed, summary.failed
     assert 0.08 < rows_ign["conditional_accuracy"]["value"] < 0.12
     assert rows_ign["intra_fd"]["value"] > 5 * got
     assert rows_ign["fd"]["value"] < 3 * rows["fd"]["value"] + 1.0  # the unconditional FD does not see it
+    # nor do the unconditional recall and coverage; within each class coverage collapses. (Recall does not: the
+    # samples asked for class c are spread over all classes, so their k-NN balls are wide and reach the real items
+    # of class c -- improved recall's known inflation by spread-out samples; coverage uses the real radii.)
+    for key in ("recall", "coverage"):
+        assert rows_ign[key]["value"] > rows[key]["value"] - 0.05
+    assert rows_ign["intra_coverage"]["value"] < 0.6 * rows["intra_coverage"]["value"]  # measured 0.49 vs 0.98
 
 
 def test_a_model_declaring_another_class_count_fails_its_job_clearly(tmp_path, oracle):

@@ -24,6 +24,10 @@ def add_parser(sub) -> None:
                    "(default: the samples file's name)")
     p.add_argument("--extractor", metavar="X", help="feature extractor instead of the protocol's (changes the protocol)")
     p.add_argument("--metrics", metavar="A,B", help="metrics instead of the protocol's (genbench list metrics)")
+    p.add_argument("--class-folders", action="store_true",
+                   help="conditional samples laid out as PATH/<class>/*.png, one subfolder per class label 0..K-1: "
+                   "each image is scored as generated for its folder's class (adds conditional_accuracy, intra_fd, "
+                   "intra_recall_coverage, cas); an .npz gives the labels as 'y' instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device for feature extraction")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -36,7 +40,8 @@ def run(args) -> int:
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate_samples(args.samples, args.dataset, out=args.out, name=args.name, extractor=args.extractor,
-                              metrics=metrics, seed=args.seed, device=str(resolve_device(args.device, flag="--device")), quiet=args.quiet)
+                              metrics=metrics, seed=args.seed, device=str(resolve_device(args.device, flag="--device")), quiet=args.quiet,
+                              class_folders=args.class_folders)
     sys.stdout.write(format_eval(result))
     if args.out is None:
         from genbench.eval_rank import placement_lines

@@ -9,6 +9,12 @@
     (values in [0, 255] or [-1, 1] are rejected with the rescaling to apply).
   Channels-last (N, H, W, C) with C in {1, 3} and H, W > 4 is transposed to (N, C, H, W).
 - Anything else (.txt, .text, no suffix...): UTF-8 text -> TextSplit (vocabulary = its characters).
+- `class_folders=True` (conditional samples, `genbench eval --class-folders`): a folder with one subfolder per
+  class, named by its label 0..K-1 (DIR/0/*.png, DIR/1/*.png, ...), images directly in each; the folder's label
+  becomes each image's `y`. Items are ordered round-robin over the classes (the first image of every class,
+  then the second, ... ; files sorted by name within a class), so the first n items stay balanced. Images
+  directly in DIR or deeper down, a subfolder not named by a label 0..K-1, two folders for one label and an
+  empty class folder are refused, naming the path.
 The result is a DataSplit / TextSplit with split="user"; `min_items` (default 2) is checked.
 """
 
@@ -30,15 +36,22 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 
 
 def load_user_data(path, *, min_items: int = 2, modality: Optional[str] = None, expect_shape: Optional[tuple] = None,
-                   name: Optional[str] = None):
+                   name: Optional[str] = None, class_folders: bool = False, num_classes: Optional[int] = None):
     """Load and validate user data. `modality` ("image" | "points" | "text") and `expect_shape` (shape of one
     item, e.g. (1, 28, 28)) are optional extra checks, e.g. that samples match the dataset they are scored
-    against."""
+    against. `class_folders`: a folder per class (module docstring), labels 0..`num_classes`-1."""
     p = Path(path).expanduser()
     if not p.exists():
         raise InvalidInputError(f"user data {p} does not exist")
     name = name or f"user:{p.name}"
-    if p.is_dir():
+    if class_folders:
+        if not p.is_dir():
+            raise InvalidInputError(f"{p}: class folders need a folder laid out as {p.name}/<class>/*.png (one "
+                                    "subfolder per class label); for an .npz give the labels as 'y' instead")
+        if not num_classes:
+            raise InvalidInputError(f"{p}: class folders need a dataset with class labels to condition on")
+        out = _load_class_folders(p, name, int(num_classes))
+    elif p.is_dir():
         out = _load_image_folder(p, name)
     elif p.suffix.lower() in ARRAY_SUFFIXES:
         out = _load_array(p, name)
@@ -63,12 +76,62 @@ def _image_info(name: str, shape: tuple) -> DatasetInfo:
 
 
 def _load_image_folder(d: Path, name: str) -> DataSplit:
-    from PIL import Image, UnidentifiedImageError
-
     files = sorted((f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda f: f.relative_to(d).as_posix())
     if not files:
         raise InvalidInputError(f"{d}: no .png/.jpg/.jpeg images found (searched recursively)")
+    x, mode = _read_images(files)
+    return DataSplit(x, None, _image_info(name, x.shape[1:]), "user", source=f"user:{d}",
+                     meta={"variant": "image-folder", "files": len(files), "mode": mode})
+
+
+def _images_in(d: Path) -> list:
+    return sorted((f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), key=lambda f: f.name)
+
+
+def _load_class_folders(d: Path, name: str, num_classes: int) -> DataSplit:
+    """DIR/<label>/*.png -> images with labels (module docstring)."""
+    K = int(num_classes)
+    layout = f"lay the samples out as {d}/<class>/*.png with <class> a label 0..{K - 1}"
+    loose = _images_in(d)
+    if loose:
+        raise InvalidInputError(f"{loose[0]}: an image directly in the samples folder; with class folders every "
+                                f"image goes in the folder of its class ({layout})")
+    subs = sorted((s for s in d.iterdir() if s.is_dir()), key=lambda s: s.name)
+    if not subs:
+        raise InvalidInputError(f"{d}: no class subfolders; {layout}")
+    by_label: dict = {}
+    for s in subs:
+        if not (s.name.isascii() and s.name.isdigit()) or int(s.name) >= K:
+            raise InvalidInputError(f"{s}: folder name {s.name!r} is not a class label of the dataset (0..{K - 1}); "
+                                    f"{layout}")
+        c = int(s.name)
+        if c in by_label:
+            raise InvalidInputError(f"{s} and {by_label[c][0]}: two folders for class {c}; merge them")
+        deeper = next((f for f in s.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                       and f.parent != s), None)
+        if deeper is not None:
+            raise InvalidInputError(f"{deeper}: an image below a class folder's subfolder; put each class's images "
+                                    f"directly in {d}/<class>/")
+        files = _images_in(s)
+        if not files:
+            raise InvalidInputError(f"{s}: class folder with no .png/.jpg/.jpeg images; remove it to score the "
+                                    "other classes")
+        by_label[c] = (s, files)
+    order = []  # round-robin over the classes: the first n items stay balanced
+    for j in range(max(len(f) for _, f in by_label.values())):
+        order += [(c, fs[j]) for c, (_, fs) in sorted(by_label.items()) if j < len(fs)]
+    x, mode = _read_images([f for _, f in order])
+    y = torch.tensor([c for c, _ in order], dtype=torch.int64)
+    return DataSplit(x, y, _image_info(name, x.shape[1:]), "user", source=f"user:{d}",
+                     meta={"variant": "class-folders", "files": len(order), "mode": mode,
+                           "per_class": {str(c): len(fs) for c, (_, fs) in sorted(by_label.items())}})
+
+
+def _read_images(files: list) -> tuple:
+    """Decode `files` (one size) into a float32 (N, C, H, W) tensor k/255, and the mode ("L" or "RGB")."""
+    from PIL import Image, UnidentifiedImageError
+
     imgs, size0, gray = [], None, True
     for f in files:
         try:
@@ -89,8 +152,7 @@ def _load_image_folder(d: Path, name: str) -> DataSplit:
     x = torch.from_numpy(arr)
     x = x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2)
     x = x.contiguous().to(torch.float32).div_(255.0)
-    return DataSplit(x, None, _image_info(name, x.shape[1:]), "user", source=f"user:{d}",
-                     meta={"variant": "image-folder", "files": len(files), "mode": mode})
+    return x, mode
 
 
 def _pick_array(p: Path):
