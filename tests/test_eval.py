@@ -189,7 +189,7 @@ def make(info):
 
 
 def test_check_refuses_baseline_factories_without_trust_baseline(files, baseline, tmp_path, capsys, monkeypatch):
-    from genbench.evaluate import baseline_suite
+    from genbench.check import baseline_suite
 
     # a shared baseline whose stored suite names a module that runs code when imported
     marker = tmp_path / "imported.txt"

@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from genbench.evaluate import run_check
+    from genbench.check import run_check
 
     res = run_check(args.baseline, tolerances=args.tolerances, junit=args.junit, out=args.out, suite=args.suite,
                     device=args.device, quiet=not args.verbose, timing=not args.no_timing, alpha=args.alpha,
