@@ -19,7 +19,9 @@ from genbench.registry import Registry
 MODELS: Registry[type] = Registry("model")
 BUILTIN_FAMILIES: list[str] = [  # modules registering the built-in models (@register_model)
     "reference_models.gan",
+    "reference_models.cgan",
     "reference_models.vae",
+    "reference_models.cvae",
     "reference_models.baselines",
     "reference_models.diffusion",
     "reference_models.cfg_diffusion",
