@@ -233,6 +233,27 @@ def test_cyclegan_save_load_translates_identically_and_seeds_repeat(tmp_path):
         p.numel() for mod in m.modules().values() for p in mod.parameters())  # generators only
 
 
+def test_cyclegan_generator_variants_keep_the_shape_and_refuse_indivisible_sides():
+    import dataclasses
+
+    from reference_models.cyclegan import ResnetGenerator
+
+    x = torch.rand(2, 3, 28, 28)
+    n_params = {}
+    for n_down in (0, 1, 2):
+        for skips in (False, True):
+            g = ResnetGenerator(3, 4, 1, n_down, skips)
+            with torch.no_grad():
+                y = g(x)
+            assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+            n_params[(n_down, skips)] = sum(p.numel() for p in g.parameters())
+    # skips add the 1x1 mixing convs (one per upsampling), nothing without upsamplings
+    assert n_params[(0, True)] == n_params[(0, False)] and n_params[(1, True)] > n_params[(1, False)]
+    bad = dataclasses.replace(get_dataset(DS).info, shape=(3, 30, 30))
+    with pytest.raises(InvalidInputError, match="n_down=2 needs image sides divisible by 4, got 30x30"):
+        create_model("cyclegan", bad, "smoke", {"n_down": 2})
+
+
 def test_bad_input_is_refused_clearly():
     ds = get_dataset(DS)
     m = create_model("identity", ds.info, "smoke")
