@@ -8,9 +8,11 @@
 
 LSGAN: mean squared error to the target label (config.loss "lsgan"; "ns": the non-saturating log loss).
 The image buffer (Shrivastava et al. 2017) keeps `buffer_size` earlier fakes; each fake shown to a discriminator is,
-with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, two
-stride-2 downsamplings, `n_res` residual blocks, two upsamplings, 7x7 conv, instance norm, sigmoid output in
-[0, 1]); discriminators: a 3-layer PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
+with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, `n_down`
+stride-2 downsamplings, `n_res` residual blocks, `n_down` upsamplings, 7x7 conv, instance norm, sigmoid output in
+[0, 1]; with `skips`, U-Net skips: `ResnetGenerator`); quick uses one downsampling with skips (it keeps the digits
+far better in 1000 steps: docs/translation.md), standard the paper's two without. Discriminators: a 3-layer
+PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
 the last `1 - lr_decay_start` of the steps. All randomness comes from `fit(seed=)` (batches, buffer, init).
 """
 
