@@ -37,14 +37,22 @@ def run(budget: str, seeds: list, run_dir: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _ci(r, percent: bool = False) -> str:
+    lo, hi = r.get("ci_low"), r.get("ci_high")
+    if lo is None or hi is None or lo != lo or hi != hi:  # no interval (n_bootstrap 0) or NaN from the frame
+        return ""
+    return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if percent else f" [{lo:.1f}, {hi:.1f}]"
+
+
 def table(run_dir: Path, seeds: list) -> tuple[str, int]:
     from genbench.store import ResultsStore
 
     with ResultsStore(run_dir) as store:
         f = store.metrics_frame()
-    v = {(r["model"], int(r["seed"]), r["metric"]): float(r["value"]) for r in f.to_dict("records") if r["variant"] == ""}
-    lines = ["| seed | direction | cyclegan FD | colour-transfer FD | identity FD | cyclegan content | oracle content | "
-             "content / oracle | bar met |", "|---|---|---|---|---|---|---|---|---|"]
+    rec = {(r["model"], int(r["seed"]), r["metric"]): r for r in f.to_dict("records") if r["variant"] == ""}
+    v = {k: float(r["value"]) for k, r in rec.items()}
+    lines = ["| seed | direction | cyclegan FD [95% CI] | colour-transfer FD | identity FD | cyclegan content [95% CI] | "
+             "oracle content | content / oracle | cyclegan cycle L1 | bar met |", "|---|---|---|---|---|---|---|---|---|---|"]
     seeds_ok = 0
     for s in seeds:
         ok_all = True
@@ -53,8 +61,10 @@ def table(run_dir: Path, seeds: list) -> tuple[str, int]:
             c, o = v[("cyclegan", s, f"content_kept_{d}")], v[("paired-oracle", s, f"content_kept_{d}")]
             ok = fd["cyclegan"] < fd["colour-transfer"] and fd["cyclegan"] < fd["identity"] and c >= 0.9 * o
             ok_all &= ok
-            lines.append(f"| {s} | {d} | {fd['cyclegan']:.1f} | {fd['colour-transfer']:.1f} | {fd['identity']:.1f} | "
-                         f"{100 * c:.1f}% | {100 * o:.1f}% | {c / o:.2f} | {'yes' if ok else 'no'} |")
+            lines.append(f"| {s} | {d} | {fd['cyclegan']:.1f}{_ci(rec[('cyclegan', s, f'fd_{d}')])} | "
+                         f"{fd['colour-transfer']:.1f} | {fd['identity']:.1f} | "
+                         f"{100 * c:.1f}%{_ci(rec[('cyclegan', s, f'content_kept_{d}')], True)} | {100 * o:.1f}% | "
+                         f"{c / o:.2f} | {v[('cyclegan', s, f'cycle_l1_{d}')]:.3f} | {'yes' if ok else 'no'} |")
         seeds_ok += int(ok_all)
     return "\n".join(lines), seeds_ok
 

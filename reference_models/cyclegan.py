@@ -8,9 +8,11 @@
 
 LSGAN: mean squared error to the target label (config.loss "lsgan"; "ns": the non-saturating log loss).
 The image buffer (Shrivastava et al. 2017) keeps `buffer_size` earlier fakes; each fake shown to a discriminator is,
-with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, two
-stride-2 downsamplings, `n_res` residual blocks, two upsamplings, 7x7 conv, instance norm, sigmoid output in
-[0, 1]); discriminators: a 3-layer PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
+with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, `n_down`
+stride-2 downsamplings, `n_res` residual blocks, `n_down` upsamplings, 7x7 conv, instance norm, sigmoid output in
+[0, 1]; with `skips`, U-Net skips: `ResnetGenerator`); quick uses one downsampling with skips (it keeps the digits
+far better in 1000 steps: docs/translation.md), standard the paper's two without. Discriminators: a 3-layer
+PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
 the last `1 - lr_decay_start` of the steps. All randomness comes from `fit(seed=)` (batches, buffer, init).
 """
 
@@ -36,12 +38,14 @@ LOSSES = ("lsgan", "ns")
 class CycleGANConfig(ModelConfig):
     steps: int = 1000
     batch_size: int = 8
-    lr: float = 2e-4
+    lr: float = 5e-4  # quick: 1000 steps only (the paper's 2e-4 is the standard config's)
     beta1: float = 0.5
     lr_decay_start: float = 0.5
     loss: str = "lsgan"
     ch: int = 8  # generator base channels (x2 per downsampling)
     n_res: int = 2  # generator residual blocks
+    n_down: int = 1  # generator stride-2 downsamplings (residual blocks at 1/2**n_down of the image side)
+    skips: bool = True  # generator U-Net skips (encoder features concatenated into the decoder)
     d_ch: int = 16  # discriminator base channels
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
@@ -54,7 +58,7 @@ class CycleGANConfig(ModelConfig):
         if budget == "smoke":
             return cls(steps=4, batch_size=4, ch=8, n_res=1, d_ch=8, log_every=1)
         if budget == "standard":
-            return cls(steps=20000, batch_size=32, ch=32, n_res=6, d_ch=64)
+            return cls(steps=20000, batch_size=32, lr=2e-4, ch=32, n_res=6, n_down=2, skips=False, d_ch=64)
         return cls()
 
 
@@ -73,22 +77,39 @@ class ResBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    def __init__(self, channels: int, ch: int, n_res: int):
-        super().__init__()
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ch, 7), _norm(ch), nn.ReLU(True),
-                  nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1), _norm(2 * ch), nn.ReLU(True),
-                  nn.Conv2d(2 * ch, 4 * ch, 3, stride=2, padding=1), _norm(4 * ch), nn.ReLU(True)]
-        layers += [ResBlock(4 * ch) for _ in range(n_res)]
-        layers += [nn.ConvTranspose2d(4 * ch, 2 * ch, 3, stride=2, padding=1, output_padding=1), _norm(2 * ch),
-                   nn.ReLU(True),
-                   nn.ConvTranspose2d(2 * ch, ch, 3, stride=2, padding=1, output_padding=1), _norm(ch), nn.ReLU(True),
-                   nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7)]
-        self.net = nn.Sequential(*layers)
+    """7x7 conv, `n_down` stride-2 downsamplings, `n_res` residual blocks, `n_down` upsamplings, 7x7 conv. With
+    `skips`, each upsampling's output is concatenated with the encoder's features at that resolution (U-Net skips,
+    the pix2pix/CycleGAN "unet" generator's idea) and mixed back by a 1x1 conv, so fine spatial detail (the digit's
+    strokes) need not pass through the bottleneck."""
 
-    def forward(self, x):  # x in [0, 1]; sizes divisible by 4 come back the same size
-        h, w = x.shape[-2:]
-        y = self.net(x * 2.0 - 1.0)
-        return torch.sigmoid(y[..., :h, :w])
+    def __init__(self, channels: int, ch: int, n_res: int, n_down: int = 2, skips: bool = False):
+        super().__init__()
+        self.skips = bool(skips)
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(channels, ch, 7), _norm(ch), nn.ReLU(True))
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ch * 2 ** i, ch * 2 ** (i + 1), 3, stride=2, padding=1), _norm(ch * 2 ** (i + 1)),
+                          nn.ReLU(True)) for i in range(n_down))
+        self.res = nn.Sequential(*[ResBlock(ch * 2 ** n_down) for _ in range(n_res)])
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(ch * 2 ** (i + 1), ch * 2 ** i, 3, stride=2, padding=1, output_padding=1),
+                          _norm(ch * 2 ** i), nn.ReLU(True)) for i in reversed(range(n_down)))
+        self.mix = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ch * 2 ** (i + 1), ch * 2 ** i, 1), _norm(ch * 2 ** i), nn.ReLU(True))
+            for i in reversed(range(n_down))) if self.skips else None
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7))
+
+    def forward(self, x):  # x in [0, 1]; sides divisible by 2**n_down come back the same size
+        h = self.stem(x * 2.0 - 1.0)
+        feats = []
+        for down in self.down:
+            feats.append(h)
+            h = down(h)
+        h = self.res(h)
+        for j, up in enumerate(self.up):
+            h = up(h)
+            if self.skips:
+                h = self.mix[j](torch.cat([h, feats[-1 - j]], 1))
+        return torch.sigmoid(self.head(h))
 
 
 class PatchDiscriminator(nn.Module):
@@ -147,10 +168,12 @@ class CycleGAN(TranslationModel):
         if config.loss not in LOSSES:
             raise InvalidInputError(f"cyclegan: loss {config.loss!r} is not one of {LOSSES}")
         c, h, w = (int(s) for s in info.shape)
-        if h % 4 or w % 4:
-            raise InvalidInputError(f"cyclegan needs image sides divisible by 4, got {h}x{w}")
-        self.G = ResnetGenerator(c, config.ch, config.n_res)  # a -> b
-        self.F = ResnetGenerator(c, config.ch, config.n_res)  # b -> a
+        k = 2 ** int(config.n_down)
+        if h % k or w % k:
+            raise InvalidInputError(f"cyclegan with n_down={config.n_down} needs image sides divisible by {k}, "
+                                    f"got {h}x{w}")
+        self.G = ResnetGenerator(c, config.ch, config.n_res, config.n_down, config.skips)  # a -> b
+        self.F = ResnetGenerator(c, config.ch, config.n_res, config.n_down, config.skips)  # b -> a
         self.D_a = PatchDiscriminator(c, config.d_ch)
         self.D_b = PatchDiscriminator(c, config.d_ch)
 

@@ -26,7 +26,7 @@ name = "i2i-test"
 budget = "smoke"
 device = "cpu"
 seeds = [0]
-n_bootstrap = 0
+n_bootstrap = {nb}
 [speed]
 batch_size = 8
 repeats = 1
@@ -40,12 +40,12 @@ metrics = ["i2i_fd", "content_kept", "cycle_l1", "i2i_coverage"]
 """
 
 
-def _run(tmp_path, models, n=300):
+def _run(tmp_path, models, n=300, nb=0):
     from genbench.runner import Runner
     from genbench.store import ResultsStore
     from genbench.suite import parse_suite
 
-    text = SUITE.format(n=n, models="\n".join(f"[models.{m}]" for m in models))
+    text = SUITE.format(n=n, nb=nb, models="\n".join(f"[models.{m}]" for m in models))
     suite = parse_suite(tomllib.loads(text), source="i2i-test.toml")
     out = tmp_path / "run"
     summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
@@ -90,17 +90,94 @@ def test_metric_definitions_against_direct_counts():
     assert cycle_l1(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(want, rel=1e-12)
 
 
+def _scores(n, rng, direction="a2b", n_bootstrap=200, **kw):
+    from genbench.metrics.translation import TranslationScores
+
+    src = torch.from_numpy(rng.random((n, 3, 4, 4)))
+    probs = torch.from_numpy(rng.random((n, 10)))
+    defaults = dict(source=src, source_labels=torch.from_numpy(rng.integers(0, 10, n)),
+                    cycled=(src + torch.from_numpy(rng.normal(0, 0.1, src.shape))).clamp(0, 1),
+                    fake_features=torch.from_numpy(rng.normal(0.3, 1, (n, 8))),
+                    fake_probs=probs, real_features=torch.from_numpy(rng.normal(0, 1, (2 * n, 8))))
+    defaults.update(kw)
+    return TranslationScores(direction, classifier={"id": "c", "test_accuracy": 0.9}, num_classes=10,
+                             n_bootstrap=n_bootstrap, **defaults)
+
+
+def _by_name(results):
+    return {r.name: r for r in results}
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_repeat():
+    from genbench.metrics.translation import compute, cycle_l1, item_mean_ci
+
+    s = _scores(300, np.random.default_rng(1))
+    res = _by_name(compute(["i2i_fd", "content_kept", "cycle_l1"], s))
+    for name in ("fd_a2b", "content_kept_a2b", "cycle_l1_a2b"):
+        r = res[name]
+        assert r.ci_low < r.value < r.ci_high, (name, r.ci_low, r.value, r.ci_high)
+        assert r.protocol["n_bootstrap"] == 200 and r.protocol["bootstrap_alpha"] == 0.05
+    again = _by_name(compute(["i2i_fd", "content_kept", "cycle_l1"], s))
+    assert all((again[k].ci_low, again[k].ci_high) == (res[k].ci_low, res[k].ci_high) for k in res)  # seeded
+    # independent reference for the item bootstrap: resample the per-image L1s with numpy, same estimator
+    items = (s.source - s.cycled).abs().flatten(1).mean(1).numpy()
+    assert items.mean() == pytest.approx(cycle_l1(s.source, s.cycled), rel=1e-12)
+    reps = np.array([items[np.random.default_rng(k).integers(0, len(items), len(items))].mean() for k in range(4000)])
+    lo, hi = np.quantile(reps, [0.025, 0.975]) - (reps.mean() - items.mean())
+    ci = item_mean_ci(torch.from_numpy(items), 4000, seed=0)
+    assert ci["ci_low"] == pytest.approx(lo, abs=0.15 * (hi - lo)) and ci["ci_high"] == pytest.approx(
+        hi, abs=0.15 * (hi - lo))
+    # no bootstrap asked: no interval
+    plain = _by_name(compute(["i2i_fd", "content_kept", "cycle_l1"],
+                             _scores(50, np.random.default_rng(1), n_bootstrap=0)))
+    assert all(r.ci_low is None and r.ci_high is None and "n_bootstrap" not in r.protocol for r in plain.values())
+
+
+@pytest.mark.filterwarnings("ignore:.*singular")  # constant features: zero covariances, on purpose
+def test_bootstrap_interval_is_zero_width_for_a_deterministic_case():
+    from genbench.metrics.translation import compute
+
+    rng = np.random.default_rng(2)
+    n = 100
+    labels = torch.from_numpy(rng.integers(0, 10, n))
+    s = _scores(n, rng, source_labels=labels, fake_probs=torch.nn.functional.one_hot(labels, 10).double(),
+                real_features=torch.ones(200, 8), fake_features=torch.zeros(n, 8))
+    s.cycled = s.source.clone()  # identity: every item's cycle error is 0
+    res = _by_name(compute(["i2i_fd", "content_kept", "cycle_l1"], s))
+    assert res["content_kept_a2b"].value == 1.0 and res["cycle_l1_a2b"].value == 0.0
+    assert res["fd_a2b"].value == pytest.approx(8.0)  # |mu_r - mu_f|^2, both covariances 0
+    for r in res.values():  # every replicate is the same number: the interval is the point
+        assert r.ci_low == pytest.approx(r.value, abs=1e-9) and r.ci_high == pytest.approx(r.value, abs=1e-9)
+
+
+def test_bootstrap_interval_shrinks_with_n():
+    from genbench.metrics.translation import compute
+
+    width = {}
+    for n in (100, 1600):
+        res = _by_name(compute(["i2i_fd", "content_kept", "cycle_l1"], _scores(n, np.random.default_rng(3))))
+        width[n] = {k: r.ci_high - r.ci_low for k, r in res.items()}
+    for k in width[100]:  # ~1/sqrt(n): 16x the items, about a quarter of the width
+        assert width[1600][k] < 0.5 * width[100][k], (k, width)
+
+
 def test_identity_and_oracle_bound_the_scores(tmp_path):
     from genbench.features import get_extractor
     from genbench.metrics.frechet import frechet_distance_features
     from genbench.pipeline.translation_job import heldout_indices
 
     n = 300
-    summary, rows = _run(tmp_path, ["identity", "paired-oracle"], n=n)
+    summary, rows = _run(tmp_path, ["identity", "paired-oracle"], n=n, nb=20)
     assert not summary.failed, summary.failed
     v = lambda m, k: rows[(m, k)]["value"]  # noqa: E731
     for d in ("a2b", "b2a"):
         assert v("identity", f"cycle_l1_{d}") == 0.0 and v("paired-oracle", f"cycle_l1_{d}") == 0.0
+        # the suite's n_bootstrap reaches the scores: identity's cycle error is 0 on every item (a zero-width
+        # interval), the others' intervals hold their estimate
+        assert rows[("identity", f"cycle_l1_{d}")]["ci_low"] == rows[("identity", f"cycle_l1_{d}")]["ci_high"] == 0.0
+        for m, k in (("paired-oracle", f"fd_{d}"), ("identity", f"fd_{d}"), ("paired-oracle", f"content_kept_{d}")):
+            r = rows[(m, k)]
+            assert r["ci_low"] < r["value"] < r["ci_high"] and json.loads(r["protocol"])["n_bootstrap"] == 20, (m, k, r)
         assert v("identity", f"fd_{d}") > 20 * v("paired-oracle", f"fd_{d}")  # no realism in the target domain
     te, tr = get_dataset(DS).load("test"), get_dataset(DS).load("train")
     for d, src, tgt, dom in (("a2b", "a", "b", "mnist-colour"), ("b2a", "b", "a", "mnist-grey")):
@@ -156,6 +233,27 @@ def test_cyclegan_save_load_translates_identically_and_seeds_repeat(tmp_path):
         p.numel() for mod in m.modules().values() for p in mod.parameters())  # generators only
 
 
+def test_cyclegan_generator_variants_keep_the_shape_and_refuse_indivisible_sides():
+    import dataclasses
+
+    from reference_models.cyclegan import ResnetGenerator
+
+    x = torch.rand(2, 3, 28, 28)
+    n_params = {}
+    for n_down in (0, 1, 2):
+        for skips in (False, True):
+            g = ResnetGenerator(3, 4, 1, n_down, skips)
+            with torch.no_grad():
+                y = g(x)
+            assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+            n_params[(n_down, skips)] = sum(p.numel() for p in g.parameters())
+    # skips add the 1x1 mixing convs (one per upsampling), nothing without upsamplings
+    assert n_params[(0, True)] == n_params[(0, False)] and n_params[(1, True)] > n_params[(1, False)]
+    bad = dataclasses.replace(get_dataset(DS).info, shape=(3, 30, 30))
+    with pytest.raises(InvalidInputError, match="n_down=2 needs image sides divisible by 4, got 30x30"):
+        create_model("cyclegan", bad, "smoke", {"n_down": 2})
+
+
 def test_bad_input_is_refused_clearly():
     ds = get_dataset(DS)
     m = create_model("identity", ds.info, "smoke")
@@ -169,10 +267,10 @@ def test_bad_input_is_refused_clearly():
         create_model("paired-oracle", ds.info, "smoke").translate(torch.rand(2, 3, 28, 28), "a2b")
     from genbench.suite import SuiteError, parse_suite
 
-    bad = SUITE.format(n=100, models="[models.identity]").replace('"target-classifier"', '"classifier:mnist"')
+    bad = SUITE.format(n=100, nb=0, models="[models.identity]").replace('"target-classifier"', '"classifier:mnist"')
     with pytest.raises(SuiteError, match="target-classifier"):
         parse_suite(tomllib.loads(bad))
-    wrong_model = SUITE.format(n=100, models="[models.gan]")
+    wrong_model = SUITE.format(n=100, nb=0, models="[models.gan]")
     with pytest.raises(SuiteError, match="translation"):
         parse_suite(tomllib.loads(wrong_model))
 

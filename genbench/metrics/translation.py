@@ -11,6 +11,12 @@ domain a images translated to domain b, "b2a" back), on the paired held-out spli
 - `cycle_l1_<d>` (lower): mean absolute pixel difference |x - back(forth(x))| in [0, 1] units (no LPIPS).
 - `classes_covered_<d>` (higher): classes of the target classifier's labels among the translations (of 10).
 
+Uncertainty: with `n_bootstrap` > 0 (the suite's), FD, content kept and cycle L1 carry a 95% (1 - `bootstrap_alpha`)
+bias-corrected percentile bootstrap interval (`genbench.metrics.bootstrap.bootstrap_ci`, the method of the other
+tracks' FD/KID, seeded, `n_bootstrap` replicates): FD resamples the rows of both feature sets (translations and
+reference) like the unconditional FD; content kept and cycle L1 are means over the held-out items, so a replicate
+resamples the items (`item_mean_ci`). Both are clipped to the metric's range (FD >= 0, shares in [0, 1], L1 >= 0).
+
 `TranslationScores` holds one direction's inputs; the functions below are the definitions, each tested against an
 independent computation (tests/test_translation.py).
 """
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from genbench.metrics.base import MetricResult
+from genbench.metrics.bootstrap import bootstrap_ci
 from genbench.metrics.frechet import frechet_distance_features
 from genbench.metrics.kid import kid
 from genbench.metrics.modes import class_coverage
@@ -34,18 +41,39 @@ TRANSLATION_METRICS = ("i2i_fd", "i2i_kid", "content_kept", "cycle_l1", "i2i_cov
 
 def content_kept(target_probs: torch.Tensor, source_labels: torch.Tensor) -> float:
     """Share of translations whose target-classifier argmax equals the source image's label."""
+    return float(content_kept_items(target_probs, source_labels).mean())
+
+
+def content_kept_items(target_probs: torch.Tensor, source_labels: torch.Tensor) -> torch.Tensor:
+    """Per translation: 1.0 where the target-classifier argmax equals the source label, else 0.0 (float64, (n,))."""
     pred = torch.as_tensor(target_probs).argmax(1).cpu()
     y = torch.as_tensor(source_labels).long().cpu()
     if pred.shape != y.shape:
         raise ValueError(f"content_kept: {tuple(pred.shape)} predictions for {tuple(y.shape)} labels")
-    return float((pred == y).double().mean())
+    return (pred == y).double()
 
 
 def cycle_l1(x: torch.Tensor, x_cycled: torch.Tensor) -> float:
     """Mean |x - x_cycled| over every pixel and channel (images in [0, 1])."""
+    return float(cycle_l1_items(x, x_cycled).mean())
+
+
+def cycle_l1_items(x: torch.Tensor, x_cycled: torch.Tensor) -> torch.Tensor:
+    """Per image: mean |x - x_cycled| over its pixels and channels (float64, (n,)); every image has as many pixels,
+    so their mean is `cycle_l1`."""
     if x.shape != x_cycled.shape:
         raise ValueError(f"cycle_l1: shapes {tuple(x.shape)} and {tuple(x_cycled.shape)} differ")
-    return float((x.double() - x_cycled.double()).abs().mean())
+    return (x.double() - x_cycled.double()).abs().flatten(1).mean(1).cpu()
+
+
+def item_mean_ci(values: torch.Tensor, n_boot: int, seed: int = 0, alpha: float = 0.05,
+                 bounds: tuple | None = None) -> dict:
+    """Bootstrap interval of the mean of per-item values (content kept, cycle L1): `bootstrap_ci` (bias-corrected
+    percentile, seeded) where a replicate is the mean of n items drawn with replacement. bootstrap_ci resamples
+    two sets; here both are the items and only the second draw is used (the replicate is the mean of values[i_f])."""
+    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1).cpu()
+    return bootstrap_ci(lambda _r, f: float(f.mean()), v, v, n_boot, seed, alpha, device="cpu", bounds=bounds,
+                        indexed=lambda _ir, i_f: float(v[i_f].mean()))
 
 
 @dataclass
@@ -64,17 +92,38 @@ class TranslationScores:
     protocol: dict = field(default_factory=dict)  # dataset, domains, reference, n...
     kid_subsets: int = 100
     kid_subset_size: int = 1000
-    seed: int = 0
+    seed: int = 0  # KID's subsets and the bootstrap draws
+    n_bootstrap: int = 0  # 0: no confidence intervals; else bootstrap replicates for FD, content kept, cycle L1
+    bootstrap_alpha: float = 0.05
 
     def base(self, **more) -> dict:
         return {**self.protocol, "direction": self.direction, "classifier": self.classifier.get("id", ""),
                 "n_translated": int(len(self.source)), **more}
 
+    def boot_protocol(self) -> dict:
+        return {"n_bootstrap": self.n_bootstrap, "bootstrap_alpha": self.bootstrap_alpha, "bootstrap_seed": self.seed} \
+            if self.n_bootstrap > 0 else {}
+
 
 def _fd(s: TranslationScores) -> list[MetricResult]:
     v = frechet_distance_features(s.real_features, s.fake_features)
+    ci = {}
+    if s.n_bootstrap > 0:
+        import warnings
+
+        from genbench.metrics._util import MetricWarning
+        from genbench.metrics.frechet import CrossGramFD, fd_route
+
+        route = fd_route(int(s.real_features.shape[0]), int(s.fake_features.shape[0]), int(s.fake_features.shape[1]))
+        cross = CrossGramFD(s.real_features, s.fake_features, device="cpu") if route == "features" else None
+        with warnings.catch_warnings():  # the point estimate already warned about singular covariances
+            warnings.simplefilter("ignore", MetricWarning)
+            ci = bootstrap_ci(lambda r, f: frechet_distance_features(r, f, route=route), s.real_features,
+                              s.fake_features, s.n_bootstrap, s.seed, s.bootstrap_alpha, device="cpu",
+                              bounds=(0.0, None), indexed=cross.resampled if cross is not None else None)
     return [MetricResult(f"fd_{s.direction}", v, "", False, VERSION,
-                         s.base(n_reference=int(s.real_features.shape[0]), features="classifier 128-d (pre-ReLU)"))]
+                         s.base(n_reference=int(s.real_features.shape[0]), features="classifier 128-d (pre-ReLU)",
+                                **s.boot_protocol()), ci.get("ci_low"), ci.get("ci_high"))]
 
 
 def _kid(s: TranslationScores) -> list[MetricResult]:
@@ -85,16 +134,25 @@ def _kid(s: TranslationScores) -> list[MetricResult]:
                                 seed=s.seed), extra={"std": std})]
 
 
+def _item_ci(s: TranslationScores, items: torch.Tensor, bounds: tuple) -> dict:
+    return item_mean_ci(items, s.n_bootstrap, s.seed, s.bootstrap_alpha, bounds) if s.n_bootstrap > 0 else {}
+
+
 def _content(s: TranslationScores) -> list[MetricResult]:
-    v = content_kept(s.fake_probs, s.source_labels)
+    items = content_kept_items(s.fake_probs, s.source_labels)
+    ci = _item_ci(s, items, (0.0, 1.0))
     acc = s.classifier.get("test_accuracy")
-    return [MetricResult(f"content_kept_{s.direction}", v, "share", True, VERSION,
-                         s.base(classifier_accuracy=acc, definition="target classifier argmax == source label"))]
+    return [MetricResult(f"content_kept_{s.direction}", float(items.mean()), "share", True, VERSION,
+                         s.base(classifier_accuracy=acc, definition="target classifier argmax == source label",
+                                **s.boot_protocol()), ci.get("ci_low"), ci.get("ci_high"))]
 
 
 def _cycle(s: TranslationScores) -> list[MetricResult]:
-    return [MetricResult(f"cycle_l1_{s.direction}", cycle_l1(s.source, s.cycled), "", False, VERSION,
-                         s.base(definition="mean |x - back(forth(x))|, pixels in [0, 1]"))]
+    items = cycle_l1_items(s.source, s.cycled)
+    ci = _item_ci(s, items, (0.0, 1.0))
+    return [MetricResult(f"cycle_l1_{s.direction}", float(items.mean()), "", False, VERSION,
+                         s.base(definition="mean |x - back(forth(x))|, pixels in [0, 1]", **s.boot_protocol()),
+                         ci.get("ci_low"), ci.get("ci_high"))]
 
 
 def _coverage(s: TranslationScores) -> list[MetricResult]:

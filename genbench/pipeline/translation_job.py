@@ -8,7 +8,8 @@
      back (shape, finite) and translate it back; a model that returns the wrong shape, NaN/inf, or refuses the
      input fails the job with the reason (the run goes on);
   3. score both directions (genbench/metrics/translation.py) with the target domain's pinned classifier
-     (`classifier:<domain>`); the realism reference is the target domain's training images;
+     (`classifier:<domain>`); the realism reference is the target domain's training images; with the suite's
+     `n_bootstrap` > 0, FD, content kept and cycle L1 get bootstrap intervals (seed 0, like KID's subsets);
   4. time translation a2b (images/s at the suite's speed batch size, latency of one image), count parameters
      (generators only), record training time and peak memory; save before/after previews for the report.
 """
@@ -175,7 +176,9 @@ def run_translation_job(job, worker) -> JobResult:
         opts = spec.options or {}
         scores = TranslationScores(d, x, y, back, fake, probs, real, feature_protocol(ext), int(info.num_classes or 10),
                                    proto, kid_subsets=int(opts.get("kid_subsets", 100)),
-                                   kid_subset_size=int(opts.get("kid_subset_size", max(2, n // 2))), seed=0)
+                                   kid_subset_size=int(opts.get("kid_subset_size", max(2, n // 2))), seed=0,
+                                   n_bootstrap=int(job.n_bootstrap),
+                                   bootstrap_alpha=float(opts.get("bootstrap_alpha", 0.05)))
         rows += result_rows(compute(names, scores))
         show = torch.linspace(0, n - 1, min(PREVIEW_N, n)).round().long()  # spread over the (class-sorted) split
         previews.update({f"{d}_source": x[show], f"{d}_translated": fwd[show], f"{d}_cycled": back[show]})
