@@ -194,12 +194,20 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def keep_conditional_section(path: Path, text: str) -> str:
-    """`text` plus the conditional-generation section that benchmarks/bench_conditional.py keeps in the same file
-    between its markers (so rewriting these tables does not drop it)."""
-    begin, end = "<!-- conditional: written by benchmarks/bench_conditional.py -->", "<!-- /conditional -->"
+    """`text` plus the sections other benchmarks keep in the same file, so rewriting these tables drops neither:
+    the conditional-generation section of benchmarks/bench_conditional.py (between its markers) and the
+    image-to-image section of benchmarks/bench_translation.py (its heading to the next heading)."""
+    import re
+
     old = path.read_text() if path.exists() else ""
+    begin, end = "<!-- conditional: written by benchmarks/bench_conditional.py -->", "<!-- /conditional -->"
     i, j = old.find(begin), old.find(end)
-    return text if i < 0 or j < i else text.rstrip("\n") + "\n\n" + old[i:j + len(end)] + "\n"
+    if 0 <= i < j:
+        text = text.rstrip("\n") + "\n\n" + old[i:j + len(end)] + "\n"
+    m = re.search(r"^## Image-to-image translation \(issue #19\).*?(?=^## |\Z)", old, re.S | re.M)
+    if m:
+        text = text.rstrip("\n") + "\n\n" + m.group(0).rstrip("\n") + "\n"
+    return text
 
 
 def main(argv=None) -> int:
