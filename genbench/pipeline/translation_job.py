@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import io
-import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,8 +25,9 @@ import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.fileio import atomic_write_bytes, atomic_write_text
-from genbench.pipeline.jobs import JobFailure, JobResult, code_version, seed_everything, slug, stable_hash
+from genbench.fileio import atomic_write_bytes
+from genbench.pipeline.jobs import JobFailure, JobResult
+from genbench.pipeline.training import train_or_load
 
 PREVIEW_N = 16
 PREVIEW_KIND = "translation_preview"
@@ -79,10 +78,8 @@ def _save_preview(path: Path, previews: dict) -> None:
 
 def run_translation_job(job, worker) -> JobResult:
     from genbench.metrics.translation import DIRECTIONS, TRANSLATION_METRICS, TranslationScores, compute
-    from genbench.models import create_model, load_model
     from genbench.models.translation import TranslationModel, reverse
     from genbench.pipeline import speed as S
-    from genbench.pipeline.progress import TrainMonitor
     from genbench.pipeline.scoring import result_rows
 
     t_job = time.perf_counter()
@@ -95,62 +92,21 @@ def run_translation_job(job, worker) -> JobResult:
     if not getattr(test, "paired", False):
         raise JobFailure(f"{spec.name}: the reference split {spec.reference!r} is not paired; translation is scored "
                          "on the paired held-out split (reference = 'test')")
-    if mspec.factory:
-        from genbench.models import register_external
+    def check(model):
+        if not isinstance(model, TranslationModel):
+            raise JobFailure(f"model {mspec.name!r} is not a translation model (a genbench.models.translation."
+                             "TranslationModel with translate(x, direction))")
 
-        register_external(mspec.name, mspec.factory)
-    seed_everything(job.seed)
-    model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
-    if not isinstance(model, TranslationModel):
-        raise JobFailure(f"model {mspec.name!r} is not a translation model (a genbench.models.translation."
-                         "TranslationModel with translate(x, direction))")
-    config = model.config.to_dict()
-    key = {"model": mspec.name, "config": config, "data": worker.data_identity(spec.name), "seed": job.seed,
-           "budget": job.budget, "code": code_version(type(model))}
-    cache_key = stable_hash(key)
-    ckpt_rel = f"checkpoints/{slug(job.job_id)}-{cache_key[:12]}"
-    ckpt = out_dir / ckpt_rel
-    art_rel = f"artifacts/{slug(job.job_id)}"
-    artifacts: list = []
-
-    # 1. train or load
-    cached = (ckpt / "config.json").exists() and (ckpt / "weights.pt").exists()
-    train_seconds = 0.0
-    if cached:
+    def fit(model, monitor):
         try:
-            model = load_model(ckpt).to(device)
-            train_seconds = float(model.history.seconds or 0.0)
-        except Exception as e:  # a corrupt or incompatible checkpoint is a cache: retrained
-            import shutil
-
-            print(f"  warning: checkpoint {ckpt_rel} could not be used ({type(e).__name__}); deleted, retraining",
-                  file=sys.stderr, flush=True)
-            shutil.rmtree(ckpt, ignore_errors=True)
-            cached = False
-            seed_everything(job.seed)
-            model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
-    if not cached:
-        seed_everything(job.seed)
-        mon = TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
-        t0 = time.perf_counter()
-        try:
-            model.fit(train, budget=None, seed=job.seed, device=device, callbacks=[mon])
+            model.fit(train, budget=None, seed=job.seed, device=device, callbacks=[monitor])
         except GenbenchError as e:
             raise JobFailure(f"model {mspec.name!r}: fit failed: {e}") from e
-        finally:
-            mon.close()
-        S.synchronize(device)
-        train_seconds = time.perf_counter() - t0
-        for rec in model.history.records:
-            for k, v in rec.items():
-                if "loss" in k and isinstance(v, float) and not math.isfinite(v):
-                    raise JobFailure(f"training diverged at step {rec.get('step')}: {k} = {v}")
-        model.save(ckpt)
-    hist_rel = f"{art_rel}/history.json"
-    finite = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
-              for r in model.history.records]
-    atomic_write_text(out_dir / hist_rel, json.dumps(finite))
-    artifacts.append(("history", hist_rel))
+
+    # 1. train or load (genbench/pipeline/training.py)
+    t = train_or_load(job, worker, fit, check)
+    model, config, cache_key, ckpt_rel, art_rel = t.model, t.config, t.cache_key, t.ckpt_rel, t.art_rel
+    train_seconds, cached, artifacts = t.train_seconds, t.cached, list(t.artifacts)
 
     # 2-3. translate both ways and score
     n = min(int(spec.n_samples), len(test.a))

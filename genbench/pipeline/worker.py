@@ -14,9 +14,6 @@ Per job (`run_job`) it
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -26,12 +23,11 @@ from typing import Optional
 import torch
 
 from genbench.defaults import FEATURE_BATCH_SIZE
-from genbench.fileio import atomic_write_text
-from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec, code_version, seed_everything, slug, stable_hash
-from genbench.pipeline.progress import TrainMonitor
+from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec
 from genbench.pipeline.refstats import StatsCache, key_digest
 from genbench.pipeline.scorers import scorer_for
-from genbench.pipeline.scoring import model_precision, result_rows, score
+from genbench.pipeline.scoring import result_rows, score
+from genbench.pipeline.training import train_or_load
 from genbench.suite import DatasetSpec
 
 
@@ -160,21 +156,10 @@ def _protocol(ext) -> dict:
         return {"id": str(getattr(ext, "name", "?"))}
 
 
-def _discard_checkpoint(ckpt: Path, ckpt_rel: str, err: Exception) -> None:
-    """Warn (one line naming the checkpoint and why) and delete a checkpoint that cannot be used: it is a cache
-    and the model is trained again."""
-    why = str(err).splitlines()[0] if str(err) else ""
-    print(f"  warning: checkpoint {ckpt_rel} could not be used ({type(err).__name__}: {why}); deleted, retraining",
-          file=sys.stderr, flush=True)
-    shutil.rmtree(ckpt, ignore_errors=True)
-
-
 def run_job(job: JobSpec, worker: Worker) -> JobResult:
-    from genbench.models import create_model, load_model
     from genbench.pipeline import speed as S
 
     t_job = time.perf_counter()
-    out_dir = Path(job.out_dir)
     device = job.device
     q = job.quiet
     mem_source = S.reset_peak_memory(device)
@@ -188,57 +173,19 @@ def run_job(job: JobSpec, worker: Worker) -> JobResult:
     sc = scorer_for(info.modality)
     train = worker.split(spec.name, "train")
 
-    if mspec.factory:  # a user's model ("package.module:factory"); registers it in this worker process too
-        from genbench.models import register_external
-
-        register_external(mspec.name, mspec.factory)
-    seed_everything(job.seed)
-    model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
-    config = model.config.to_dict()
-    precision = model_precision(model, device)  # bf16 results differ from float32 ones: key and protocol
-    key = {"model": mspec.name, "config": config, "data": worker.data_identity(spec.name), "seed": job.seed,
-           "budget": job.budget, "code": code_version(type(model))}
-    cache_key = stable_hash({**key, "precision": precision} if precision != "float32" else key)
-    ckpt_rel = f"checkpoints/{slug(job.job_id)}-{cache_key[:12]}"
-    ckpt = out_dir / ckpt_rel
-    art_rel = f"artifacts/{slug(job.job_id)}"
-    artifacts: list = []
-
-    # 1. train or load --------------------------------------------------------------------------------------
-    cached = (ckpt / "config.json").exists() and (ckpt / "weights.pt").exists()
-    if cached:
-        try:
-            model = load_model(ckpt).to(device)
-            train_seconds = float(model.history.seconds or 0.0)
-        except Exception as e:  # a corrupt, unverifiable, unsafe or incompatible checkpoint is retrained
-            _discard_checkpoint(ckpt, ckpt_rel, e)
-            cached = False
-            seed_everything(job.seed)
-            model = create_model(mspec.name, info, job.budget, mspec.overrides or None)
-    if not cached:
-        seed_everything(job.seed)
-        mon = TrainMonitor(int(getattr(model.config, "steps", 0) or 0), f"train {job.job_id}", q)
-        t0 = time.perf_counter()
+    def fit(model, monitor):
         labels = {}
         if getattr(model, "conditional", False):  # a class-conditional model trains on the labels too
             if getattr(train, "y", None) is None:
                 raise JobFailure(f"model {mspec.name!r} is class-conditional, but the training split of "
                                  f"{spec.name!r} has no labels")
             labels = {"labels": train.y}
-        try:
-            model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[mon], **labels)
-        finally:
-            mon.close()
-        S.synchronize(device)
-        train_seconds = time.perf_counter() - t0
-        for rec in model.history.records:
-            for k, v in rec.items():
-                if "loss" in k and isinstance(v, float) and not math.isfinite(v):
-                    raise JobFailure(f"training diverged at step {rec.get('step')}: {k} = {v}")
-        model.save(ckpt)
-    hist_rel = f"{art_rel}/history.json"
-    atomic_write_text(out_dir / hist_rel, json.dumps(_finite_records(model.history.records)))
-    artifacts.append(("history", hist_rel))
+        model.fit(sc.train_data(train), budget=None, seed=job.seed, device=device, callbacks=[monitor], **labels)
+
+    # 1. train or load (genbench/pipeline/training.py) ---------------------------------------------------------
+    t = train_or_load(job, worker, fit)
+    model, config, cache_key, ckpt_rel, art_rel = t.model, t.config, t.cache_key, t.ckpt_rel, t.art_rel
+    train_seconds, cached, artifacts = t.train_seconds, t.cached, list(t.artifacts)
 
     # 2-4. sample, features, metrics --------------------------------------------------------------------------
     bs = job.speed.batch_size
@@ -299,8 +246,3 @@ def _sweep_variant(model, sampler: str, kind: str, value):
         model.set_guidance(before)
 
 
-def _finite_records(records):
-    out = []
-    for r in records:
-        out.append({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()})
-    return out
