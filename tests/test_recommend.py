@@ -430,3 +430,45 @@ def test_the_reason_for_the_choice_edges():
                        f"better precision (0.9 vs 0.5); m1 has the better precision (0.8 vs 0.5) {trails}; "
                        f"m2 has the better precision (0.7 vs 0.5) {trails}; m3 has the better precision (0.6 vs 0.5) "
                        f"{trails}; 1 more have a better precision and a lower score")
+
+
+def test_reference_points_are_left_out_by_default():
+    """A `baseline`-family model with the best numbers is neither ranked nor part of the normalisation unless
+    asked: without it gan's FD 25 is the worst (0); with it ranked, train-copy leads and is flagged."""
+    f = _frame(MODELS | {"train-copy": {k: (v, 0) for k, v in {"fd": 1.0, "precision": 0.99, "recall": 0.99,
+                                                                  "coverage": 0.99, "samples_per_s": 1e6}.items()}})
+    f["family"] = ["baseline" if m == "train-copy" else "x" for m in f["model"]]
+    rec = recommend(f, task="high-fidelity")[0]
+    assert "train-copy" not in [r.model for r in rec.ranked] and set(rec.references) == {"train-copy"}
+    assert rec.included == {}
+    assert rec.ranked[0].model == "ddpm"
+    both = recommend(f, task="high-fidelity", include_baselines=True)[0]
+    assert both.ranked[0].model == "train-copy" and set(both.included) == {"train-copy"} and both.references == {}
+    assert "not a model to deploy" in both.verdict()
+    assert rec.verdict().endswith(" Reference points left out: train-copy (memorisation ceiling); "
+                                  "`--include-baselines` ranks them too.")
+    assert both.verdict().startswith("**Verdict**: use **train-copy** (") and "Note: train-copy is a reference point" in both.verdict()
+    only = recommend(f[f["model"] == "train-copy"], task="high-fidelity")[0]
+    assert only.ranked == [] and only.verdict() == (
+        "**Verdict**: no model to rank besides the reference points. Reference points left out: train-copy "
+        "(memorisation ceiling); `--include-baselines` ranks them too.")
+
+
+def test_key_numbers_heaviest_weight_first_without_zero_weights():
+    rec = recommend(_frame(MODELS), weights={"quality": 0.3, "speed": 0.6, "diversity": 0.0})[0]
+    assert rec.numbers["realnvp"] == "samples/s 2,000, FD 15"
+    assert rec.verdict().startswith("**Verdict**: use **gan** (samples/s 20,000, FD 25; score ")
+
+
+def test_the_reason_for_the_choice_counts_only_weighted_categories_and_exactly_three_better_models():
+    # nothing weighted is measured: both score 0, a first by name; b's better FD (weight 0) is not named
+    rec = _one({"a": {"fd": (2.0, 0)}, "b": {"fd": (1.0, 0)}}, weights={"speed": 1.0, "quality": 0.0})
+    assert rec.why == "it has the same score as b (0.00) and comes first by name"
+    # exactly three models with a better key number besides the runner-up: all named, no "more" clause
+    models = {"top": {"precision": (0.5, 0), "samples_per_s": (1000.0, 0)}}
+    for i, p in enumerate((0.9, 0.8, 0.7, 0.6)):
+        models[f"m{i}"] = {"precision": (p, 0), "samples_per_s": (1.0, 0)}
+    models["slow"] = {"precision": (0.1, 0), "samples_per_s": (1.0, 0)}
+    rec = _one(models, weights={"quality": 0.6, "speed": 0.4})
+    assert [x.model for x in rec.ranked][:2] == ["top", "m0"]
+    assert rec.why.count("has the better precision") == 4 and "more have" not in rec.why
