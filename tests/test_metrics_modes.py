@@ -158,3 +158,12 @@ def test_stacked_digits_are_read_most_significant_first():
     assert r["histogram"][100] == 500 and r["histogram"][1] == 500 and r["modes_covered"] == 2
     r = class_coverage(torch.nn.functional.one_hot(torch.tensor([[2, 1]] * 9), 3).float())
     assert r["num_modes"] == 9 and r["histogram"][7] == 9
+
+
+def test_one_high_quality_sample_and_list_labels():
+    """One HQ sample: the histogram is a delta, KL = log K (not the 'no HQ sample' inf); labels as a plain list."""
+    r = mode_coverage(torch.tensor([[10.0, 0.0], [5.0, 0.0]], dtype=torch.float64), _mix())
+    assert r["histogram"] == [0, 1] and r["kl"] == pytest.approx(math.log(2), rel=1e-12)
+    with pytest.warns(MetricWarning):
+        r = class_coverage([0, 1, 1], num_modes=4)
+    assert r["histogram"] == [1, 2, 0, 0] and r["n_samples"] == 3
