@@ -129,7 +129,7 @@ def test_memorisation_zero_heldout_median_and_seeded_subsample():
     train = line(0, 1, 3, 6, 10, 15)
     same = line(7, 7, 7)
     r = memorisation(same, torch.cat([train, same]), same)  # on held-out and training rows: 0 / 0 -> 1
-    assert r["median_d_heldout"] == 0.0
+    assert r["median_d_heldout"] == 0.0 and r["median_d_train"] == 0.0 and r["nn_ratio"] == 1.0
     r = memorisation(line(7, 7, 7), train, same)  # on held-out rows only: d / 0 -> inf
     assert r["nn_ratio"] == math.inf and r["median_d_heldout"] == 0.0
     # training set subsampled (seeded) to the held-out size: the rows torch.randperm(6, seed)[:2] picks
@@ -142,3 +142,24 @@ def test_memorisation_zero_heldout_median_and_seeded_subsample():
         r = memorisation(fake, train, held, seed=seed)
         assert r["n_train_compared"] == 2 and r["median_d_train"] == pytest.approx(want, abs=1e-12), seed
     assert memorisation(fake, train, held)["median_d_train"] == memorisation(fake, train, held, seed=0)["median_d_train"]
+
+
+def test_vendi_rbf_default_gamma_below_unit_distances():
+    """Squared distances below 1 (median m < 1): gamma is still 1 / m, not the fallback 1."""
+    x = 0.1 * np.random.default_rng(5).standard_normal((20, 3))
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    m = _lower_median(d2[~np.eye(20, dtype=bool)])
+    assert 0 < m < 1
+    assert vendi_score(x, kernel="rbf") == pytest.approx(_vendi_brute(x, "rbf", 1.0 / m), rel=1e-9)
+
+
+def test_memorisation_minimum_rows_dimensions_and_when_to_subsample():
+    g = torch.Generator().manual_seed(1)
+    # two training rows (one nearest-other distance each) and one held-out row are enough
+    r = memorisation(torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g), torch.randn(1, 4, generator=g))
+    assert r["n_train_compared"] == 1
+    with pytest.raises(InvalidInputError, match="dimension"):
+        memorisation(torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 4))
+    # more training rows (3) than held-out rows (2) -> subsampled to 2, whatever the dimension (5)
+    r = memorisation(torch.randn(4, 5, generator=g), torch.randn(3, 5, generator=g), torch.randn(2, 5, generator=g))
+    assert r["n_train_compared"] == 2
