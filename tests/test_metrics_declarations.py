@@ -185,3 +185,43 @@ def test_eval_context_defaults_and_base_protocol():
     assert pinned == {"reference_split": "test", "seed": 0, "features": "f"}
     assert EvalContext(feature_protocol={"id": "f"}).base_protocol()["features"] == "f"
     assert EvalContext(feature_protocol={"x": 1}).base_protocol()["features"] == ""
+
+
+def test_declarations_are_frozen_and_recorded_outputs_are_outputs():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reg.Output("x").unit = "y"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reg.get_metric("fd").unit = "y"
+    assert reg.output("samples_per_s").category == "speed" and reg.output("samples_per_s").log_scale
+    assert "samples_per_s" in reg.display_order()
+
+
+def test_a_spec_with_one_likelihood_output_makes_all_its_outputs_likelihood_metrics():
+    spec = reg.MetricSpec("tmp_mixed", "", True, "1", (), lambda ctx: [],
+                          outputs=(reg.Output("tmp_a", category="likelihood"), reg.Output("tmp_b")))
+    reg.register_metric(spec)
+    try:
+        assert {"tmp_mixed", "tmp_a", "tmp_b"} <= reg.likelihood_metrics()
+    finally:
+        reg.METRICS._items.pop("tmp_mixed")
+    assert "tmp_b" not in reg.likelihood_metrics()
+
+
+def test_the_registry_loads_the_declaring_modules_itself():
+    """In a fresh interpreter that imported only the registry, the recorded outputs (declared by
+    genbench.pipeline.speed, which nothing else imports) are there on the first call."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = "import genbench.metrics.registry as r; assert 'samples_per_s' in r.{}(), r.{}()"
+    procs = [subprocess.Popen([sys.executable, "-c", code.format(fn, fn)], cwd=root, env=env, stderr=subprocess.PIPE)
+             for fn in ("outputs", "recorded_outputs")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()[-500:]
