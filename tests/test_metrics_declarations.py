@@ -52,6 +52,8 @@ def test_every_result_matches_its_declaration():
 
 def test_categories_ranks_and_headline_columns():
     assert _only(reg.in_category("quality")) == ["fd", "kid", "hq_share", "precision", "density"]
+    q = reg.in_category("quality")  # density (rank 5) before the Inception Score (rank 6, another module)
+    assert q.index("density") < q.index("inception_score")
     assert _only(reg.in_category("diversity")) == ["modes_covered", "classes_covered", "recall", "coverage", "mode_kl",
                                                    "vendi", "class_kl"]
     assert _only(reg.in_category("memorisation")) == ["near_copy_share", "nn_ratio"]
@@ -225,3 +227,60 @@ def test_the_registry_loads_the_declaring_modules_itself():
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-500:]
+
+
+def test_bootstrap_switches_and_their_edges():
+    """n_bootstrap 1 is refused (bootstrap_ci needs 2 replicates) by every bootstrapped metric, not silently
+    skipped; the KID interval on the per-subset path is the bootstrap of KID's mean."""
+    from genbench.errors import InvalidInputError
+    from genbench.metrics import bootstrap_ci, kid
+
+    for name in ("fd", "kid", "prdc"):
+        with pytest.raises(InvalidInputError, match="n_boot must be >= 2"):
+            compute_metrics([name], _ctx(n_bootstrap=1))
+    ctx = _ctx(n_bootstrap=3, kid_subset_size=20, kid_subsets=2)  # too few subsets for the kernel path
+    [k] = compute_metrics(["kid"], ctx)
+    want = bootstrap_ci(lambda r, f: kid(r, f, subsets=2, subset_size=20, seed=0)[0], ctx.real_features,
+                        ctx.fake_features, 3, 0, 0.05)
+    assert (k.ci_low, k.ci_high) == (want["ci_low"], want["ci_high"])
+
+
+def test_prdc_intervals_are_clipped_to_each_metrics_range():
+    """A fake set equal to the real one: precision, recall and coverage are 1 and their intervals end at 1 (the
+    bias-corrected bootstrap goes past it); density's interval is not clipped at 1 (only at 0)."""
+    from genbench.metrics import bootstrap_ci, prdc_dedup
+
+    ctx = _ctx(n_bootstrap=20)
+    ctx.fake_features = ctx.real_features.clone()
+    res = {r.name: r for r in compute_metrics(["prdc"], ctx)}
+    raw = bootstrap_ci(lambda r, f: prdc_dedup(r, f), ctx.real_features, ctx.fake_features, 20, 0, 0.05)
+    for name in ("precision", "recall", "coverage"):
+        assert res[name].value == 1.0 and res[name].ci_high == 1.0, name
+    assert max(raw[n]["ci_high"] for n in ("precision", "recall", "coverage")) > 1.0  # so the clip is needed
+    assert res["density"].ci_low == raw["density"]["ci_low"] and res["density"].ci_high == raw["density"]["ci_high"]
+    shifted = {r.name: r for r in compute_metrics(["prdc"], _ctx(n_bootstrap=20))}
+    assert 0.0 <= shifted["density"].ci_low < 1.0
+
+
+def test_fd_route_uses_the_row_counts_and_warns_once():
+    """40 x 30 real and 35 x 30 fake rows: no covariance is singular (35 > 30) and the features route is not the
+    cheaper (4 x 40 x 35 x 35 > 30^3): statistics, no small-N warning (with a set's dimension read as its row count
+    the features route and the warning would come). 20 x 30 rows with a bootstrap: one warning (the point
+    estimate's), the replicates stay quiet; KID's clamp warning likewise."""
+    import warnings
+
+    g = torch.Generator().manual_seed(0)
+    ctx = _ctx(real_features=torch.randn(40, 30, generator=g, dtype=torch.float64),
+               fake_features=torch.randn(35, 30, generator=g, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [r] = compute_metrics(["fd"], ctx)
+    assert r.extra["route"].startswith("statistics")
+    small = _ctx(real_features=torch.randn(20, 30, generator=g, dtype=torch.float64),
+                 fake_features=torch.randn(20, 30, generator=g, dtype=torch.float64), n_bootstrap=3)
+    with pytest.warns(Warning) as rec:
+        compute_metrics(["fd"], small)
+    assert len(rec) == 1
+    with pytest.warns(Warning) as rec:
+        compute_metrics(["kid"], _ctx(kid_subset_size=5000, n_bootstrap=3))
+    assert len(rec) == 1
