@@ -5,8 +5,10 @@ Each metric belongs to one category (quality, diversity, speed, likelihood, foot
 metric is mapped to [0, 1] across the models (1 = best of them, 0 = worst; speed and size on a log scale,
 since they span orders of magnitude), a category score is the mean of its metrics, and a model's score is
 the profile-weighted mean of its category scores. The uncertainty of each number (its CI, or the spread over
-seeds) is carried through the same mapping, giving every score an interval: models whose intervals overlap
-are a tie, and are said to be.
+seeds) is carried through the same mapping (its ends cut to [0, 1]), giving every score an interval: a model
+whose interval overlaps that of the best model of its group is a tie with it, and is said to be (overlapping
+only a neighbour that overlaps the best is not enough). The verdict says why the first model is chosen: what
+puts it ahead of the runner-up, and what each model with a better key number (e.g. a lower FD) loses on.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Recommendation:
     numbers: dict = field(default_factory=dict)  # model -> its key numbers in words ("samples/s 16,500, FD 111")
     references: dict = field(default_factory=dict)  # reference point left out -> what it bounds
     included: dict = field(default_factory=dict)  # reference point ranked (--include-baselines) -> what it bounds
+    why: str = ""  # why the first model is chosen over the runner-up and over models with a better key number
 
     def verdict(self) -> str:
         """The answer first: the chosen model, its key numbers, the runner-up and whether they tie."""
@@ -221,7 +224,9 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
             s = [(e - lo_all) / span for e in (pts[m], *ends)]
             if not hib:
                 s = [1 - x for x in s]
-            norm[(m, metric)] = (s[0], min(s[1:]), max(s[1:]))
+            # the point lies in [0, 1] by construction; an interval end past the best (worst) candidate means
+            # "could be the best (worst) of them": 1 (0), never a score outside the scale
+            norm[(m, metric)] = (s[0], _unit(min(s[1:])), _unit(max(s[1:])))
 
     ranked = []
     total_w = sum(weights.values())
@@ -239,15 +244,31 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
             hi += wt * sum(x[2] for x in mets) / len(mets)
         ranked.append(Ranked(m, point / total_w, lo / total_w, hi / total_w, cats))
     ranked.sort(key=lambda r: (-r.score, r.model))
-    for i, r in enumerate(ranked):
-        r.rank = i + 1 if i == 0 or not _overlap(ranked[i - 1], r) else ranked[i - 1].rank
-    for r in ranked:
-        r.tie_with = [o.model for o in ranked if o is not r and o.rank == r.rank]
+    _assign_ranks(ranked)
     _mark_pareto(ranked)
     for r in ranked:
         r.reason, r.gives_up = _explain(r, ranked, weights, values)
     numbers = {r.model: key_numbers(r.model, weights, values) for r in ranked}
-    return Recommendation(ds, profile, weights, ranked, excluded, numbers)
+    return Recommendation(ds, profile, weights, ranked, excluded, numbers, why=_why_chosen(ranked, weights, values))
+
+
+def _unit(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
+def _assign_ranks(ranked: list) -> None:
+    """Ranks over models sorted best first: a model shares the rank of the best model of the current group only
+    when its own interval overlaps that model's; overlapping a neighbour that overlaps the leader is not enough
+    (ties are not transitive: A ~ B and B ~ C with A clearly ahead of C must not put A and C level). `tie_with`
+    lists the models of the same rank whose intervals overlap the model's own."""
+    leader = None
+    for i, r in enumerate(ranked):
+        if leader is not None and _overlap(leader, r):
+            r.rank = leader.rank
+        else:
+            r.rank, leader = i + 1, r
+    for r in ranked:
+        r.tie_with = [o.model for o in ranked if o is not r and o.rank == r.rank and _overlap(o, r)]
 
 
 def _transform(metric: str):
@@ -333,6 +354,71 @@ def _best_metric_text(model: str, cat: str, values: dict) -> str:
     return ""
 
 
+def _why_chosen(ranked: list, weights: dict, values: dict) -> str:
+    """Why the first model is chosen: the category that puts it ahead of the runner-up (weight x score
+    difference) with the metric the runner-up trails most there, then each model that has a better key number
+    (the first metric of the heaviest category, the one the verdict shows first) and what it loses on instead."""
+    from genbench.report.headline import label
+
+    if len(ranked) < 2:
+        return ""
+    top, second = ranked[0], ranked[1]
+    key = next((met for cat in sorted((c for c, w in weights.items() if w > 0), key=lambda c: -weights[c])
+                if (met := _first_metric(top.model, cat, values)) is not None), None)
+    better = []
+    if key is not None:
+        mine = values[(top.model, key)]
+        sign = 1 if mine.higher_is_better else -1
+        better = sorted((o for o in ranked[1:] if (o.model, key) in values
+                         and sign * (values[(o.model, key)].value - mine.value) > 0),
+                        key=lambda o: (-sign * values[(o.model, key)].value, o.model))
+
+    def has_better(o: Ranked) -> str:
+        return f"{o.model} has the better {label(key)} ({values[(o.model, key)].value:.4g} vs {values[(top.model, key)].value:.4g})"
+
+    lead = _lead(top, second, weights, values, first=top)
+    parts = [f"it leads {second.model} on {lead}" if lead else
+             f"it has the same score as {second.model} ({top.score:.2f}) and comes first by name"]
+    if second in better:
+        parts[0] += f", although {has_better(second)}"
+        better.remove(second)
+    for other in better[:_WHY_MAX]:
+        lead = _lead(top, other, weights, values, first=other)
+        parts.append(f"{has_better(other)} but trails on {lead}" if lead else f"{has_better(other)} and the same score")
+    if len(better) > _WHY_MAX:
+        parts.append(f"{len(better) - _WHY_MAX} more have a better {label(key)} and a lower score")
+    return "; ".join(parts)
+
+
+_WHY_MAX = 3  # models with a better key number named in the verdict's reason
+
+
+def _lead(top: Ranked, other: Ranked, weights: dict, values: dict, first: Ranked) -> str:
+    """'quality (0.82 vs 0.35, weight 0.7; density 0.8212 vs 0.3218)': the category adding most to top's lead
+    over other (weight x score difference; an unmeasured category counts 0) and the metric of it on which other
+    trails most, `first`'s numbers first; "" when nothing puts top ahead (equal scores)."""
+    from genbench.report.headline import label
+
+    def score(r: Ranked, cat: str) -> float:
+        s = r.categories.get(cat)
+        return 0.0 if s is None else s
+
+    cat = max(weights, key=lambda c: weights[c] * (score(top, c) - score(other, c)))
+    if weights[cat] * (score(top, cat) - score(other, cat)) <= 0:
+        return ""
+    pair = (top, other) if first is top else (other, top)
+    a, b = (f"{s:.2f}" if s is not None else "not measured" for s in (r.categories.get(cat) for r in pair))
+    text = f"{cat} ({a} vs {b}, weight {weights[cat]:g}"
+    met = _worst_gap_metric(other.model, top.model, cat, values)
+    if met is not None:
+        text += f"; {label(met)} {values[(pair[0].model, met)].value:.4g} vs {values[(pair[1].model, met)].value:.4g}"
+    return text + ")"
+
+
+def _first_metric(model: str, cat: str, values: dict) -> Optional[str]:
+    return next((m for m in categories()[cat] if (model, m) in values), None)
+
+
 def key_numbers(model: str, weights: dict, values: dict) -> str:
     """The model's first number of each weighted category, heaviest weight first: "samples/s 16,500, FD 111"."""
     from genbench.report.headline import label
@@ -363,6 +449,8 @@ def verdict_text(rec: Recommendation) -> str:
     text = f"**Verdict**: use **{top.model}** ({_numbers(rec, top)})."
     if top.model in rec.included:
         text += f" Note: {top.model} is a reference point ({rec.included[top.model]}), not a model to deploy."
+    if rec.why:
+        text += f" Why {top.model}: {rec.why}."
     if len(rec.ranked) == 1:
         return text + " It is the only model that qualifies." + left_out
     second = rec.ranked[1]

@@ -83,3 +83,87 @@ def test_class_coverage_bad_input():
         class_coverage(torch.tensor([0, 12]), num_modes=10)
     with pytest.raises(InvalidInputError):
         mode_coverage(torch.zeros(4, 3), ring8())
+
+
+def _mix(std=1.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name="two", means=torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64), std=std)
+
+
+def test_high_quality_threshold_is_strict_and_scales_with_std():
+    """HQ is distance < n_std * std: (3, 0) from mean (0, 0) with std 1 is exactly at 3 std (not HQ); 2.999 is.
+    With std 2 the same points are 1.5 std away (HQ); with n_std=1.5 (std 2) 3.0 is at the boundary again."""
+    x = torch.tensor([[3.0, 0.0], [2.999, 0.0], [10.0, 0.5]], dtype=torch.float64)
+    r = mode_coverage(x, _mix())
+    assert r["histogram"] == [1, 1] and r["hq_share"] == pytest.approx(2 / 3, rel=1e-12)
+    assert r["kl"] == pytest.approx(0.0, abs=1e-15) and r["n_std"] == 3.0 and r["n_samples"] == 3
+    assert mode_coverage(x, _mix(2.0))["histogram"] == [2, 1]
+    r = mode_coverage(x, _mix(2.0), n_std=1.5)
+    assert r["histogram"] == [1, 1] and r["n_std"] == 1.5
+    # the nearest mean decides, even when both are HQ-far: (6, 0) is nearer (10, 0) (4 < 6); with n_std 5 HQ there
+    r = mode_coverage(torch.tensor([[6.0, 0.0]], dtype=torch.float64), _mix(), n_std=5.0)
+    assert r["histogram"] == [0, 1] and r["modes_covered"] == 1
+
+
+def test_kl_to_uniform_uneven_histogram():
+    """3 HQ samples at mode 0 and 1 at mode 1 of 2 modes: KL = 3/4 log(3/2) + 1/4 log(1/2)."""
+    x = torch.tensor([[0.0, 0.0]] * 3 + [[10.0, 0.0]], dtype=torch.float64)
+    r = mode_coverage(x, _mix())
+    assert r["kl"] == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), rel=1e-12)
+    assert r["hq_share"] == 1.0 and r["modes_covered"] == 2
+
+
+def test_mode_and_class_coverage_input_edges():
+    with pytest.raises(InvalidInputError, match="at least one sample"):
+        mode_coverage(torch.zeros(0, 2, dtype=torch.float64), _mix())
+    with pytest.raises(InvalidInputError, match=r"\(N, 2\)"):
+        mode_coverage(torch.zeros(4, dtype=torch.float64), _mix())
+    with pytest.raises(InvalidInputError, match="at least one sample"):
+        class_coverage(torch.zeros(0, dtype=torch.long), num_modes=3)
+    with pytest.raises(InvalidInputError, match="integer labels"):
+        class_coverage(torch.tensor([0.0, 1.5]), num_modes=3)
+    r = class_coverage(torch.tensor([0.0, 2.0, 2.0]), num_modes=3)  # integral floats are labels
+    assert r["histogram"] == [1, 0, 2] and r["modes_covered"] == 2
+    with pytest.raises(InvalidInputError, match=r"\[0, 10\)"):  # the label equal to num_modes is out of range
+        class_coverage(torch.tensor([0, 10]), num_modes=10)
+    with pytest.raises(InvalidInputError, match="range"):
+        class_coverage(torch.tensor([-1, 3]), num_modes=10)
+    with pytest.warns(MetricWarning, match="2 samples cannot cover 10"):
+        assert class_coverage(torch.tensor([0, 9]), num_modes=10)["histogram"] == [1] + [0] * 8 + [1]
+    with pytest.raises(InvalidInputError, match="shape"):
+        class_coverage(torch.zeros(2, 2, 2, 2))
+    # (N, K) probabilities with num_modes larger than K: K classes seen, num_modes counted
+    probs = torch.nn.functional.one_hot(torch.tensor([0, 1] * 10), 2).float()
+    r = class_coverage(probs, num_modes=4)
+    assert r["num_modes"] == 4 and r["histogram"] == [10, 10, 0, 0] and r["kl"] == pytest.approx(math.log(2), rel=1e-12)
+
+
+def test_class_coverage_warns_only_below_one_sample_per_mode():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = class_coverage(torch.arange(10), num_modes=10)  # exactly one per mode: no warning
+    assert r["n_samples"] == 10 and r["modes_covered"] == 10
+    with pytest.warns(MetricWarning, match="9 samples cannot cover 10 modes"):
+        class_coverage(torch.arange(9), num_modes=10)
+
+
+def test_stacked_digits_are_read_most_significant_first():
+    """Channel 0 is the hundreds digit: (1, 0, 0) -> mode 100, (0, 0, 1) -> mode 1, with base 3 and 2 channels
+    (2, 1) -> 7."""
+    probs = torch.nn.functional.one_hot(torch.tensor([[1, 0, 0], [0, 0, 1]] * 500), 10).float()
+    r = class_coverage(probs)
+    assert r["histogram"][100] == 500 and r["histogram"][1] == 500 and r["modes_covered"] == 2
+    r = class_coverage(torch.nn.functional.one_hot(torch.tensor([[2, 1]] * 9), 3).float())
+    assert r["num_modes"] == 9 and r["histogram"][7] == 9
+
+
+def test_one_high_quality_sample_and_list_labels():
+    """One HQ sample: the histogram is a delta, KL = log K (not the 'no HQ sample' inf); labels as a plain list."""
+    r = mode_coverage(torch.tensor([[10.0, 0.0], [5.0, 0.0]], dtype=torch.float64), _mix())
+    assert r["histogram"] == [0, 1] and r["kl"] == pytest.approx(math.log(2), rel=1e-12)
+    with pytest.warns(MetricWarning):
+        r = class_coverage([0, 1, 1], num_modes=4)
+    assert r["histogram"] == [1, 2, 0, 0] and r["n_samples"] == 3

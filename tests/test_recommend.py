@@ -150,20 +150,21 @@ def test_speed_score_is_log_scaled_over_the_candidates():
 def test_interval_ends_in_order_with_known_values():
     """FD (lower is better) 5, 10, 25 with CI half-widths 1: normalised 1 - (v - 5) / 20, so the middle model
     scores 0.75 in [0.70, 0.80]; the ends of an interval of a lower-is-better metric swap under the mapping and
-    must come out as low <= score <= high."""
+    must come out as low <= score <= high. Ends past the best / worst candidate are cut at 1 / 0: a normalised
+    score never leaves [0, 1]."""
     models = {"best": {"fd": (5.0, 1.0)}, "mid": {"fd": (10.0, 1.0)}, "worst": {"fd": (25.0, 1.0)}}
     rec = recommend(_frame(models), weights={"quality": 1.0})[0]
     r = _by_model(rec)
     assert (r["mid"].score, r["mid"].low, r["mid"].high) == pytest.approx((0.75, 0.70, 0.80), abs=1e-12)
-    assert (r["best"].score, r["best"].low, r["best"].high) == pytest.approx((1.0, 0.95, 1.05), abs=1e-12)
-    assert (r["worst"].score, r["worst"].low, r["worst"].high) == pytest.approx((0.0, -0.05, 0.05), abs=1e-12)
+    assert (r["best"].score, r["best"].low, r["best"].high) == pytest.approx((1.0, 0.95, 1.0), abs=1e-12)
+    assert (r["worst"].score, r["worst"].low, r["worst"].high) == pytest.approx((0.0, 0.0, 0.05), abs=1e-12)
     # higher is better: the ends keep their order
     models = {"a": {"precision": (0.2, 0.05)}, "b": {"precision": (0.4, 0.05)}, "c": {"precision": (0.6, 0.05)}}
     r = _by_model(recommend(_frame(models), weights={"quality": 1.0})[0])
     assert (r["b"].score, r["b"].low, r["b"].high) == pytest.approx((0.5, 0.375, 0.625), abs=1e-12)
     for x in recommend(_frame(MODELS), task="high-fidelity")[0].ranked:
         assert x.low <= x.score <= x.high, x.model
-    assert [x.rank for x in rec.ranked] == [1, 2, 3]  # [0.95, 1.05], [0.70, 0.80], [-0.05, 0.05]: no overlap
+    assert [x.rank for x in rec.ranked] == [1, 2, 3]  # [0.95, 1], [0.70, 0.80], [0, 0.05]: no overlap
 
 
 HIB = {"fd": False, "kid": False, "precision": True, "density": True, "recall": True, "coverage": True, "samples_per_s": True, "latency_ms": False,
@@ -330,3 +331,144 @@ def test_what_is_given_up_needs_a_gap_of_more_than_a_tenth():
     assert 0.25 - 0.15 == 0.1  # exactly, in binary floating point
     assert r["M"].gives_up == []
     assert r["Q"].gives_up == []  # tied leaders
+
+
+def test_normalised_intervals_stay_in_zero_one_when_the_noise_exceeds_the_spread():
+    """Two models 0.01 apart with CIs of +-0.5 (a 3-seed smoke run looks like this): per metric the point is 1 or 0
+    and the interval is cut to [0, 1] (it was [-49, 51]); a category and the weighted score stay in [0, 1] too,
+    and the CLI prints no interval end outside it."""
+    import re
+
+    models = {"a": {"precision": (0.51, 0.5), "recall": (0.3, 0.5)}, "b": {"precision": (0.50, 0.5), "recall": (0.31, 0.5)}}
+    r = _by_model(_one(models, weights={"quality": 0.5, "diversity": 0.5}))
+    assert (r["a"].score, r["a"].low, r["a"].high) == pytest.approx((0.5, 0.0, 1.0), abs=1e-12)
+    assert (r["b"].score, r["b"].low, r["b"].high) == pytest.approx((0.5, 0.0, 1.0), abs=1e-12)
+    # one-sided: only the end past the range is cut
+    r = _by_model(_one({"a": {"precision": (0.9, 0.05)}, "b": {"precision": (0.5, 0.0)}, "c": {"precision": (0.1, 0.05)}},
+                       weights={"quality": 1.0}))
+    assert (r["a"].low, r["a"].high, r["c"].low, r["c"].high) == pytest.approx((0.9375, 1.0, 0.0, 0.0625), abs=1e-12)
+    md = _one(models, weights={"quality": 1.0}).to_markdown() + _one(MODELS | models, task="high-fidelity").to_markdown()
+    ends = [float(x) for pair in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", md) for x in pair]
+    assert ends and all(0.0 <= x <= 1.0 for x in ends), ends
+
+
+def test_a_tie_needs_the_intervals_to_overlap_not_a_chain_of_neighbours():
+    """FD over a span of 20 (d at 20): A [0.85, 1], B [0.60, 0.90], C [0.35, 0.65]. A~B and B~C overlap, A and C do
+    not: C is behind beyond noise (the old ranking chained the overlaps and put all three level)."""
+    rec = _one({"A": {"fd": (0.0, 3.0)}, "B": {"fd": (5.0, 3.0)}, "C": {"fd": (10.0, 3.0)}, "d": {"fd": (20.0, 0)}},
+               weights={"quality": 1.0})
+    assert [(x.model, x.rank, x.tie_with) for x in rec.ranked] == [
+        ("A", 1, ["B"]), ("B", 1, ["A"]), ("C", 3, []), ("d", 4, [])]
+    assert "They tie within noise:" in rec.verdict() and "(with" not in rec.verdict()
+    # each member ties with the leader; two members whose intervals miss each other are not said to tie:
+    # A [0.85, 1], B 0.95 [0.90, 1], C 0.80 [0.72, 0.88]
+    rec = _one({"A": {"fd": (0.0, 3.0)}, "B": {"fd": (1.0, 1.0)}, "C": {"fd": (4.0, 1.6)}, "d": {"fd": (20.0, 0)}},
+               weights={"quality": 1.0})
+    assert [(x.model, x.rank, x.tie_with) for x in rec.ranked] == [
+        ("A", 1, ["B", "C"]), ("B", 1, ["A"]), ("C", 1, ["A"]), ("d", 4, [])]
+    assert "They tie within noise (with C too)" in rec.verdict()
+    # a new group starts at the first model that misses the leader, and is led by it
+    rec = _one({"A": {"fd": (0.0, 1.0)}, "B": {"fd": (5.0, 1.0)}, "C": {"fd": (6.0, 1.0)}, "D": {"fd": (20.0, 0)}},
+               weights={"quality": 1.0})
+    assert [(x.model, x.rank) for x in rec.ranked] == [("A", 1), ("B", 2), ("C", 2), ("D", 4)]
+    assert "behind beyond noise" in rec.verdict()
+
+
+def _fidelity_case():
+    """Normalised over the three: FD (gan 120, vae 160, ddpm 170) -> 1, 0.2, 0; precision (0.8, 0.7, 0.3 for vae,
+    ddpm, gan) -> 1, 0.8, 0; density (0.8, 0.6, 0.2) -> 1, 2/3, 0; recall (0.1, 0.5, 0.3) -> 0, 1, 0.5; samples/s
+    (1000, 10, 10000, log) -> 2/3, 0, 1. Quality: vae 0.733, ddpm 0.489, gan 0.333; high-fidelity scores: vae 0.580,
+    ddpm 0.542, gan 0.433."""
+    return {"vae": {"fd": (160.0, 0), "precision": (0.8, 0), "density": (0.8, 0), "recall": (0.1, 0),
+                    "samples_per_s": (1000.0, 0)},
+            "ddpm": {"fd": (170.0, 0), "precision": (0.7, 0), "density": (0.6, 0), "recall": (0.5, 0),
+                     "samples_per_s": (10.0, 0)},
+            "gan": {"fd": (120.0, 0), "precision": (0.3, 0), "density": (0.2, 0), "recall": (0.3, 0),
+                    "samples_per_s": (10000.0, 0)}}
+
+
+def test_the_verdict_says_why_the_choice_beats_a_model_with_a_better_key_number():
+    """vae is chosen although gan has the better FD: the verdict says so and why (gan's quality, on density above
+    all). Against ddpm, vae's lead comes from quality (0.7 x 0.244 = 0.171) rather than speed (0.1 x 0.667) while
+    diversity counts against it; ddpm trails most on density (0.2 / 0.8 relative, precision 0.1 / 0.8)."""
+    rec = _one(_fidelity_case(), task="high-fidelity")
+    assert [(x.model, round(x.score, 3)) for x in rec.ranked] == [("vae", 0.58), ("ddpm", 0.542), ("gan", 0.433)]
+    assert rec.why == (
+        "it leads ddpm on quality (0.73 vs 0.49, weight 0.7; density 0.8 vs 0.6); "
+        "gan has the better FD (120 vs 160) but trails on quality (0.33 vs 0.73, weight 0.7; density 0.2 vs 0.8)")
+    v = rec.verdict()
+    assert "Why vae: " + rec.why + "." in v
+    assert v.index("use **vae**") < v.index("Why vae") < v.index("Runner-up")
+    assert "Why vae" in rec.to_markdown()
+    # gan as the runner-up (without ddpm and recall): its better FD is named with the lead
+    case = {m: {k: x for k, x in mets.items() if k != "recall"} for m, mets in _fidelity_case().items() if m != "ddpm"}
+    rec = _one(case, task="high-fidelity")
+    assert rec.why == ("it leads gan on quality (0.67 vs 0.33, weight 0.7; density 0.8 vs 0.2), "
+                       "although gan has the better FD (120 vs 160)")
+
+
+def test_the_reason_for_the_choice_edges():
+    # one model: nothing to explain
+    assert _one({"a": {"fd": (1.0, 0)}}, weights={"quality": 1.0}).why == ""
+    assert "Why" not in _one({"a": {"fd": (1.0, 0)}}, weights={"quality": 1.0}).verdict()
+    # equal scores: first by name
+    rec = _one({"b": {"fd": (1.0, 0)}, "a": {"fd": (1.0, 0)}}, weights={"quality": 1.0})
+    assert rec.why == "it has the same score as b (1.00) and comes first by name"
+    # a category the runner-up did not measure counts 0 and says so; no metric to name when none is shared
+    rec = _one({"a": {"fd": (1.0, 0), "samples_per_s": (100.0, 0)}, "b": {"fd": (1.0, 0)}},
+               weights={"quality": 0.5, "speed": 0.5})
+    assert rec.why == "it leads b on speed (1.00 vs not measured, weight 0.5)"
+    # higher-is-better key number; more than three better models: the rest counted
+    models = {"top": {"precision": (0.5, 0), "samples_per_s": (1000.0, 0)}}
+    for i, p in enumerate((0.9, 0.8, 0.7, 0.6, 0.55)):
+        models[f"m{i}"] = {"precision": (p, 0), "samples_per_s": (1.0, 0)}
+    models["slow"] = {"precision": (0.1, 0), "samples_per_s": (1.0, 0)}
+    rec = _one(models, weights={"quality": 0.6, "speed": 0.4})  # top: 0.6 x 0.5 + 0.4 = 0.7, m0 0.6
+    assert rec.ranked[0].model == "top" and rec.ranked[1].model == "m0"
+    trails = "but trails on speed (0.00 vs 1.00, weight 0.4; samples/s 1 vs 1000)"
+    assert rec.why == ("it leads m0 on speed (1.00 vs 0.00, weight 0.4; samples/s 1000 vs 1), although m0 has the "
+                       f"better precision (0.9 vs 0.5); m1 has the better precision (0.8 vs 0.5) {trails}; "
+                       f"m2 has the better precision (0.7 vs 0.5) {trails}; m3 has the better precision (0.6 vs 0.5) "
+                       f"{trails}; 1 more have a better precision and a lower score")
+
+
+def test_reference_points_are_left_out_by_default():
+    """A `baseline`-family model with the best numbers is neither ranked nor part of the normalisation unless
+    asked: without it gan's FD 25 is the worst (0); with it ranked, train-copy leads and is flagged."""
+    f = _frame(MODELS | {"train-copy": {k: (v, 0) for k, v in {"fd": 1.0, "precision": 0.99, "recall": 0.99,
+                                                                  "coverage": 0.99, "samples_per_s": 1e6}.items()}})
+    f["family"] = ["baseline" if m == "train-copy" else "x" for m in f["model"]]
+    rec = recommend(f, task="high-fidelity")[0]
+    assert "train-copy" not in [r.model for r in rec.ranked] and set(rec.references) == {"train-copy"}
+    assert rec.included == {}
+    assert rec.ranked[0].model == "ddpm"
+    both = recommend(f, task="high-fidelity", include_baselines=True)[0]
+    assert both.ranked[0].model == "train-copy" and set(both.included) == {"train-copy"} and both.references == {}
+    assert "not a model to deploy" in both.verdict()
+    assert rec.verdict().endswith(" Reference points left out: train-copy (memorisation ceiling); "
+                                  "`--include-baselines` ranks them too.")
+    assert both.verdict().startswith("**Verdict**: use **train-copy** (") and "Note: train-copy is a reference point" in both.verdict()
+    only = recommend(f[f["model"] == "train-copy"], task="high-fidelity")[0]
+    assert only.ranked == [] and only.verdict() == (
+        "**Verdict**: no model to rank besides the reference points. Reference points left out: train-copy "
+        "(memorisation ceiling); `--include-baselines` ranks them too.")
+
+
+def test_key_numbers_heaviest_weight_first_without_zero_weights():
+    rec = recommend(_frame(MODELS), weights={"quality": 0.3, "speed": 0.6, "diversity": 0.0})[0]
+    assert rec.numbers["realnvp"] == "samples/s 2,000, FD 15"
+    assert rec.verdict().startswith("**Verdict**: use **gan** (samples/s 20,000, FD 25; score ")
+
+
+def test_the_reason_for_the_choice_counts_only_weighted_categories_and_exactly_three_better_models():
+    # nothing weighted is measured: both score 0, a first by name; b's better FD (weight 0) is not named
+    rec = _one({"a": {"fd": (2.0, 0)}, "b": {"fd": (1.0, 0)}}, weights={"speed": 1.0, "quality": 0.0})
+    assert rec.why == "it has the same score as b (0.00) and comes first by name"
+    # exactly three models with a better key number besides the runner-up: all named, no "more" clause
+    models = {"top": {"precision": (0.5, 0), "samples_per_s": (1000.0, 0)}}
+    for i, p in enumerate((0.9, 0.8, 0.7, 0.6)):
+        models[f"m{i}"] = {"precision": (p, 0), "samples_per_s": (1.0, 0)}
+    models["slow"] = {"precision": (0.1, 0), "samples_per_s": (1.0, 0)}
+    rec = _one(models, weights={"quality": 0.6, "speed": 0.4})
+    assert [x.model for x in rec.ranked][:2] == ["top", "m0"]
+    assert rec.why.count("has the better precision") == 4 and "more have" not in rec.why
