@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> the pytest arguments of its own tests (files, node ids, -k filters)
 _REG = ["tests/test_metrics_registry.py"]
+_GATE = ["tests/test_compare.py", "tests/test_gate.py", "tests/test_gate_details.py", "tests/test_gate_timing.py",
+         "tests/test_gate_pins.py"]
 MODULES: dict[str, list[str]] = {
     "genbench/metrics/_util.py": ["tests/test_metrics_fd.py", "tests/test_metrics_kid.py", *_REG],
     "genbench/metrics/base.py": [*_REG, "tests/test_store.py"],
@@ -59,8 +61,14 @@ MODULES: dict[str, list[str]] = {
     # the text models' tests train networks (slow): only the likelihood-protocol ones that use metrics/text.py
     "genbench/metrics/text.py": ["tests/test_text_metrics.py", "tests/test_text_models.py", "-k",
                                  "not test_text_models or exact_context or perplexity_matches"],
-    "genbench/compare.py": ["tests/test_compare.py", "tests/test_gate.py", "tests/test_gate_details.py",
-                            "tests/test_gate_timing.py", "tests/test_gate_pins.py"],
+    "genbench/metrics/knn.py": ["tests/test_metrics_prdc.py", "tests/test_refstats.py"],
+    "genbench/metrics/prdc_bootstrap.py": ["tests/test_metrics_prdc.py", *_REG],
+    "genbench/compare.py": _GATE,
+    # split out of compare.py: the same gate tests guard them
+    "genbench/result_files.py": _GATE,
+    "genbench/tolerance.py": _GATE,
+    "genbench/paired.py": ["tests/test_paired.py"],
+    "genbench/stored_features.py": ["tests/test_paired.py"],
     "genbench/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
     "genbench/recommend.py": ["tests/test_recommend.py"],
     "genbench/store.py": ["tests/test_store.py"],
