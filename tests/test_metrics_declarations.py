@@ -257,7 +257,11 @@ def test_prdc_intervals_are_clipped_to_each_metrics_range():
     for name in ("precision", "recall", "coverage"):
         assert res[name].value == 1.0 and res[name].ci_high == 1.0, name
     assert max(raw[n]["ci_high"] for n in ("precision", "recall", "coverage")) > 1.0  # so the clip is needed
-    assert res["density"].ci_low == raw["density"]["ci_low"] and res["density"].ci_high == raw["density"]["ci_high"]
+    # not clipped at 1: the same interval as the unclipped bootstrap (the resampler and prdc_dedup agree on this
+    # set to float rounding: its rows are distinct)
+    assert (res["density"].ci_low, res["density"].ci_high) == pytest.approx(
+        (raw["density"]["ci_low"], raw["density"]["ci_high"]), rel=1e-12)
+    assert res["density"].ci_high > 1.0
     shifted = {r.name: r for r in compute_metrics(["prdc"], _ctx(n_bootstrap=20))}
     assert 0.0 <= shifted["density"].ci_low < 1.0
 

@@ -77,7 +77,7 @@ def test_second_concurrent_run_is_refused(tmp_path):
 
 
 def test_check_out_is_locked_while_another_process_holds_it(tmp_path, monkeypatch, capsys):
-    import genbench.evaluate as ev
+    import genbench.check as ev
 
     out = tmp_path / "new"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from genbench.locks import FileLock; "
