@@ -51,7 +51,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/builtin.py": [*_REG, "tests/test_metrics_declarations.py"],
     "genbench/metrics/context.py": [*_REG, "tests/test_metrics_declarations.py"],
     "genbench/metrics/diversity.py": ["tests/test_metrics_diversity.py"],
-    "genbench/metrics/frechet.py": ["tests/test_metrics_fd.py"],
+    "genbench/metrics/frechet.py": ["tests/test_metrics_fd.py", "tests/test_metrics_fd_features.py"],
     "genbench/metrics/kid.py": ["tests/test_metrics_kid.py", *_REG],
     "genbench/metrics/likelihood.py": ["tests/test_metrics_likelihood.py"],
     "genbench/metrics/manifold.py": ["tests/test_metrics_prdc.py"],
