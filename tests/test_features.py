@@ -11,7 +11,8 @@ import torch
 from genbench.errors import InvalidInputError, UnknownNameError
 from genbench.features import (FeatureCache, FeatureExtractor, describe_extractors, get_extractor, list_extractors,
                                register_extractor)
-from genbench.features.classifier import ClassifierExtractor, StackedMNISTClassifier
+from genbench.features.classifier import ClassifierExtractor
+from genbench.features.stacked_mnist import StackedMNISTClassifier
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -114,7 +114,8 @@ def _classifier_datasets() -> list[str]:
 
 
 def _classifier(dataset: str, device="cpu", **options):
-    from genbench.features.classifier import ClassifierExtractor, StackedMNISTClassifier
+    from genbench.features.classifier import ClassifierExtractor
+    from genbench.features.stacked_mnist import StackedMNISTClassifier
 
     if dataset == "stacked-mnist":
         return StackedMNISTClassifier(device=device, **options)

@@ -1,4 +1,5 @@
-"""`classifier:<dataset>`: a small CNN for a labelled image dataset, for features and labels.
+"""`classifier:<dataset>`: a small CNN for a labelled image dataset, for features and labels (network and recipe:
+small_cnn.py; the 3-channel `classifier:stacked-mnist`: stacked_mnist.py).
 
 - Features: the 128-d hidden layer (the penultimate layer, taken before its ReLU so no unit is stuck at 0)
   for FD / KID / P-R-D-C on CPU in seconds. Trained in float32; every inference (features, probabilities,
@@ -29,151 +30,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from genbench.errors import InvalidInputError
 from genbench.features.base import FeatureExtractor, as_tensor, prepare_images
-
-CODE_VERSION = "1"
-HIDDEN = 128
-WIDTHS = (32, 64)
-
-
-class SmallCNN(nn.Module):
-    """conv3x3/2 (32) - ReLU - conv3x3/2 (64) - ReLU - linear (128) [features] - ReLU - linear (classes).
-    Input images in [0, 1], normalised inside to [-1, 1]."""
-
-    def __init__(self, in_channels: int, height: int, width: int, num_classes: int,
-                 widths: tuple[int, int] = WIDTHS, hidden: int = HIDDEN):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(widths[0], widths[1], 3, stride=2, padding=1)
-        h, w = math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2)
-        self.fc = nn.Linear(widths[1] * h * w, hidden)
-        self.out = nn.Linear(hidden, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(x * 2.0 - 1.0))
-        h = F.relu(self.conv2(h))
-        return self.fc(h.flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.features(x)))
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a classifier is trained (part of its cache key and protocol)."""
-
-    batch_size: int = 128
-    lr: float = 3e-3  # AdamW peak learning rate, one-cycle schedule (20% warm-up)
-    weight_decay: float = 1e-4
-    target_steps: int = 1800  # epochs = clamp(ceil(target_steps / steps per epoch), min_epochs, max_epochs)
-    min_epochs: int = 4
-    max_epochs: int = 40
-    shift: int = 0  # augmentation: random translation by up to `shift` pixels (one offset per batch)
-
-    def epochs(self, n_train: int) -> int:
-        spe = math.ceil(n_train / self.batch_size)
-        return max(self.min_epochs, min(self.max_epochs, math.ceil(self.target_steps / spe)))
-
-
-# Fashion-MNIST: 4 epochs reach ~91% (shift augmentation costs accuracy at this budget). MNIST: shifts matter
-# on the 4000-image offline subset (96% -> 98%+). Digits: 8x8 images, no shifts, many short epochs.
-RECIPES = {
-    "fashion-mnist": Recipe(),
-    "mnist": Recipe(shift=2, max_epochs=25),
-    "digits": Recipe(max_epochs=40),
-    "mnist-grey": Recipe(shift=2, max_epochs=25),  # the translation domains (genbench/data/translation.py):
-    "mnist-colour": Recipe(shift=2, max_epochs=25),  # MNIST's recipe on the same 4000 training digits
-}
-
-ARCHITECTURE = (f"SmallCNN v1: conv3x3 stride 2 ({WIDTHS[0]}) - ReLU - conv3x3 stride 2 ({WIDTHS[1]}) - ReLU - "
-                f"linear ({HIDDEN}) - ReLU - linear (classes); input x*2-1")
-
-
-def data_sha256(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _log(msg: str, verbose: bool) -> None:
-    if verbose:
-        print(f"genbench: {msg}", file=sys.stderr, flush=True)
-
-
-def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                     num_classes: int, recipe: Recipe, seed: int, *, label: str = "classifier",
-                     verbose: bool = True) -> tuple[SmallCNN, dict]:
-    """Train a SmallCNN on the CPU, deterministically; returns (model in eval mode, meta with accuracy/time)."""
-    n, c, h, w = x_train.shape
-    epochs = recipe.epochs(n)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = SmallCNN(c, h, w, num_classes)
-        g = torch.Generator().manual_seed(seed + 1)
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-        spe = math.ceil(n / recipe.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=epochs * spe, pct_start=0.2)
-        _log(f"training {label} ({n} images {c}x{h}x{w}, {num_classes} classes, {epochs} epochs, seed {seed}, "
-             f"1 CPU thread); the result is cached, later uses load it", verbose)
-        s = recipe.shift
-        for ep in range(epochs):
-            model.train()
-            perm = torch.randperm(n, generator=g)
-            total, count = 0.0, 0
-            for i in range(0, n, recipe.batch_size):
-                idx = perm[i:i + recipe.batch_size]
-                xb = x_train[idx]
-                if s:
-                    dx, dy = torch.randint(0, 2 * s + 1, (2,), generator=g).tolist()
-                    xb = F.pad(xb, (s, s, s, s))[:, :, dy:dy + h, dx:dx + w]
-                loss = F.cross_entropy(model(xb), y_train[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
-                count += len(idx)
-            if (ep + 1) % max(1, epochs // 5) == 0 or ep + 1 == epochs:
-                _log(f"  {label} epoch {ep + 1}/{epochs}: train loss {total / count:.4f} "
-                     f"({time.perf_counter() - t0:.1f} s)", verbose)
-        model = model.double().eval()  # inference in float64, like every later use (see ClassifierExtractor)
-        acc = accuracy(model, x_test.double(), y_test)
-    finally:
-        torch.set_num_threads(old_threads)
-    secs = time.perf_counter() - t0
-    _log(f"trained {label} in {secs:.1f} s: held-out test accuracy {100 * acc:.2f}% on {len(y_test)} images", verbose)
-    return model, {"test_accuracy": acc, "train_seconds": round(secs, 2), "epochs": epochs, "n_train": int(n),
-                   "n_test": int(len(y_test))}
-
-
-@torch.inference_mode()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    right = 0
-    for i in range(0, len(x), batch_size):
-        right += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return right / max(1, len(x))
-
-
+# the network and its recipe live in small_cnn.py; re-exported here, where the extractor and its users find them
+from genbench.features.small_cnn import (  # noqa: F401
+    ARCHITECTURE, CODE_VERSION, HIDDEN, RECIPES, WIDTHS, Recipe, SmallCNN, _log, accuracy, data_sha256,
+    train_classifier)
 WEIGHTS_DIR = Path(__file__).resolve().with_name("weights")
 MANIFEST = WEIGHTS_DIR / "classifiers.json"
 # A rebuild with the recipe (another CPU kind, another torch) gives other weights; its held-out accuracy stays
@@ -404,82 +275,3 @@ class ClassifierExtractor(FeatureExtractor):
     def predict(self, samples, batch_size: Optional[int] = None) -> torch.Tensor:
         """Most likely class per sample, int64 (N,)."""
         return self.predict_proba(samples, batch_size).argmax(1)
-
-
-class StackedMNISTClassifier(FeatureExtractor):
-    """`classifier:stacked-mnist`: the MNIST classifier applied to each of the 3 channels. Features: the three
-    128-d channel features concatenated (384-d). `predict_proba`: (N, 1000) probabilities of the mode
-    100*d_R + 10*d_G + d_B (product of the channel softmaxes, channels classified independently).
-    `accuracy`: share of the stacked-mnist test split whose three digits are all right.
-
-    `base` names the per-channel digit classifier ("mnist"; the tests use "digits" to stay fast): with any other
-    base the accuracy is measured on `n_test` triples of its test split drawn with seed 12."""
-
-    num_classes = 1000
-    default_batch_size = 1000
-
-    def __init__(self, device="cpu", seed: int = 0, cache_dir=None, verbose: bool = True,
-                 mnist_variant: str = "auto", base: str = "mnist", n_test: int = 10000, weights: str = "shipped"):
-        super().__init__(device)
-        self.name = "classifier:stacked-mnist" if base == "mnist" else f"classifier:stacked-{base}"
-        opts = {"variant": mnist_variant} if base == "mnist" else None
-        self.digit = ClassifierExtractor(base, device=device, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                                         dataset_options=opts, weights=weights)
-        if self.digit.num_classes != 10 or self.digit.input_shape[0] != 1:
-            raise InvalidInputError(f"{self.name}: the per-channel classifier must be a 10-class one-channel "
-                                    f"classifier, {self.digit.name} is not")
-        self.dim = 3 * self.digit.dim
-        self.image_size = self.digit.input_shape[1:]
-        from genbench.data import get_dataset
-
-        if base == "mnist":
-            test = get_dataset("stacked-mnist", mnist_variant=mnist_variant, n_test=n_test).load("test")
-            x, y = test.x, test.y
-        else:
-            t = get_dataset(base).load("test")
-            g = torch.Generator().manual_seed(12)
-            idx = torch.randint(0, len(t.y), (n_test, 3), generator=g)
-            x = t.x[idx].squeeze(2)
-            y = 100 * t.y[idx[:, 0]] + 10 * t.y[idx[:, 1]] + t.y[idx[:, 2]]
-        self.n_test = len(y)
-        self.accuracy = float((self.predict(x) == y).double().mean())
-        self.digit_accuracy = self.digit.accuracy
-
-    @property
-    def protocol(self) -> dict:
-        base = self.digit.protocol
-        h, w = self.image_size
-        return {
-            "id": f"{self.name}/{self.digit.weights_sha256[:12]}",
-            "extractor": "classifier",
-            "version": CODE_VERSION,
-            "weights_sha256": self.digit.weights_sha256,
-            "pinned": self.digit.pinned,
-            "dataset": self.name.split(":", 1)[1],
-            "per_channel": base,
-            "mode_label": f"100*d_R + 10*d_G + d_B, each digit by {self.digit.name}",
-            "layer": f"{self.digit.name} hidden layer per channel, concatenated R, G, B",
-            "dim": self.dim,
-            "input": f"images (N, 3, {h}, {w}) in [0, 1] or uint8",
-            "test_accuracy": self.accuracy,
-            "digit_test_accuracy": self.digit_accuracy,
-            "n_test": self.n_test,
-        }
-
-    def _prepare(self, samples: torch.Tensor) -> torch.Tensor:
-        return prepare_images(samples, self.name, channels=(3,), size=self.image_size)
-
-    def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.digit.forward_batch(x[:, c:c + 1]) for c in range(3)], dim=1)
-
-    def predict_proba(self, samples, batch_size: Optional[int] = None) -> torch.Tensor:
-        """(N, 1000) float64: p[n, 100a + 10b + c] = p_R(a) p_G(b) p_B(c)."""
-        x = self._prepare(as_tensor(samples, self.name))
-        p = [self.digit.predict_proba(x[:, c:c + 1], batch_size) for c in range(3)]
-        return torch.einsum("na,nb,nc->nabc", *p).reshape(len(x), 1000)
-
-    def predict(self, samples, batch_size: Optional[int] = None) -> torch.Tensor:
-        """Mode label 100*d_R + 10*d_G + d_B, int64 (N,) (argmax per channel)."""
-        x = self._prepare(as_tensor(samples, self.name))
-        d = [self.digit.predict(x[:, c:c + 1], batch_size) for c in range(3)]
-        return 100 * d[0] + 10 * d[1] + d[2]

@@ -1,6 +1,6 @@
 """`genbench assets build classifier:<dataset>`: run the classifier's training recipe here, and ship the result.
 
-The recipe (genbench/features/classifier.py `RECIPES`, `train_classifier`) is deterministic on one machine, not
+The recipe (genbench/features/small_cnn.py `RECIPES`, `train_classifier`) is deterministic on one machine, not
 across CPU kinds. So genbench ships the weights it measures with; this module reproduces them:
 
 - `build(dataset)` trains a fresh network with the recipe (ignoring the shipped weights and the cache) and
