@@ -27,7 +27,6 @@ Read API (used by reports, compare and recommend): `ResultsStore(path)` where pa
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import time
@@ -39,6 +38,9 @@ import pandas as pd
 
 from genbench.errors import InvalidInputError
 from genbench.fileio import atomic_write_text
+# row serialisation and read-only file checks live in store_rows.py / store_files.py; re-exported here
+from genbench.store_files import SQLITE_MAGIC, StoreError, check_store_file, read_any_store  # noqa: F401
+from genbench.store_rows import _finite, _json, _json_default, _lossless_numbers, _metric_row  # noqa: F401
 
 SCHEMA_VERSION = 1
 DB_NAME, CSV_NAME, JSON_NAME = "results.db", "results.csv", "results.json"
@@ -78,95 +80,6 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS artifacts (job_id TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts (job_id);
 """
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_json_default, allow_nan=False)
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
-        return _finite(o.tolist())
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def _finite(v: Any) -> Any:
-    """JSON has no NaN/inf: non-finite floats become None (recursively)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
-
-
-def _lossless_numbers(record: dict) -> dict:
-    """A metric record's value/ci_low/ci_high for results.json: infinities as the strings "inf" / "-inf" (JSON has
-    no literal for them, and `null` would turn an infinite KL into "no value"); NaN -- how SQLite stores "no
-    value" -- stays null. `float("inf")` and pandas' `to_numeric` read the strings back."""
-    out = {}
-    for k in ("value", "ci_low", "ci_high"):
-        v = record.get(k)
-        if isinstance(v, float) and math.isinf(v):
-            out[k] = "inf" if v > 0 else "-inf"
-    return out
-
-
-def _metric_row(m: Any) -> dict:
-    """A MetricResult (or a dict with the same fields) as a metrics-table row."""
-    d = m.to_dict() if hasattr(m, "to_dict") else dict(m)
-    for key in ("name", "value", "unit", "higher_is_better"):
-        if key not in d:
-            raise InvalidInputError(f"metric record {d!r} lacks {key!r}")
-
-    def num(v):
-        return None if v is None else float(v)
-
-    return {
-        "name": str(d["name"]),
-        "variant": str(d.get("variant") or ""),
-        "value": num(d["value"]),
-        "ci_low": num(d.get("ci_low")),
-        "ci_high": num(d.get("ci_high")),
-        "unit": str(d.get("unit") or ""),
-        "higher_is_better": int(bool(d["higher_is_better"])),
-        "version": str(d.get("version") or ""),
-        "protocol_json": _json(_finite(d.get("protocol") or {})),
-        "extra_json": _json(_finite(d.get("extra") or {})),
-    }
-
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def check_store_file(path: str | os.PathLike) -> int:
-    """Validate that `path` is a genbench results database without writing to it (opened read-only); return its
-    schema version. InvalidInputError says what it is instead: not a SQLite file, a SQLite file without genbench's
-    meta table, unreadable."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-    except OSError as e:
-        raise InvalidInputError(f"cannot read {p}: {e.strerror or e}") from None
-    if head != SQLITE_MAGIC:
-        raise InvalidInputError(f"{p} is not a SQLite database, so not a genbench results database")
-    try:
-        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise InvalidInputError(f"{p} is a SQLite database but not a genbench results database ({e})") from None
-    if row is None or not str(row[0]).strip().isdigit():
-        raise InvalidInputError(f"{p} has no schema_version: it is not a genbench results database")
-    return int(row[0])
 
 
 class ResultsStore:
@@ -429,29 +342,3 @@ def _dtype(col: str) -> str:
 
 
 __all__ = ["ResultsStore", "check_store_file", "SCHEMA_VERSION", "METRIC_COLUMNS", "DB_NAME", "CSV_NAME", "JSON_NAME"]
-
-
-StoreError = sqlite3.Error  # what reading a damaged or foreign database raises (callers catch it without SQL)
-
-
-def read_any_store(path: str | os.PathLike) -> tuple[Optional[int], dict[str, pd.DataFrame]]:
-    """(schema version or None, {table: DataFrame}) of a results database written by any genbench version,
-    opened read-only: every table whole, whatever columns it has (reports read what an old store holds).
-    InvalidInputError when the file is not a SQLite database."""
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    try:
-        try:
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        except sqlite3.DatabaseError as e:
-            raise InvalidInputError(f"{path} is not a SQLite results database ({e})") from None
-        frames = {}
-        for t in tables:
-            cur = con.execute(f'SELECT * FROM "{t}"')
-            frames[t] = pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
-        version = None
-        if "meta" in tables:
-            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row and str(row[0]).isdigit() else None
-        return version, frames
-    finally:
-        con.close()

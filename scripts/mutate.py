@@ -72,6 +72,8 @@ MODULES: dict[str, list[str]] = {
     "genbench/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
     "genbench/recommend.py": ["tests/test_recommend.py"],
     "genbench/store.py": ["tests/test_store.py"],
+    "genbench/store_rows.py": ["tests/test_store.py"],
+    "genbench/store_files.py": ["tests/test_store.py"],
 }
 
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
