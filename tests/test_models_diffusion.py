@@ -10,7 +10,7 @@ import torch
 
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from reference_models.diffusion import GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob
+from reference_models.gaussian_diffusion import GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob
 from tests._model_helpers import DIGITS_INFO, RING_INFO, check_samples, digits_data, ring_data
 
 
