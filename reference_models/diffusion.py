@@ -67,7 +67,7 @@ from genbench.models import register_model
 from genbench.models.base import LOG_PROB_BOUND, GenerativeModel, ModelConfig, check_budget
 from reference_models.gaussian_diffusion import (  # noqa: F401 (re-exported)
     SAMPLERS, GaussianDiffusion, beta_schedule, discretized_gaussian_log_prob, normal_kl)
-from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, autocast, batch_indices, check_image_shape, check_train
+from reference_models.nets import Scaler, TrainLoop, adam, autocast, batch_indices, check_image_shape, start_fit
 from reference_models.unet import MLPDenoiser, UNet
 
 
@@ -208,12 +208,7 @@ class DDPM(GenerativeModel):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
-        cfg = apply_budget(self.config, budget, self.info)
-        train = check_train(train, self.info)
-        self._build(seed)
-        torch.manual_seed(seed)  # dropout
-        gen = torch.Generator().manual_seed(seed)
-        self.to(device)
+        cfg, train, gen = start_fit(self, train, budget, seed, device)
         dev = self.device
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))

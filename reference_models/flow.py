@@ -69,7 +69,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from genbench.models import register_model
 from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
-from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, autocast, batch_indices, check_train
+from reference_models.nets import Scaler, TrainLoop, adam, autocast, batch_indices, start_fit
 
 
 from reference_models.flow_layers import (ActNorm, AffineCoupling, PointFlow, ResNetST, Sequence, _at_least_f32,
@@ -283,12 +283,7 @@ class RealNVP(GenerativeModel):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
-        cfg = apply_budget(self.config, budget, self.info)
-        train = check_train(train, self.info)
-        self._build(seed)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        self.to(device)
+        cfg, train, gen = start_fit(self, train, budget, seed, device)
         dev = self.device
         if self.scaler is not None:
             self.scaler.fit(train.to(dev))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import nn
@@ -176,6 +176,19 @@ def check_train(train: torch.Tensor, info: DatasetInfo, min_items: int = 2) -> t
         raise InvalidInputError("train holds NaN or infinite values")
     return train.float()
 
+
+
+def start_fit(model, train: torch.Tensor, budget: Optional[str], seed: int, device) -> tuple[Any, torch.Tensor, torch.Generator]:
+    """The shared start of a network model's `fit`: the budget applied to its config, the training tensor checked,
+    the networks built from `seed` (`model._build(seed)`), the global RNG seeded (dropout), a data-order generator
+    seeded, the model moved to `device`. Returns (config, train as float32, generator)."""
+    cfg = apply_budget(model.config, budget, model.info)
+    train = check_train(train, model.info)
+    model._build(seed)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    return cfg, train, gen
 
 class TrainLoop:
     """Counts steps against `config.steps` and `config.max_seconds`, runs callbacks (a callback returning "stop"

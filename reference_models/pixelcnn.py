@@ -50,7 +50,7 @@ from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from genbench.models import register_model
 from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
-from reference_models.nets import TrainLoop, adam, apply_budget, autocast, batch_indices, check_train
+from reference_models.nets import TrainLoop, adam, autocast, batch_indices, start_fit
 
 
 def gate(h: torch.Tensor) -> torch.Tensor:
@@ -299,12 +299,7 @@ class PixelCNN(GenerativeModel):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
-        cfg = apply_budget(self.config, budget, self.info)
-        train = check_train(train, self.info)
-        self._build(seed)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        self.to(device)
+        cfg, train, gen = start_fit(self, train, budget, seed, device)
         dev = self.device
         # trains channels-last on every device: faster with cuDNN and (~8%) with oneDNN on a CPU
         data = train.to(dev).contiguous(memory_format=torch.channels_last)

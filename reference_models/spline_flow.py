@@ -33,7 +33,7 @@ from genbench.errors import InvalidInputError
 from genbench.models import register_model
 from genbench.models.base import LOG_PROB_EXACT, GenerativeModel, ModelConfig, check_budget
 from reference_models.flow_layers import LULinear, Reverse, Sequence, std_normal_log_prob, warmup_cosine
-from reference_models.nets import Scaler, TrainLoop, adam, apply_budget, batch_indices, check_train, mlp
+from reference_models.nets import Scaler, TrainLoop, adam, batch_indices, mlp, start_fit
 from reference_models.splines import n_spline_params, rq_spline
 
 
@@ -153,12 +153,7 @@ class NSF(GenerativeModel):
 
     # ---- training ---------------------------------------------------------------------------------------------
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
-        cfg = apply_budget(self.config, budget, self.info)
-        train = check_train(train, self.info)
-        self._build(seed)
-        self.to(device)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        cfg, train, gen = start_fit(self, train, budget, seed, device)
         dev = self.device
         data = train.to(dev)
         self.scaler.fit(data)
