@@ -74,12 +74,10 @@ def conditional_accuracy(class_probs: Any, conditions: Any) -> dict:
             "num_classes": K}
 
 
-def intra_class_fd(real_features: Any, real_labels: Any, fake_features: Any, fake_labels: Any,
-                   classes: Any = None, device: str = "cpu") -> dict:
-    """Mean over classes of FD(real features of class c, fake features of class c) (module docstring).
-    `classes`: the classes to average over (default: those the samples were generated for). Each needs at least
-    2 real and 2 generated items (InvalidInputError naming the class otherwise). Returns fd (the mean), per_class
-    {class: fd}, n_real and n_fake per class."""
+def _per_class_inputs(real_features: Any, real_labels: Any, fake_features: Any, fake_labels: Any, classes: Any,
+                      what: str) -> tuple:
+    """Checked (real features, real labels, fake features, fake labels, sorted classes) of a per-class metric;
+    the classes default to those the samples were generated for."""
     rf = as_f64(real_features, "real_features", ndim=2)
     ff = as_f64(fake_features, "fake_features", ndim=2)
     if rf.shape[1] != ff.shape[1]:
@@ -88,7 +86,18 @@ def intra_class_fd(real_features: Any, real_labels: Any, fake_features: Any, fak
     fy = _labels(fake_labels, ff.shape[0], "fake_labels")
     cls = sorted({int(c) for c in (classes if classes is not None else fy.unique().tolist())})
     if not cls:
-        raise InvalidInputError("intra_class_fd needs at least one class")
+        raise InvalidInputError(f"{what} needs at least one class")
+    return rf, ry, ff, fy, cls
+
+
+def intra_class_fd(real_features: Any, real_labels: Any, fake_features: Any, fake_labels: Any,
+                   classes: Any = None, device: str = "cpu") -> dict:
+    """Mean over classes of FD(real features of class c, fake features of class c) (module docstring).
+    `classes`: the classes to average over (default: those the samples were generated for). Each needs at least
+    2 real and 2 generated items (InvalidInputError naming the class otherwise). Returns fd (the mean), per_class
+    {class: fd}, n_real and n_fake per class."""
+    rf, ry, ff, fy, cls = _per_class_inputs(real_features, real_labels, fake_features, fake_labels, classes,
+                                            "intra_class_fd")
     per, n_real, n_fake = {}, {}, {}
     for c in cls:
         r, f = rf[ry == c], ff[fy == c]
@@ -110,15 +119,8 @@ def intra_class_recall_coverage(real_features: Any, real_labels: Any, fake_featu
     means), per_class {class: {"recall", "coverage"}}, n_real and n_fake per class."""
     from genbench.metrics.manifold import prdc
 
-    rf = as_f64(real_features, "real_features", ndim=2)
-    ff = as_f64(fake_features, "fake_features", ndim=2)
-    if rf.shape[1] != ff.shape[1]:
-        raise InvalidInputError(f"real and fake features differ in dimension: {rf.shape[1]} vs {ff.shape[1]}")
-    ry = _labels(real_labels, rf.shape[0], "real_labels")
-    fy = _labels(fake_labels, ff.shape[0], "fake_labels")
-    cls = sorted({int(c) for c in (classes if classes is not None else fy.unique().tolist())})
-    if not cls:
-        raise InvalidInputError("intra_class_recall_coverage needs at least one class")
+    rf, ry, ff, fy, cls = _per_class_inputs(real_features, real_labels, fake_features, fake_labels, classes,
+                                            "intra_class_recall_coverage")
     kp, kd = (int(k_dc), int(k_dc)) if convention == "prdc" else (int(k_pr), int(k_dc))  # prdc: one k for all
     per, n_real, n_fake = {}, {}, {}
     for c in cls:
