@@ -20,7 +20,8 @@ import pandas as pd
 
 from genbench.errors import InvalidInputError
 
-from genbench.evaluate import CHECK_MARKER, USER_PREFIX, _latest_suite_text, stored_suite_data
+from genbench.eval_protocol import _latest_suite_text, stored_suite_data
+from genbench.evaluate import CHECK_MARKER, USER_PREFIX
 
 
 DEFAULT_CONFIRM_SEEDS = 2  # `genbench check`: more seeds for a flagged job before it counts as a regression

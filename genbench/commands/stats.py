@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 def _build(args) -> int:
     from genbench.data import get_dataset, list_datasets
     from genbench.errors import InvalidInputError
-    from genbench.evaluate import protocol_for
+    from genbench.eval_protocol import protocol_for
     from genbench.pipeline.worker import Worker
     from genbench.registry import unknown_name_message
 
