@@ -14,27 +14,11 @@ if str(ROOT) not in sys.path:  # "tests.helpers.lottery_model" must import as th
 from genbench.cli import main  # noqa: E402
 from genbench.compare import load_results  # noqa: E402
 from genbench.external import unregister_external  # noqa: E402
+from tests.helpers.dummy_suite import suite_toml  # noqa: E402
 
-SUITE = """
-name = "lottery"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 10
-
-[speed]
-batch_size = 100
-repeats = 1
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 300
-metrics = ["fd", "prdc", "mode_coverage"]
-
-[models.lottery]
-model = "tests.helpers.lottery_model:lottery"
-"""
+SUITE = suite_toml({"ring8": {"features": "identity", "n_samples": 300, "metrics": ["fd", "prdc", "mode_coverage"]}},
+                   {"lottery": {"model": "tests.helpers.lottery_model:lottery"}}, name="lottery", n_bootstrap=10,
+                   speed={"batch_size": 100, "repeats": 1, "warmup": 0})
 
 
 @pytest.fixture(scope="module")

@@ -17,46 +17,20 @@ from gate_injections import BlurredVAE, injected  # noqa: E402
 from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, compare_paths  # noqa: E402
 from genbench.runner import Runner  # noqa: E402
 from genbench.suite import load_suite  # noqa: E402
+from dummy_suite import write_suite  # noqa: E402
 
 STEPS = {"gan": 1200, "vae": 800, "ddpm": 1000}
-SUITE = """
-name = "gate-e2e"
-budget = "quick"
-device = "cpu"
-seeds = {seeds}
-n_bootstrap = 20
-
-[speed]
-batch_size = 500
-repeats = 1
-warmup = 0
-
-[datasets.ring8]
-features = "{features}"
-n_samples = 500
-metrics = ["fd", "prdc", "mode_coverage"]
-
-[datasets.digits]
-features = "classifier:digits"
-n_samples = 359
-metrics = ["fd", "prdc", "class_coverage"]
-
-[models.gan]
-datasets = ["digits"]
-overrides = {{ steps = {gan} }}
-[models.vae]
-datasets = ["ring8"]
-overrides = {{ steps = {vae} }}
-[models.ddpm]
-datasets = ["ring8"]
-overrides = {{ steps = {ddpm}{ddpm_extra} }}
-"""
+_RING8 = {"n_samples": 500, "metrics": ["fd", "prdc", "mode_coverage"]}
+_DIGITS = {"features": "classifier:digits", "n_samples": 359, "metrics": ["fd", "prdc", "class_coverage"]}
 
 
-def _run(tmp, name, seeds, threads=1, features="identity", gan=STEPS["gan"], ddpm_extra="", models=None):
-    p = tmp / f"{name}.toml"
-    p.write_text(SUITE.format(seeds=list(seeds), features=features, gan=gan, vae=STEPS["vae"], ddpm=STEPS["ddpm"],
-                              ddpm_extra=ddpm_extra))
+def _run(tmp, name, seeds, threads=1, features="identity", gan=STEPS["gan"], ddpm_extra=None, models=None):
+    models_ = {"gan": {"datasets": ["digits"], "overrides": {"steps": gan}},
+               "vae": {"datasets": ["ring8"], "overrides": {"steps": STEPS["vae"]}},
+               "ddpm": {"datasets": ["ring8"], "overrides": {"steps": STEPS["ddpm"], **(ddpm_extra or {})}}}
+    p = write_suite(tmp / f"{name}.toml", {"ring8": {"features": features, **_RING8}, "digits": _DIGITS}, models_,
+                    name="gate-e2e", budget="quick", seeds=seeds, n_bootstrap=20,
+                    speed={"batch_size": 500, "repeats": 1, "warmup": 0})
     suite = load_suite(str(p))
     if models:
         from genbench.suite import apply_overrides
@@ -114,7 +88,7 @@ def test_vae_with_a_shifted_decoder_output_is_caught(base):
 @pytest.mark.slow
 def test_diffusion_sampled_with_far_fewer_steps_is_caught(base):
     tmp, b = base
-    new = _run(tmp, "ddpm-few", seeds=(3,), ddpm_extra=", sample_steps = 4", models=["ddpm"])
+    new = _run(tmp, "ddpm-few", seeds=(3,), ddpm_extra={"sample_steps": 4}, models=["ddpm"])
     cmp = compare_paths(b, new, timing=False)
     assert cmp.exit_code == EXIT_REGRESSION
     assert {m for m, _ in _regressed(cmp)} == {"ddpm"}

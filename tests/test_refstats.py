@@ -20,26 +20,10 @@ from genbench.pipeline.refstats import StatsCache, key_digest, metric_version, r
 from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_suite import write_suite
 
-SUITE = """
-name = "rs"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 0
-
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-
-[datasets.ring8]
-features = "identity"
-n_samples = 300
-metrics = ["fd", "prdc"]
-
-[models.{model}]
-"""
+SPEED = {"batch_size": 64, "repeats": 1, "warmup": 0}
+RING8 = {"features": "identity", "n_samples": 300, "metrics": ["fd", "prdc"]}
 
 
 @pytest.fixture
@@ -50,8 +34,7 @@ def stats(tmp_path, monkeypatch):
 
 
 def _run(tmp_path: Path, out: Path, model: str = "gmm", quiet: bool = False):
-    p = tmp_path / f"{model}.toml"
-    p.write_text(SUITE.format(model=model))
+    p = write_suite(tmp_path / f"{model}.toml", {"ring8": RING8}, {model: {}}, name="rs", n_bootstrap=0, speed=SPEED)
     Runner(load_suite(p), out, device="cpu", quiet=quiet, log=lambda m: None).run()
     f = ResultsStore(out).metrics_frame()
     f = f[~f["protocol"].map(lambda q: bool(json.loads(q).get("timing")))]

@@ -18,36 +18,13 @@ from genbench.runner import REAL_SUBSET_SEED, Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model, load_model
+from helpers.dummy_suite import suite_toml
 
-SUITE = """
-name = "text-t"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 0
-
-[speed]
-batch_size = 8
-repeats = 1
-warmup = 0
-
-[datasets.shakespeare-char]
-features = "char-ngram"
-n_samples = 48
-reference = "test"
-metrics = ["fd", "bits_per_char"]
-n_likelihood = 3000
-
-[datasets.names]
-features = "char-ngram"
-n_samples = 48
-reference = "test"
-metrics = ["fd", "bits_per_char", "novelty"]
-n_likelihood = 1500
-
-[models.transformer]
-overrides = { sample_length = 40 }
-"""
+_TEXT = {"features": "char-ngram", "n_samples": 48, "reference": "test"}
+SUITE = suite_toml({"shakespeare-char": {**_TEXT, "metrics": ["fd", "bits_per_char"], "n_likelihood": 3000},
+                    "names": {**_TEXT, "metrics": ["fd", "bits_per_char", "novelty"], "n_likelihood": 1500}},
+                   {"transformer": {"overrides": {"sample_length": 40}}}, name="text-t", n_bootstrap=0,
+                   speed={"batch_size": 8, "repeats": 1, "warmup": 0})
 
 
 def _need(name):
