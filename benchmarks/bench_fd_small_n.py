@@ -181,22 +181,9 @@ def render(fds, boot, ev, ex, meta) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
+    from genbench.fileio import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="300,1000", help="N values for the single-FD timing (default 300,1000)")
     ap.add_argument("--dim", type=int, default=2048)
@@ -247,7 +234,7 @@ def main(argv=None) -> int:
         ex = bench_extraction(a.extract_images, 600)
     meta["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     text = render(fds, boot, ev, ex, meta)
-    write_atomic(a.out, text)
+    atomic_write_text(a.out, text)
     print(text)
     return 0
 

@@ -216,20 +216,9 @@ def render(fd: dict, pr: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
+    from genbench.fileio import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="N=2000 for P/R/D/C and 512-d FD (a smoke run)")
     ap.add_argument("--n", type=int, default=None, help="P/R/D/C samples per set (default 10000; --quick 2000)")
@@ -264,7 +253,7 @@ def main(argv=None) -> int:
     pr = bench_prdc(n, a.dim, a.k, a.repeats, a.threads)
     meta["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     text = render(fd, pr, meta)
-    write_atomic(a.out, text)
+    atomic_write_text(a.out, text)
     print(text)
     return 0
 

@@ -103,13 +103,9 @@ def render_png(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
+    from genbench.fileio import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only check that the README and the text file are current")
     args = ap.parse_args(argv)
@@ -123,9 +119,9 @@ def main(argv=None) -> int:
             return 1
         return 0
     TEXT.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(TEXT, text)
+    atomic_write_text(TEXT, text)
     render_png(text, PNG)
-    write_atomic(README, README.read_text(encoding="utf-8").replace(block, readme_block(text)))
+    atomic_write_text(README, README.read_text(encoding="utf-8").replace(block, readme_block(text)))
     print(f"wrote {TEXT.relative_to(ROOT)}, {PNG.relative_to(ROOT)} and the README block")
     return 0
 
