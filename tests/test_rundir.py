@@ -17,9 +17,9 @@ from genbench.rundir import LOCK_NAME, MARKER_NAME, default_out_dir, is_run_dir
 from genbench.runner import Runner, make_jobs
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_cli import dummy_cli
 from helpers.dummy_suite import write_dummy_suite
 
-TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture(autouse=True)
 def dummies():
@@ -30,14 +30,6 @@ def dummies():
 
 def _suite(tmp_path, name="t", overrides=None) -> Path:
     return write_dummy_suite(tmp_path, name=name, overrides=overrides)
-
-
-def _cli(args, cwd):
-    code = ("import sys; sys.path.insert(0, %r); import runner_dummies; runner_dummies.register(); "
-            "from genbench.cli import main; sys.exit(main(sys.argv[1:]))" % str(TESTS))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_holder(lock: Path, proc, timeout=90.0) -> None:
@@ -55,12 +47,12 @@ def test_second_concurrent_run_is_refused(tmp_path):
     with exit 2, naming the holder; the live run's store is untouched and it finishes normally."""
     suite = _suite(tmp_path, overrides={"steps": 300, "sleep": 0.1})
     out = tmp_path / "out"
-    first = _cli(["run", str(suite), "--out", str(out), "--quiet", "--no-report"], tmp_path)
+    first = dummy_cli(["run", str(suite), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     try:
         _wait_for_holder(out / LOCK_NAME, first)
         for extra in ([], ["--fresh"]):
             t0 = time.time()
-            second = _cli(["run", str(suite), "--out", str(out), "--quiet", "--no-report", *extra], tmp_path)
+            second = dummy_cli(["run", str(suite), "--out", str(out), "--quiet", "--no-report", *extra], tmp_path)
             _, err = second.communicate(timeout=60)
             assert second.returncode == 2, err
             assert f"PID {first.pid}" in err and "genbench" in err and "Traceback" not in err, err

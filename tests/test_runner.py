@@ -2,11 +2,8 @@
 the checkpoint cache; identical numbers for the same seed; the command line."""
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +16,10 @@ from genbench.cli import main
 from genbench.runner import Runner
 from genbench.store import ResultsStore
 from genbench.suite import load_suite
+from helpers.dummy_cli import dummy_cli
 from helpers.dummy_suite import RING8_ALL, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 
 SPEED = {"batch_size": 64, "repeats": 2, "warmup": 1}
 
@@ -136,14 +133,6 @@ def test_resume_skips_done_jobs_and_reuses_checkpoints(tmp_path):
     assert json.loads(f.loc[("ring8/dummy-gauss/seed0", "train_seconds"), "protocol"])["from_checkpoint_cache"] is False
 
 
-def _cli(args, cwd):
-    code = ("import sys; sys.path.insert(0, %r); import runner_dummies; runner_dummies.register(); "
-            "from genbench.cli import main; sys.exit(main(sys.argv[1:]))" % str(TESTS))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def _done_rows(db):
     if not Path(db).exists():
         return []
@@ -160,7 +149,7 @@ def _done_rows(db):
 def test_killed_run_resumes_without_losing_results(tmp_path, sig):
     p = _suite(tmp_path, models={"dummy-gauss": {"overrides": {"sleep": 0.2, "steps": 5}}}, seeds=(0, 1, 2))
     out = tmp_path / "out"
-    proc = _cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
+    proc = dummy_cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and not _done_rows(out / "results.db"):
@@ -181,7 +170,7 @@ def test_killed_run_resumes_without_losing_results(tmp_path, sig):
     statuses = dict(sqlite3.connect(out / "results.db").execute("SELECT job_id, status FROM jobs").fetchall())
     assert set(statuses.values()) <= {"done", "running", "pending"}
 
-    proc = _cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
+    proc = dummy_cli(["run", str(p), "--out", str(out), "--quiet", "--no-report"], tmp_path)
     outp, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert f"{len(done_before)} already done" in outp
