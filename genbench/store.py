@@ -94,7 +94,7 @@ class ResultsStore:
             p = p / DB_NAME
         if not p.exists() and not create:
             raise InvalidInputError(f"no results database at {p}: run `genbench run ... --out {p.parent}` first")
-        if p.exists() and not create:
+        if p.exists():  # also with create=True (a resumed run): an existing file must be a genbench database
             check_store_file(p)  # read-only first: never switch a foreign file to WAL (a write) before knowing it
         p.parent.mkdir(parents=True, exist_ok=True)
         self.path = p

@@ -79,6 +79,10 @@ def test_record_job_round_trip_and_exports(tmp_path):
     blob = json.loads(json_path.read_text())  # strict JSON: inf became null
     assert blob["schema_version"] == 1 and len(blob["metrics"]) == 4 and blob["runs"][0]["run_id"] == "r1"
     assert [m["value"] for m in blob["metrics"] if m["metric"] == "nll"] == ["inf"]
+    # finite numbers stay numbers, a missing interval end is null: only infinities become strings
+    got = {(m["metric"], m["variant"]): (m["value"], m["ci_low"], m["ci_high"]) for m in blob["metrics"]}
+    assert got == {("fd", ""): (0.5, 0.4, 0.6), ("samples_per_s", ""): (1e4, None, None),
+                   ("fd", "ddim-10"): (0.7, None, None), ("nll", ""): ("inf", None, None)}
     # a reopened store reads the same
     s.close()
     again = ResultsStore(tmp_path / "results.db")
@@ -125,6 +129,45 @@ def test_readers_get_clear_errors(tmp_path):
     s.close()
     with pytest.raises(InvalidInputError, match="newer"):
         ResultsStore(tmp_path / "new")
+
+
+
+def test_a_foreign_sqlite_file_is_refused_without_being_written(tmp_path):
+    """Opening checks the file read-only first: a SQLite database that is not genbench's is refused by name, and
+    is not switched to WAL (a write) on the way -- its journal mode and bytes stay as they were."""
+    foreign = tmp_path / "other.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.commit()
+    con.close()
+    before = foreign.read_bytes()
+    for create in (False, True):  # a run resuming into a directory whose results.db is someone else's
+        with pytest.raises(InvalidInputError, match="not a genbench results database") as e:
+            ResultsStore(foreign, create=create)
+        assert str(foreign) in str(e.value)
+    assert foreign.read_bytes() == before
+    assert sqlite3.connect(foreign).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not (tmp_path / "other.db-wal").exists()
+    # create=True on an existing genbench store keeps it (the read-only check is for opening what exists)
+    s = ResultsStore(tmp_path / "mine", create=True)
+    s.close()
+    ResultsStore(tmp_path / "mine", create=True).close()
+    assert ResultsStore(tmp_path / "mine").schema_version == SCHEMA_VERSION
+
+
+
+@pytest.mark.parametrize("value", [None, "one", ""], ids=["no-row", "not-a-number", "empty"])
+def test_a_meta_table_without_a_schema_version_is_refused(tmp_path, value):
+    p = tmp_path / "results.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    if value is not None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (value,))
+    con.commit()
+    con.close()
+    with pytest.raises(InvalidInputError, match="has no schema_version"):
+        ResultsStore(p)
 
 
 JOB = "ring8/gmm/s0"
