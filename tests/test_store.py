@@ -371,6 +371,21 @@ def test_report_reads_a_store_of_an_older_schema(tmp_path):
     (tmp_path / "x.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(InvalidInputError, match="not a SQLite results database"):
         read_any_store(tmp_path / "x.db")
+    # the schema version, where a meta table records one as a number
+    for value, want in (("0", 0), ("7", 7), ("seven", None), (None, None)):
+        p = tmp_path / f"meta-{value}.db"
+        con = sqlite3.connect(p)
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        if value is not None:
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (value,))
+        con.commit()
+        con.close()
+        version, tables = read_any_store(p)
+        assert version == want and set(tables) == {"meta"}, value
+    # read-only: a store is read whole and left as it was
+    before = (tmp_path / DB_NAME).read_bytes()
+    read_any_store(tmp_path / DB_NAME)
+    assert (tmp_path / DB_NAME).read_bytes() == before
 
 
 def test_update_job_sets_named_columns_only(tmp_path):
