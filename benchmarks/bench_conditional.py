@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_conditional.py                 # the `conditional` suite, 2000 samples
     .venv/bin/python benchmarks/bench_conditional.py --n-samples 1000 --guidance 0 1 2 4 --models cfg-ddpm
 
-Runs the built-in `conditional` suite (Fashion-MNIST; cfg-ddpm with its guidance sweep, cgan and cvae, all at their
+Runs the built-in `conditional` suite (Fashion-MNIST; cfg-ddpm with its guidance sweep, cgan, cvae and cpixelcnn, all at their
 quick CPU configs; conditions uniform over the 10 classes) with one torch thread into --out (a scratch run
 directory; rerunning resumes), then writes reports/benchmarks/conditional.md and the same table into the
 "Conditional generation" section of reports/benchmarks/model_quality.md (between its markers): per model and
@@ -60,10 +60,10 @@ def bars(vals: dict, scales: list, default_g: float, models: list) -> list:
         a = vals.get(("cgan", ""), {}).get("conditional_accuracy")
         if a is not None:
             out.append(f"cgan: conditional accuracy {a:.1%} (bar >= 85%): **{'PASS' if a >= BARS['cgan'] else 'FAIL'}**")
-    if "cvae" in models:
-        a = vals.get(("cvae", ""), {}).get("conditional_accuracy")
+    for name in ("cvae", "cpixelcnn"):
+        a = vals.get((name, ""), {}).get("conditional_accuracy") if name in models else None
         if a is not None:
-            out.append(f"cvae: conditional accuracy {a:.1%} (no bar in the issue)")
+            out.append(f"{name}: conditional accuracy {a:.1%} (no bar in the issue)")
     return out
 
 

@@ -76,7 +76,8 @@ class GatedLayer(nn.Module):
     images, e.g. an empty border, much faster than from zero padding alone). `dil`: the vertical conv's dilation
     along rows (it then sees rows q - p*dil, ..., q - dil, q: a longer reach up the image at the same cost)."""
 
-    def __init__(self, cin: int, ch: int, k: int, first: bool, hw: Optional[tuple[int, int]] = None, dil: int = 1):
+    def __init__(self, cin: int, ch: int, k: int, first: bool, hw: Optional[tuple[int, int]] = None, dil: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         self.p = k // 2
         self.first = first
@@ -88,16 +89,24 @@ class GatedLayer(nn.Module):
         # stored (H, W, 2ch) and added as a (2ch, H, W) view: the memory order of channels-last activations
         self.vpos = nn.Parameter(torch.zeros(*hw, 2 * ch)) if hw else None
         self.hpos = nn.Parameter(torch.zeros(*hw, 2 * ch)) if hw else None
+        # the paper's conditional form with a one-hot class h: V^T h, one learned (2ch,) vector per class added to
+        # both stacks' pre-activations (zero at the start: the unconditional layer)
+        self.vcls = nn.Parameter(torch.zeros(num_classes, 2 * ch)) if num_classes else None
+        self.hcls = nn.Parameter(torch.zeros(num_classes, 2 * ch)) if num_classes else None
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, v: torch.Tensor, h: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.p
         v_pre = self.vconv(F.pad(v, (p, p, p * self.dil, 0)))
         if self.vpos is not None:
             v_pre = v_pre + self.vpos.permute(2, 0, 1).to(v_pre.dtype)  # (bf16 under autocast: stay in it)
+        if self.vcls is not None:
+            v_pre = v_pre + self.vcls[y][:, :, None, None].to(v_pre.dtype)
         h_in = right_shift(h) if self.first else h
         h_pre = self.hconv(F.pad(h_in, (p, 0, 0, 0))) + self.v2h(down_shift(v_pre))
         if self.hpos is not None:
             h_pre = h_pre + self.hpos.permute(2, 0, 1).to(h_pre.dtype)
+        if self.hcls is not None:
+            h_pre = h_pre + self.hcls[y][:, :, None, None].to(h_pre.dtype)
         h_out = self.hout(gate(h_pre))
         return gate(v_pre), h_out if self.first else h + h_out
 
@@ -109,23 +118,24 @@ def _conv_as_matrix(w: torch.Tensor) -> torch.Tensor:
 
 class GatedPixelCNN(nn.Module):
     """(N, C, H, W) image in [-1, 1] -> output parameters (N, C, P, H, W) (P = 256 logits, or 3 * n_mix logistic
-    mixture parameters); those of (i, c) depend on pixels < i and on channels < c of pixel i only."""
+    mixture parameters); those of (i, c) depend on pixels < i and on channels < c of pixel i only. With
+    `num_classes` K > 0 every layer also takes the class labels y (N,) (`GatedLayer`: the conditional form)."""
 
     def __init__(self, c: int, ch: int, n_layers: int, k: int, hidden: int, n_out: int = 256,
-                 hw: Optional[tuple[int, int]] = None, dilations: Optional[list[int]] = None):
+                 hw: Optional[tuple[int, int]] = None, dilations: Optional[list[int]] = None, num_classes: int = 0):
         super().__init__()
         self.c = c
         dilations = list(dilations or [1] * n_layers)
-        self.layers = nn.ModuleList([GatedLayer(c if i == 0 else ch, ch, k, first=(i == 0), hw=hw, dil=dilations[i])
-                                     for i in range(n_layers)])
+        self.layers = nn.ModuleList([GatedLayer(c if i == 0 else ch, ch, k, first=(i == 0), hw=hw, dil=dilations[i],
+                                                num_classes=num_classes) for i in range(n_layers)])
         self.out = nn.Conv2d(ch, hidden, 1)
         self.ctx = nn.ModuleList([nn.Conv2d(i, hidden, 1) for i in range(1, c)])  # current pixel's channels < c
         self.heads = nn.ModuleList([nn.Conv2d(hidden, n_out, 1) for _ in range(c)])
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h)
+            v, h = layer(v, h, y)
         return self.out(F.relu(h))
 
     def head(self, f: torch.Tensor, x: torch.Tensor, c: int) -> torch.Tensor:
@@ -134,17 +144,17 @@ class GatedPixelCNN(nn.Module):
             f = f + self.ctx[c - 1](x[:, :c])
         return self.heads[c](F.relu(f))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.trunk(x)
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        f = self.trunk(x, y)
         return torch.stack([self.head(f, x, c) for c in range(self.c)], 1)
 
-    def logits_last(self, x: torch.Tensor) -> torch.Tensor:
+    def logits_last(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The same outputs as `forward`, laid out (N, H, W, C, P): the 1x1 output convs run as matrix products
         over channels-last features and the parameter axis is contiguous (cheaper on a CPU for training and log_prob;
         `forward` and the incremental sampler use the conv modules themselves)."""
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h)
+            v, h = layer(v, h, y)
         f = F.linear(F.relu(h.permute(0, 2, 3, 1)), _conv_as_matrix(self.out.weight), self.out.bias)
         xl = x.permute(0, 2, 3, 1)
         outs = []
@@ -271,7 +281,7 @@ class PixelCNN(GenerativeModel):
             n_out = 256 if cfg.output == "softmax" else 3 * cfg.n_mix
             hw = tuple(self.info.shape[1:]) if cfg.pos_bias else None
             self.net = GatedPixelCNN(self.info.shape[0], cfg.ch, cfg.n_layers, cfg.kernel, cfg.hidden, n_out, hw,
-                                     cfg.v_dilations)
+                                     cfg.v_dilations, num_classes=self.condition_classes or 0)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -283,26 +293,29 @@ class PixelCNN(GenerativeModel):
     def _levels(x: torch.Tensor) -> torch.Tensor:
         return torch.round(x.float() * 255).clamp(0, 255).long()
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's output parameters (N, C, P, H, W) for x in [0, 1] (float32, as sampling uses them)."""
-        return self.net(x * 2 - 1)
+    def _logits(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The network's output parameters (N, C, P, H, W) for x in [0, 1] (float32, as sampling uses them); y: the
+        class labels of a conditional model (reference_models/cpixelcnn.py)."""
+        return self.net(x * 2 - 1, y)
 
-    def _nll(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """-log p(x) per example (nats). Only training runs under autocast (bf16 where the config allows it); the
-        likelihood proper (log_prob) is computed in float32."""
+    def _nll(self, x: torch.Tensor, train: bool = False, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """-log p(x) (-log p(x | y) with labels y) per example (nats). Only training runs under autocast (bf16 where
+        the config allows it); the likelihood proper (log_prob) is computed in float32."""
         cfg = self.config
         with autocast(self.device, train and cfg.mixed_precision, cfg.cpu_bf16):
-            params = self.net.logits_last(x * 2 - 1).float()  # (N, H, W, C, P)
+            params = self.net.logits_last(x * 2 - 1, y).float()  # (N, H, W, C, P)
         levels = self._levels(x).permute(0, 2, 3, 1)  # (N, H, W, C)
         log_p = softmax_log_prob if cfg.output == "softmax" else logistic_mixture_log_prob
         return -log_p(params, levels).view(x.shape[0], -1).sum(1)
 
     # ---- training ---------------------------------------------------------------------------------------------
-    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=()):
+    def fit(self, train, budget=None, seed=0, device="cpu", callbacks=(), labels=None):
         cfg, train, gen = start_fit(self, train, budget, seed, device)
+        y_all = self._train_labels(train, labels)
         dev = self.device
         # trains channels-last on every device: faster with cuDNN and (~8%) with oneDNN on a CPU
         data = train.to(dev).contiguous(memory_format=torch.channels_last)
+        y_all = None if y_all is None else y_all.to(dev)
         self.net.to(memory_format=torch.channels_last)
         opt = adam(self.net.parameters(), lr=cfg.lr)  # fused where the device has the kernel
         total = max(1, cfg.steps)
@@ -314,8 +327,8 @@ class PixelCNN(GenerativeModel):
         D = self.info.dim
         loop = TrainLoop(cfg, self.history, callbacks, cfg.log_every)
         for step in loop:
-            x = data[batch_indices(len(data), cfg.batch_size, gen).to(dev)]
-            loss = self._nll(x, train=True).mean() / D  # nats per dimension
+            idx = batch_indices(len(data), cfg.batch_size, gen).to(dev)
+            loss = self._nll(data[idx], train=True, y=None if y_all is None else y_all[idx]).mean() / D  # nats per dim
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
@@ -332,6 +345,13 @@ class PixelCNN(GenerativeModel):
         self.net.to(memory_format=self.memory_format(dev) or torch.contiguous_format)
         self.net.eval()
         return self.history
+
+    def _train_labels(self, train: torch.Tensor, labels) -> Optional[torch.Tensor]:
+        """The (N,) training labels of a conditional subclass (reference_models/cpixelcnn.py); None here."""
+        if labels is not None:
+            raise InvalidInputError(f"model {self.name!r} is unconditional: fit takes no labels (use 'cpixelcnn' for "
+                                    "the class-conditional PixelCNN)")
+        return None
 
     # ---- likelihood -------------------------------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -353,10 +373,12 @@ class PixelCNN(GenerativeModel):
         return x
 
     @torch.no_grad()
-    def _autoregress(self, n: int, pick: Callable, record: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _autoregress(self, n: int, pick: Callable, record: bool = False,
+                     y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The incremental sampler. `pick(params (n, P), row, col, channel) -> levels (n,)` chooses each value
         (a random draw when sampling, the data's value for a teacher-forced check). Returns x in [0, 1] and, with
-        `record`, the output parameters of every position (n, C, P, H, W).
+        `record`, the output parameters of every position (n, C, P, H, W). `y`: the (n,) class labels of a
+        conditional model (its per-class biases join the precomputed per-row terms of both stacks).
 
         Per row, the vertical stacks advance by one row (convs over the p + 1 rows above). Per pixel, each layer's
         horizontal conv sees a window of p + 1 columns of one row, so it runs as one matrix product on
@@ -378,6 +400,7 @@ class PixelCNN(GenerativeModel):
         out_mat, head_mats = _conv_as_matrix(net.out.weight).t(), [_conv_as_matrix(h.weight).t() for h in net.heads]
         ctx_mats = [_conv_as_matrix(m.weight).t() for m in net.ctx]
         rec = torch.zeros(n, C, net.heads[0].out_channels, H, W) if record else None
+        y = None if y is None else y.to(dev)
         for r in range(H):
             # 1. per layer, the part of the horizontal pre-activations fixed before row r starts, (n, W, 2ch):
             #    the shifted vertical contribution (vertical pre-activations of row r - 1) and the biases
@@ -392,12 +415,16 @@ class PixelCNN(GenerativeModel):
                     v_pre = layer.vconv(vpad[i][:, :, r - 1 + top - p * layer.dil:r + top, :])
                     if layer.vpos is not None:
                         v_pre = v_pre + layer.vpos[r - 1:r].permute(2, 0, 1)
+                    if layer.vcls is not None:
+                        v_pre = v_pre + layer.vcls[y][:, :, None, None]
                     vh = layer.v2h(v_pre)[:, :, 0].transpose(1, 2)
                     if i + 1 < len(layers):
                         vpad[i + 1][:, :, r - 1 + top, p:p + W] = gate(v_pre)[:, :, 0]
                 fixed = vh + layer.hconv.bias
                 if layer.hpos is not None:
                     fixed = fixed + layer.hpos[r]
+                if layer.hcls is not None:
+                    fixed = fixed + layer.hcls[y][:, None, :]
                 d.append(fixed.contiguous())
             # 2. the row, pixel by pixel, on channels-last rows padded on the left (layer 0 one more: mask A shift)
             hrow = [torch.zeros(n, W + p + 1, C, device=dev)] + [torch.zeros(n, W + p, chans[i + 1], device=dev)
@@ -422,7 +449,7 @@ class PixelCNN(GenerativeModel):
         return (x + 1) / 2, rec
 
     @torch.no_grad()
-    def _sample_naive(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def _sample_naive(self, n: int, generator: torch.Generator, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Reference sampler: the full network re-run for every pixel and channel (H*W*C passes). Same draws, in
         the same order, as `_sample`; used by the tests to check the incremental sampler."""
         self.net.eval()
@@ -431,6 +458,6 @@ class PixelCNN(GenerativeModel):
         for r in range(H):
             for j in range(W):
                 for c in range(C):
-                    logits = self.net(x)[:, c, :, r, j]
+                    logits = self.net(x, y)[:, c, :, r, j]
                     x[:, c, r, j] = self._draw(logits, generator).to(self.device).float() / 127.5 - 1
         return (x + 1) / 2

@@ -21,6 +21,13 @@ Text conventions (also summarised in genbench/models/base.py):
   end-of-line), so a names model's `log_prob` is the probability of a name.
 - Sampling draws one uniform number per sequence per step from a CPU generator and inverts the CDF, so the
   same (seed, batch_size) gives the same strings on any device and with or without a key/value cache.
+- Prefix conditioning (issue #23): `sample(n, seed, condition=prefixes)` with n prefix strings returns sample i
+  as prefixes[i] followed by the model's continuation of "\n" + prefixes[i] (line mode: up to "\n", the prefix
+  counting towards `max_line_length`; stream mode: `sample_length` new characters). A model with a bounded
+  context conditions on the prefix's last `max_context` characters. Within a batch the prefixes are generated in
+  groups of equal length (by length, then order), so the same (seed, batch_size, prefixes) gives the same strings;
+  all-empty prefixes give exactly `sample(n, seed)`. `continuation_log_prob(prefixes, continuations)` is
+  log P(continuation | "\n" + prefix) in nats (the sliding-window protocol of `nll_per_char`).
 """
 
 from __future__ import annotations
@@ -201,18 +208,58 @@ class TextModel(GenerativeModel):
     def sample_mode(self) -> str:
         return self.config.sample_mode if self.config.sample_mode != "auto" else "stream"
 
-    def sample(self, n: int, seed: int = 0, batch_size: Optional[int] = None, use_cache: bool = True) -> list:  # type: ignore[override]
-        """`n` strings (see the module docstring for line / stream mode). Same (seed, batch_size) -> same strings."""
+    def sample(self, n: int, seed: int = 0, batch_size: Optional[int] = None, use_cache: bool = True,  # type: ignore[override]
+               condition: Optional[Sequence[str]] = None) -> list:
+        """`n` strings (see the module docstring for line / stream mode). Same (seed, batch_size) -> same strings.
+        `condition`: n prefix strings; sample i is condition[i] and its continuation (module docstring)."""
         self._require_built()
         if n < 0:
             raise InvalidInputError(f"n must be >= 0, got {n}")
+        prefixes = None if condition is None else self._check_prefixes(condition, n)
         bs = int(batch_size or max(1, min(n, 256)))
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         out: list[str] = []
         with torch.inference_mode():
             while len(out) < n:
                 b = min(bs, n - len(out))
-                out.extend(self._generate(b, gen, use_cache=use_cache))
+                if prefixes is None:
+                    out.extend(self._generate(b, gen, use_cache=use_cache))
+                else:
+                    out.extend(self._continue(prefixes[len(out):len(out) + b], gen, use_cache))
+        return out
+
+    def _check_prefixes(self, condition, n: int) -> list:
+        who = f"model {self.name!r}"
+        if type(self)._begin is TextModel._begin:
+            raise InvalidInputError(f"{who} generates no character by character: it cannot continue a prefix")
+        if isinstance(condition, str) or not all(isinstance(p, str) for p in condition):
+            raise InvalidInputError(f"{who}: a text model's condition is a list of {n} prefix strings, one per sample")
+        prefixes = list(condition)
+        if len(prefixes) != n:
+            raise InvalidInputError(f"{who}: {len(prefixes)} prefixes for {n} samples; give one prefix per sample")
+        for i, p in enumerate(prefixes):
+            if self.sample_mode == "line" and (NEWLINE in p or len(p) > self.config.max_line_length):
+                raise InvalidInputError(f"{who} samples lines: prefix {i} must be one line of at most "
+                                        f"{self.config.max_line_length} characters without '\\n'")
+            self.encode(p)  # characters outside the vocabulary: a clear error
+        return prefixes
+
+    def _continue(self, prefixes: list, gen: torch.Generator, use_cache: bool) -> list:
+        """Each prefix followed by its continuation; the batch generated in groups of equal prefix length."""
+        line = self.sample_mode == "line"
+        out: list = [None] * len(prefixes)
+        for L in sorted({len(p) for p in prefixes}):
+            idx = [i for i, p in enumerate(prefixes) if len(p) == L]
+            ctx = torch.stack([torch.cat([torch.tensor([self.newline_id]), self.encode(prefixes[i])]) for i in idx])
+            if self.max_context:
+                ctx = ctx[:, -int(self.max_context):]
+            steps = self.config.max_line_length - L + 1 if line else self.config.sample_length
+            ids = self._generate_ids(len(idx), gen, steps, stop_at_newline=line, use_cache=use_cache,
+                                     ctx=ctx.to(self.device))
+            for i, row in zip(idx, ids.tolist()):
+                if line:
+                    row = row[: row.index(self.newline_id)] if self.newline_id in row else row[: steps - 1]
+                out[i] = prefixes[i] + self.decode(row)
         return out
 
     def _sample(self, n: int, generator: torch.Generator):  # the tensor API of the base class does not apply
@@ -239,9 +286,11 @@ class TextModel(GenerativeModel):
         return self._generate_ids(n, generator, steps, stop_at_newline=stop_at_newline, use_cache=use_cache)
 
     def _generate_ids(self, n: int, gen: torch.Generator, steps: int, stop_at_newline: bool = False,
-                      use_cache: bool = True, on_token=None) -> torch.Tensor:
-        """(n, <= steps) ids generated from the context "\n". `on_token(t)` is called after each step (timing)."""
-        ctx = torch.full((n, 1), self.newline_id, dtype=torch.long, device=self.device)
+                      use_cache: bool = True, on_token=None, ctx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(n, <= steps) ids generated from the context "\n" (or the ids `ctx` (n, T)). `on_token(t)` is called
+        after each step (timing)."""
+        if ctx is None:
+            ctx = torch.full((n, 1), self.newline_id, dtype=torch.long, device=self.device)
         logits, state = self._begin(ctx, use_cache)
         out = []
         # on the logits' device: a model whose tables live on the host (the n-gram) samples there on any device
@@ -347,6 +396,21 @@ class TextModel(GenerativeModel):
                     seq = torch.stack([torch.cat([torch.tensor([self.newline_id]), self.encode(x[i] + NEWLINE)]) for i in part])
                     lp = self._window_target_logprobs(seq[:, :-1].to(self.device), seq[:, 1:].to(self.device))
                     out[part] = lp.double().cpu().sum(1)
+        return out
+
+    def continuation_log_prob(self, prefixes: Sequence[str], continuations: Sequence[str]) -> torch.Tensor:
+        """log P(continuations[i] | "\n" + prefixes[i]) in nats for every pair (float64): the characters of the
+        continuation scored as `nll_per_char` scores prefix + continuation (the same windows), summed."""
+        if self.log_prob_kind == "none":
+            raise NotImplementedError(f"model {self.name!r} has no tractable likelihood")
+        self._require_built()
+        if isinstance(prefixes, str) or isinstance(continuations, str) or len(prefixes) != len(continuations):
+            raise InvalidInputError("continuation_log_prob takes two lists of strings of the same length (prefixes "
+                                    "and their continuations)")
+        out = torch.zeros(len(prefixes), dtype=torch.float64)
+        for i, (p, c) in enumerate(zip(prefixes, continuations)):
+            if c:
+                out[i] = -self.nll_per_char(p + c, return_all=True)[2][len(p):].sum()
         return out
 
     # ---- bookkeeping --------------------------------------------------------------------------------------

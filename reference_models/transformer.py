@@ -387,12 +387,13 @@ class Transformer(NeuralTextModel):
         self._train_loop(ids, opt, c.block_size, gen, callbacks)
 
     # ---- sampling (see module docstring for the context rule) ---------------------------------------------
-    def _generate_ids(self, n, gen, steps, stop_at_newline=False, use_cache=True, on_token=None):
-        """Cached sampling on CUDA goes through per-position CUDA graphs (same characters, one launch each)."""
-        if use_cache and on_token is None and self.device.type == "cuda" and self.config.cuda_graphs:
+    def _generate_ids(self, n, gen, steps, stop_at_newline=False, use_cache=True, on_token=None, ctx=None):
+        """Cached sampling on CUDA goes through per-position CUDA graphs (same characters, one launch each); a
+        prefix context (`ctx`) takes the eager path."""
+        if use_cache and on_token is None and ctx is None and self.device.type == "cuda" and self.config.cuda_graphs:
             self.net.eval()
             return graphed_generate(self, n, gen, steps, stop_at_newline)
-        return super()._generate_ids(n, gen, steps, stop_at_newline, use_cache, on_token)
+        return super()._generate_ids(n, gen, steps, stop_at_newline, use_cache, on_token, ctx=ctx)
 
     def _begin(self, ctx, use_cache):
         self.net.eval()

@@ -50,7 +50,7 @@ def test_registered_conditional_and_configs():
     from genbench.suite import load_suite
 
     cs = load_suite("conditional")
-    assert [m.name for m in cs.models] == ["cfg-ddpm", "cgan", "cvae"]
+    assert [m.name for m in cs.models] == ["cfg-ddpm", "cgan", "cvae", "cpixelcnn"]
     assert "intra_recall_coverage" in cs.datasets[0].metrics
     for name in ("cgan", "cvae"):
         with pytest.raises(InvalidInputError, match="class-conditional and needs a labelled dataset"):
@@ -153,7 +153,7 @@ def test_training_on_labels_makes_the_label_steer_the_samples(name, overrides):
     assert bright - dark > 0.5, (float(dark), float(bright))  # the data's gap is 215/255 = 0.84; cgan 0.93, cvae 0.63
 
 
-def test_pipeline_runs_both_with_the_conditional_metrics(tmp_path):
+def test_pipeline_runs_them_with_the_conditional_metrics_and_class_grids(tmp_path):
     import tomllib
 
     from genbench.runner import Runner
@@ -178,6 +178,7 @@ conditions = "uniform"
 metrics = ["conditional_accuracy", "intra_recall_coverage"]
 [models.cgan]
 [models.cvae]
+[models.cpixelcnn]
 """
     suite = parse_suite(tomllib.loads(text), source="cond-models.toml")
     summary = Runner(suite, tmp_path / "run", device="cpu", quiet=True, log=lambda m: None, workers=1).run()
@@ -185,8 +186,15 @@ metrics = ["conditional_accuracy", "intra_recall_coverage"]
     with ResultsStore(tmp_path / "run") as store:
         f = store.metrics_frame()
     rows = {(r["model"], r["metric"]): r for r in f.to_dict("records") if r["variant"] == ""}
-    for name in ("cgan", "cvae"):
+    for name in ("cgan", "cvae", "cpixelcnn"):
         for metric in ("conditional_accuracy", "intra_recall", "intra_coverage"):
             v = rows[(name, metric)]["value"]
             assert 0.0 <= v <= 1.0
         assert json.loads(rows[(name, "conditional_accuracy")]["protocol"])["conditions"] == "uniform"
+    # the report draws their per-class sample grids (genbench/report/class_grids.py)
+    from genbench.report.data import load_run
+    from genbench.report.figures import make_figures
+
+    figs, _ = make_figures(load_run(tmp_path / "run"), tmp_path / "figs")
+    grid = [f for f in figs if f.kind == "class_samples"]
+    assert len(grid) == 1 and grid[0].path.stat().st_size > 1000

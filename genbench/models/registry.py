@@ -28,6 +28,7 @@ BUILTIN_FAMILIES: list[str] = [  # modules registering the built-in models (@reg
     "reference_models.flow",
     "reference_models.spline_flow",
     "reference_models.pixelcnn",
+    "reference_models.cpixelcnn",
     "reference_models.transformer",
     "reference_models.lstm",
     "reference_models.ngram",

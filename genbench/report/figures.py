@@ -8,6 +8,8 @@ Per dataset, each drawn only when the run holds what it needs:
 - `steps`: quality against sampler steps (metric variants named like "ddim-25");
 - `guidance`: fidelity (conditional accuracy, precision) against diversity (intra-class FD, recall) over the
   classifier-free guidance scales of a sweep (variants named like "guidance-2");
+- `class_samples`: per-class sample grids of conditional models, one panel per guidance scale
+  (genbench/report/class_grids.py);
 - `modes`: per-mode / per-class histograms (the histogram in a coverage metric's extra, or a
   "mode_histogram" artifact);
 - `training`: training curves (artifact "history": FitHistory records with step, loss, ...).
@@ -25,6 +27,7 @@ from matplotlib.patches import Circle
 
 from genbench.metrics.registry import in_category
 from genbench.reference import reference_models
+from genbench.report.class_grids import fig_class_samples
 from genbench.report.data import Cell, RunData, aggregate
 from genbench.report.headline import label
 
@@ -40,7 +43,7 @@ def make_figures(data: RunData, out_dir: Optional[Path] = None) -> tuple[list[Fi
     figs: list[FigureFile] = []
     for ds in data.datasets:
         for maker in (_fig_samples, _fig_mixture, _fig_quality_speed, _fig_precision_recall, _fig_steps,
-                      _fig_guidance, _fig_modes, _fig_translation, _fig_training):
+                      _fig_guidance, fig_class_samples, _fig_modes, _fig_translation, _fig_training):
             f = maker(ds, data, cells, arts, out_dir)
             if f is not None:
                 figs.append(f)
