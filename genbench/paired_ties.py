@@ -75,7 +75,7 @@ def _num(v: float) -> str:
 
 def protocol_text(n_boot: int) -> str:
     """The test in words, for the verdict and the report's legend."""
-    return (f"{LEVEL:.0%} interval of the difference, paired bootstrap over the same reference rows with "
+    return (f"{LEVEL:.0%} interval of the difference from a paired bootstrap over the same reference rows, "
             f"{n_boot} replicates")
 
 
