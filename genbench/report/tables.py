@@ -76,8 +76,9 @@ _TIE_TESTS = 3  # at most this many models below the best are tested on one colu
 
 
 def column_ties(dataset: str, contestants: list, cols: list, directions: dict, ties) -> tuple[dict, str]:
-    """({metric: ColumnTie}, tie note) for a board: on each paired metric column with a single best model, the
-    best is tested against the next model down the column, and on while they tie (at most _TIE_TESTS)."""
+    """({metric: ColumnTie}, tie note) for a board: on each paired metric column the best model (the first by
+    name among equal best values) is tested against the next model down the column, and on while they tie (at
+    most _TIE_TESTS)."""
     from genbench.paired import PAIRED_METRICS
 
     paired_cols = [c for c in cols if c in PAIRED_METRICS]
@@ -90,8 +91,7 @@ def column_ties(dataset: str, contestants: list, cols: list, directions: dict, t
         hib = directions[c]
         have = sorted(((r.cells[c].value, r.model) for r in contestants if c in r.cells
                        and math.isfinite(r.cells[c].value)), key=lambda vm: (-vm[0] if hib else vm[0], vm[1]))
-        best = best_models(contestants, c)
-        if len(have) < 2 or len(best) != 1:
+        if len(have) < 2:
             continue
         top = have[0][1]
         tied, calls = [top], []
