@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
         "chosen model, its key numbers, the runner-up and whether they tie), then the ranking with its reasons. "
         "Where the results are a run directory whose jobs stored their features, the verdict also calls ties "
         "between the first model and the runner-up with a paired bootstrap of their difference on FD, KID and "
-        "precision / recall / density / coverage (the same reference rows resampled for both; 95%% interval, "
+        "precision / recall / density / coverage (the same reference rows resampled for both; 95% interval, "
         "--paired-boot replicates; same dataset, protocol and seeds): 'tied with vae on FD: difference 3.1 "
         "[-2, 8.4]' when the interval contains 0. Without stored features it says the tie call is unavailable "
         "and why. "

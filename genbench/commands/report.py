@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
         "and DIR/figures/*.png. With --format: print that format (or write it to --out). Older stores "
         "(earlier schema versions, or only results.csv/json) are read as far as they go; the report says what "
         "is missing. On the FD / KID / precision / recall / density / coverage columns, a model whose difference "
-        "from the column's best is not significant by a paired bootstrap over the same reference rows (95%% "
+        "from the column's best is not significant by a paired bootstrap over the same reference rows (95% "
         "interval of the difference contains 0; needs the jobs' stored features) is marked ≈, with the "
         "differences under the table.",
     )
