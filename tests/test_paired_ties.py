@@ -178,6 +178,9 @@ def test_report_marks_a_tie_with_the_best_and_explains_the_mark(tmp_path):
     summ = md.split("## Summary", 1)[1]
     assert "By the paired test, b - a is 0 [0, 0]" in summ and "a tie (the interval contains 0)" in summ
     assert "$\\approx$" in render(d, "latex", paired_boot=20)
+    page = render(d, "html", paired_boot=20)
+    assert "Ties (paired):" in page and "<li>FD: best a (tied: a, b); b - a 0 [0, 0]; c - a " in page
+    assert "≈ marks a model tied with the column&#x27;s best" in page and "0.0484 ≈</b>" in page
 
 
 def test_report_separated_models_have_no_tie_mark(tmp_path):
