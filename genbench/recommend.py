@@ -525,9 +525,26 @@ def paired_text(rec: Recommendation) -> str:
     elif not missing:
         return (f" Paired tie call: {top} and {rec.ranked[1].model} share no FD, KID or precision / recall / "
                 "density / coverage score in the weighted categories.")
-    for why, what in missing.items():
-        text += f" Paired tie call unavailable for {', '.join(what)}: {why}."
+    for what, why in _grouped_reasons(missing):
+        text += f" Paired tie call unavailable for {what}: {why}."
     return text
+
+
+def _grouped_reasons(missing: dict) -> list:
+    """[(what, why)]: reasons that differ only in their numbers and the metric they start with (e.g. "precision
+    recomputed from the stored features (0.908) differs ...") are given once, the first in full."""
+    import re
+
+    groups: dict = {}
+    for why, what in missing.items():
+        key = re.sub(r"[-+]?\d[\d.e+-]*", "#", re.sub(r"^\w+ ", "", why))
+        groups.setdefault(key, []).append((why, what))
+    out = []
+    for items in groups.values():
+        whats = [w for _why, ws in items for w in ws]
+        why = items[0][0] + (" (likewise for the others)" if len(items) > 1 else "")
+        out.append((", ".join(whats), why))
+    return out
 
 
 def _numbers(rec: Recommendation, r: Ranked) -> str:

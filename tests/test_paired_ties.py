@@ -204,3 +204,15 @@ def test_the_seed_and_the_networks_precision_are_left_aside_but_other_protocol_k
     n = _run(tmp_path / "n", {"a": SAME, "b": SAME.clone()}, extra={"b": {"reference_split": "train"}})
     c = PairedTies(n, 20).calls("toy", "a", "b", {"fd": False})["fd"]
     assert not c.available and "fd was scored under different protocols for a and b" in c.why
+
+
+def test_reasons_that_differ_only_in_numbers_are_given_once():
+    from genbench.recommend import _grouped_reasons
+
+    missing = {"precision recomputed from the stored features (0.908) differs from the stored value (0.905)": ["precision vs b"],
+               "recall recomputed from the stored features (0.898) differs from the stored value (0.895)": ["recall vs b"],
+               "scored with other seeds (a: 0, 1; b: 0)": ["FD vs c"]}
+    assert _grouped_reasons(missing) == [
+        ("precision vs b, recall vs b", "precision recomputed from the stored features (0.908) differs from the stored "
+                                        "value (0.905) (likewise for the others)"),
+        ("FD vs c", "scored with other seeds (a: 0, 1; b: 0)")]
