@@ -9,6 +9,13 @@ seeds) is carried through the same mapping (its ends cut to [0, 1]), giving ever
 whose interval overlaps that of the best model of its group is a tie with it, and is said to be (overlapping
 only a neighbour that overlaps the best is not enough). The verdict says why the first model is chosen: what
 puts it ahead of the runner-up, and what each model with a better key number (e.g. a lower FD) loses on.
+
+Where the results are a run directory whose jobs stored their features, the verdict also calls ties with the
+paired bootstrap (genbench.paired_ties, `paired.model_difference`): the first model against the runner-up (and
+the other models of its rank), on each FD / KID / precision / recall / density / coverage of the weighted quality
+and diversity categories that both were scored on with the same protocol and seeds: "tied with vae on FD:
+difference 3.1 [-2, 8.4]" when the interval of the difference contains 0. The ranking itself stays the score's
+(deterministic: score, then name); without stored features the verdict says the tie call is unavailable and why.
 """
 
 from __future__ import annotations
@@ -112,6 +119,8 @@ class Recommendation:
     references: dict = field(default_factory=dict)  # reference point left out -> what it bounds
     included: dict = field(default_factory=dict)  # reference point ranked (--include-baselines) -> what it bounds
     why: str = ""  # why the first model is chosen over the runner-up and over models with a better key number
+    paired: list = field(default_factory=list)  # [(other model, {metric: TieCall of other - first})]
+    paired_note: str = ""  # the paired tie call's protocol, or why it is unavailable ("" when not asked for)
 
     def verdict(self) -> str:
         """The answer first: the chosen model, its key numbers, the runner-up and whether they tie."""
@@ -145,10 +154,12 @@ def recommend(
     max_latency_ms: Optional[float] = None,
     min_coverage: Optional[float] = None,
     include_baselines: bool = False,
+    ties=None,
 ) -> list[Recommendation]:
     """Rank each dataset's models for a task profile (or custom weights). Reference points (family `baseline`,
     genbench/reference.py) are left out of the ranking, and so of every score's normalisation and of the Pareto
-    front, unless `include_baselines`."""
+    front, unless `include_baselines`. `ties`: a genbench.paired_ties.PairedTies of the run the frame comes from,
+    for the verdict's paired tie call (None: no tie call, nothing said about it)."""
     if task is None and not weights:
         raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights (e.g. quality=0.7,speed=0.3); "
                                 "`genbench recommend --help` describes each task")
@@ -172,6 +183,8 @@ def recommend(
         kept = part if include_baselines else part[~part["model"].isin(refs)]
         rec = _recommend_one(kept, ds, task or "custom", w, requires, max_latency_ms, min_coverage)
         rec.references, rec.included = ({}, refs) if include_baselines else (refs, {})
+        if ties is not None:
+            _paired_calls(rec, ties, frame[frame["dataset"] == ds])
         out.append(rec)
     return out
 
@@ -250,6 +263,29 @@ def _recommend_one(frame, ds, profile, weights, requires, max_latency_ms, min_co
         r.reason, r.gives_up = _explain(r, ranked, weights, values)
     numbers = {r.model: key_numbers(r.model, weights, values) for r in ranked}
     return Recommendation(ds, profile, weights, ranked, excluded, numbers, why=_why_chosen(ranked, weights, values))
+
+
+_PAIRED_OTHERS = 3  # models besides the runner-up (those sharing the first rank) given a paired call
+
+
+def _paired_calls(rec: Recommendation, ties, frame: pd.DataFrame) -> None:
+    """The paired tie call of the first model against the runner-up and the others of its rank, on the paired
+    metrics of the weighted quality / diversity categories that both models have (module docstring)."""
+    if len(rec.ranked) < 2:
+        return
+    rec.paired_note = f"unavailable: {ties.reason}" if ties.reason else ties.protocol()
+    top = rec.ranked[0]
+    others = [rec.ranked[1]] + [r for r in rec.ranked[2:] if r.rank == top.rank][:_PAIRED_OTHERS]
+    cats = categories()
+    wanted = [m for c in ("quality", "diversity") if rec.weights.get(c, 0) > 0 for m in cats[c]]
+    have = frame[frame["value"].notna()]
+    by_model = {m: set(g["metric"]) for m, g in have.groupby("model")}
+    hib = {str(m): bool(v) for m, v in have.groupby("metric")["higher_is_better"].first().items()}
+    for o in others:
+        common = by_model.get(top.model, set()) & by_model.get(o.model, set())
+        metrics = {m: hib[m] for m in wanted if m in common}
+        calls = ties.calls(rec.dataset, top.model, o.model, metrics)
+        rec.paired.append((o.model, calls))
 
 
 def _unit(x: float) -> float:
@@ -461,7 +497,54 @@ def verdict_text(rec: Recommendation) -> str:
                  + ": choose among them on what the task leaves out (cost, licence, familiarity).")
     else:
         text += f" Runner-up: {second.model} ({_numbers(rec, second)}), behind beyond noise."
-    return text + left_out
+    return text + paired_text(rec) + left_out
+
+
+def paired_text(rec: Recommendation) -> str:
+    """' Paired tie call (...): tied with vae on FD: difference 3.1 [-2, 8.4]; ahead of vae on density: ...'
+    ("" when no tie call was asked for)."""
+    from genbench.report.headline import label
+
+    if not rec.paired_note:
+        return ""
+    top = rec.ranked[0].model
+    if rec.paired_note.startswith("unavailable"):
+        return (f" Paired tie call {rec.paired_note}; the tie above rests on the score intervals only.")
+    parts, missing = [], {}
+    for other, calls in rec.paired:
+        for met, c in calls.items():
+            if not c.available:
+                missing.setdefault(c.why, []).append(f"{label(met)} vs {other}")
+                continue
+            word = "tied with" if c.tied else ("ahead of" if c.best_ahead else "behind")
+            parts.append(f"{word} {other} on {label(met)}: difference {c.interval_text()}")
+    text = ""
+    if parts:
+        text = (f" Paired tie call for {top} (difference = the other model - {top}; {rec.paired_note}): "
+                + "; ".join(parts) + ".")
+    elif not missing:
+        return (f" Paired tie call: {top} and {rec.ranked[1].model} share no FD, KID or precision / recall / "
+                "density / coverage score in the weighted categories.")
+    for what, why in _grouped_reasons(missing):
+        text += f" Paired tie call unavailable for {what}: {why}."
+    return text
+
+
+def _grouped_reasons(missing: dict) -> list:
+    """[(what, why)]: reasons that differ only in their numbers and the metric they start with (e.g. "precision
+    recomputed from the stored features (0.908) differs ...") are given once, the first in full."""
+    import re
+
+    groups: dict = {}
+    for why, what in missing.items():
+        key = re.sub(r"[-+]?\d[\d.e+-]*", "#", re.sub(r"^\w+ ", "", why))
+        groups.setdefault(key, []).append((why, what))
+    out = []
+    for items in groups.values():
+        whats = [w for _why, ws in items for w in ws]
+        why = items[0][0] + (" (likewise for the others)" if len(items) > 1 else "")
+        out.append((", ".join(whats), why))
+    return out
 
 
 def _numbers(rec: Recommendation, r: Ranked) -> str:

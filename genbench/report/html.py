@@ -15,7 +15,7 @@ import numpy as np
 from genbench.report.data import RunData
 from genbench.report.figures import FigureFile
 from genbench.report.table_formats import skipped_lines, to_html_table
-from genbench.report.tables import SPREAD_NOTE, Leaderboard
+from genbench.report.tables import SPREAD_NOTE, Leaderboard, tie_lines, tie_note
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f; margin: 0;
@@ -152,7 +152,8 @@ def render_html(data: RunData, boards: list, summaries: list, figures: list, not
         parts.append("<p>No results recorded yet.</p>")
     for i, lb in enumerate(boards):
         parts.append(_dataset_section(i, lb, data, [f for f in figures if f.dataset == lb.dataset]))
-    parts.append(f"<p class='meta'>{html.escape(SPREAD_NOTE)} Click a column header to sort.</p>")
+    legend = SPREAD_NOTE + (f" {tie_note(boards)}" if tie_note(boards) else "")
+    parts.append(f"<p class='meta'>{html.escape(legend)} Click a column header to sort.</p>")
     parts.append(f"<script>{_JS}</script></main></body></html>")
     return "\n".join(parts)
 
@@ -171,6 +172,10 @@ def _dataset_section(i: int, lb: Leaderboard, data: RunData, figures: list) -> s
         out.append("<ul class='proto'>" + "".join(
             f"<li class='warn'>{html.escape(p)}</li>" if p.startswith("WARNING") else f"<li>{html.escape(p)}</li>"
             for p in lb.protocol) + "</ul>")
+        ties = tie_lines(lb)
+        if ties:
+            out.append("<p class='ties'>Ties (paired):</p><ul class='proto'>"
+                       + "".join(f"<li>{html.escape(t)}</li>" for t in ties) + "</ul>")
     for model, seed, err in lb.failures:
         out.append(f"<p class='failed'>Failed: {html.escape(model)} (seed {seed}): {html.escape(err)}</p>")
     for sentence, raw in skipped_lines(lb):

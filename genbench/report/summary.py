@@ -4,7 +4,9 @@ likelihood, and what the leader gives up on the others; then how the best model 
 
 Each category is judged on its first metric (in `headline.categories()` order: the declared ranks) that the dataset's models report.
 Two models *tie* when their intervals overlap (the stored confidence interval for one seed, the mean ± its 95%
-half-width over seeds: genbench.noise.mean_half_width); a lone best model *leads*.
+half-width over seeds: genbench.noise.mean_half_width); a lone best model *leads*. Where the leaderboard made a
+paired tie call on the sentence's metric (genbench.report.tables.column_ties: FD, KID, P/R/D/C of models whose
+features were stored), the sentence adds the paired difference of the runner-up and whether it is a tie.
 """
 
 from __future__ import annotations
@@ -119,7 +121,22 @@ def _ratio(r: float) -> str:
     return f"{r:,.0f}" if r >= 10 else f"{r:.1f}"
 
 
-def summarise(data: RunData) -> list[DatasetSummary]:
+def _paired_clause(st: Standing, board) -> str:
+    """' By the paired test, vae - gan is 39.6 [20.9, 55.7] (...): beyond noise.' when the board made the paired
+    call between this standing's first two models on its metric ("" otherwise)."""
+    t = board.ties.get(st.metric) if board is not None else None
+    if t is None or len(st.ranked) < 2 or t.best != st.ranked[0][0] or not t.calls:
+        return ""
+    c = t.calls[0]
+    if c.other != st.ranked[1][0] or not c.available:
+        return ""
+    verdict = "a tie (the interval contains 0)" if c.tied else "beyond noise"
+    return f" By the paired test, {c.other} - {c.best} is {c.interval_text()} ({board.tie_note}): {verdict}."
+
+
+def summarise(data: RunData, boards: Optional[list] = None) -> list[DatasetSummary]:
+    """`boards`: the run's leaderboards (genbench.report.tables), whose paired tie calls the sentences quote."""
+    by_ds = {b.dataset: b for b in boards or []}
     cells = aggregate(data.metrics)
     out = []
     for ds in data.datasets:
@@ -134,7 +151,7 @@ def summarise(data: RunData) -> list[DatasetSummary]:
         for cat, standing in st.items():
             if cat in COST_ONLY:
                 continue
-            sentence = _lead_sentence(standing)
+            sentence = _lead_sentence(standing) + _paired_clause(standing, by_ds.get(ds))
             if len(standing.ranked) > 1 and len(standing.leaders) == 1:
                 lead = standing.leaders[0]
                 others = [o for c2, o in st.items() if c2 != cat]

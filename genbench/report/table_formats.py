@@ -15,7 +15,8 @@ from tabulate import tabulate
 from genbench.report.headline import label
 from genbench.report.words import grouped
 
-from genbench.report.tables import BAND, DOWN, SPREAD_NOTE, UP, Leaderboard, Row, _headers, _row_cells
+from genbench.report.tables import (BAND, DOWN, SPREAD_NOTE, UP, Leaderboard, Row, _headers, _row_cells, tie_lines,
+                                    tie_note)
 
 
 def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leaderboard") -> str:
@@ -37,6 +38,13 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
             out.append("Protocol:")
             out += [f"- {esc(p)}" for p in lb.protocol]
             out.append("")
+        ties = tie_lines(lb)
+        if len(ties) == 1 and lb.tie_note.startswith("unavailable"):
+            out += [esc(ties[0]), ""]
+        elif ties:
+            out.append("Ties (paired):")
+            out += [f"- {esc(t)}" for t in ties]
+            out.append("")
         for model, seed, err in lb.failures:
             out.append(f"Failed: {esc(model)} (seed {seed}): `{err.replace('`', chr(39))}`  ")
         if lb.failures:
@@ -47,6 +55,8 @@ def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leader
             out.append("")
     if boards:
         out += [f"_{SPREAD_NOTE}_", ""]
+        if tie_note(boards):
+            out += [f"_{tie_note(boards)}_", ""]
     return "\n".join(out)
 
 
@@ -87,7 +97,7 @@ def _latex_header(h: str) -> str:
 def latex_escape(s: str) -> str:
     rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "--",
-           "∞": r"$\infty$", "…": r"\dots{}"}
+           "∞": r"$\infty$", "…": r"\dots{}", "≈": r"$\approx$"}
     return "".join(rep.get(ch, ch) for ch in str(s))
 
 

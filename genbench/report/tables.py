@@ -3,7 +3,10 @@
 Each cell is `value ± err` (err = half the confidence interval for one seed; for several, the 95% half-width of
 the mean over seeds, genbench.noise.mean_half_width, the interval compare and recommend use), each header
 carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and the protocol of the
-numbers is written under the table. genbench/report/table_formats.py renders them (Markdown, LaTeX, HTML, CSV).
+numbers is written under the table. On the FD / KID / precision / recall / density / coverage columns, a model
+whose difference from the column's best is not significant by the paired bootstrap (genbench.paired_ties: the
+interval of the difference, over the same reference rows, contains 0) is marked `≈` (TIE_MARK), and a line
+under the table gives each tested difference ("FD: best gan (tied: gan, vae); vae - gan 3.1 [-2, 8.4]"). genbench/report/table_formats.py renders them (Markdown, LaTeX, HTML, CSV).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Leaderboard:
     protocol: list  # sentences, one per group of metrics sharing a protocol
     failures: list = field(default_factory=list)  # (model, seed, short error)
     skipped: list = field(default_factory=list)  # (model, metric, why) from "skipped_metrics" artifacts
+    ties: dict = field(default_factory=dict)  # metric -> ColumnTie (the paired tie call on that column)
+    tie_note: str = ""  # the paired tie call's protocol, or "unavailable: why" ("" when not asked for)
 
     @property
     def multi_seed(self) -> bool:
@@ -56,8 +61,78 @@ class Leaderboard:
         return any(r.status for r in self.rows)
 
 
+@dataclass
+class ColumnTie:
+    """The paired tie call on one column: the best model, the models tied with it (best first), and each
+    TieCall made, in order (the runner-up first, going down the column until the first significant difference)."""
+
+    best: str
+    tied: list
+    calls: list
+
+
+TIE_MARK = "≈"
+_TIE_TESTS = 3  # at most this many models below the best are tested on one column
+
+
+def column_ties(dataset: str, contestants: list, cols: list, directions: dict, ties) -> tuple[dict, str]:
+    """({metric: ColumnTie}, tie note) for a board: on each paired metric column the best model (the first by
+    name among equal best values) is tested against the next model down the column, and on while they tie (at
+    most _TIE_TESTS)."""
+    from genbench.paired import PAIRED_METRICS
+
+    paired_cols = [c for c in cols if c in PAIRED_METRICS]
+    if not paired_cols:
+        return {}, ""
+    if ties.reason:
+        return {}, f"unavailable: {ties.reason}"
+    out = {}
+    for c in paired_cols:
+        hib = directions[c]
+        have = sorted(((r.cells[c].value, r.model) for r in contestants if c in r.cells
+                       and math.isfinite(r.cells[c].value)), key=lambda vm: (-vm[0] if hib else vm[0], vm[1]))
+        if len(have) < 2:
+            continue
+        top = have[0][1]
+        tied, calls = [top], []
+        for _v, other in have[1:1 + _TIE_TESTS]:
+            call = ties.calls(dataset, top, other, {c: hib})[c]
+            calls.append(call)
+            if not call.tied:
+                break
+            tied.append(other)
+        out[c] = ColumnTie(top, tied, calls)
+    return out, ties.protocol()
+
+
+def tie_lines(lb: Leaderboard) -> list:
+    """The lines under a table that give the paired tie calls: 'FD: best gan (tied: gan, vae); vae - gan 3.1
+    [-2, 8.4], ...', or why the call is unavailable."""
+    if not lb.tie_note:
+        return []
+    if lb.tie_note.startswith("unavailable"):
+        return [f"Paired tie call {lb.tie_note}; bold marks the best value only."]
+    out = []
+    for c in lb.columns:
+        t = lb.ties.get(c)
+        if t is None:
+            continue
+        head = f"{label(c)}: best {t.best}" + (f" (tied: {', '.join(t.tied)})" if len(t.tied) > 1 else "")
+        diffs = [f"{k.other} - {k.best} {k.interval_text()}" + ("" if k.tied else ", beyond noise")
+                 if k.available else f"{k.other}: unavailable ({k.why})" for k in t.calls]
+        out.append(head + "; " + "; ".join(diffs))
+    return out
+
+
+def tied_with_best(lb: Leaderboard, model: str, metric: str) -> bool:
+    t = lb.ties.get(metric)
+    return t is not None and model in t.tied[1:]
+
+
 # --------------------------------------------------------------------------------------------- building
-def build_leaderboards(data: RunData) -> list[Leaderboard]:
+def build_leaderboards(data: RunData, ties=None) -> list[Leaderboard]:
+    """The leaderboards of a run; `ties`: a genbench.paired_ties.PairedTies of the run for the paired tie call
+    (None: no tie call, nothing said about it)."""
     cells = aggregate(data.metrics)
     out = []
     for ds in data.datasets:
@@ -91,8 +166,11 @@ def build_leaderboards(data: RunData) -> list[Leaderboard]:
         best = {c: best_models(contestants, c) for c in cols}
         directions = {c: next((r.cells[c].higher_is_better for r in rows if c in r.cells), True) for c in cols}
         rows.sort(key=lambda r: _rank_key(r, cols, directions))
-        out.append(Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures,
-                               skipped_metrics(data, ds)))
+        lb = Leaderboard(ds, modality, cols, directions, rows, best, protocol_lines(rows, cols), failures,
+                         skipped_metrics(data, ds))
+        if ties is not None:
+            lb.ties, lb.tie_note = column_ties(ds, [r for r in contestants if not r.failed], cols, directions, ties)
+        out.append(lb)
     return out
 
 
@@ -240,6 +318,8 @@ def _row_cells(lb: Leaderboard, r: Row, bold, esc) -> list:
         out.append(str(r.n_seeds))
     for c in lb.columns:
         text = cell_text(c, r.cells.get(c))
+        if tied_with_best(lb, r.model, c):
+            text += f" {TIE_MARK}"
         out.append(bold(esc(text)) if r.model in lb.best[c] else esc(text))
     if lb.has_status:
         out.append(esc(r.status or "ok"))
@@ -346,6 +426,18 @@ def _count(n) -> str:
         return f"{int(n):,}"
     except (TypeError, ValueError):
         return str(n)
+
+
+def tie_note(boards: list) -> str:
+    """The legend of the tie mark, when a board carries paired tie calls ("" otherwise)."""
+    note = next((lb.tie_note for lb in boards if lb.tie_note and not lb.tie_note.startswith("unavailable")), "")
+    if not note:
+        return ""
+    return (f"{TIE_MARK} marks a model tied with the column's best (bold) by the paired test: its {note}, "
+            "contains 0. It is tested on FD, KID, precision, recall, density and coverage, for models scored with "
+            "the same protocol and seeds whose features were stored, going down the column from the runner-up "
+            f"until the first model that is not tied or cannot be tested (at most {_TIE_TESTS} models); the lines "
+            "under each table give the differences (the other model - the best).")
 
 
 SPREAD_NOTE = ("One seed: ± is half the width of the stored confidence interval, or [low, high] when that "
