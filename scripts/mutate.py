@@ -71,6 +71,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/stored_features.py": ["tests/test_paired.py"],
     "genbench/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
     "genbench/recommend.py": ["tests/test_recommend.py"],
+    "genbench/recommendation.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
     "genbench/store.py": ["tests/test_store.py"],
     "genbench/store_rows.py": ["tests/test_store.py"],
     "genbench/store_files.py": ["tests/test_store.py"],

@@ -207,7 +207,7 @@ def test_the_seed_and_the_networks_precision_are_left_aside_but_other_protocol_k
 
 
 def test_reasons_that_differ_only_in_numbers_are_given_once():
-    from genbench.recommend import _grouped_reasons
+    from genbench.recommendation import _grouped_reasons
 
     missing = {"precision recomputed from the stored features (0.908) differs from the stored value (0.905)": ["precision vs b"],
                "recall recomputed from the stored features (0.898) differs from the stored value (0.895)": ["recall vs b"],
