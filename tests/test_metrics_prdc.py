@@ -340,3 +340,17 @@ def test_prdc_resampler_precomputes_up_to_max_entries_and_checks_dimensions():
         assert b.resampled(torch.arange(10), torch.arange(8)) == pytest.approx(ref, abs=1e-12)
     with pytest.raises(InvalidInputError, match="dimension"):
         PrdcResampler(real, fake[:, :2])
+
+
+def test_prdc_resampler_needs_more_distinct_rows_than_k():
+    """k-NN radii with k = 5 need at least 6 distinct rows in a resample (a point is not its own neighbour): 5
+    distinct rows, however often drawn, are refused with the reason; 6 are enough (brute-force value)."""
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(30, 20, 3, seed=15)
+    b = PrdcResampler(real, fake)
+    with pytest.raises(InvalidInputError, match="more than 5 distinct rows"):
+        b.resampled(torch.arange(5).repeat(6), torch.arange(20))
+    ir = torch.arange(6).repeat(5)
+    ref = _brute_weighted(real[:6], np.full(6, 5.0), fake, np.ones(20), 3, 5)
+    assert b.resampled(ir, torch.arange(20)) == pytest.approx(ref, abs=1e-12)
