@@ -354,3 +354,20 @@ def test_prdc_resampler_needs_more_distinct_rows_than_k():
     ir = torch.arange(6).repeat(5)
     ref = _brute_weighted(real[:6], np.full(6, 5.0), fake, np.ones(20), 3, 5)
     assert b.resampled(ir, torch.arange(20)) == pytest.approx(ref, abs=1e-12)
+
+
+def test_prdc_resampler_real_rows_once_fake_rows_repeated_and_dedup_checks_dimensions():
+    """A replicate whose real rows are each drawn once (plain ball counts) and whose fake rows repeat (weighted
+    averages): density counts the real balls around each fake point (brute-force weighted reference).
+    prdc_dedup refuses mismatched dimensions."""
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(40, 30, 4, seed=16)
+    b = PrdcResampler(real, fake)
+    jf = torch.randint(0, 30, (30,), generator=torch.Generator().manual_seed(2))
+    uf, cf = np.unique(jf.numpy(), return_counts=True)
+    assert len(uf) < 30
+    ref = _brute_weighted(real, np.ones(40), fake[uf], cf.astype(float), 3, 5)
+    assert b.resampled(torch.arange(40), jf) == pytest.approx(ref, abs=1e-12)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        prdc_dedup(real, fake[:, :3])
