@@ -222,3 +222,26 @@ def test_gaussian_stats_edges():
     st = StreamingGaussianStats().update(empty).update(x).update(empty)  # first or later
     assert st.n == 6
     torch.testing.assert_close(st.sigma, gaussian_stats(x)[1], rtol=1e-12, atol=1e-12)
+
+
+def test_fd_warning_thresholds_are_strict_inequalities():
+    """At exactly the documented thresholds nothing is warned (both are strict `<`), just past them it is:
+    sigma1 = diag(s, 2^-34) with 1e-10 * s == 2^-34 in float64 (its Cholesky pivots are sqrt(s) and 2^-17, so
+    pivot^2 / largest variance is the threshold exactly); sigma1 sigma2 = diag(1, -1e-6) has its negative
+    eigenvalue at exactly -1e-6 x the largest."""
+    from genbench.metrics import trace_sqrt_product
+
+    eye = torch.eye(2, dtype=torch.float64)
+    t = 2.0 ** -34
+    s = t / 1e-10
+    assert 1e-10 * s == t
+
+    def diag(*v):
+        return torch.diag(torch.tensor(v, dtype=torch.float64))
+
+    assert _warnings_of(trace_sqrt_product, diag(s, t), eye) == []
+    near = _warnings_of(trace_sqrt_product, diag(s, t * (1 - 1e-9)), eye)
+    assert len(near) == 1 and "sigma1 is near-singular" in near[0]
+    assert _warnings_of(trace_sqrt_product, eye, diag(1.0, -1e-6)) == []
+    neg = _warnings_of(trace_sqrt_product, eye, diag(1.0, -1e-6 * (1 + 1e-9)))
+    assert len(neg) == 1 and "clearly negative eigenvalue" in neg[0]

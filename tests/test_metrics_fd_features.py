@@ -184,3 +184,70 @@ def test_svd_failure_on_a_device_is_redone_on_the_cpu(monkeypatch):
     monkeypatch.setattr(_util, "_can_retry_on_cpu", lambda t: False)
     with pytest.raises(torch.linalg.LinAlgError):
         CrossGramFD(x, y).value()
+
+
+def _two_row_fd(x: np.ndarray, y: np.ndarray) -> float:
+    """FD of two rows per set, analytically: with a = x0 - x1 and b = y0 - y1, S1 = a a^T / 2 and S2 = b b^T / 2,
+    so S1 S2 has the one nonzero eigenvalue (a.b)^2 / 4 and FD = |m1 - m2|^2 + |a|^2 / 2 + |b|^2 / 2 - |a.b|."""
+    a, b = x[0] - x[1], y[0] - y[1]
+    dm = x.mean(0) - y.mean(0)
+    return float(dm @ dm + a @ a / 2 + b @ b / 2 - abs(a @ b))
+
+
+def test_two_rows_per_set_are_enough_and_small_fds_are_not_clamped():
+    """Two rows per set is the smallest valid input of the features route; an FD below 1 comes back as it is
+    (the clamp is at 0), from the full sets and from a replicate (against the 50-digit reference)."""
+    x = np.array([[0.1, 0.2, 0.0], [0.3, -0.1, 0.2]])
+    y = np.array([[0.2, 0.1, 0.1], [0.0, 0.3, -0.1]])
+    ref = _two_row_fd(x, y)
+    assert 0.01 < ref < 0.5
+    assert ref == pytest.approx(float(_mp_fd(x, y)), rel=1e-12)
+    assert CrossGramFD(x, y).value() == pytest.approx(ref, rel=1e-12)
+    with pytest.warns(MetricWarning, match="FD from N=2 and N=2 samples in dimension 3"):
+        assert frechet_distance_features(x, y) == pytest.approx(ref, rel=1e-12)
+    x3 = np.array([[0.1, 0.2], [0.3, -0.1], [0.0, 0.05]])
+    y3 = np.array([[0.2, 0.1], [0.0, 0.3], [0.15, 0.2]])
+    ir, i_f = np.array([0, 0, 2]), np.array([1, 2, 2])
+    rep = float(_mp_fd(x3[ir], y3[i_f]))
+    assert 0.01 < rep < 1.0
+    assert CrossGramFD(x3, y3).resampled(torch.from_numpy(ir), torch.from_numpy(i_f)) == pytest.approx(rep, rel=1e-10)
+
+
+def test_default_route_is_fd_route_of_the_sizes_and_the_small_n_warning_names_them(monkeypatch):
+    """route=None asks fd_route(n_real, n_fake, d); the features route warns when the smaller set has N <= D
+    rows (N = D included: rank N - 1 < D), naming both sizes and the dimension; N = D + 1 is quiet."""
+    import importlib
+
+    fr = importlib.import_module("genbench.metrics.frechet")
+    asked = []
+    orig = fr.fd_route
+    monkeypatch.setattr(fr, "fd_route", lambda *a: asked.append(a) or orig(*a))
+    x, y = _feats(9, 5, 16), _feats(9, 5, 17, shift=0.2)
+    for n1, msg in ((4, "FD from N=4 and N=9 samples in dimension 5"), (5, "FD from N=5 and N=9 samples in dimension 5")):
+        w = _warnings(frechet_distance_features, x[:n1], y)
+        assert len(w) == 1 and msg in w[0], w
+        assert asked[-1] == (n1, 9, 5) and orig(n1, 9, 5) == "features"
+    w = _warnings(frechet_distance_features, x[:9], y[:4])
+    assert len(w) == 1 and "FD from N=9 and N=4 samples in dimension 5" in w[0] and asked[-1] == (9, 4, 5)
+    x6 = _feats(6, 5, 18)
+    assert _warnings(frechet_distance_features, x6, y) == [] and asked[-1] == (6, 9, 5)  # N = D + 1: quiet
+    # the default route gives the value of the route it names
+    assert frechet_distance_features(x6, y) == frechet_distance_features(x6, y, route=orig(6, 9, 5))
+
+
+def _warnings(fn, *args):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", MetricWarning)
+        fn(*args)
+    return [str(x.message) for x in w if issubclass(x.category, MetricWarning)]
+
+
+def test_fd_route_at_its_exact_bounds():
+    """n1 n2 = MAX_CROSS_ENTRIES (2^25 float64 entries: 256 MiB) and cost = 2 d^3 exactly are still the features
+    route (both bounds inclusive); one more row past the entry bound is the statistics route."""
+    assert MAX_CROSS_ENTRIES * 8 == 256 * 2 ** 20
+    assert 4096 * 8192 == MAX_CROSS_ENTRIES and 4096 * 8192 * 4096 == 2 * 4096 ** 3
+    assert fd_route(4096, 8192, 4096) == "features"
+    assert fd_route(4097, 8192, 4097) == "statistics"  # 1 row more: n1 n2 > 2^25
+    assert fd_route(5792, 5792, 6000) == "features"  # 33,547,264 entries
+    assert fd_route(5793, 5793, 6000) == "statistics"  # 33,558,849 > 2^25 = 33,554,432

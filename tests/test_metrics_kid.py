@@ -279,3 +279,90 @@ def test_kid_metric_reports_no_std_when_every_subset_is_the_full_set():
     assert r.ci_low == pytest.approx(ref["ci_low"], rel=1e-9) and r.ci_high == pytest.approx(ref["ci_high"], rel=1e-9)
     r = compute_metrics(["kid"], EvalContext(real_features=real, fake_features=fake, kid_subset_size=20, kid_subsets=5))[0]
     assert r.extra["std"] > 0 and r.extra["std"] == kid(real, fake, subsets=5, subset_size=20, seed=0)[1]
+
+
+def _mmd2_np(x, y):
+    """Unbiased MMD^2 in vectorised numpy (the same formula as `_mmd2_brute`, checked against it below)."""
+    d = x.shape[1]
+    kxx, kyy, kxy = (x @ x.T / d + 1.0) ** 3, (y @ y.T / d + 1.0) ** 3, (x @ y.T / d + 1.0) ** 3
+    m, n = len(x), len(y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2.0 * kxy.mean())
+
+
+@pytest.mark.parametrize("n_real,n_fake", [(40, 120), (120, 40)])
+def test_kid_with_one_set_whole_uses_real_subsets_of_the_other(monkeypatch, n_real, n_fake):
+    """subset size = n of one set only: that set is whole in every subset, the other is subsampled, so the value
+    is the mean over the seeded subsets (not the MMD^2 of the two whole sets), on both routes. The dimension is
+    the subset size (40) so that reading a dimension for a row count changes the subsets too."""
+    import importlib
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")
+    real, fake = _feats(n_real, 40, 31), _feats(n_fake, 40, 32, shift=0.3)
+    idx = kid_subset_indices(n_real, n_fake, 5, 40, seed=3)
+    vals = [_mmd2_brute(real[r.numpy()], fake[f.numpy()]) for r, f in idx]
+    assert abs(np.mean(vals) - _mmd2_brute(real, fake)) > 1e-3 * abs(np.mean(vals))  # the whole-set value differs
+    assert kid_mod.use_kernels(n_real, n_fake, 5, 40)  # the kernel-matrix route
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        fast = kid(real, fake, subsets=5, subset_size=40, seed=3)
+        monkeypatch.setattr(kid_mod, "use_kernels", lambda *a, **k: False)
+        slow = kid(real, fake, subsets=5, subset_size=40, seed=3)
+    for mean, std in (fast, slow):
+        assert mean == pytest.approx(np.mean(vals), rel=1e-10) and std is None
+
+
+def test_use_kernels_follows_its_documented_cost_and_memory_rule():
+    """Kernel matrices when n_r^2 + n_f^2 + n_r n_f entries fit in MAX_KERNEL_ENTRIES (2^25: 256 MiB of float64)
+    and are no more than the 3 m^2 entries per subset of `subsets` x `replicates` subsets, m = min(size, n_r, n_f)."""
+    import importlib
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")
+    assert kid_mod.MAX_KERNEL_ENTRIES * 8 == 256 * 2 ** 20
+    assert kid_mod.use_kernels(10, 10, 1, 10)  # 300 entries = 3 * 10^2 * 1: at the cost bound, inclusive
+    assert not kid_mod.use_kernels(10, 11, 1, 10)  # 100 + 121 + 110 = 331 > 300
+    assert kid_mod.use_kernels(10, 11, 1, 10, replicates=2)  # 331 <= 600
+    assert not kid_mod.use_kernels(10, 11, 1, 12)  # the subset size is clamped to 10: still 300
+    assert not kid_mod.use_kernels(10, 20, 1, 5)  # 700 > 3 * 25
+    assert kid_mod.use_kernels(10, 20, 10, 5)  # 700 <= 750
+    assert kid_mod.use_kernels(3344, 3344, 1000, 3344)  # 3 * 3344^2 = 33,547,968 entries: fits
+    assert not kid_mod.use_kernels(3345, 3345, 1000, 3345)  # 33,566,700 > 2^25 = 33,554,432
+
+
+def test_kid_asks_use_kernels_with_the_row_counts_and_takes_the_route_it_names(monkeypatch):
+    import importlib
+
+    kid_mod = importlib.import_module("genbench.metrics.kid")
+    real, fake = _feats(50, 7, 33), _feats(40, 7, 34, shift=0.2)
+    asked, built = [], []
+    orig_use, orig_kk = kid_mod.use_kernels, kid_mod.KernelKID
+
+    def use(*a, **k):
+        asked.append((a, k))
+        return orig_use(*a, **k)
+
+    class Spy(orig_kk):
+        def __init__(self, *a, **k):
+            built.append(a[2:])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(kid_mod, "use_kernels", use)
+    monkeypatch.setattr(kid_mod, "KernelKID", Spy)
+    kid(real, fake, subsets=10, subset_size=30, seed=2)
+    assert asked == [((50, 40, 10, 30), {})] and built == [(10, 30, 2)]  # 6100 entries <= 3 * 30^2 * 10
+    asked.clear(), built.clear()
+    kid(real, fake, subsets=2, subset_size=30, seed=2)
+    assert asked == [((50, 40, 2, 30), {})] and built == []  # 6100 > 3 * 30^2 * 2: per-subset products
+
+
+def test_kid_defaults_on_real_subsets():
+    """The defaults (100 subsets of at most 1000 rows, seed 0) where they matter: 60 real rows, 40 fake rows, so
+    the real rows are subsampled and the seed and the number of subsets change the value."""
+    real, fake = _feats(60, 3, 35), _feats(40, 3, 36, shift=0.2)
+    x, y = real[:7], fake[:6]
+    assert _mmd2_np(x, y) == pytest.approx(_mmd2_brute(x, y), rel=1e-12)
+    with pytest.warns(MetricWarning, match="clamped from 1000 to 40"):
+        mean, std = kid(real, fake)
+    vals = [_mmd2_np(real[r.numpy()], fake[f.numpy()]) for r, f in kid_subset_indices(60, 40, 100, 40, seed=0)]
+    assert mean == pytest.approx(np.mean(vals), rel=1e-10) and std is None
+    assert abs(np.mean(vals[:99]) - np.mean(vals)) > 1e-6 * abs(np.mean(vals))  # 99 subsets would differ

@@ -297,3 +297,77 @@ def test_real_fake_pass_shortcuts_change_no_decision(monkeypatch, convention):
     assert new == old
     assert new == pytest.approx({key: float(v) for key, v in ref.items()}, abs=1e-12)
     assert n_new < sum(counted)  # the shortcuts did fire
+
+
+def test_precomputed_bootstrap_distances_match_direct_differences_and_copies_are_exactly_zero():
+    """`_pair_d2_matrix` in blocks of 5 rows: every entry equals the direct-difference squared distance (scipy
+    cdist) to rounding of the norms, and a row's copies (rows 12-23 repeat rows 0-11, far from the mean, where
+    |a|^2 - 2 a.b + |b|^2 leaves residues of ~1e-12) are at distance exactly 0, in every block, as in the exact
+    path."""
+    from genbench.metrics.prdc_bootstrap import _pair_d2_matrix
+
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(12, 16, generator=g, dtype=torch.float64) * 30 + torch.randn(16, generator=g, dtype=torch.float64) * 100
+    x = base.repeat(2, 1)
+    y = torch.cat([base[[7, 2, 11]], torch.randn(4, 16, generator=g, dtype=torch.float64) * 30])
+    for a, b in ((x, x), (x, y)):
+        d2 = _pair_d2_matrix(a, b, x.mean(0), chunk=5)
+        ref = cdist(a.numpy(), b.numpy(), "sqeuclidean")
+        scale = float((a - x.mean(0)).square().sum(1).max())
+        assert np.abs(d2.numpy() - ref).max() <= 1e-12 * scale
+        zero = ref == 0
+        assert zero.sum() >= 3 and (d2.numpy()[zero] == 0).all()
+    i = np.arange(12)
+    d2 = _pair_d2_matrix(x, x, x.mean(0), chunk=5).numpy()
+    assert (d2[i, i + 12] == 0).all() and (d2[i + 12, i] == 0).all() and (np.diag(d2) == 0).all()
+
+
+def test_prdc_resampler_precomputes_up_to_max_entries_and_checks_dimensions():
+    """The distance matrices are precomputed when N^2 + NM + M^2 <= max_entries (default 2^26 entries = 512 MiB of
+    float64), counted in rows, not dimensions; both paths give the brute-force value; mismatched dimensions are
+    refused."""
+    import inspect
+
+    from genbench.metrics import PrdcResampler
+
+    default = inspect.signature(PrdcResampler).parameters["max_entries"].default
+    assert default * 8 == 512 * 2**20
+    real, fake = _sets(10, 8, 3, seed=14)
+    ref = {k: float(v) for k, v in _brute(real, fake, 3, 5).items()}
+    for cap, pre in ((244, True), (243, False)):  # 100 + 80 + 64 = 244 entries
+        b = PrdcResampler(real, fake, max_entries=cap)
+        assert b.precomputed is pre
+        assert b.resampled(torch.arange(10), torch.arange(8)) == pytest.approx(ref, abs=1e-12)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        PrdcResampler(real, fake[:, :2])
+
+
+def test_prdc_resampler_needs_more_distinct_rows_than_k():
+    """k-NN radii with k = 5 need at least 6 distinct rows in a resample (a point is not its own neighbour): 5
+    distinct rows, however often drawn, are refused with the reason; 6 are enough (brute-force value)."""
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(30, 20, 3, seed=15)
+    b = PrdcResampler(real, fake)
+    with pytest.raises(InvalidInputError, match="more than 5 distinct rows"):
+        b.resampled(torch.arange(5).repeat(6), torch.arange(20))
+    ir = torch.arange(6).repeat(5)
+    ref = _brute_weighted(real[:6], np.full(6, 5.0), fake, np.ones(20), 3, 5)
+    assert b.resampled(ir, torch.arange(20)) == pytest.approx(ref, abs=1e-12)
+
+
+def test_prdc_resampler_real_rows_once_fake_rows_repeated_and_dedup_checks_dimensions():
+    """A replicate whose real rows are each drawn once (plain ball counts) and whose fake rows repeat (weighted
+    averages): density counts the real balls around each fake point (brute-force weighted reference).
+    prdc_dedup refuses mismatched dimensions."""
+    from genbench.metrics import PrdcResampler
+
+    real, fake = _sets(40, 30, 4, seed=16)
+    b = PrdcResampler(real, fake)
+    jf = torch.randint(0, 30, (30,), generator=torch.Generator().manual_seed(2))
+    uf, cf = np.unique(jf.numpy(), return_counts=True)
+    assert len(uf) < 30
+    ref = _brute_weighted(real, np.ones(40), fake[uf], cf.astype(float), 3, 5)
+    assert b.resampled(torch.arange(40), jf) == pytest.approx(ref, abs=1e-12)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        prdc_dedup(real, fake[:, :3])
