@@ -156,16 +156,20 @@ def test_a_foreign_sqlite_file_is_refused_without_being_written(tmp_path):
     assert ResultsStore(tmp_path / "mine").schema_version == SCHEMA_VERSION
 
 
-
-@pytest.mark.parametrize("value", [None, "one", ""], ids=["no-row", "not-a-number", "empty"])
-def test_a_meta_table_without_a_schema_version_is_refused(tmp_path, value):
-    p = tmp_path / "results.db"
+def _meta_only_db(p, value) -> None:
+    """A SQLite file with only a meta table, whose schema_version row holds `value` (None: no row)."""
     con = sqlite3.connect(p)
     con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
     if value is not None:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (value,))
     con.commit()
     con.close()
+
+
+@pytest.mark.parametrize("value", [None, "one", ""], ids=["no-row", "not-a-number", "empty"])
+def test_a_meta_table_without_a_schema_version_is_refused(tmp_path, value):
+    p = tmp_path / "results.db"
+    _meta_only_db(p, value)
     with pytest.raises(InvalidInputError, match="has no schema_version"):
         ResultsStore(p)
 
@@ -374,12 +378,7 @@ def test_report_reads_a_store_of_an_older_schema(tmp_path):
     # the schema version, where a meta table records one as a number
     for value, want in (("0", 0), ("7", 7), ("seven", None), (None, None)):
         p = tmp_path / f"meta-{value}.db"
-        con = sqlite3.connect(p)
-        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        if value is not None:
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (value,))
-        con.commit()
-        con.close()
+        _meta_only_db(p, value)
         version, tables = read_any_store(p)
         assert version == want and set(tables) == {"meta"}, value
     # read-only: a store is read whole and left as it was
