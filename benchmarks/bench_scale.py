@@ -108,17 +108,26 @@ def bench_eval(lines: list, tmp: Path, extractor: str = "inception") -> None:
     np.save(samples, x.numpy().astype(np.float32))
     env = dict(os.environ, PYTHONPATH=str(ROOT), GENBENCH_STATS_CACHE=str(tmp / "stats-eval"))
     args = ["eval", "--samples", str(samples), "--dataset", "fashion-mnist", "--extractor", extractor,
-            "--metrics", "fd,prdc", "--quiet"]
+            "--metrics", "fd,prdc"]
+    load = [os.getloadavg()[0]]
+    t_start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     cold, log_cold = _genbench(args, env)
+    load.append(os.getloadavg()[0])
     warm, log_warm = _genbench(args, env)
-    fd = [re.findall(r"\bfd\b[^\n]*", s)[:1] for s in (log_cold, log_warm)]
+    load.append(os.getloadavg()[0])
+    t_end = time.strftime("%H:%M UTC", time.gmtime())
+    fd = [re.findall(r"^\s*fd\b[^\n]*", s, re.M)[:1] for s in (log_cold, log_warm)]
+    ref = [[ln.strip() for ln in s.splitlines() if "reference features" in ln] for s in (log_cold, log_warm)]
     lines += [f"## `genbench eval` of 1,000 images against Fashion-MNIST {extractor} statistics", "",
               f"`genbench eval --samples user.npy --dataset fashion-mnist --extractor {extractor} --metrics fd,prdc` "
-              "(1,000 noisy training images as the user's samples; n_real = 1,000), CPU:", "",
+              f"(1,000 noisy training images as the user's samples; n_real = 1,000), CPU, {t_start}-{t_end}; "
+              f"1-minute load average {load[0]:.2f} before the cold run, {load[1]:.2f} between the runs, "
+              f"{load[2]:.2f} after:", "",
               "| reference statistics | wall time of the command (s) |", "|---|---|",
               f"| not cached (extracts 1,000 real + 1,000 user images) | {cold:.1f} |",
               f"| cached (extracts the 1,000 user images only) | {warm:.1f} |", "",
-              f"Ratio {cold / warm:.2f}x. FD line, cold / cached: {fd[0]} / {fd[1]}.", ""]
+              f"Ratio {cold / warm:.2f}x. Log lines, cold:", "", "```", *ref[0], "```", "", "cached:", "", "```",
+              *ref[1], "```", "", f"FD line, cold / cached: {fd[0]} / {fd[1]}.", ""]
 
 
 def _noop(x):

@@ -144,10 +144,12 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
 
     ext = worker.extractor(spec.features, job.device)
-    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit)
+    shards = getattr(job, "feature_shards", None)
+    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit, sharding=shards)
     real_f = ref_stats.features
     real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
-    fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
+    fake_f = worker.features(spec.features, job.device, fake, FEATURE_BATCH_SIZE, q,
+                             f"fake features {job.job_id}{tag}", shards)
     # what a paired bootstrap between two runs needs (genbench/paired.py): both feature sets and the reference's identity
     from genbench.stored_features import save_features
 
