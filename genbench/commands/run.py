@@ -109,6 +109,10 @@ def run(args) -> int:
     workers = args.workers if args.workers is not None else suite.workers
     sharding = _feature_sharding(args, suite, device, workers, threads)
     executor = _executor(args, suite, device, workers, threads)
+    if sharding is not None and sharding.executor == "ray":
+        # a job waits on its shards: keep one shard's resources free of jobs, so a shard can always start (Ray
+        # frees a waiting task's CPUs but not its GPUs; jobs filling every GPU would wait on shards forever)
+        executor.reserve_cpus, executor.reserve_gpus = sharding.num_cpus, sharding.num_gpus
     try:
         summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
                          workers=workers, threads=threads, executor=executor, feature_shards=sharding).run()
