@@ -194,8 +194,9 @@ def main() -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     lines = ["# Scale: reference statistics once, cached radii, Ray (benchmarks/bench_scale.py)", "",
              f"Machine: {_machine()}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. CPU only "
-             f"(no GPU measurement here). Load average at the start: {os.getloadavg()[0]:.1f} (other processes "
-             "share these cores: absolute times are inflated by it; the ratios compare runs under the same load).", ""]
+             f"(no GPU measurement here). Load average at the start: {os.getloadavg()[0]:.1f}, and beside each figure "
+             "(other processes share these cores: absolute times are inflated by it; the ratios compare runs "
+             "back to back).", ""]
     tmp = Path(tempfile.mkdtemp(prefix="genbench-bench-scale-"))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,9 +205,13 @@ def main() -> int:
     try:
         for name in a.only.split(","):
             print(f"bench_scale: {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
+            t0, l0, w0 = time.perf_counter(), os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M", time.gmtime())
             {"prdc": lambda: bench_prdc(lines), "rerun": lambda: bench_rerun(lines, tmp),
              "eval": lambda: bench_eval(lines, tmp, a.eval_extractor), "ray": lambda: bench_ray(lines, tmp)}[name]()
+            extra = f" --eval-extractor {a.eval_extractor}" if name == "eval" else ""
+            lines += [f"_Measured {w0}-{time.strftime('%H:%M', time.gmtime())} UTC with `python "
+                      f"benchmarks/bench_scale.py --only {name}{extra}`; 1-minute load average {l0:.1f} at the "
+                      f"start, {os.getloadavg()[0]:.1f} at the end._", ""]
             print(f"bench_scale: {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             atomic_write_text(out, "\n".join(lines) + "\n")  # after each section: a later one may not finish
     finally:

@@ -169,7 +169,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         ctx_fields["real_labels"] = sc.real_subset_labels(ref, n)
     if need & {"train_features", "train_samples"}:
         n_tr = spec.n_train_features or n
-        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
+        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit, sharding=shards)
         ctx_fields.update(train_samples=sc.train_samples(tr_x), train_features=tr_f)
     if "train_texts" in need:
         ctx_fields["train_texts"] = sc.train_texts(worker.split(spec.name, "train"))

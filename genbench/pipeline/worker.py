@@ -145,10 +145,10 @@ class Worker:
         return samples, entry
 
     def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool,
-                      text_unit: Optional[tuple] = None):
+                      text_unit: Optional[tuple] = None, sharding=None):
         """(samples, features, (mu, sigma)) of a fixed subset of a real split (see `reference`); `out_dir` is
         not used any more (the cache is shared by every run directory) and kept for callers."""
-        samples, entry = self.reference(spec, which, n, device, quiet, text_unit)
+        samples, entry = self.reference(spec, which, n, device, quiet, text_unit, sharding=sharding)
         stats = (entry.mu, entry.sigma) if entry.mu is not None else None
         return samples, entry.features, stats
 
