@@ -116,7 +116,7 @@ def bench_eval(lines: list, tmp: Path, extractor: str = "inception") -> None:
     warm, log_warm = _genbench(args, env)
     load.append(os.getloadavg()[0])
     t_end = time.strftime("%H:%M UTC", time.gmtime())
-    fd = [re.findall(r"^\s*fd\b[^\n]*", s, re.M)[:1] for s in (log_cold, log_warm)]
+    fd = [re.findall(r"^\|?\s*fd\s*\|[^\n]*", s, re.M)[:1] for s in (log_cold, log_warm)]
     ref = [[ln.strip() for ln in s.splitlines() if "reference features" in ln] for s in (log_cold, log_warm)]
     lines += [f"## `genbench eval` of 1,000 images against Fashion-MNIST {extractor} statistics", "",
               f"`genbench eval --samples user.npy --dataset fashion-mnist --extractor {extractor} --metrics fd,prdc` "
