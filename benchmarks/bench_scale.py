@@ -108,17 +108,26 @@ def bench_eval(lines: list, tmp: Path, extractor: str = "inception") -> None:
     np.save(samples, x.numpy().astype(np.float32))
     env = dict(os.environ, PYTHONPATH=str(ROOT), GENBENCH_STATS_CACHE=str(tmp / "stats-eval"))
     args = ["eval", "--samples", str(samples), "--dataset", "fashion-mnist", "--extractor", extractor,
-            "--metrics", "fd,prdc", "--quiet"]
+            "--metrics", "fd,prdc"]
+    load = [os.getloadavg()[0]]
+    t_start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     cold, log_cold = _genbench(args, env)
+    load.append(os.getloadavg()[0])
     warm, log_warm = _genbench(args, env)
-    fd = [re.findall(r"\bfd\b[^\n]*", s)[:1] for s in (log_cold, log_warm)]
+    load.append(os.getloadavg()[0])
+    t_end = time.strftime("%H:%M UTC", time.gmtime())
+    fd = [re.findall(r"^\|?\s*fd\s*\|[^\n]*", s, re.M)[:1] for s in (log_cold, log_warm)]
+    ref = [[ln.strip() for ln in s.splitlines() if "reference features" in ln] for s in (log_cold, log_warm)]
     lines += [f"## `genbench eval` of 1,000 images against Fashion-MNIST {extractor} statistics", "",
               f"`genbench eval --samples user.npy --dataset fashion-mnist --extractor {extractor} --metrics fd,prdc` "
-              "(1,000 noisy training images as the user's samples; n_real = 1,000), CPU:", "",
+              f"(1,000 noisy training images as the user's samples; n_real = 1,000), CPU, {t_start}-{t_end}; "
+              f"1-minute load average {load[0]:.2f} before the cold run, {load[1]:.2f} between the runs, "
+              f"{load[2]:.2f} after:", "",
               "| reference statistics | wall time of the command (s) |", "|---|---|",
               f"| not cached (extracts 1,000 real + 1,000 user images) | {cold:.1f} |",
               f"| cached (extracts the 1,000 user images only) | {warm:.1f} |", "",
-              f"Ratio {cold / warm:.2f}x. FD line, cold / cached: {fd[0]} / {fd[1]}.", ""]
+              f"Ratio {cold / warm:.2f}x. Log lines, cold:", "", "```", *ref[0], "```", "", "cached:", "", "```",
+              *ref[1], "```", "", f"FD line, cold / cached: {fd[0]} / {fd[1]}.", ""]
 
 
 def _noop(x):
@@ -185,8 +194,9 @@ def main() -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     lines = ["# Scale: reference statistics once, cached radii, Ray (benchmarks/bench_scale.py)", "",
              f"Machine: {_machine()}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. CPU only "
-             f"(no GPU measurement here). Load average at the start: {os.getloadavg()[0]:.1f} (other processes "
-             "share these cores: absolute times are inflated by it; the ratios compare runs under the same load).", ""]
+             f"(no GPU measurement here). Load average at the start: {os.getloadavg()[0]:.1f}, and beside each figure "
+             "(other processes share these cores: absolute times are inflated by it; the ratios compare runs "
+             "back to back).", ""]
     tmp = Path(tempfile.mkdtemp(prefix="genbench-bench-scale-"))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,9 +205,13 @@ def main() -> int:
     try:
         for name in a.only.split(","):
             print(f"bench_scale: {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
+            t0, l0, w0 = time.perf_counter(), os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M", time.gmtime())
             {"prdc": lambda: bench_prdc(lines), "rerun": lambda: bench_rerun(lines, tmp),
              "eval": lambda: bench_eval(lines, tmp, a.eval_extractor), "ray": lambda: bench_ray(lines, tmp)}[name]()
+            extra = f" --eval-extractor {a.eval_extractor}" if name == "eval" else ""
+            lines += [f"_Measured {w0}-{time.strftime('%H:%M', time.gmtime())} UTC with `python "
+                      f"benchmarks/bench_scale.py --only {name}{extra}`; 1-minute load average {l0:.1f} at the "
+                      f"start, {os.getloadavg()[0]:.1f} at the end._", ""]
             print(f"bench_scale: {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             atomic_write_text(out, "\n".join(lines) + "\n")  # after each section: a later one may not finish
     finally:

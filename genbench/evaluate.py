@@ -106,16 +106,18 @@ def _sha256_of(path: Path) -> str:
 
 def evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | Path] = None,
                      name: Optional[str] = None, extractor: Optional[str] = None, metrics: Optional[list] = None,
-                     seed: int = 0, device: str = "cpu", quiet: bool = True, class_folders: bool = False) -> EvalResult:
+                     seed: int = 0, device: str = "cpu", quiet: bool = True, class_folders: bool = False,
+                     sharding=None) -> EvalResult:
     """Score the samples at `samples` against `dataset` (a built-in name, or a path to user data used as the
     reference); with `out` (a `genbench run` directory) record them there as model "user:<name>", holding the
     directory's run lock throughout (a run or another eval on it makes this fail at once, naming it).
     `class_folders`: `samples` is a folder with one subfolder per class label (DIR/<class>/*.png,
-    genbench/data/user.py); each image is scored as generated for its folder's class."""
+    genbench/data/user.py); each image is scored as generated for its folder's class. `sharding`: a
+    FeatureSharding (genbench/pipeline/shards.py) that splits the feature passes over an executor's workers."""
     from genbench.rundir import run_dir_lock
 
     kw = dict(out=out, name=name, extractor=extractor, metrics=metrics, seed=seed, device=device, quiet=quiet,
-              class_folders=class_folders)
+              class_folders=class_folders, sharding=sharding)
     if out is None:
         return _evaluate_samples(samples, dataset, **kw)
     _require_run_dir(Path(out))
@@ -131,7 +133,7 @@ def _require_run_dir(run_dir: Path) -> None:
 
 def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | Path], name: Optional[str],
                       extractor: Optional[str], metrics: Optional[list], seed: int, device: str,
-                      quiet: bool, class_folders: bool = False) -> EvalResult:
+                      quiet: bool, class_folders: bool = False, sharding=None) -> EvalResult:
     from genbench.data import get_dataset, list_datasets, load_user_data
     from genbench.models.external_checks import validate_samples
     from genbench.pipeline.jobs import JobSpec, job_id_for
@@ -224,7 +226,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
         work = run_dir
     try:
         job = JobSpec(job_id, spec, ModelSpec(model_name), int(seed), "none", device, SpeedSpec(batch_size=max(1, min(n, 1024))),
-                      None, int(proto.n_bootstrap), str(work), quiet)
+                      None, int(proto.n_bootstrap), str(work), quiet, feature_shards=sharding)
         worker = type("EvalWorker", (_UserDatasetWorker, Worker), {})(ds_name, user_ref) if user_ref is not None else Worker()
         artifacts: list = []
         art_rel = f"artifacts/{job_id.replace('/', '__').replace(':', '_')}"

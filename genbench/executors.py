@@ -296,6 +296,9 @@ class RayExecutor(Executor):
         ray = import_ray()
         self.ray, self.address = ray, address
         self.num_cpus, self.num_gpus, self.threads = float(num_cpus), float(num_gpus), threads
+        # resources kept free of jobs, e.g. for the feature shards a job submits while it waits on them
+        # (genbench run --feature-shards: Ray frees a waiting task's CPUs, not its GPUs)
+        self.reserve_cpus, self.reserve_gpus = 0.0, 0.0
         self._own = False
         if not ray.is_initialized():
             import os
@@ -316,11 +319,12 @@ class RayExecutor(Executor):
             self._own = True
 
     def slots(self) -> int:
-        """How many jobs the cluster can run at once with the per-job resources (at least 1)."""
+        """How many jobs the cluster can run at once with the per-job resources, leaving `reserve_cpus` and
+        `reserve_gpus` free (at least 1)."""
         res = self.ray.cluster_resources()
-        n = int(res.get("CPU", 1) // self.num_cpus)
+        n = int(max(0.0, res.get("CPU", 1) - self.reserve_cpus) // self.num_cpus)
         if self.num_gpus > 0:
-            n = min(n, int(res.get("GPU", 0) // self.num_gpus))
+            n = min(n, int(max(0.0, res.get("GPU", 0) - self.reserve_gpus) // self.num_gpus))
         return max(1, n)
 
     def map_unordered(self, fn, items):

@@ -93,6 +93,30 @@ def test_whole_smoke_suite_is_bit_identical_to_the_local_executor(tmp_path, clus
     _bit_identical(tmp_path, None)
 
 
+@pytest.mark.slow  # ~2 min on the shared 2-core machine (fresh Ray workers import torch for the shard tasks)
+def test_jobs_shard_their_feature_passes_as_ray_tasks_with_the_same_numbers(tmp_path, cluster):
+    """`genbench run --executor ray --feature-shards 3`: inside the job (a Ray task) the samples' feature pass
+    (600 rows: 3 batch-aligned shards of the default 256-row batches) runs as Ray tasks on the same cluster -- the
+    job waiting on them does not deadlock the 2 CPUs -- and the numbers are bit-identical to an unsharded run on
+    the local executor. (The reference is already cached by the local run; test_shards.py shards that pass too.)"""
+    from genbench.pipeline.shards import FeatureSharding
+
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.replace("n_samples = 200", "n_samples = 600").format(models="[models.gmm]\n"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = Runner(load_suite(p), tmp_path / "local", quiet=True, log=lambda m: None, threads=1).run()
+    finally:
+        torch.set_num_threads(threads)
+    remote = Runner(load_suite(p), tmp_path / "ray", quiet=True, log=lambda m: None, threads=1,
+                    executor=RayExecutor(num_cpus=1, threads=1),
+                    feature_shards=FeatureSharding(3, "ray", threads=1)).run()
+    assert not local.failed and not remote.failed, (local.failed, remote.failed)
+    a, b = _values(tmp_path / "local"), _values(tmp_path / "ray")
+    assert a.keys() == b.keys() and len(a) >= 5 and a == b
+
+
 def _boom(x):
     if x == 2:
         raise ValueError("job 2 is broken")
@@ -204,3 +228,22 @@ def test_unreachable_address_fails_fast_with_the_start_command(tmp_path, monkeyp
     with pytest.raises(InvalidInputError, match="HOST:PORT"):
         RayExecutor(address="nowhere")
     assert main(["run", "smoke", "--address", "auto", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_feature_shards_keep_one_shard_free_of_jobs(cluster):
+    """With --feature-shards on Ray, jobs leave one shard's resources free: Ray frees a waiting job's CPUs but
+    not its GPUs, so jobs holding every GPU while they wait on GPU shards would wait forever."""
+    import argparse
+    from types import SimpleNamespace
+
+    from genbench.commands.run import _feature_sharding
+
+    ex = RayExecutor(num_cpus=2, num_gpus=1)
+    ex.ray = SimpleNamespace(cluster_resources=lambda: {"CPU": 32.0, "GPU": 8.0})  # a node of 8 GPUs
+    assert ex.slots() == 8
+    suite = load_suite("smoke")
+    args = argparse.Namespace(feature_shards=4, executor="ray")
+    sh = _feature_sharding(args, suite, "cuda", 1, 2)
+    assert (sh.shards, sh.executor, sh.num_gpus, sh.threads) == (4, "ray", 1.0, 2)
+    ex.reserve_cpus, ex.reserve_gpus = sh.num_cpus, sh.num_gpus
+    assert ex.slots() == 7

@@ -124,6 +124,78 @@ def test_unwritable_cache_warns_once_and_computes_in_memory(tmp_path, capsys):
     assert err.count("cannot be written") == 1 and "GENBENCH_STATS_CACHE" in err
 
 
+def test_read_only_filesystem_serves_its_entries_and_builds_new_ones_in_memory(tmp_path, monkeypatch, capsys):
+    """A cache directory on a read-only filesystem (simulated: writing under it fails with EROFS, as root can
+    write through chmod): entries already there are still used; a new one is computed without caching, with one
+    warning naming the directory, the reason and GENBENCH_STATS_CACHE."""
+    import errno
+    import os
+    import pathlib
+
+    root = tmp_path / "ro"
+    x, y = torch.randn(30, 3, dtype=torch.float64), torch.randn(30, 3, dtype=torch.float64)
+    assert StatsCache(root).get_or_build(_key(1), lambda: x).source == "computed"
+    real_open = os.open
+
+    def ro_open(path, flags, *a, **k):
+        if str(path).startswith(str(root)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *a, **k)
+
+    def ro_write(self, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(os, "open", ro_open)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", ro_write)
+    cache = StatsCache(root)
+    old = cache.get_or_build(_key(1), lambda: pytest.fail("a cached entry must not be rebuilt"))
+    assert old.source == "cache" and torch.equal(old.features, x)
+    a = cache.get_or_build(_key(2), lambda: y)
+    b = cache.get_or_build(_key(2), lambda: y)
+    assert a.source == b.source == "computed" and torch.equal(a.features, y)
+    err = capsys.readouterr().err
+    assert err.count("cannot be written") == 1 and "Read-only file system" in err and str(root) in err
+    assert "GENBENCH_STATS_CACHE" in err and len(_entries(root)) == 1
+
+
+_BUILDER = r"""
+import os, sys, time, torch
+from genbench.pipeline.refstats import StatsCache, reference_key
+key = reference_key("toy", "test", "0" * 64, {"n": 9}, {"id": "toy-ext"}, "cpu")
+open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()
+while len(os.listdir(sys.argv[2])) < 2:  # a barrier: both processes have imported everything
+    time.sleep(0.01)
+def build():  # 2 s: without the lock, the other process would start its own build meanwhile
+    with open(sys.argv[3], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(2.0)
+    return torch.arange(40, dtype=torch.float64).reshape(20, 2) ** 1.5
+e = StatsCache(sys.argv[1]).get_or_build(key, build)
+print(e.source, float(e.features.sum()), e.digest)
+"""
+
+
+def test_two_processes_building_at_once_build_once(tmp_path):
+    """Two runs (processes) that need the same reference statistics at the same moment: one builds, the other
+    waits on the entry's lock and reads what the first wrote; neither sees a half-written file."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    calls, ready = tmp_path / "calls", tmp_path / "ready"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(tmp_path / "c"), str(ready), str(calls)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    lines = [o[0].split() for o in outs]
+    assert sorted(ln[0] for ln in lines) == ["cache", "computed"], lines
+    assert lines[0][1:] == lines[1][1:]  # same features, same entry
+    assert len(calls.read_text().split()) == 1 and len(_entries(tmp_path / "c")) == 1
+
+
 def test_two_builders_at_once_build_once(tmp_path):
     calls = []
     x = torch.randn(40, 4, dtype=torch.float64)

@@ -68,3 +68,173 @@ def test_sharded_pass_on_workers_equals_one_pass():
         assert torch.equal(m.features, whole.features)
         mu, s = m.stats()
         assert torch.allclose(mu, mu0, rtol=0, atol=1e-14) and torch.allclose(s, s0, rtol=0, atol=1e-14)
+
+
+# ---- sharded passes inside jobs: genbench eval and genbench run (FeatureSharding) ------------------------------
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from genbench.cli import main  # noqa: E402
+from genbench.evaluate import evaluate_samples  # noqa: E402
+from genbench.pipeline.shards import FeatureSharding  # noqa: E402
+
+
+class _PermutedExecutor(LocalExecutor):
+    """Runs the shards in this process in a seeded random order (or reversed), recording where each started."""
+
+    def __init__(self, order, log: list):
+        self.order, self.log = order, log
+
+    def map_unordered(self, fn, items):
+        items = list(items)
+        if self.order == "reversed":
+            items.reverse()
+        elif self.order != "forward":
+            random.Random(self.order).shuffle(items)
+        self.log.append([start for start, _ in items])
+        yield from super().map_unordered(fn, items)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Permuted(FeatureSharding):
+    order: object = "forward"
+    log: list = dataclasses.field(default_factory=list, compare=False, hash=False)
+
+    def make_executor(self):
+        return _PermutedExecutor(self.order, self.log)
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Feature batches of 8 rows (sharded and unsharded passes alike), so 128 samples make up to 16 shards."""
+    import genbench.pipeline.scoring as scoring
+    import genbench.pipeline.worker as worker
+
+    monkeypatch.setattr(scoring, "FEATURE_BATCH_SIZE", 8)
+    monkeypatch.setattr(worker, "FEATURE_BATCH_SIZE", 8)
+    return 8
+
+
+@pytest.fixture
+def user_digits(tmp_path):
+    x = get_dataset("digits").load("train").x[:600]
+    x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    p = tmp_path / "user.npy"
+    np.save(p, x.numpy().astype(np.float32))
+    return p
+
+
+def _fd(result) -> float:
+    (row,) = [r for r in result.rows if r.get("name", r.get("metric")) == "fd" and not r.get("variant")]
+    return float(row["value"])
+
+
+def test_eval_fd_from_a_sharded_pass_equals_one_pass_for_several_counts_and_orders(tmp_path, monkeypatch,
+                                                                                    small_batches, user_digits):
+    """`genbench eval` with its feature passes (the user's samples and the reference, built anew in a fresh
+    cache each time) in 2, 3 and 16 shards finishing in reversed or random order: FD equals the one-pass FD to
+    1e-10 relative (it is the same features, so in fact equal)."""
+    kw = dict(extractor="random-conv", metrics=["fd"], quiet=True)
+    monkeypatch.setenv("GENBENCH_STATS_CACHE", str(tmp_path / "one-pass"))
+    want = _fd(evaluate_samples(user_digits, "digits", **kw))
+    assert want > 0
+    for i, (shards, order) in enumerate([(2, "reversed"), (3, 7), (16, 11)]):
+        monkeypatch.setenv("GENBENCH_STATS_CACHE", str(tmp_path / f"sharded{i}"))
+        sh = _Permuted(shards, "local", order=order)
+        got = _fd(evaluate_samples(user_digits, "digits", sharding=sh, **kw))
+        assert abs(got - want) <= 1e-10 * want, (shards, order, got, want)
+        assert len(sh.log) == 2  # the reference pass and the samples' pass both went through the shards
+        starts = sh.log[-1]  # the samples' pass: the protocol's 128 rows in batch-aligned shards
+        assert len(starts) == shards and all(s % small_batches == 0 for s in starts)
+        if order != "forward":
+            assert starts != sorted(starts)
+
+
+def test_merged_sums_of_a_sharded_extractor_pass_give_the_one_pass_fd(small_batches):
+    """The (n, sum x, sum x x^T) the shards return, merged in any order, give the FD of one pass's features to
+    1e-10 relative (a real network: random-conv on digits)."""
+    from genbench.pipeline.worker import Worker
+
+    real = get_dataset("digits").load("test").x[:300]
+    fake = (real.flip(-1) + 0.1).clamp(0, 1)
+    w = Worker()
+    one = [w.features("random-conv", "cpu", x, 32, True, "") for x in (real, fake)]
+    want = frechet_distance(*gaussian_stats(one[0]), *gaussian_stats(one[1]))
+    for shards, order in [(2, "reversed"), (5, 3), (10, "forward")]:
+        merged = [_Permuted(shards, "local", order=order).run(x, "random-conv", "cpu", 32) for x in (real, fake)]
+        assert all(torch.equal(m.features, f) for m, f in zip(merged, one))
+        got = frechet_distance(*merged[0].stats(), *merged[1].stats())
+        assert abs(got - want) <= 1e-10 * want, (shards, order, got, want)
+
+
+RUN_SUITE = """
+name = "sharded"
+budget = "smoke"
+device = "cpu"
+seeds = [0]
+n_bootstrap = 0
+
+[speed]
+batch_size = 64
+repeats = 1
+warmup = 0
+
+[datasets.digits]
+features = "random-conv"
+n_samples = 300
+metrics = ["fd", "prdc"]
+
+[models.gmm]
+"""
+
+
+def test_run_jobs_shard_their_feature_passes_with_the_same_numbers(tmp_path, monkeypatch, small_batches):
+    from genbench.runner import Runner
+    from genbench.store import ResultsStore
+    from genbench.suite import load_suite
+
+    p = tmp_path / "s.toml"
+    p.write_text(RUN_SUITE)
+
+    def values(out, sharding, cache):
+        monkeypatch.setenv("GENBENCH_STATS_CACHE", str(tmp_path / cache))
+        Runner(load_suite(p), out, quiet=True, log=lambda m: None, feature_shards=sharding).run()
+        f = ResultsStore(out).metrics_frame()
+        return {r.metric: float(r.value) for r in f.itertuples() if r.metric in ("fd", "precision", "recall",
+                                                                                 "density", "coverage")}
+
+    want = values(tmp_path / "one", None, "c1")
+    sh = _Permuted(4, "local", order=5)
+    got = values(tmp_path / "sharded", sh, "c2")
+    assert set(want) == {"fd", "precision", "recall", "density", "coverage"}
+    assert abs(got["fd"] - want["fd"]) <= 1e-10 * want["fd"] and got == want
+    assert [len(s) for s in sh.log] == [4, 4]  # the reference's pass and the job's samples
+
+
+@pytest.mark.slow  # spawns worker processes (~15 s idle); the pass on processes is also checked above, directly
+def test_eval_cli_shards_on_worker_processes(tmp_path, user_digits, small_batches, capsys):
+    """`genbench eval --shards 3 --executor process --workers 2`: the samples' pass (the protocol's 128 of them)
+    runs on 2 spawned processes in 3 shards, and the FD line is that of one pass."""
+    args = ["eval", "--samples", str(user_digits), "--dataset", "digits", "--extractor", "random-conv",
+            "--metrics", "fd"]
+    assert main(args) == 0  # builds the reference in this process; the sharded run below reads it
+    one = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| fd ")]
+    assert main(args + ["--shards", "3", "--executor", "process", "--workers", "2"]) == 0
+    out = capsys.readouterr()
+    assert "3 shards on 2 worker processes" in out.err
+    assert [ln for ln in out.out.splitlines() if ln.startswith("| fd ")] == one and one
+
+
+def test_bad_shard_options_are_refused_with_what_to_do(tmp_path, user_digits, capsys):
+    base = ["eval", "--samples", str(user_digits), "--dataset", "digits"]
+    assert main(base + ["--shards", "0"]) == 2
+    assert "--shards 0" in capsys.readouterr().err
+    assert main(base + ["--shards", "2", "--address", "auto"]) == 2
+    assert "--executor ray" in capsys.readouterr().err
+    assert main(["run", "smoke", "--feature-shards", "2", "--workers", "2", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "busy running jobs" in err and "--executor ray" in err
+    with pytest.raises(InvalidInputError, match="executor 'mpi'"):
+        FeatureSharding(2, "mpi")

@@ -31,6 +31,14 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device for feature extraction")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="split the feature passes (the samples, and the reference when it is not cached yet) into N "
+                   "batch-aligned shards on --executor's workers; the scores do not change (default 1: one pass)")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="process",
+                   help="where shards run (default process: --workers spawned processes)")
+    p.add_argument("--workers", type=int, default=2, metavar="W",
+                   help="worker processes for --shards (default 2; with ray and no --address: the local instance's CPUs)")
+    p.add_argument("--address", metavar="auto|HOST:PORT", default=None, help="with --executor ray: the cluster")
     p.set_defaults(func=run)
 
 
@@ -39,9 +47,10 @@ def run(args) -> int:
     from genbench.evaluate import evaluate_samples, format_eval
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    device = str(resolve_device(args.device, flag="--device"))
     result = evaluate_samples(args.samples, args.dataset, out=args.out, name=args.name, extractor=args.extractor,
-                              metrics=metrics, seed=args.seed, device=str(resolve_device(args.device, flag="--device")), quiet=args.quiet,
-                              class_folders=args.class_folders)
+                              metrics=metrics, seed=args.seed, device=device, quiet=args.quiet,
+                              class_folders=args.class_folders, sharding=_sharding(args, device))
     sys.stdout.write(format_eval(result))
     if args.out is None:
         from genbench.eval_rank import placement_lines
@@ -51,3 +60,21 @@ def run(args) -> int:
             "these samples beside models, add them to a run with --out DIR."]
         sys.stdout.write("\n" + "\n".join(lines) + "\n")
     return 0
+
+
+def _sharding(args, device: str):
+    """The FeatureSharding --shards asks for (None for one pass)."""
+    from genbench.errors import InvalidInputError
+    from genbench.pipeline.shards import FeatureSharding
+
+    if args.shards < 1:
+        raise InvalidInputError(f"--shards {args.shards}: give 1 or more (1: one pass)")
+    if args.address is not None and args.executor != "ray":
+        raise InvalidInputError("--address is for --executor ray (the Ray cluster to join)")
+    if args.shards == 1:
+        return None
+    import torch
+
+    return FeatureSharding(args.shards, args.executor, workers=args.workers, address=args.address,
+                           num_gpus=1.0 if device.startswith("cuda") else 0.0,
+                           threads=torch.get_num_threads())  # this process's count: the same features as one pass

@@ -40,6 +40,11 @@ def add_parser(sub) -> None:
                    help="where jobs run: local (in this process), process (--workers worker processes; the default "
                    "when workers > 1) or ray (each job a Ray task with the suite's [resources]; optional extra "
                    "genbench[ray]; docs/cluster.md). The driver alone writes the results, so resume is the same")
+    p.add_argument("--feature-shards", type=int, default=None, metavar="N",
+                   help="split every job's feature passes (its samples, and a reference not cached yet) into N "
+                   "batch-aligned shards across the executor's workers; the numbers do not change. With --executor "
+                   "ray the shards are Ray tasks on the same cluster; with --executor local they run on --workers "
+                   "processes (docs/cluster.md)")
     p.add_argument("--address", metavar="auto|HOST:PORT", default=None,
                    help="with --executor ray: the Ray cluster to join (auto: the one `ray start` runs here); default: "
                    "start a Ray instance inside this run with --workers CPUs (default: all)")
@@ -71,10 +76,11 @@ def _seeds(s):
 def _argv(args, out) -> list:
     """The command line that reproduces this run (recorded with the run)."""
     a = ["genbench", "run", str(args.suite), "--out", str(out)]
-    for opt in ("device", "models", "datasets", "seeds", "budget", "threads", "workers", "executor", "address"):
-        v = getattr(args, opt)
+    for opt in ("device", "models", "datasets", "seeds", "budget", "threads", "workers", "executor", "address",
+                "feature_shards"):
+        v = getattr(args, opt, None)
         if v is not None:
-            a += [f"--{opt}", str(v)]
+            a += [f"--{opt.replace('_', '-')}", str(v)]
     return a + (["--fresh"] if args.fresh else []) + (["--quiet"] if args.quiet else [])
 
 
@@ -101,10 +107,15 @@ def run(args) -> int:
     device = str(resolve_device(suite.device, flag="--device"))
     out = Path(args.out) if args.out else default_out_dir(suite.name)  # reports/<slug of the name>
     workers = args.workers if args.workers is not None else suite.workers
+    sharding = _feature_sharding(args, suite, device, workers, threads)
     executor = _executor(args, suite, device, workers, threads)
+    if sharding is not None and sharding.executor == "ray":
+        # a job waits on its shards: keep one shard's resources free of jobs, so a shard can always start (Ray
+        # frees a waiting task's CPUs but not its GPUs; jobs filling every GPU would wait on shards forever)
+        executor.reserve_cpus, executor.reserve_gpus = sharding.num_cpus, sharding.num_gpus
     try:
         summary = Runner(suite, out, device=device, fresh=args.fresh, quiet=args.quiet, argv=_argv(args, out),
-                         workers=workers, threads=threads, executor=executor).run()
+                         workers=workers, threads=threads, executor=executor, feature_shards=sharding).run()
     finally:
         if executor is not None:
             executor.close()
@@ -120,6 +131,32 @@ def run(args) -> int:
 
         finish_run(out, args.leaderboard, args.against)
     return 1 if summary.failed else 0
+
+
+def _feature_sharding(args, suite, device: str, workers: int, threads):
+    """The FeatureSharding --feature-shards asks for (None without it), across the executor's workers."""
+    n = getattr(args, "feature_shards", None)
+    if n is None:
+        return None
+    if n < 1:
+        raise InvalidInputError(f"--feature-shards {n}: give 1 or more (1: no sharding)")
+    from genbench.pipeline.shards import FeatureSharding
+
+    import torch
+
+    threads = threads if threads is not None else torch.get_num_threads()  # the jobs' count: the same features
+    kind = args.executor or ("process" if workers > 1 else "local")
+    if kind == "process":
+        raise InvalidInputError(f"--feature-shards {n} with the process executor (--workers {workers}): its worker "
+                                "processes are busy running jobs, so a job's shards have no workers to go to. Use "
+                                "--executor ray (the shards become Ray tasks on the cluster running the jobs) or "
+                                "--executor local --workers W (jobs one at a time, each feature pass over W "
+                                "processes)")
+    if kind == "ray":
+        res = suite.job_resources(device)  # each shard asks for what a job asks for
+        return FeatureSharding(n, "ray", address=None, num_cpus=float(res["num_cpus"]),
+                               num_gpus=float(res["num_gpus"]), threads=threads)
+    return FeatureSharding(n, "process", workers=max(1, workers), threads=threads)
 
 
 def _executor(args, suite, device: str, workers: int, threads):

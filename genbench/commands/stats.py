@@ -67,25 +67,20 @@ def _build(args) -> int:
     which = args.split or spec.reference
     ks = _ks(args.k)
     w = Worker()
-    extract, ex = None, None
     if args.shards < 1:
         raise InvalidInputError(f"--shards {args.shards}: give 1 or more")
+    if args.address is not None and args.executor != "ray":
+        raise InvalidInputError("--address is for --executor ray (the Ray cluster to join)")
+    sharding = None
     if args.shards > 1:
-        from genbench.executors import ProcessExecutor, RayExecutor
-        from genbench.pipeline.shards import sharded_feature_stats
+        import torch
 
-        ex = (RayExecutor(args.address, num_gpus=1.0 if args.device == "cuda" else 0.0, local_cpus=args.workers)
-              if args.executor == "ray"
-              else ProcessExecutor(max(1, args.workers), threads=1))
+        from genbench.pipeline.shards import FeatureSharding
 
-        def extract(samples, batch_size):
-            return sharded_feature_stats(samples, spec.features, args.device, args.shards, ex, keep_features=True,
-                                         batch_size=batch_size).features
-    try:
-        _, entry = w.reference(spec, which, spec.n_samples, args.device, quiet=False, extract=extract)
-    finally:
-        if ex is not None:
-            ex.close()
+        sharding = FeatureSharding(args.shards, args.executor, workers=max(1, args.workers), address=args.address,
+                                   num_gpus=1.0 if args.device == "cuda" else 0.0,
+                                   threads=torch.get_num_threads())  # this process's count: the same features
+    _, entry = w.reference(spec, which, spec.n_samples, args.device, quiet=False, sharding=sharding)
     if ks and entry.features.shape[0] > max(ks):
         w.stats_cache.radii(entry, ks, entry.features.shape[0], args.device)
     print(f"{args.dataset}/{which} n={entry.features.shape[0]} dim={entry.features.shape[1]} {spec.features}: "

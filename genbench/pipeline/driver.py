@@ -49,9 +49,10 @@ class RunSummary:
 class Runner:
     def __init__(self, suite: Suite, out_dir: str | os.PathLike, device: str = "cpu", fresh: bool = False,
                  quiet: bool = False, executor: Optional[Executor] = None, argv: Optional[list] = None,
-                 log=None, workers: Optional[int] = None, threads: Optional[int] = None):
+                 log=None, workers: Optional[int] = None, threads: Optional[int] = None, feature_shards=None):
         """`workers` (default: the suite's) > 1 runs that many jobs at once in worker processes with `threads`
-        torch threads each (default: the suite's); an explicit `executor` replaces both."""
+        torch threads each (default: the suite's); an explicit `executor` replaces both. `feature_shards`: a
+        FeatureSharding (genbench/pipeline/shards.py) every job's feature passes use (the numbers do not change)."""
         self.suite = suite
         self.out_dir = Path(out_dir)
         self.device = device
@@ -66,6 +67,7 @@ class Runner:
         t = threads if threads is not None else getattr(suite, "threads", None)
         self.threads = int(t) if t is not None else torch.get_num_threads()  # what the jobs run with
         self.executor = executor
+        self.feature_shards = feature_shards
         self.argv = list(argv) if argv is not None else list(sys.argv)
         self.log = log or (lambda msg: print(msg, flush=True))
 
@@ -111,6 +113,10 @@ class Runner:
         store.begin_run(run_id, suite_name=self.suite.name, suite_hash=self.suite.hash,
                         suite_toml=self.suite.toml_text or json.dumps(self.suite.to_dict()), argv=self.argv, **env)
         jobs = make_jobs(self.suite, self.out_dir, self.device, self.quiet, self.threads)
+        if self.feature_shards is not None:
+            import dataclasses
+
+            jobs = [dataclasses.replace(j, feature_shards=self.feature_shards) for j in jobs]
         todo = []
         codes = {m: job_code_version(m) for m in {j.model.name for j in jobs}}  # source digests, once per model
         for j in jobs:

@@ -39,6 +39,9 @@ class JobSpec:
     out_dir: str
     quiet: bool = False
     threads: Optional[int] = None  # torch CPU threads the job runs with (None: not known, e.g. genbench eval)
+    # how the job's feature passes are sharded across the executor's workers (genbench.pipeline.shards
+    # .FeatureSharding; None: one pass in the job's process). Not in spec_hash: the features are the same bits.
+    feature_shards: Optional[Any] = None
 
     @property
     def spec_hash(self) -> str:

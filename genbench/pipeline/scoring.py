@@ -144,10 +144,12 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         need |= set(getattr(METRICS.get(m), "requires", ()) or ())
 
     ext = worker.extractor(spec.features, job.device)
-    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit)
+    shards = getattr(job, "feature_shards", None)
+    real_x, ref_stats = worker.reference(spec, spec.reference, n, job.device, q, unit, sharding=shards)
     real_f = ref_stats.features
     real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
-    fake_f = worker.extract(ext, fake, FEATURE_BATCH_SIZE, q, f"fake features {job.job_id}{tag}")
+    fake_f = worker.features(spec.features, job.device, fake, FEATURE_BATCH_SIZE, q,
+                             f"fake features {job.job_id}{tag}", shards)
     # what a paired bootstrap between two runs needs (genbench/paired.py): both feature sets and the reference's identity
     from genbench.stored_features import save_features
 
@@ -167,7 +169,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         ctx_fields["real_labels"] = sc.real_subset_labels(ref, n)
     if need & {"train_features", "train_samples"}:
         n_tr = spec.n_train_features or n
-        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit)
+        tr_x, tr_f, _ = worker.real_features(spec, "train", n_tr, job.device, out_dir, q, unit, sharding=shards)
         ctx_fields.update(train_samples=sc.train_samples(tr_x), train_features=tr_f)
     if "train_texts" in need:
         ctx_fields["train_texts"] = sc.train_texts(worker.split(spec.name, "train"))

@@ -42,6 +42,7 @@ class Worker:
         self._data_ids: dict = {}
         self._split_sha: dict = {}
         self.stats_cache = StatsCache()
+        self.sharding = None  # a FeatureSharding (genbench/pipeline/shards.py) for every pass; a job's own wins
 
     # ---- caches --------------------------------------------------------------------------------------------
     def dataset(self, name: str):
@@ -82,6 +83,22 @@ class Worker:
             feats = ext.extract(samples, batch_size=batch_size)
         return feats.double().cpu()
 
+    def features(self, name: str, device: str, samples, batch_size: int, quiet: bool, desc: str,
+                 sharding=None) -> torch.Tensor:
+        """Features of `samples` through extractor `name`, float64 on the CPU: in this process, or, with a
+        FeatureSharding (`sharding`, else `self.sharding`) of 2 or more shards, in batch-aligned shards on its
+        executor's workers, merged in row order (the same features as one pass)."""
+        sh = sharding if sharding is not None else self.sharding
+        ext = self.extractor(name, device)
+        if sh is None or int(sh.shards) < 2 or _len(samples) <= batch_size:
+            return self.extract(ext, samples, batch_size, quiet, desc)
+        if not quiet:
+            print(f"  {desc} ({_len(samples)} samples, {ext.name}): {sh.describe()}", file=sys.stderr, flush=True)
+        merged = sh.run(samples, name, device, batch_size, keep_features=True)
+        if merged.n != _len(samples):
+            raise RuntimeError(f"sharded feature pass returned {merged.n} rows for {_len(samples)} samples")
+        return merged.features
+
     def split_sha256(self, name: str, split: str) -> str:
         """sha256 of a split's content (the bytes genbench reads), the reference-statistics key's data part."""
         key = (name, split)
@@ -91,11 +108,12 @@ class Worker:
         return self._split_sha[key]
 
     def reference(self, spec: DatasetSpec, which: str, n: int, device: str, quiet: bool,
-                  text_unit: Optional[tuple] = None, extract=None):
+                  text_unit: Optional[tuple] = None, extract=None, sharding=None):
         """(samples, RefStats) of a fixed subset of a real split: features and Gaussian statistics from the
         shared reference-statistics cache (genbench/pipeline/refstats.py), computed once per content key and
         kept in this process too. `extract(samples, batch_size)` replaces this process's extraction pass when the
-        entry must be built (e.g. a sharded pass on an executor's workers, genbench/pipeline/shards.py)."""
+        entry must be built; without it, a FeatureSharding (`sharding`, else `self.sharding`) shards that pass on
+        its executor's workers (genbench/pipeline/shards.py)."""
         from genbench.pipeline.refstats import reference_key
 
         ext = self.extractor(spec.features, device)
@@ -111,7 +129,8 @@ class Worker:
         else:
             desc = f"real features: {spec.name}/{which}"
             if extract is None:
-                build = lambda: self.extract(ext, samples, _feature_batch(spec), quiet, desc)  # noqa: E731
+                build = lambda: self.features(spec.features, device, samples, _feature_batch(spec), quiet, desc,  # noqa: E731
+                                              sharding)
             else:
                 build = lambda: extract(samples, _feature_batch(spec))  # noqa: E731
             entry = self.stats_cache.get_or_build(key, build)
@@ -126,10 +145,10 @@ class Worker:
         return samples, entry
 
     def real_features(self, spec: DatasetSpec, which: str, n: int, device: str, out_dir: Path, quiet: bool,
-                      text_unit: Optional[tuple] = None):
+                      text_unit: Optional[tuple] = None, sharding=None):
         """(samples, features, (mu, sigma)) of a fixed subset of a real split (see `reference`); `out_dir` is
         not used any more (the cache is shared by every run directory) and kept for callers."""
-        samples, entry = self.reference(spec, which, n, device, quiet, text_unit)
+        samples, entry = self.reference(spec, which, n, device, quiet, text_unit, sharding=sharding)
         stats = (entry.mu, entry.sigma) if entry.mu is not None else None
         return samples, entry.features, stats
 
