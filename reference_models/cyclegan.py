@@ -11,9 +11,12 @@ The image buffer (Shrivastava et al. 2017) keeps `buffer_size` earlier fakes; ea
 with probability 1/2, swapped for a stored one. Generators: a small ResNet for 28-32 px images (7x7 conv, `n_down`
 stride-2 downsamplings, `n_res` residual blocks, `n_down` upsamplings, 7x7 conv, instance norm, sigmoid output in
 [0, 1]; with `skips`, U-Net skips: `ResnetGenerator`); quick uses one downsampling with skips (it keeps the digits
-far better in 1000 steps: docs/translation.md), standard the paper's two without. Discriminators: a 3-layer
-PatchGAN. Adam (lr, beta1 0.5); the learning rate falls linearly to 0 over
-the last `1 - lr_decay_start` of the steps. All randomness comes from `fit(seed=)` (batches, buffer, init).
+far better in 1000 steps: docs/translation.md), standard the paper's two without. With `residual` (off in every
+budget; tried for issue #19, docs/translation.md) the generator's output is sigmoid(colour(2x - 1) + head(h)): a
+per-pixel 1x1 colour map of the input that starts as 2 x identity, plus the network's correction, whose last conv
+starts at zero, so training starts from the input's spatial structure. Discriminators: a PatchGAN of `d_layers`
+convs (3: the usual 3-layer one; 2 or 1: a smaller receptive field). Adam (lr, beta1 0.5); the learning rate
+falls linearly to 0 over the last `1 - lr_decay_start` of the steps. All randomness comes from `fit(seed=)` (batches, buffer, init).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class CycleGANConfig(ModelConfig):
     n_res: int = 2  # generator residual blocks
     n_down: int = 1  # generator stride-2 downsamplings (residual blocks at 1/2**n_down of the image side)
     skips: bool = True  # generator U-Net skips (encoder features concatenated into the decoder)
+    residual: bool = False  # generator output = sigmoid(colour map of the input + head); the head starts at zero
+    d_layers: int = 3  # discriminator conv layers before the 1-channel output (conv receptive field 26/18/10 px)
     d_ch: int = 16  # discriminator base channels
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
@@ -76,15 +81,41 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class ZeroConv2d(nn.Conv2d):
+    """A conv layer whose weights and bias start at zero (also after `reset_parameters`): the residual generator's
+    head, so that its correction starts at zero."""
+
+    def reset_parameters(self):
+        nn.init.zeros_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+RESIDUAL_GAIN = 2.0  # the residual generator's colour map starts as sigmoid(2 * (2x - 1)): contrast kept, unsaturated
+
+
+class ColourMap(nn.Conv2d):
+    """A per-pixel linear map of the channels (1x1 conv) that starts as RESIDUAL_GAIN x identity, bias 0."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 1)
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.weight.copy_(RESIDUAL_GAIN * torch.eye(self.in_channels).reshape(self.weight.shape))
+            self.bias.zero_()
+
+
 class ResnetGenerator(nn.Module):
     """7x7 conv, `n_down` stride-2 downsamplings, `n_res` residual blocks, `n_down` upsamplings, 7x7 conv. With
     `skips`, each upsampling's output is concatenated with the encoder's features at that resolution (U-Net skips,
     the pix2pix/CycleGAN "unet" generator's idea) and mixed back by a 1x1 conv, so fine spatial detail (the digit's
     strokes) need not pass through the bottleneck."""
 
-    def __init__(self, channels: int, ch: int, n_res: int, n_down: int = 2, skips: bool = False):
+    def __init__(self, channels: int, ch: int, n_res: int, n_down: int = 2, skips: bool = False,
+                 residual: bool = False):
         super().__init__()
-        self.skips = bool(skips)
+        self.skips, self.residual = bool(skips), bool(residual)
         self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(channels, ch, 7), _norm(ch), nn.ReLU(True))
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(ch * 2 ** i, ch * 2 ** (i + 1), 3, stride=2, padding=1), _norm(ch * 2 ** (i + 1)),
@@ -96,10 +127,12 @@ class ResnetGenerator(nn.Module):
         self.mix = nn.ModuleList(
             nn.Sequential(nn.Conv2d(ch * 2 ** (i + 1), ch * 2 ** i, 1), _norm(ch * 2 ** i), nn.ReLU(True))
             for i in reversed(range(n_down))) if self.skips else None
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7))
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), (ZeroConv2d if self.residual else nn.Conv2d)(ch, channels, 7))
+        self.colour = ColourMap(channels) if self.residual else None
 
     def forward(self, x):  # x in [0, 1]; sides divisible by 2**n_down come back the same size
-        h = self.stem(x * 2.0 - 1.0)
+        x = x * 2.0 - 1.0
+        h = self.stem(x)
         feats = []
         for down in self.down:
             feats.append(h)
@@ -109,17 +142,27 @@ class ResnetGenerator(nn.Module):
             h = up(h)
             if self.skips:
                 h = self.mix[j](torch.cat([h, feats[-1 - j]], 1))
+        if self.residual:  # a per-pixel colour map of the input plus a learned correction (zero at the start)
+            return torch.sigmoid(self.colour(x) + self.head(h))
         return torch.sigmoid(self.head(h))
 
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, channels: int, ch: int):
+    """PatchGAN: `layers` convs (4x4 stride 2, 4x4 stride 2, then 3x3) and a 3x3 conv to one logit per patch.
+    Conv receptive field (the instance norms aside): 26 px with 3 layers, 18 with 2, 10 with 1."""
+
+    def __init__(self, channels: int, ch: int, layers: int = 3):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), _norm(2 * ch), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), _norm(4 * ch), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * ch, 1, 3, padding=1))
+        if not 1 <= int(layers) <= 3:
+            raise InvalidInputError(f"cyclegan: d_layers must be 1, 2 or 3, got {layers}")
+        mods, c_in = [nn.Conv2d(channels, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)], ch
+        if layers >= 2:
+            mods += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), _norm(2 * ch), nn.LeakyReLU(0.2, True)]
+            c_in = 2 * ch
+        if layers >= 3:
+            mods += [nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), _norm(4 * ch), nn.LeakyReLU(0.2, True)]
+            c_in = 4 * ch
+        self.net = nn.Sequential(*mods, nn.Conv2d(c_in, 1, 3, padding=1))
 
     def forward(self, x):
         return self.net(x * 2.0 - 1.0)
@@ -172,10 +215,11 @@ class CycleGAN(TranslationModel):
         if h % k or w % k:
             raise InvalidInputError(f"cyclegan with n_down={config.n_down} needs image sides divisible by {k}, "
                                     f"got {h}x{w}")
-        self.G = ResnetGenerator(c, config.ch, config.n_res, config.n_down, config.skips)  # a -> b
-        self.F = ResnetGenerator(c, config.ch, config.n_res, config.n_down, config.skips)  # b -> a
-        self.D_a = PatchDiscriminator(c, config.d_ch)
-        self.D_b = PatchDiscriminator(c, config.d_ch)
+        gen = (c, config.ch, config.n_res, config.n_down, config.skips, config.residual)
+        self.G = ResnetGenerator(*gen)  # a -> b
+        self.F = ResnetGenerator(*gen)  # b -> a
+        self.D_a = PatchDiscriminator(c, config.d_ch, config.d_layers)
+        self.D_b = PatchDiscriminator(c, config.d_ch, config.d_layers)
 
     def modules(self):
         return {"G": self.G, "F": self.F, "D_a": self.D_a, "D_b": self.D_b}

@@ -254,6 +254,34 @@ def test_cyclegan_generator_variants_keep_the_shape_and_refuse_indivisible_sides
         create_model("cyclegan", bad, "smoke", {"n_down": 2})
 
 
+def test_cyclegan_residual_generator_starts_as_a_colour_map_and_discriminator_depths():
+    from reference_models.cyclegan import RESIDUAL_GAIN, PatchDiscriminator, ResnetGenerator
+    from reference_models.nets import reset_parameters
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 28, 28)
+    g = ResnetGenerator(3, 4, 1, 1, True, residual=True)
+    reset_parameters(g)
+    with torch.no_grad():  # zero correction at the start: the per-pixel map sigmoid(gain * (2x - 1)), no mixing
+        assert torch.allclose(g(x), torch.sigmoid(RESIDUAL_GAIN * (2 * x - 1)), atol=1e-6)
+        g.colour.weight.add_(0.1)
+        g.head[-1].weight.normal_()
+        assert not torch.allclose(g(x), torch.sigmoid(RESIDUAL_GAIN * (2 * x - 1)), atol=1e-3)  # both are trained
+    assert sum(p.numel() for p in g.parameters()) > sum(p.numel() for p in ResnetGenerator(3, 4, 1, 1, True).parameters())
+    # one logit per patch: 7x7 patches with 2 or 3 layers (two stride-2 convs), 14x14 with 1 (receptive field 10 px)
+    shapes = {k: tuple(PatchDiscriminator(3, 4, k)(x).shape) for k in (1, 2, 3)}
+    assert shapes == {1: (2, 1, 14, 14), 2: (2, 1, 7, 7), 3: (2, 1, 7, 7)}
+    # without instance norm (1 layer) the field is local: pixel (0, 0) reaches the 2x2 corner logits only
+    d = PatchDiscriminator(3, 4, 1).eval()
+    y = x.clone()
+    y[:, :, 0, 0] += 1.0
+    with torch.no_grad():
+        changed = ((d(y) - d(x)).abs().amax((0, 1)) > 0).nonzero().tolist()
+    assert changed == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    with pytest.raises(InvalidInputError, match="d_layers must be 1, 2 or 3, got 4"):
+        create_model("cyclegan", get_dataset(DS).info, "smoke", {"d_layers": 4})
+
+
 def test_bad_input_is_refused_clearly():
     ds = get_dataset(DS)
     m = create_model("identity", ds.info, "smoke")
