@@ -306,7 +306,8 @@ class RayExecutor(Executor):
             env = {k: v for k, v in os.environ.items() if k.startswith("GENBENCH_") or k == "PYTHONPATH"}
             kw = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
             if address in (None, "", "local"):
-                ray.init(num_cpus=local_cpus or os.cpu_count() or 1, **kw)
+                # address="local": always a new cluster of our own, never one that another process started
+                ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **kw)
             else:
                 if address != "auto":
                     _check_reachable(address, connect_timeout_s)

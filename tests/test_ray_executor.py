@@ -51,7 +51,7 @@ metrics = ["fd", "prdc", "mode_coverage", "bits_per_dim"]
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,  # our own cluster
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
                                        "GENBENCH_STATS_CACHE": os.environ.get("GENBENCH_STATS_CACHE", "")}})
     yield ray.get_runtime_context().gcs_address
