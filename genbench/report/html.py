@@ -15,7 +15,8 @@ import numpy as np
 from genbench.report.data import RunData
 from genbench.report.figures import FigureFile
 from genbench.report.table_formats import skipped_lines, to_html_table
-from genbench.report.tables import SPREAD_NOTE, Leaderboard, tie_lines, tie_note
+from genbench.report.column_ties import tie_lines, tie_note
+from genbench.report.tables import SPREAD_NOTE, Leaderboard
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f; margin: 0;

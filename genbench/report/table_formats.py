@@ -15,8 +15,8 @@ from tabulate import tabulate
 from genbench.report.headline import label
 from genbench.report.words import grouped
 
-from genbench.report.tables import (BAND, DOWN, SPREAD_NOTE, UP, Leaderboard, Row, _headers, _row_cells, tie_lines,
-                                    tie_note)
+from genbench.report.column_ties import tie_lines, tie_note
+from genbench.report.tables import BAND, DOWN, SPREAD_NOTE, UP, Leaderboard, Row, _headers, _row_cells
 
 
 def to_markdown(boards: list, notes: Optional[list] = None, title: str = "Leaderboard") -> str:
