@@ -27,6 +27,7 @@ and metrics), the models, seeds, budget, device, speed settings and optional dif
     options = { kid_subsets = 20 } # metric settings (EvalContext fields: kid_subsets, kid_subset_size, k_pr, k_dc...)
     conditions = "uniform"         # labelled datasets: how class conditions are drawn for conditional models
                                    # ("uniform" | "heldout"; default "uniform"; genbench/models/conditions.py)
+    prefix_length = 3              # text datasets: text models continue held-out prefixes of this many characters
 
     [models.gan]                   # every model runs on every dataset of a modality it supports ...
     [models.ddpm]

@@ -15,13 +15,13 @@ from genbench.suite_checks import (MAX_LIKELIHOOD, MAX_SAMPLES, MIN_SAMPLES, _ch
                                    _config_defaultable, _count_between, _metric_dataset_problem, _nonneg, _positive,
                                    _tname, _unknown_metric)
 from genbench.suite_spec import (DEVICES, REFERENCE_SPLITS, DatasetSpec, ModelSpec, SpeedSpec, Suite, SweepSpec,
-                                 _conditional_metrics, _dataset_info, _extractor_known, _model_class, dataset_modality,
+                                 _conditional_metrics, _dataset_info, _prefix_metrics, _extractor_known, _model_class, dataset_modality,
                                  extractor_modalities, extractor_names, metric_specs, recorded_metrics)
 
 _TOP_KEYS = {"name", "description", "budget", "device", "seeds", "n_bootstrap", "threads", "workers", "resources", "speed", "datasets", "models",
              "sweeps"}
 _DATASET_KEYS = {"features", "n_samples", "reference", "metrics", "n_train_features", "n_likelihood", "options",
-                 "conditions"}
+                 "conditions", "prefix_length"}
 # EvalContext fields a suite may set per dataset (the rest are filled by the runner).
 METRIC_OPTIONS = {"kid_subsets": int, "kid_subset_size": int, "k_pr": int, "k_dc": int, "prdc_convention": str,
                   "vendi_kernel": str, "vendi_max_samples": int, "copy_fraction": float, "bootstrap_alpha": float,
@@ -140,7 +140,15 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
             if m in _conditional_metrics() and not labelled:
                 raise c.fail(f"{where}.metrics", f"{m!r} scores class-conditional samples; dataset {dname!r} has no "
                              "class labels")
-        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts), conditions))
+        plen = c.typed(dt, "prefix_length", where, int, default=0, check=_count_between(1, 256, "characters"))
+        if plen and modality != "text":
+            raise c.fail(f"{where}.prefix_length", f"dataset {dname!r} is {modality} data: prefixes apply to text "
+                         "datasets only (labelled image datasets: conditions)")
+        for m in metrics:
+            if m in _prefix_metrics() and not plen:
+                raise c.fail(f"{where}.metrics", f"{m!r} scores prefix-conditioned text: add prefix_length = <characters> "
+                             f"to [datasets.{dname}] (or remove {m!r})")
+        datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts), conditions, plen))
 
     # models
     mtab = data.get("models")

@@ -56,6 +56,7 @@ class DatasetSpec:
     n_likelihood: int = 0  # reference items (text: characters) scored for likelihood (0: n_samples; text 20000)
     options: dict = field(default_factory=dict)  # metric settings: EvalContext fields (kid_subsets, k_pr, ...)
     conditions: Optional[str] = None  # conditional models' class conditions: "uniform" (None: the same) | "heldout"
+    prefix_length: int = 0  # text: > 0 asks every text model to continue held-out prefixes of this many characters
 
 
 @dataclass
@@ -177,6 +178,15 @@ def _dataset_info(name: str):
     from genbench.data import get_dataset
 
     return get_dataset(name).info
+
+
+def _prefix_metrics() -> tuple:
+    """Metrics that score prefix-conditioned text samples (they need a text dataset with prefix_length)."""
+    try:
+        from genbench.metrics.text_prefix import PREFIX_METRICS
+    except ImportError:
+        return ()
+    return PREFIX_METRICS
 
 
 def _conditional_metrics() -> tuple:

@@ -50,7 +50,8 @@ def test_registered_conditional_and_configs():
     from genbench.suite import load_suite
 
     cs = load_suite("conditional")
-    assert [m.name for m in cs.models] == ["cfg-ddpm", "cgan", "cvae", "cpixelcnn"]
+    assert [m.name for m in cs.models] == ["cfg-ddpm", "cgan", "cvae", "cpixelcnn", "transformer", "lstm", "ngram"]
+    assert [(d.name, d.prefix_length) for d in cs.datasets] == [("fashion-mnist", 0), ("names", 3)]  # text prefixes
     assert "intra_recall_coverage" in cs.datasets[0].metrics
     for name in ("cgan", "cvae"):
         with pytest.raises(InvalidInputError, match="class-conditional and needs a labelled dataset"):

@@ -1,4 +1,4 @@
-"""Prefix conditioning of the character-level text models (issue #23; reference_models/text_base.py): every sample
+"""Prefix conditioning of the character-level text models (issue #23; reference_models/text_prefix.py): every sample
 starts with its prefix, same seed -> same samples (and after save/load), empty prefixes give the unconditional
 samples, a prefix longer than the context is cropped, the continuation likelihood against a direct sum of the
 network's log-probabilities, clear errors, and that training makes the continuation follow the prefix."""

@@ -41,6 +41,7 @@ from genbench.metrics import conditional as _conditional  # noqa: E402,F401  (co
 from genbench.metrics.conditional import conditional_accuracy, intra_class_fd  # noqa: E402
 from genbench.metrics.text import register_text_metrics  # noqa: E402  (distinct_n, self_bleu, novelty, bits_per_char)
 from genbench.metrics import translation as _translation  # noqa: E402,F401  (i2i_fd, content_kept, cycle_l1, ...)
+from genbench.metrics import text_prefix as _text_prefix  # noqa: E402,F401  (prefix_bpc, prefix_gain)
 
 register_text_metrics()
 

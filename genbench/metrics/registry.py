@@ -86,7 +86,8 @@ _DECLARED: dict[str, tuple] = {}  # outputs no MetricSpec yields: name -> (Outpu
 # Modules whose import registers the built-in metrics and declares the recorded outputs.
 _DECLARING = ("genbench.metrics.builtin", "genbench.metrics.fd_infinity", "genbench.metrics.inception_score",
               "genbench.metrics.mauve", "genbench.metrics.cmmd", "genbench.metrics.conditional",
-              "genbench.metrics.text", "genbench.metrics.translation", "genbench.pipeline.speed")
+              "genbench.metrics.text", "genbench.metrics.text_prefix", "genbench.metrics.translation",
+              "genbench.pipeline.speed")
 
 
 def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:

@@ -20,7 +20,7 @@ Text models (modality "text"; genbench/models/text.py and reference_models/text_
   line datasets such as names, or `sample_length` characters each (from "\n") for running text such as
   shakespeare-char (`config.sample_mode`, resolved at fit time). `sample(n, seed, condition=prefixes)` (n prefix
   strings; transformer, lstm, ngram) returns each prefix followed by its continuation, and
-  `continuation_log_prob(prefixes, continuations)` is log P(continuation | "\n" + prefix) (reference_models/text_base.py).
+  `continuation_log_prob(prefixes, continuations)` is log P(continuation | "\n" + prefix) (reference_models/text_prefix.py).
 - `nll_per_char(text, context, stride) -> (nats per character, n characters)`: exact NLL of a held-out text by
   a sliding window (windows of `context`, advancing by `stride`, every character scored once); `log_prob(lines)`
   is log P(line + "\n" | "\n") in nats per string.

@@ -16,6 +16,10 @@ keeps every sample's condition beside it (metrics read it as `EvalContext.fake_l
 Either way the n labels are then put in a fixed pseudo-random order (`torch.randperm` seeded with
 `CONDITION_ORDER_SEED`, independent of the job seed), so every chunk of samples mixes classes and the same
 (distribution, n, K) always gives the same labels. `condition_protocol` is what a score's protocol records.
+
+Text models (issue #23) take prefixes instead of labels: a text dataset table with `prefix_length = L` asks each
+text model to continue n held-out prefixes of L characters (`draw_prefixes`; protocol: `prefix_protocol`), and
+sample i is prefix i followed by its continuation (reference_models/text_prefix.py).
 """
 
 from __future__ import annotations
@@ -98,3 +102,41 @@ def condition_protocol(distribution: str, num_classes: int) -> dict:
     how = ("balanced: floor(n/K) per class, the first n mod K classes one more" if distribution == "uniform" else
            "the reference split's label frequencies, largest-remainder rounding")
     return {"conditions": distribution, "num_classes": int(num_classes), "condition_counts": how}
+
+
+# ---------------------------------------------------------------------------------------------- text prefixes
+PREFIX_SEED = 20240604  # the held-out windows a text job's prefixes are drawn from (fixed for every job and seed)
+
+
+def draw_prefixes(split, n: int, length: int, sample_mode: str) -> list:
+    """The n prefixes a text job asks its models to continue: held-out text of `length` characters that follows a
+    line start of the reference split (the models continue "\\n" + prefix). Line datasets ("line"): the first
+    `length` characters of held-out lines longer than `length` (so each has a true continuation); running text
+    ("stream"): the `length` characters after a line start, for every line start with at least `length` + 1
+    characters after it. The candidates are put in an order drawn with `PREFIX_SEED` (independent of the job
+    seed) and taken in that order, cycling when there are fewer than n; so the same (split, n, length, mode)
+    always gives the same prefixes, and they are kept in that order with the samples."""
+    if int(length) < 1:
+        raise InvalidInputError(f"prefix_length must be >= 1, got {length}")
+    L = int(length)
+    if sample_mode == "line":
+        cands = [ln[:L] for ln in split.lines if len(ln) > L]
+    else:
+        text = split.text
+        cands = [text[s:s + L] for s in [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+                 if s + L < len(text)]
+    if not cands:
+        raise InvalidInputError(f"the held-out split has no {'line' if sample_mode == 'line' else 'line start'} with "
+                                f"more than {L} characters to draw prefixes of {L} characters from; use a shorter "
+                                "prefix_length")
+    order = torch.randperm(len(cands), generator=torch.Generator().manual_seed(PREFIX_SEED)).tolist()
+    return [cands[order[i % len(order)]] for i in range(int(n))]
+
+
+def prefix_protocol(length: int, sample_mode: str) -> dict:
+    """What a prefix-conditioned score's protocol says about its prefixes."""
+    where = ("the first {L} characters of held-out lines longer than {L}" if sample_mode == "line" else
+             "the {L} characters after a line start of the held-out text")
+    return {"conditions": "held-out text prefixes", "prefix_length": int(length),
+            "prefixes": where.format(L=int(length)) + f", in an order drawn with seed {PREFIX_SEED}, cycling "
+            "if there are fewer than n_samples", "prefix_seed": PREFIX_SEED}

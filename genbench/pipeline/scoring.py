@@ -82,10 +82,13 @@ def model_precision(model, device) -> str:
     return str(fn(device)) if callable(fn) else "float32"
 
 
-def job_conditions(job: JobSpec, worker, model, info) -> tuple[Optional[torch.Tensor], dict]:
+def job_conditions(job: JobSpec, worker, model, info) -> tuple[Any, dict]:
     """(the n class labels a conditional model is asked for, their protocol), or (None, {}) for an unconditional
     model. The distribution is the dataset table's `conditions` ("uniform" when not given; conditions.py). A model
-    whose declared classes differ from the dataset's, or a dataset without labels, fails the job."""
+    whose declared classes differ from the dataset's, or a dataset without labels, fails the job. A text dataset
+    with `prefix_length`: (the n prefix strings, their protocol) (`job_prefixes`)."""
+    if getattr(job.dataset, "prefix_length", 0):
+        return job_prefixes(job, worker, model, info)
     if not getattr(model, "conditional", False):
         return None, {}
     from genbench.models.conditions import condition_protocol, draw_conditions
@@ -106,6 +109,48 @@ def job_conditions(job: JobSpec, worker, model, info) -> tuple[Optional[torch.Te
     return draw_conditions(job.dataset.n_samples, K, dist, held), condition_protocol(dist, K)
 
 
+def job_prefixes(job: JobSpec, worker, model, info) -> tuple[list, dict]:
+    """(the n held-out prefixes a text model is asked to continue, their protocol): `draw_prefixes` over the
+    reference split, in the dataset's own sample mode (the same prefixes for every model). A model that cannot
+    continue a prefix (text-copy, a replayed sampler), a prefix that does not fit the model's context with the "\n"
+    before it, or a multi-line prefix for a model that samples single lines fails the job."""
+    from genbench.models.conditions import draw_prefixes, prefix_protocol
+    from genbench.models.text import resolve_sample_mode
+
+    L, who = int(job.dataset.prefix_length), f"model {job.model.name!r}"
+    if not getattr(model, "takes_prefixes", False):
+        raise JobFailure(f"{who} cannot continue a text prefix (it does not generate character by character), but "
+                         f"[datasets.{info.name}] asks for prefix_length = {L}: list the model under another dataset "
+                         "table (its `datasets = [...]`) or drop prefix_length")
+    ctx = getattr(model, "max_context", None)
+    if ctx and L + 1 > int(ctx):
+        raise JobFailure(f"prefix_length = {L} does not fit {who}'s context of {ctx} characters (the prefix and the "
+                         f"'\n' before it: {L + 1}); use prefix_length <= {int(ctx) - 1}, or a longer context "
+                         "(e.g. overrides = { block_size = ... })")
+    ref = worker.split(job.dataset.name, job.dataset.reference)
+    mode = resolve_sample_mode(ref)
+    try:
+        prefixes = draw_prefixes(ref, job.dataset.n_samples, L, mode)
+    except InvalidInputError as e:
+        raise JobFailure(f"[datasets.{info.name}] prefix_length = {L}: {e}") from None
+    line_model = getattr(model, "sample_mode", None) == "line"
+    longest = getattr(getattr(model, "config", None), "max_line_length", None)
+    if line_model and (any("\n" in p for p in prefixes) or (longest is not None and L >= int(longest))):
+        raise JobFailure(f"{who} samples single lines of at most {longest} characters, but the prefixes of "
+                         f"{info.name!r} ({L} characters{', across line ends' if mode != 'line' else ''}) do not fit "
+                         "in one: use a shorter prefix_length")
+    return prefixes, prefix_protocol(L, mode)
+
+
+def _check_prefixed(fake: list, prefixes: list, who: str) -> None:
+    """JobFailure unless every sample starts with its prefix (the condition a text sample is scored against)."""
+    bad = [i for i, (s, p) in enumerate(zip(fake, prefixes)) if not (isinstance(s, str) and s.startswith(p))]
+    if bad:
+        raise JobFailure(f"{who}: {len(bad)} of {len(fake)} samples do not start with the prefix they were asked to "
+                         f"continue (first: sample {bad[0]}, prefix {prefixes[bad[0]]!r}); sample(n, seed, "
+                         "condition=prefixes) must return each prefix followed by its continuation")
+
+
 def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_rel: str,
           likelihood: bool = True, conditions: Optional[tuple] = None) -> list[dict]:
     """Sample, featurise and compute the suite's metrics for one sampler setting. `conditions`: (labels,
@@ -118,14 +163,22 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     q = job.quiet
     n = spec.n_samples
     tag = f" [{variant}]" if variant else ""
+    prefixes = None
     if conditions is None:
         fake_labels, cond_proto = job_conditions(job, worker, model, info)
         fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}", fake_labels)
+        if isinstance(fake_labels, list):  # text prefixes: kept apart from class labels
+            prefixes, fake_labels = fake_labels, None
     else:
         fake_labels, cond_proto = conditions
         fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
     sc.check(fake, info, n)
     suffix = f"-{variant}" if variant else ""
+    if prefixes is not None:
+        _check_prefixed(fake, prefixes, f"model {job.model.name!r}")
+        pre_rel = f"{art_rel}/prefixes{suffix}.json"
+        atomic_write_text(out_dir / pre_rel, json.dumps(prefixes, ensure_ascii=False, indent=0))
+        artifacts.append(("text_prefixes", pre_rel))
     prev_rel = f"{art_rel}/samples_preview{suffix}{sc.preview_ext}"
     sc.save_preview(out_dir / prev_rel, fake, fake_labels)
     artifacts.append(("samples_preview" if not variant else f"samples_preview:{variant}", prev_rel))
@@ -162,7 +215,7 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
         "modality": info.modality, "device": job.device, "num_classes": info.num_classes,
         "extra_protocol": {**({"sampler": variant} if variant else {}),
                            **({"precision": prec} if prec != "float32" else {})},
-        "fake_labels": fake_labels, "condition_protocol": cond_proto,
+        "fake_labels": fake_labels, "condition_protocol": cond_proto, "text_prefixes": prefixes,
         **spec.options,
     }
     if fake_labels is not None:
