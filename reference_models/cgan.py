@@ -84,13 +84,9 @@ class CGAN(GAN):
 
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=(), labels=None):
         """`gan`'s training with the labels (`labels`: (N,) integers in 0..K-1, one per training image)."""
-        if labels is None:
-            raise InvalidInputError(f"model {self.name!r} is class-conditional: fit(train, labels=y) needs the "
-                                    f"training labels of {self.info.name!r}")
-        from genbench.models.conditions import check_condition
+        from genbench.models.conditions import training_labels
 
-        self._all_labels = check_condition(labels, len(train), self.condition_classes,
-                                           f"model {self.name!r} (training labels)")
+        self._all_labels = training_labels(self, labels, len(train))
         try:
             return super().fit(train, budget=budget, seed=seed, device=device, callbacks=callbacks)
         finally:

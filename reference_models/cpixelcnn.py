@@ -15,7 +15,6 @@ from typing import Optional
 
 import torch
 
-from genbench.errors import InvalidInputError
 from genbench.models import register_model
 from reference_models.pixelcnn import PixelCNN
 
@@ -32,12 +31,9 @@ class CPixelCNN(PixelCNN):
     conditional = True
 
     def _train_labels(self, train: torch.Tensor, labels) -> Optional[torch.Tensor]:
-        if labels is None:
-            raise InvalidInputError(f"model {self.name!r} is class-conditional: fit(train, labels=y) needs the "
-                                    f"training labels of {self.info.name!r}")
-        from genbench.models.conditions import check_condition
+        from genbench.models.conditions import training_labels
 
-        return check_condition(labels, len(train), self.condition_classes, f"model {self.name!r} (training labels)")
+        return training_labels(self, labels, len(train))
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
         K = int(self.condition_classes)

@@ -96,12 +96,9 @@ class CVAE(VAE):
 
     def fit(self, train, budget=None, seed=0, device="cpu", callbacks=(), labels=None):
         """`vae`'s training with the labels (`labels`: (N,) integers in 0..K-1, one per training image)."""
-        if labels is None:
-            raise InvalidInputError(f"model {self.name!r} is class-conditional: fit(train, labels=y) needs the "
-                                    f"training labels of {self.info.name!r}")
-        from genbench.models.conditions import check_condition
+        from genbench.models.conditions import training_labels
 
-        y = check_condition(labels, len(train), self.condition_classes, f"model {self.name!r} (training labels)")
+        y = training_labels(self, labels, len(train))
         self._train_y = y.to(device)
         try:
             return super().fit(train, budget=budget, seed=seed, device=device, callbacks=callbacks)

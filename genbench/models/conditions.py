@@ -66,6 +66,15 @@ def check_condition(condition: Any, n: int, num_classes: Optional[int], who: str
     return condition
 
 
+
+def training_labels(model, labels: Any, n: int) -> torch.Tensor:
+    """The labels a class-conditional model's `fit(train, labels=y)` was given, checked (one class label in
+    0..K-1 per training item, as `check_condition`); InvalidInputError when they are missing."""
+    if labels is None:
+        raise InvalidInputError(f"model {model.name!r} is class-conditional: fit(train, labels=y) needs the "
+                                f"training labels of {model.info.name!r}")
+    return check_condition(labels, n, model.condition_classes, f"model {model.name!r} (training labels)")
+
 def class_counts(n: int, num_classes: int, distribution: str, heldout_labels: Optional[torch.Tensor] = None) -> list:
     """How many of n samples each class gets under `distribution` (module docstring); sums to n."""
     if distribution not in CONDITION_DISTRIBUTIONS:
