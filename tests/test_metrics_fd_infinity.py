@@ -178,3 +178,49 @@ options = { fd_inf_points = 10, fd_inf_scale = "fake", fd_inf_min_fraction = 0.2
     p.write_text(text.replace("fd_inf_draws = 2", "fd_inf_draws = 0.5"))
     with pytest.raises(SuiteError, match="fd_inf_draws"):
         load_suite(str(p))
+
+
+# ------------------------------------------------------------------ the boundaries of the checks (issue 24, mutation)
+def test_minimum_rows_is_exact_and_settings_at_their_bounds():
+    real, fake = _gauss(0, n=40)
+    # 15 points from 0.1 N to N: 3 rows give sizes {2, 3}, 4 rows give {2, 3, 4}, the minimum
+    with pytest.raises(InvalidInputError, match="at least 4 fake feature rows"):
+        fd_infinity(real[:3], fake[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert fd_infinity(real[:4], fake[:4])["sizes"] == [2, 3, 4]
+        assert len(fd_infinity(real, fake, points=3)["sizes"]) == 3  # points = 3 is enough
+    for bad in dict(points=3.5), dict(draws=0), dict(draws=1.5), dict(min_fraction=0.0), dict(min_fraction=1.0):
+        with pytest.raises(InvalidInputError):
+            fd_infinity(real, fake, **bad)
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        fd_infinity(real[:1], fake, scale="fake")  # scale "fake" uses all real rows: one is too few
+
+
+def test_singular_warning_at_exactly_the_dimension():
+    real, fake = _gauss(1, n=400)
+    d = 8
+    r, f = real[:, :d], fake[:, :d]
+    with warnings.catch_warnings():  # smallest subset 90 > 8 rows: no warning at all (each subset's own is silenced)
+        warnings.simplefilter("error")
+        fd_infinity(r, f[:90], min_fraction=0.1, points=3, scale="fake")
+    with pytest.warns(MetricWarning, match="smallest subset has 8 rows for 8-dimensional"):
+        fd_infinity(r, f[:80], min_fraction=0.1, points=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fd_infinity(r[:90], f[:90], min_fraction=0.1, points=3)  # 9 fake rows, 9 real rows: 9 > 8
+    # scale "both": the smaller of the two smallest subsets counts (real rows fewer than fake rows)
+    with pytest.warns(MetricWarning, match="smallest subset has 8 rows"):
+        fd_infinity(r[:80], f[:90], min_fraction=0.1, points=3)
+
+
+def test_declaration_lower_is_better_quality():
+    from genbench.metrics import registry as reg
+
+    spec, out = reg.get_metric("fd_inf"), reg.output("fd_inf")
+    assert (spec.higher_is_better, spec.modalities, spec.requires) == (False, (), ("real_features", "fake_features"))
+    assert (out.higher_is_better, out.category, out.label) == (False, "quality", "FD∞")
+    q = reg.in_category("quality")  # rank 1: after fd (0), before kid (2)
+    assert q.index("fd") < q.index("fd_inf") < q.index("kid")
+    d = reg.display_order()  # order 45: after fd (40), before the Inception Score (48)
+    assert d.index("fd") < d.index("fd_inf") < d.index("inception_score")

@@ -87,3 +87,13 @@ def test_registered_for_text_features():
     (res,) = compute_metrics(["mauve"], ctx)
     assert res.value == mauve(p, q, seed=4)["mauve"] and res.higher_is_better
     assert res.protocol["buckets"] == 30 and res.protocol["features"] == "char-ngram"
+
+
+def test_declaration_higher_is_better_quality_on_text():
+    from genbench.metrics import registry as reg
+
+    spec, out = reg.get_metric("mauve"), reg.output("mauve")
+    assert (spec.higher_is_better, spec.modalities, spec.requires) == (True, ("text",), ("real_features", "fake_features"))
+    assert (out.higher_is_better, out.category, out.label) == (True, "quality", "MAUVE")
+    q = reg.in_category("quality")  # rank 8: after the text precision (6)
+    assert q.index("precision_text") < q.index("mauve")
