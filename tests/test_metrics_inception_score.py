@@ -233,3 +233,11 @@ def test_declaration_higher_is_better_quality_on_images():
     assert q.index("density") < q.index("inception_score") < q.index("cmmd")
     d = reg.display_order()  # order 48: between fd_inf (45) and kid (50)
     assert d.index("fd_inf") < d.index("inception_score") < d.index("kid")
+
+
+def test_ten_splits_by_default():
+    p = _probs(1003)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert inception_score(p)[0] == pytest.approx(_brute(p, 10)[0], rel=1e-12)
+        assert inception_score(p)[1] == pytest.approx(_brute(p, 10)[1], rel=1e-9)

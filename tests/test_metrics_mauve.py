@@ -97,3 +97,45 @@ def test_declaration_higher_is_better_quality_on_text():
     assert (out.higher_is_better, out.category, out.label) == (True, "quality", "MAUVE")
     q = reg.in_category("quality")  # rank 8: after the text precision (6)
     assert q.index("precision_text") < q.index("mauve")
+
+
+def test_small_norm_and_zero_rows_as_the_package():
+    # rows are L2-normalised whatever their norm (norms < 1 here); a zero row stays zero (sklearn's normalize)
+    p, q = _feats(0.5, n_p=200, n_q=220, seed=6)
+    p, q = p * 0.01, q * 0.01
+    p[7] = 0.0
+    ref = mauve_pkg.compute_mauve(p_features=p, q_features=q, seed=6)
+    got = mauve(p, q, seed=6)
+    np.testing.assert_array_equal(got["p_hist"], ref.p_hist)
+    assert got["mauve"] == pytest.approx(ref.mauve, rel=1e-12)
+
+
+def test_fewest_components_reaching_the_explained_variance():
+    from genbench.metrics.mauve import quantise
+
+    # rows +-e_1..+-e_4 (after centring): four components of exactly 1/4 of the variance each
+    e = np.eye(4)
+    x = np.concatenate([e, -e])
+    for ev, dims in ((0.5, 2), (0.75, 3), (0.6, 3), (0.25, 1)):
+        assert quantise(x[:4], x[4:], 2, explained_variance=ev)[2] == dims
+
+
+def test_bucket_and_row_bounds():
+    p, q = _feats(1.0, n_p=2, n_q=3, seed=2)
+    r = mauve(p, q, buckets=2)  # 2 rows on one side and 2 buckets are enough
+    assert r["buckets"] == 2 and sum(r["p_hist"]) == pytest.approx(1.0) and len(r["q_hist"]) == 2
+    assert mauve(p, q, buckets=5)["buckets"] == 5  # as many buckets as rows
+    with pytest.raises(InvalidInputError, match=r"buckets must be in \[2, 5\]"):
+        mauve(p, q, buckets=6)
+    with pytest.raises(InvalidInputError, match="at least 2 feature rows on each side"):
+        mauve(p[:1], np.concatenate([q, q]))
+    with pytest.raises(InvalidInputError, match="1-D and of one length"):
+        divergence_frontier([0.5, 0.5], [0.2, 0.3, 0.5])
+    with pytest.raises(InvalidInputError, match="1-D and of one length"):
+        divergence_frontier([[0.5, 0.5]], [[0.5, 0.5]])
+    ctx = EvalContext(real_features=torch.from_numpy(q), fake_features=torch.from_numpy(p), modality="text",
+                      mauve_buckets=3)
+    (res,) = compute_metrics(["mauve"], ctx)
+    assert res.protocol["buckets"] == 3 and res.protocol["buckets_rule"] == "set"
+    ctx = EvalContext(real_features=torch.from_numpy(q), fake_features=torch.from_numpy(p), modality="text")
+    assert compute_metrics(["mauve"], ctx)[0].protocol["buckets_rule"] == "max(2, round(min(n_p, n_q) / 10))"
