@@ -224,3 +224,31 @@ def test_declaration_lower_is_better_quality():
     assert q.index("fd") < q.index("fd_inf") < q.index("kid")
     d = reg.display_order()  # order 45: after fd (40), before the Inception Score (48)
     assert d.index("fd") < d.index("fd_inf") < d.index("inception_score")
+
+
+def test_fit_intercept_bounds_and_defaults():
+    assert fit_intercept([100, 400], [3.5, 3.125]) == pytest.approx((3.0, 50.0), rel=1e-12)  # two sizes: a line
+    with pytest.raises(InvalidInputError, match=">= 2"):
+        fit_intercept([100], [3.0])
+    with pytest.raises(InvalidInputError, match="as many values"):
+        fit_intercept([100, 200, 300], [3.0, 2.0])
+    with pytest.raises(InvalidInputError, match="two distinct sizes"):
+        fit_intercept([100, 100], [3.0, 2.0])
+    real, fake = _gauss(4, n=400)
+    assert fd_infinity(real, fake) == fd_infinity(real, fake, seed=0, draws=1)  # the defaults
+
+
+def test_paper_scale_warnings_once_and_the_runner_statistics():
+    real, fake = _gauss(1, n=400)
+    r, f = real[:, :8], fake[:, :8]
+    with pytest.warns(MetricWarning) as rec:  # smallest fake subset 8 rows <= 8 dims: one warning, not one per subset
+        fd_infinity(r, f[:80], min_fraction=0.1, points=3, scale="fake")
+    assert len(rec) == 1 and "smallest subset has 8 rows" in str(rec[0].message)
+    with warnings.catch_warnings():  # 5 real rows (singular real statistics) but subsets of 9+ fake rows: silent
+        warnings.simplefilter("error")
+        fd_infinity(r[:5], f[:90], min_fraction=0.1, points=3, scale="fake")
+    exact = (torch.zeros(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64))
+    ctx = EvalContext(real_features=r, fake_features=f, seed=3, fd_inf_scale="fake", real_stats=exact)
+    (res,) = compute_metrics(["fd_inf"], ctx)  # scale "fake" reads the runner's real statistics
+    assert res.value == fd_infinity(r, f, scale="fake", real_stats=exact, seed=3)["fd_inf"]
+    assert res.value != fd_infinity(r, f, scale="fake", seed=3)["fd_inf"]

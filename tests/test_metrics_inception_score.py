@@ -241,3 +241,16 @@ def test_ten_splits_by_default():
         warnings.simplefilter("ignore", MetricWarning)
         assert inception_score(p)[0] == pytest.approx(_brute(p, 10)[0], rel=1e-12)
         assert inception_score(p)[1] == pytest.approx(_brute(p, 10)[1], rel=1e-9)
+
+
+def test_protocol_names_the_classifier_not_the_dataset_features():
+    p = torch.from_numpy(_probs(60, 5))
+    feats = torch.zeros(7, 3, dtype=torch.float64)
+    ctx = EvalContext(fake_inception_probs=p, inception_protocol={"id": "inception-probs"}, is_splits=3,
+                      real_features=feats, fake_features=feats, feature_protocol={"id": "identity"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        (res,) = compute_metrics(["inception_score"], ctx)
+    proto = res.protocol
+    assert proto["n_samples"] == 60 and proto["splits"] == 3 and proto["classifier"] == {"id": "inception-probs"}
+    assert "features" not in proto and "n_real" not in proto
