@@ -139,3 +139,26 @@ def test_bucket_and_row_bounds():
     assert res.protocol["buckets"] == 3 and res.protocol["buckets_rule"] == "set"
     ctx = EvalContext(real_features=torch.from_numpy(q), fake_features=torch.from_numpy(p), modality="text")
     assert compute_metrics(["mauve"], ctx)[0].protocol["buckets_rule"] == "max(2, round(min(n_p, n_q) / 10))"
+
+
+def test_defaults_are_the_package_defaults(monkeypatch):
+    import inspect
+
+    import faiss
+
+    p, q = _feats(0.5, n_p=120, n_q=150, seed=8)
+    ref = mauve_pkg.compute_mauve(p_features=p, q_features=q)  # the package's default seed (25) on both sides
+    assert mauve(p, q)["mauve"] == pytest.approx(ref.mauve, rel=1e-12)
+    defaults = {k: v.default for k, v in inspect.signature(mauve_pkg.compute_mauve).parameters.items()}
+    seen = []
+    real_kmeans = faiss.Kmeans
+
+    def spy(d, k, **kw):
+        seen.append(kw)
+        return real_kmeans(d, k, **kw)
+
+    monkeypatch.setattr(faiss, "Kmeans", spy)
+    mauve(p, q)
+    (kw,) = seen
+    assert (kw["nredo"], kw["niter"], kw["seed"]) == (defaults["kmeans_num_redo"], defaults["kmeans_max_iter"],
+                                                      defaults["seed"] + 2)
