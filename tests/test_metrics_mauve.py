@@ -125,6 +125,7 @@ def test_bucket_and_row_bounds():
     r = mauve(p, q, buckets=2)  # 2 rows on one side and 2 buckets are enough
     assert r["buckets"] == 2 and sum(r["p_hist"]) == pytest.approx(1.0) and len(r["q_hist"]) == 2
     assert mauve(p, q, buckets=5)["buckets"] == 5  # as many buckets as rows
+    assert len(mauve(q, p, buckets=2)["q_hist"]) == 2  # 2 human rows are enough too
     with pytest.raises(InvalidInputError, match=r"buckets must be in \[2, 5\]"):
         mauve(p, q, buckets=6)
     with pytest.raises(InvalidInputError, match="at least 2 feature rows on each side"):
