@@ -236,6 +236,10 @@ def test_fit_intercept_bounds_and_defaults():
         fit_intercept([100, 100], [3.0, 2.0])
     real, fake = _gauss(4, n=400)
     assert fd_infinity(real, fake) == fd_infinity(real, fake, seed=0, draws=1)  # the defaults
+    # few real rows: the real subsets keep n_real / n_fake, at least 2 rows (round(20 * 20 / 200) = 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert fd_infinity(real[:20, :4], fake[:200, :4], points=3)["real_sizes"] == [2, 11, 20]
 
 
 def test_paper_scale_warnings_once_and_the_runner_statistics():
