@@ -184,8 +184,13 @@ options = { fd_inf_points = 10, fd_inf_scale = "fake", fd_inf_min_fraction = 0.2
 def test_minimum_rows_is_exact_and_settings_at_their_bounds():
     real, fake = _gauss(0, n=40)
     # 15 points from 0.1 N to N: 3 rows give sizes {2, 3}, 4 rows give {2, 3, 4}, the minimum
-    with pytest.raises(InvalidInputError, match="at least 4 fake feature rows"):
-        fd_infinity(real[:3], fake[:3])
+    for n in (2, 3):
+        with pytest.raises(InvalidInputError, match="at least 4 fake feature rows"):
+            fd_infinity(real[:3], fake[:n])
+    with warnings.catch_warnings():  # refused before any subset is planned or warned about
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidInputError, match="real features has dimension 32 but fake features has 5"):
+            fd_infinity(real, fake[:, :5])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetricWarning)
         assert fd_infinity(real[:4], fake[:4])["sizes"] == [2, 3, 4]
