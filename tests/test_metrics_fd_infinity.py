@@ -195,8 +195,9 @@ def test_minimum_rows_is_exact_and_settings_at_their_bounds():
         warnings.simplefilter("ignore", MetricWarning)
         assert fd_infinity(real[:4], fake[:4])["sizes"] == [2, 3, 4]
         assert len(fd_infinity(real, fake, points=3)["sizes"]) == 3  # points = 3 is enough
-    for bad in dict(points=3.5), dict(draws=0), dict(draws=1.5), dict(min_fraction=0.0), dict(min_fraction=1.0):
-        with pytest.raises(InvalidInputError):
+    for bad, what in ((dict(points=3.5), "points"), (dict(draws=0), "draws"), (dict(draws=1.5), "draws"),
+                      (dict(min_fraction=0.0), "min_fraction"), (dict(min_fraction=1.0), "min_fraction")):
+        with pytest.raises(InvalidInputError, match=what):
             fd_infinity(real, fake, **bad)
     with pytest.raises(InvalidInputError, match="at least 2"):
         fd_infinity(real[:1], fake, scale="fake")  # scale "fake" uses all real rows: one is too few
