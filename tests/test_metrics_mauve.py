@@ -118,9 +118,8 @@ def test_fewest_components_reaching_the_explained_variance():
     x = np.concatenate([e, -e])
     for ev, dims in ((0.5, 2), (0.75, 3), (0.6, 3), (0.25, 1)):
         assert quantise(x[:4], x[4:], 2, explained_variance=ev)[2] == dims
-    # one direction only (every row a positive multiple of one vector): no variance, one dimension, as the
-    # package's argmax over a NaN ratio gives
-    same = np.outer(np.arange(1.0, 7.0), [1.0, 2.0, 3.0])
+    # identical rows: no variance at all (a NaN ratio), one dimension, as the package's argmax over it gives
+    same = np.tile([0.0, 2.0, 0.0], (6, 1))
     assert quantise(same[:3], same[3:], 2)[2] == 1
 
 
