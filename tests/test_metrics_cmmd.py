@@ -117,3 +117,27 @@ def test_cmmd_metric_only_on_clip_features():
     assert res.value == rbf_mmd2(x, y) and not res.higher_is_better
     other = EvalContext(real_features=x, fake_features=y, feature_protocol={"id": "inception", "extractor": "inception"})
     assert compute_metrics(["cmmd"], other) == [] and 'features = "clip"' in other.skipped["cmmd"]
+
+
+def test_one_row_per_side_is_the_closed_form():
+    # one point each: k(x, x) = k(y, y) = 1, so MMD^2 = 2 - 2 exp(-|x - y|^2 / (2 sigma^2))
+    x, y = np.array([[0.0, 3.0]]), np.array([[4.0, 0.0]])
+    assert rbf_mmd2(x, y) == pytest.approx(1000 * (2 - 2 * math.exp(-25 / 200)), rel=1e-12)
+    assert rbf_mmd2(x, np.array([[0.0, 3.0], [4.0, 0.0]]), sigma=5.0, scale=1.0) == pytest.approx(
+        1 + (2 + 2 * math.exp(-0.5)) / 4 - 2 * (1 + math.exp(-0.5)) / 2, rel=1e-12)
+
+
+def test_declaration_lower_is_better_quality_on_images():
+    from genbench.metrics import registry as reg
+
+    spec, out = reg.get_metric("cmmd"), reg.output("cmmd")
+    assert (spec.higher_is_better, spec.modalities, spec.requires) == (False, ("image",), ("real_features", "fake_features"))
+    assert (out.higher_is_better, out.category, out.label) == (False, "quality", "CMMD")
+
+
+def test_cmmd_metric_without_a_feature_protocol_is_skipped():
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    from genbench.metrics import EvalContext, compute_metrics
+
+    ctx = EvalContext(real_features=x, fake_features=x + 1, feature_protocol={})
+    assert compute_metrics(["cmmd"], ctx) == [] and "unnamed" in ctx.skipped["cmmd"]

@@ -178,3 +178,87 @@ options = { fd_inf_points = 10, fd_inf_scale = "fake", fd_inf_min_fraction = 0.2
     p.write_text(text.replace("fd_inf_draws = 2", "fd_inf_draws = 0.5"))
     with pytest.raises(SuiteError, match="fd_inf_draws"):
         load_suite(str(p))
+
+
+# ------------------------------------------------------------------ the boundaries of the checks (issue 24, mutation)
+def test_minimum_rows_is_exact_and_settings_at_their_bounds():
+    real, fake = _gauss(0, n=40)
+    # 15 points from 0.1 N to N: 3 rows give sizes {2, 3}, 4 rows give {2, 3, 4}, the minimum
+    for n in (2, 3):
+        with pytest.raises(InvalidInputError, match="at least 4 fake feature rows"):
+            fd_infinity(real[:3], fake[:n])
+    with warnings.catch_warnings():  # refused before any subset is planned or warned about
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidInputError, match="real features has dimension 32 but fake features has 5"):
+            fd_infinity(real, fake[:, :5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert fd_infinity(real[:4], fake[:4])["sizes"] == [2, 3, 4]
+        assert len(fd_infinity(real, fake, points=3)["sizes"]) == 3  # points = 3 is enough
+    for bad, what in ((dict(points=3.5), "points"), (dict(draws=0), "draws"), (dict(draws=1.5), "draws"),
+                      (dict(min_fraction=0.0), "min_fraction"), (dict(min_fraction=1.0), "min_fraction")):
+        with pytest.raises(InvalidInputError, match=what):
+            fd_infinity(real, fake, **bad)
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        fd_infinity(real[:1], fake, scale="fake")  # scale "fake" uses all real rows: one is too few
+
+
+def test_singular_warning_at_exactly_the_dimension():
+    real, fake = _gauss(1, n=400)
+    d = 8
+    r, f = real[:, :d], fake[:, :d]
+    with warnings.catch_warnings():  # smallest subset 90 > 8 rows: no warning at all (each subset's own is silenced)
+        warnings.simplefilter("error")
+        fd_infinity(r, f[:90], min_fraction=0.1, points=3, scale="fake")
+    with pytest.warns(MetricWarning, match="smallest subset has 8 rows for 8-dimensional"):
+        fd_infinity(r, f[:80], min_fraction=0.1, points=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fd_infinity(r[:90], f[:90], min_fraction=0.1, points=3)  # 9 fake rows, 9 real rows: 9 > 8
+    # scale "both": the smaller of the two smallest subsets counts (real rows fewer than fake rows)
+    with pytest.warns(MetricWarning, match="smallest subset has 8 rows"):
+        fd_infinity(r[:80], f[:90], min_fraction=0.1, points=3)
+
+
+def test_declaration_lower_is_better_quality():
+    from genbench.metrics import registry as reg
+
+    spec, out = reg.get_metric("fd_inf"), reg.output("fd_inf")
+    assert (spec.higher_is_better, spec.modalities, spec.requires) == (False, (), ("real_features", "fake_features"))
+    assert (out.higher_is_better, out.category, out.label) == (False, "quality", "FD∞")
+    q = reg.in_category("quality")  # rank 1: after fd (0), before kid (2)
+    assert q.index("fd") < q.index("fd_inf") < q.index("kid")
+    d = reg.display_order()  # order 45: after fd (40), before the Inception Score (48)
+    assert d.index("fd") < d.index("fd_inf") < d.index("inception_score")
+
+
+def test_fit_intercept_bounds_and_defaults():
+    assert fit_intercept([100, 400], [3.5, 3.125]) == pytest.approx((3.0, 50.0), rel=1e-12)  # two sizes: a line
+    with pytest.raises(InvalidInputError, match=">= 2"):
+        fit_intercept([100], [3.0])
+    with pytest.raises(InvalidInputError, match="as many values"):
+        fit_intercept([100, 200, 300], [3.0, 2.0])
+    with pytest.raises(InvalidInputError, match="two distinct sizes"):
+        fit_intercept([100, 100], [3.0, 2.0])
+    real, fake = _gauss(4, n=400)
+    assert fd_infinity(real, fake) == fd_infinity(real, fake, seed=0, draws=1)  # the defaults
+    # few real rows: the real subsets keep n_real / n_fake, at least 2 rows (round(20 * 20 / 200) = 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert fd_infinity(real[:20, :4], fake[:200, :4], points=3)["real_sizes"] == [2, 11, 20]
+
+
+def test_paper_scale_warnings_once_and_the_runner_statistics():
+    real, fake = _gauss(1, n=400)
+    r, f = real[:, :8], fake[:, :8]
+    with pytest.warns(MetricWarning) as rec:  # smallest fake subset 8 rows <= 8 dims: one warning, not one per subset
+        fd_infinity(r, f[:80], min_fraction=0.1, points=3, scale="fake")
+    assert len(rec) == 1 and "smallest subset has 8 rows" in str(rec[0].message)
+    with warnings.catch_warnings():  # 5 real rows (singular real statistics) but subsets of 9+ fake rows: silent
+        warnings.simplefilter("error")
+        fd_infinity(r[:5], f[:90], min_fraction=0.1, points=3, scale="fake")
+    exact = (torch.zeros(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64))
+    ctx = EvalContext(real_features=r, fake_features=f, seed=3, fd_inf_scale="fake", real_stats=exact)
+    (res,) = compute_metrics(["fd_inf"], ctx)  # scale "fake" reads the runner's real statistics
+    assert res.value == fd_infinity(r, f, scale="fake", real_stats=exact, seed=3)["fd_inf"]
+    assert res.value != fd_infinity(r, f, scale="fake", seed=3)["fd_inf"]

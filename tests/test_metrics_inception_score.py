@@ -184,3 +184,73 @@ def test_wrong_files_are_refused(nvidia_like, monkeypatch, tmp_path):
         full.InceptionProbs(weights=trunk_only)
     fields = full.inception_probs_fields(_images(), "cpu")  # in a run: skipped, saying why
     assert "differ from the pinned" in fields["unavailable"]["fake_inception_probs"]
+
+
+# ------------------------------------------------------------------ the boundaries of the checks (issue 24, mutation)
+def test_boundaries_of_the_input_checks():
+    two = F.one_hot(torch.arange(6) % 2, 2).double()  # classes 0,1,0,1,0,1; K = 2 is enough
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        mean, std = inception_score(two, 1)  # splits = 1: the whole set, p(y) = (1/2, 1/2), IS = 2
+        assert (mean, std) == pytest.approx((2.0, 0.0), abs=1e-12)
+        # parts [0, 1, 0] and [1, 0, 1]: p(y) = (2/3, 1/3) and (1/3, 2/3), KL mean = H(p(y)) = log 3 - 2/3 log 2
+        h = math.log(3) - 2 / 3 * math.log(2)
+        assert inception_score(two, 2) == pytest.approx((math.exp(h), 0.0), abs=1e-12)
+        # n == splits: one row per part, p(y) = the row, IS = 1 per part
+        assert inception_score(two[:4], 4) == pytest.approx((1.0, 0.0), abs=1e-12)
+        # row sums within 1e-4 of 1 are accepted, beyond refused
+        near = np.array([[0.5, 0.5 + 0.9e-4], [0.5, 0.5]])
+        assert inception_score(near, 1)[0] > 1.0
+    with pytest.raises(InvalidInputError, match="summing to 1"):
+        inception_score(np.array([[0.5, 0.5 + 1.1e-4], [0.5, 0.5]]), 1)
+    with pytest.raises(InvalidInputError, match="K >= 2"):
+        inception_score(np.ones((4, 1)), 1)
+    with pytest.raises(InvalidInputError, match="non-negative"):
+        inception_score(np.array([[1.5, -0.5], [0.5, 0.5]]), 1)
+    with pytest.raises(InvalidInputError, match="at least 4 samples"):
+        inception_score(two[:3], 4)
+    for bad in (True, 2.5, -1):
+        with pytest.raises(InvalidInputError, match="splits >= 1"):
+            inception_score(two, bad)
+
+
+def test_warning_only_below_500_per_split():
+    p = _probs(5000, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricWarning)
+        inception_score(p, 10)  # exactly 500 per split: no warning
+    with pytest.warns(MetricWarning, match="499 per split"):
+        inception_score(p[:4999], 10)
+
+
+def test_declaration_higher_is_better_quality_on_images():
+    from genbench.metrics import registry as reg
+
+    spec, out = reg.get_metric("inception_score"), reg.output("inception_score")
+    assert (spec.higher_is_better, spec.modalities, spec.requires) == (True, ("image",), ("fake_inception_probs",))
+    assert (out.higher_is_better, out.category, out.label) == (True, "quality", "IS")
+    q = reg.in_category("quality")  # rank 6: before CMMD (rank 7)
+    assert q.index("density") < q.index("inception_score") < q.index("cmmd")
+    d = reg.display_order()  # order 48: between fd_inf (45) and kid (50)
+    assert d.index("fd_inf") < d.index("inception_score") < d.index("kid")
+
+
+def test_ten_splits_by_default():
+    p = _probs(1003)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        assert inception_score(p)[0] == pytest.approx(_brute(p, 10)[0], rel=1e-12)
+        assert inception_score(p)[1] == pytest.approx(_brute(p, 10)[1], rel=1e-9)
+
+
+def test_protocol_names_the_classifier_not_the_dataset_features():
+    p = torch.from_numpy(_probs(60, 5))
+    feats = torch.zeros(7, 3, dtype=torch.float64)
+    ctx = EvalContext(fake_inception_probs=p, inception_protocol={"id": "inception-probs"}, is_splits=3,
+                      real_features=feats, fake_features=feats, feature_protocol={"id": "identity"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        (res,) = compute_metrics(["inception_score"], ctx)
+    proto = res.protocol
+    assert proto["n_samples"] == 60 and proto["splits"] == 3 and proto["classifier"] == {"id": "inception-probs"}
+    assert "features" not in proto and "n_real" not in proto
