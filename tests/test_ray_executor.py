@@ -155,14 +155,20 @@ def _status(out: Path) -> dict:
         return {}
 
 
-def test_resume_after_the_driver_is_killed(tmp_path, cluster):
+def _start_ray_run(tmp_path: Path, cluster: str, gan_steps: int, stdout):
+    """`genbench run` of gmm and a gan of `gan_steps` steps on ring8 with the Ray executor, as a child process on
+    the test's cluster: (suite path, run directory, the process)."""
     p = tmp_path / "s.toml"
-    p.write_text(SUITE.format(models="[models.gmm]\n[models.gan]\noverrides = { steps = 250 }\n"))
+    p.write_text(SUITE.format(models=f"[models.gmm]\n[models.gan]\noverrides = {{ steps = {gan_steps} }}\n"))
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     cmd = [sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(out), "--quiet", "--no-report",
            "--executor", "ray", "--address", cluster, "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return p, out, subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, cluster):
+    p, out, proc = _start_ray_run(tmp_path, cluster, gan_steps=250, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and _status(out).get("ring8/gmm/seed0") != "done":
@@ -188,13 +194,7 @@ def _ray_tasks_running() -> list:
 
 
 def test_ctrl_c_cancels_the_outstanding_tasks_and_prints_the_resume_command(tmp_path, cluster):
-    p = tmp_path / "s.toml"
-    p.write_text(SUITE.format(models="[models.gmm]\n[models.gan]\noverrides = { steps = 5000 }\n"))
-    out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    cmd = [sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(out), "--quiet", "--no-report",
-           "--executor", "ray", "--address", cluster, "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, out, proc = _start_ray_run(tmp_path, cluster, gan_steps=5000, stdout=subprocess.PIPE)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (_status(out).get("ring8/gan/seed0") == "running"
