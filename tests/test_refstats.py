@@ -215,6 +215,26 @@ def test_two_builders_at_once_build_once(tmp_path):
     assert torch.equal(out[0].features, out[1].features)
 
 
+
+def test_writable_probe_is_safe_between_threads(tmp_path):
+    """Threads of one process asking at once whether the cache is writable all get True (a probe file named
+    per process let one thread delete another's probe, and the loser took the cache for a read-only one)."""
+    cache = StatsCache(tmp_path)
+    answers = []
+    barrier = threading.Barrier(8)
+
+    def ask():
+        barrier.wait()
+        answers.extend(cache.writable() for _ in range(200))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 1600 and all(answers)
+    assert not list(tmp_path.glob(".probe-*"))
+
 def test_stats_cli_build_list_verify(tmp_path, stats, capsys):
     assert main(["stats", "build", "ring8", "--n", "400"]) == 0
     assert "built" in capsys.readouterr().out

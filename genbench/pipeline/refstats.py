@@ -28,6 +28,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,9 +129,11 @@ class StatsCache:
         without permission."""
         try:
             (self.root / ".locks").mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # a probe file of its own (mkstemp: unique across processes *and* threads; a name per process let
+            # one thread delete another's probe, which then took a writable cache for a read-only one)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
             return True
         except OSError as e:
             _warn(f"reference-statistics cache {self.root} cannot be written ({e.strerror or e}); computing "
