@@ -175,35 +175,25 @@ def oracle():
     MODELS._items.pop("test-oracle", None)
 
 
-SUITE = """
-name = "cond-test"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 0
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-[datasets.{ds}]
-features = "classifier:{ds}"
-n_samples = {n}
-reference = "test"
-conditions = "{cond}"
-metrics = {metrics}
-[models.test-oracle]
-overrides = {overrides}
-"""
+def _suite_text(ds="fashion-mnist", n=2000, cond="uniform", metrics=("conditional_accuracy", "intra_fd", "fd"),
+                models=None) -> str:
+    """A one-dataset conditional suite (smoke budget, no bootstrap); `models` default: the test oracle."""
+    from tests.helpers.dummy_suite import suite_toml
+
+    return suite_toml({ds: {"features": f"classifier:{ds}", "n_samples": n, "reference": "test", "conditions": cond,
+                            "metrics": list(metrics)}},
+                      models if models is not None else {"test-oracle": {}}, name="cond-test", n_bootstrap=0,
+                      speed={"batch_size": 64, "repeats": 1, "warmup": 0})
 
 
 def _run(tmp_path, ds="fashion-mnist", n=2000, cond="uniform", metrics=("conditional_accuracy", "intra_fd", "fd"),
-         overrides="{}"):
+         overrides=None):
     from genbench.runner import Runner
     from genbench.store import ResultsStore
     from genbench.suite import parse_suite
     import tomllib
 
-    text = SUITE.format(ds=ds, n=n, cond=cond, metrics=json.dumps(list(metrics)), overrides=overrides)
+    text = _suite_text(ds, n, cond, metrics, {"test-oracle": {"overrides": dict(overrides or {})}})
     suite = parse_suite(tomllib.loads(text), source="cond-test.toml")
     out = tmp_path / "run"
     summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
@@ -251,7 +241,7 @@ def test_oracle_intra_fd_near_real_vs_real_and_ignoring_the_condition_gets_chanc
 
     # (1) 2000 samples drawn from test images outside the reference subset: intra-class FD near real vs real
     metrics = ("conditional_accuracy", "intra_fd", "fd", "intra_recall_coverage", "prdc")
-    summary, rows, _ = _run(tmp_path / "b", overrides='{ pool = "outside-reference" }', metrics=metrics)
+    summary, rows, _ = _run(tmp_path / "b", overrides={"pool": "outside-reference"}, metrics=metrics)
     assert not summary.failed, summary.failed
     got = rows["intra_fd"]["value"]
     test = get_dataset("fashion-mnist").load("test")
@@ -275,7 +265,7 @@ def test_oracle_intra_fd_near_real_vs_real_and_ignoring_the_condition_gets_chanc
         assert abs(rows[f"intra_{key}"]["value"] - rc[key]) < 0.05, (key, rows[f"intra_{key}"]["value"], rc[key])
 
     # (2) a model ignoring its condition: about 1/K (sd 0.0067 at n = 2000), and a far worse intra-class FD
-    summary, rows_ign, _ = _run(tmp_path / "c", overrides="{ ignore_condition = true }", metrics=metrics)
+    summary, rows_ign, _ = _run(tmp_path / "c", overrides={"ignore_condition": True}, metrics=metrics)
     assert not summary.failed, summary.failed
     assert 0.08 < rows_ign["conditional_accuracy"]["value"] < 0.12
     assert rows_ign["intra_fd"]["value"] > 5 * got
@@ -289,7 +279,7 @@ def test_oracle_intra_fd_near_real_vs_real_and_ignoring_the_condition_gets_chanc
 
 
 def test_a_model_declaring_another_class_count_fails_its_job_clearly(tmp_path, oracle):
-    summary, rows, _ = _run(tmp_path, ds="digits", n=100, overrides="{ declared_classes = 5 }",
+    summary, rows, _ = _run(tmp_path, ds="digits", n=100, overrides={"declared_classes": 5},
                             metrics=("conditional_accuracy",))
     assert len(summary.failed) == 1
     assert "declares 5 classes, but dataset 'digits' has 10" in summary.failed[0][1]
@@ -300,12 +290,12 @@ def test_suite_checks_conditions_and_guidance_sweeps(tmp_path):
 
     from genbench.suite import SuiteError, parse_suite
 
-    base = SUITE.replace("[models.test-oracle]\noverrides = {overrides}\n", "[models.cfg-ddpm]\n")
-    ok = base.format(ds="digits", n=100, cond="uniform", metrics='["conditional_accuracy"]', overrides="")
+    cfg = {"cfg-ddpm": {}}
+    ok = _suite_text("digits", 100, "uniform", ["conditional_accuracy"], cfg)
     s = parse_suite(tomllib.loads(ok + "[sweeps.cfg-ddpm]\nguidance = [0, 1, 2.5]\n"))
     assert [v[0] for v in s.sweeps["cfg-ddpm"].variants()] == ["guidance-0", "guidance-1", "guidance-2.5"]
     with pytest.raises(SuiteError, match="unknown condition distribution 'zipf'"):
-        parse_suite(tomllib.loads(base.format(ds="digits", n=100, cond="zipf", metrics='["fd"]', overrides="")))
+        parse_suite(tomllib.loads(_suite_text("digits", 100, "zipf", ["fd"], cfg)))
     with pytest.raises(SuiteError, match="guidance.*non-empty list of numbers >= 0"):
         parse_suite(tomllib.loads(ok + "[sweeps.cfg-ddpm]\nguidance = [-1]\n"))
     ddpm = ok.replace("[models.cfg-ddpm]", "[models.ddpm]")
@@ -380,8 +370,7 @@ def test_guidance_sweep_records_every_score_per_scale_and_nfe_doubles(tmp_path):
     from genbench.store import ResultsStore
     from genbench.suite import parse_suite
 
-    text = SUITE.replace("[models.test-oracle]\noverrides = {overrides}\n", "[models.cfg-ddpm]\n").format(
-        ds="digits", n=60, cond="uniform", metrics='["conditional_accuracy", "fd"]', overrides="")
+    text = _suite_text("digits", 60, "uniform", ["conditional_accuracy", "fd"], {"cfg-ddpm": {}})
     suite = parse_suite(tomllib.loads(text + "[sweeps.cfg-ddpm]\nguidance = [0, 1, 3]\n"))
     out = tmp_path / "run"
     summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
@@ -404,13 +393,13 @@ def test_cas_oracle_near_the_real_data_ceiling_and_chance_when_ignoring_the_cond
     from genbench.metrics.conditional import real_ceiling_subset
 
     summary, rows, _ = _run(tmp_path / "a", ds="digits", n=359, cond="heldout", metrics=("cas",),
-                            overrides='{ pool = "train" }')
+                            overrides={"pool": "train"})
     assert not summary.failed, summary.failed
     cas = rows["cas"]
     ceiling = json.loads(cas["protocol"])["real_data_ceiling"]
     assert 0.85 < ceiling <= 1.0 and abs(cas["value"] - ceiling) < 0.06, (cas["value"], ceiling)
     summary, rows, _ = _run(tmp_path / "b", ds="digits", n=359, cond="heldout", metrics=("cas",),
-                            overrides='{ pool = "train", ignore_condition = true }')
+                            overrides={"pool": "train", "ignore_condition": True})
     assert rows["cas"]["value"] < 0.25  # labels unrelated to the images: about 1/K (10%)
     # the ceiling's training items: per class exactly the samples' counts, real training images
     from genbench.data import get_dataset

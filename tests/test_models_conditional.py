@@ -161,26 +161,13 @@ def test_pipeline_runs_them_with_the_conditional_metrics_and_class_grids(tmp_pat
     from genbench.store import ResultsStore
     from genbench.suite import parse_suite
 
-    text = """
-name = "cond-models"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 0
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-[datasets.digits]
-features = "classifier:digits"
-n_samples = 200
-reference = "test"
-conditions = "uniform"
-metrics = ["conditional_accuracy", "intra_recall_coverage"]
-[models.cgan]
-[models.cvae]
-[models.cpixelcnn]
-"""
+    from tests.helpers.dummy_suite import suite_toml
+
+    text = suite_toml({"digits": {"features": "classifier:digits", "n_samples": 200, "reference": "test",
+                                  "conditions": "uniform",
+                                  "metrics": ["conditional_accuracy", "intra_recall_coverage"]}},
+                      {"cgan": {}, "cvae": {}, "cpixelcnn": {}}, name="cond-models", n_bootstrap=0,
+                      speed={"batch_size": 64, "repeats": 1, "warmup": 0})
     suite = parse_suite(tomllib.loads(text), source="cond-models.toml")
     summary = Runner(suite, tmp_path / "run", device="cpu", quiet=True, log=lambda m: None, workers=1).run()
     assert not summary.failed, summary.failed

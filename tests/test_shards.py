@@ -79,6 +79,7 @@ import numpy as np  # noqa: E402
 from genbench.cli import main  # noqa: E402
 from genbench.evaluate import evaluate_samples  # noqa: E402
 from genbench.pipeline.shards import FeatureSharding  # noqa: E402
+from tests.helpers.dummy_suite import suite_toml  # noqa: E402
 
 
 class _PermutedExecutor(LocalExecutor):
@@ -169,25 +170,8 @@ def test_merged_sums_of_a_sharded_extractor_pass_give_the_one_pass_fd(small_batc
         assert abs(got - want) <= 1e-10 * want, (shards, order, got, want)
 
 
-RUN_SUITE = """
-name = "sharded"
-budget = "smoke"
-device = "cpu"
-seeds = [0]
-n_bootstrap = 0
-
-[speed]
-batch_size = 64
-repeats = 1
-warmup = 0
-
-[datasets.digits]
-features = "random-conv"
-n_samples = 300
-metrics = ["fd", "prdc"]
-
-[models.gmm]
-"""
+RUN_SUITE = suite_toml({"digits": {"features": "random-conv", "n_samples": 300, "metrics": ["fd", "prdc"]}},
+                       {"gmm": {}}, name="sharded", n_bootstrap=0, speed={"batch_size": 64, "repeats": 1, "warmup": 0})
 
 
 def test_run_jobs_shard_their_feature_passes_with_the_same_numbers(tmp_path, monkeypatch, small_batches):
