@@ -33,6 +33,16 @@ _SPEED_KEYS = {"batch_size", "repeats", "warmup"}
 _RESOURCE_KEYS = {"num_cpus", "num_gpus"}
 
 
+def _named_tables(c, data: dict, key: str) -> dict:
+    """The suite's required `[key.<name>]` tables (datasets, models), or the error saying what to add."""
+    tab = data.get(key)
+    if tab is None:
+        raise c.fail(key, f"is required: add at least one [{key}.<name>] table")
+    if not isinstance(tab, dict) or not tab:
+        raise c.fail(key, f"expected one or more [{key}.<name>] tables")
+    return tab
+
+
 def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     """Validate a parsed TOML document and build the Suite (all names are checked against the registries)."""
     from genbench.data import list_datasets
@@ -72,11 +82,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
     )
 
     # datasets
-    dtab = data.get("datasets")
-    if dtab is None:
-        raise c.fail("datasets", "is required: add at least one [datasets.<name>] table")
-    if not isinstance(dtab, dict) or not dtab:
-        raise c.fail("datasets", "expected one or more [datasets.<name>] tables")
+    dtab = _named_tables(c, data, "datasets")
     known_ds = list_datasets()
     specs = metric_specs()
     datasets = []
@@ -151,11 +157,7 @@ def parse_suite(data: dict, source: str = "<memory>") -> Suite:
         datasets.append(DatasetSpec(dname, feats, n, ref, metrics, ntf, nlk, dict(opts), conditions, plen))
 
     # models
-    mtab = data.get("models")
-    if mtab is None:
-        raise c.fail("models", "is required: add at least one [models.<name>] table")
-    if not isinstance(mtab, dict) or not mtab:
-        raise c.fail("models", "expected one or more [models.<name>] tables")
+    mtab = _named_tables(c, data, "models")
     known_models = list_models()
     user_classes: dict = {}  # user models of this suite: name -> class (genbench.models.external_model_class)
     models = []

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genbench.data import get_dataset
-from genbench.data.base import DatasetInfo, TextSplit
+from genbench.data.base import TextSplit
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.metrics.registry import METRICS, compute_metrics
@@ -26,14 +26,9 @@ from reference_models import create_model
 from reference_models.text_base import training_text
 from helpers.dummy_suite import suite_toml
 from test_text_models import naive_kn
+from test_text_prefix import INFO, SPLIT, TEXT  # the toy data: lines whose class decides the continuation
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-INFO = DatasetInfo(name="tiny-text", modality="text", shape=(), value_range=(0, 0))
-_r = random.Random(0)
-# the class of a line ("a" or "b") decides its continuation after "="
-LINES = [k + "=" + ("xyxy" if k == "a" else "pqpq") for k in (_r.choice("ab") for _ in range(200))]
-TEXT = "".join(ln + "\n" for ln in LINES)
-SPLIT = TextSplit(TEXT, sorted(set(TEXT)), INFO, "train", source="test")
 ORDER = 4
 
 
