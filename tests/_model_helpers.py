@@ -37,6 +37,20 @@ def check_samples(x: torch.Tensor, n: int, info: DatasetInfo) -> None:
         assert torch.allclose(levels, levels.round(), atol=1e-3), "image samples must be 8-bit levels k/255"
 
 
+def check_conditional_sampling(model, info: DatasetInfo = None) -> None:
+    """A class-conditional model on 10 classes: same seed and labels, same samples (tensor or array labels);
+    other labels, other samples; without labels, classes drawn from the same generator (reproducible)."""
+    info = info or DIGITS_INFO
+    y = torch.arange(20) % 10
+    a = model.sample(20, seed=4, condition=y)
+    check_samples(a, 20, info)
+    assert torch.equal(a, model.sample(20, seed=4, condition=y.numpy()))
+    assert not torch.equal(a, model.sample(20, seed=4, condition=(y + 1) % 10))
+    free = model.sample(20, seed=4)
+    check_samples(free, 20, info)
+    assert torch.equal(free, model.sample(20, seed=4))
+
+
 def check_points_change_of_variables(m, xs: torch.Tensor, atol: float) -> torch.Tensor:
     """A points flow's `log_prob(xs)` against log N(z; 0, I) + log|det dz/dx| at each point, with z = m.forward(x)[0]
     (the model's data -> base map) and its Jacobian by autograd. Call with the modules in float64. Returns log_prob."""

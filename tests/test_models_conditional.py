@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from genbench.data.base import DatasetInfo
 from genbench.errors import InvalidInputError
 from reference_models import create_model, load_model
-from tests._model_helpers import DIGITS_INFO, check_samples, digits_data
+from tests._model_helpers import DIGITS_INFO, check_conditional_sampling, digits_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FM = DatasetInfo("fashion-mnist", "image", (1, 28, 28), (0.0, 1.0), num_classes=10)
@@ -59,14 +59,7 @@ def test_registered_conditional_and_configs():
 
 
 def test_conditional_samples_are_reproducible_and_depend_on_the_label(model):
-    y = torch.arange(20) % 10
-    a = model.sample(20, seed=4, condition=y)
-    check_samples(a, 20, DIGITS_INFO)
-    assert torch.equal(a, model.sample(20, seed=4, condition=y.numpy()))
-    assert not torch.equal(a, model.sample(20, seed=4, condition=(y + 1) % 10))
-    free = model.sample(20, seed=4)  # no condition: labels drawn uniformly from the same generator
-    check_samples(free, 20, DIGITS_INFO)
-    assert torch.equal(free, model.sample(20, seed=4))
+    check_conditional_sampling(model)  # tests/_model_helpers.py
 
 
 def test_bad_conditions_and_missing_labels_are_clear_errors(model):
