@@ -69,6 +69,13 @@ MODULES: dict[str, list[str]] = {
                                  "not test_text_models or exact_context or perplexity_matches"],
     "genbench/metrics/knn.py": ["tests/test_metrics_prdc.py", "tests/test_refstats.py"],
     "genbench/metrics/prdc_bootstrap.py": ["tests/test_metrics_prdc.py", *_REG],
+    "genbench/metrics/conditional.py": ["tests/test_conditional.py", "tests/test_conditional_diversity.py",
+                                        "tests/test_conditional_folders.py"],
+    "genbench/metrics/translation.py": ["tests/test_translation.py"],
+    "genbench/metrics/text_prefix.py": ["tests/test_metrics_text_prefix.py", "tests/test_text_prefix.py"],
+    "genbench/metrics/text_speed.py": ["tests/test_text_metrics.py"],
+    "genbench/paired_ties.py": ["tests/test_paired_ties.py"],
+    "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
     "genbench/compare.py": _GATE,
     # split out of compare.py: the same gate tests guard them
     "genbench/result_files.py": _GATE,
