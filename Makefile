@@ -25,7 +25,7 @@ bench: setup
 	.venv/bin/python benchmarks/bench_metrics.py
 
 # Mutation testing of the core (scripts/mutate.py): each module against its own test files; not part of `make test`.
-# One module: make mutate MUTATE=genbench/store.py ; results: reports/benchmarks/mutation_runs/, summary in
+# One module: make mutate MUTATE=genbench/results/store.py ; results: reports/benchmarks/mutation_runs/, summary in
 # reports/benchmarks/mutation.md. MUTATE_JOBS mutants at once (one core each).
 MUTATE ?=
 MUTATE_JOBS ?= 2

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from genbench.data import get_dataset
     from genbench.models import get_model_class
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import load_suite
 
     suite = copy.deepcopy(load_suite("conditional"))

@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import pandas as pd  # noqa: E402
 
-from genbench.compare import compare_frames, is_timing, load_results, protocol_fingerprint  # noqa: E402
+from genbench.results.compare import compare_frames, is_timing, load_results, protocol_fingerprint  # noqa: E402
 from genbench.env_info import hardware  # noqa: E402
 from genbench.fileio import atomic_write_text  # noqa: E402
-from genbench.noise import Calibration, make_calibration  # noqa: E402
+from genbench.results.noise import Calibration, make_calibration  # noqa: E402
 
 OUT_MD = ROOT / "reports" / "benchmarks" / "gate.md"
 OUT_JSON = ROOT / "reports" / "benchmarks" / "gate.json"
@@ -108,7 +108,7 @@ def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
                               capture_output=True, check=True).stdout
         ref = pd.read_csv(io.BytesIO(blob), keep_default_na=False,
                           na_values={"value": [""], "ci_low": [""], "ci_high": [""]})
-        from genbench.result_files import _normalise
+        from genbench.results.result_files import _normalise
 
         ref = _normalise(ref, Path("reference.csv"))
         cal = calibration_from(sweep, seeds)
@@ -213,7 +213,7 @@ def write(fa: list, det: list, args) -> None:
     lines = ["# Regression gate: false alarms and detections", "",
              f"Made by `{' '.join(['.venv/bin/python', 'benchmarks/bench_gate.py', *sys.argv[1:]])}` on "
              f"{hardware()} ({time.strftime('%Y-%m-%d')}). Gate: `genbench compare` defaults (family-wise alpha "
-             "0.05, Holm over all compared scores; tolerances from genbench/tolerances.toml; noise = max(bootstrap, "
+             "0.05, Holm over all compared scores; tolerances from genbench/results/tolerances.toml; noise = max(bootstrap, "
              "seed spread pooled with the calibration)).", "",
              "## False alarms (clean reruns: every one must pass)", "",
              "| rerun | calibration | exit | scores compared | regressions flagged | not comparable | timings not compared |"

@@ -2,7 +2,7 @@
 the sd of an FD change when both runs share the reference and the new fakes are the old ones + 0.05 x noise, and
 the time of 200 replicates (FD + P/R/D/C) on one thread. Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_paired.py"""
 import time, torch, numpy as np
-from genbench.paired import paired_bootstrap
+from genbench.results.paired import paired_bootstrap
 from genbench.metrics.frechet import frechet_distance_features
 torch.set_num_threads(1)
 for n, d in ((2000, 2), (1000, 128), (1000, 256)):

@@ -45,7 +45,7 @@ def _ci(r, percent: bool = False) -> str:
 
 
 def table(run_dir: Path, seeds: list) -> tuple[str, int]:
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     with ResultsStore(run_dir) as store:
         f = store.metrics_frame()

@@ -7,7 +7,7 @@ For each candidate noise model: the leave-one-seed-out clean reruns of benchmark
 calibrated on every seed but k: how many flag a regression) and the injected regressions already trained by
 `bench_gate.py --inject` (seed 0 of each, read from --injections: which datasets are still caught). Nothing is
 trained. Candidates:
-- current: per score, the seed spread of both sides pooled with its calibration (genbench/noise.py);
+- current: per score, the seed spread of both sides pooled with its calibration (genbench/results/noise.py);
 - moderated (empirical Bayes, as limma): each score's calibrated variance shrunk towards the pooled variance of
   the same (budget, dataset, metric, variant) over all models, with d0 prior degrees of freedom;
 - max(own, pooled): each score's calibrated sd raised to that pooled sd when it is smaller;
@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pandas as pd  # noqa: E402
 
-import genbench.compare as C  # noqa: E402
-from genbench.noise import CalibrationEntry  # noqa: E402
+import genbench.results.compare as C  # noqa: E402
+from genbench.results.noise import CalibrationEntry  # noqa: E402
 
 import bench_gate as B  # noqa: E402
 
@@ -104,7 +104,7 @@ def main() -> int:
     args = ap.parse_args()
     sweep = pd.concat([C.load_results(d) for d in args.sweep], ignore_index=True)
     sweep = sweep[~sweep.duplicated(["budget", "dataset", "model", "metric", "variant", "seed"])]
-    candidates = [("current (genbench/noise.py)", {}), *[(f"moderated, d0 = {d}", {"cal_hook": moderated(d)})
+    candidates = [("current (genbench/results/noise.py)", {}), *[(f"moderated, d0 = {d}", {"cal_hook": moderated(d)})
                                                          for d in (2, 4, 10)],
                   ("max(own sd, pooled sd over models)", {"cal_hook": max_pooled}),
                   *[(f"t with df capped at {c}", {"df_cap": c}) for c in (1, 2, 3)]]

@@ -1,6 +1,6 @@
 """`run_check` (`genbench check`): rerun the baseline's suite (the suite TOML stored in its runs table, restricted
 to the datasets, models, seeds and budget its jobs used) with the current code into a fresh directory, then
-`genbench.compare` the two; exit codes as compare's (0 ok, 1 regression, 2 not comparable). A job that was
+`genbench.results.compare` the two; exit codes as compare's (0 ok, 1 regression, 2 not comparable). A job that was
 done in the baseline and fails now counts as a regression. A baseline is data from whoever produced it: when
 its stored suite names users' models by `model = "package.module:factory"`, rerunning it would import and run
 that code, so it is refused unless the caller trusts the baseline (`trust_baseline`, `--trust-baseline`) or
@@ -28,7 +28,7 @@ DEFAULT_CONFIRM_SEEDS = 2  # `genbench check`: more seeds for a flagged job befo
 
 @dataclass
 class CheckResult:
-    comparison: Any  # genbench.compare.Comparison
+    comparison: Any  # genbench.results.compare.Comparison
     out_dir: Path
     suite: Any
     failed: list
@@ -52,7 +52,7 @@ def _baseline_tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     if not p.exists():
         raise InvalidInputError(f"baseline {p} does not exist")
     if p.suffix == ".db":
-        from genbench.store import ResultsStore
+        from genbench.results.store import ResultsStore
 
         with ResultsStore(p) as s:
             return s.runs_frame(), s.jobs_frame(), p
@@ -138,10 +138,10 @@ def run_check(baseline: str | Path, *, tolerances: Optional[str | Path] = None, 
     reproduces, a rare training outcome of one seed does not (docs/gate.md, *Confirmation seeds*). Feature
     scores are judged with a paired bootstrap of `paired_boot` replicates (default 100; 0: none) where the
     baseline stored its features (docs/gate.md, *Paired bootstrap*)."""
-    from genbench.compare import (Row, compare_frames, environment_of, load_results, load_tolerances,
+    from genbench.results.compare import (Row, compare_frames, environment_of, load_results, load_tolerances,
                                   paired_inputs, to_junit, to_markdown)
-    from genbench.paired import DEFAULT_PAIRED_BOOT
-    from genbench.noise import load_calibration
+    from genbench.results.paired import DEFAULT_PAIRED_BOOT
+    from genbench.results.noise import load_calibration
     from genbench.device import resolve_device
     from genbench.fileio import atomic_write_text
     from genbench.rundir import check_fresh_allowed, run_dir_lock

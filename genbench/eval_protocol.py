@@ -98,7 +98,7 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
 
     proto = None
     if run_dir is not None:
-        from genbench.store import ResultsStore
+        from genbench.results.store import ResultsStore
 
         with ResultsStore(run_dir) as store:
             text, sname = _latest_suite_text(store.runs_frame())

@@ -20,7 +20,7 @@ NOT_SAME = "the protocols differ ("
 
 def reference_leaderboard(dataset: str, reports_dir: Path = REPORTS_DIR) -> Optional[Path]:
     """The first committed run directory (reports/quick, standard, smoke) whose results cover `dataset`."""
-    from genbench.compare import load_results
+    from genbench.results.compare import load_results
 
     for suite in SUITES:
         d = reports_dir / suite

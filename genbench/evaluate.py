@@ -246,7 +246,7 @@ def _evaluate_samples(samples: str | Path, dataset: str, *, out: Optional[str | 
 
 
 def _record(run_dir: Path, result: EvalResult, artifacts: list, spath: Path, seed: int) -> None:
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     with ResultsStore(run_dir) as store:
         runs = store.runs_frame()

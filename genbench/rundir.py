@@ -62,7 +62,7 @@ def write_marker(directory: str | os.PathLike) -> None:
 
 def has_genbench_store(directory: str | os.PathLike) -> bool:
     """True when DIR/results.db is a genbench results database (checked read-only)."""
-    from genbench.store import check_store_file
+    from genbench.results.store import check_store_file
 
     db = Path(directory) / "results.db"
     if not db.is_file():

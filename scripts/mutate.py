@@ -18,9 +18,9 @@ statements (error paths are checked by their condition, which is mutated), and l
 
 Usage:
     python scripts/mutate.py                       # every module in MODULES
-    python scripts/mutate.py genbench/store.py     # one module (repeatable)
-    python scripts/mutate.py genbench/store.py --list
-    python scripts/mutate.py genbench/store.py --only 3,17   # rerun some mutants
+    python scripts/mutate.py genbench/results/store.py     # one module (repeatable)
+    python scripts/mutate.py genbench/results/store.py --list
+    python scripts/mutate.py genbench/results/store.py --only 3,17   # rerun some mutants
 Results: one JSON per module under --out (default reports/benchmarks/mutation_runs/), survivors printed.
 """
 
@@ -74,20 +74,21 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/translation.py": ["tests/test_translation.py"],
     "genbench/metrics/text_prefix.py": ["tests/test_metrics_text_prefix.py", "tests/test_text_prefix.py"],
     "genbench/metrics/text_speed.py": ["tests/test_text_metrics.py"],
-    "genbench/paired_ties.py": ["tests/test_paired_ties.py"],
+    "genbench/results/paired_ties.py": ["tests/test_paired_ties.py"],
     "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
-    "genbench/compare.py": _GATE,
+    "genbench/results/compare.py": _GATE,
     # split out of compare.py: the same gate tests guard them
-    "genbench/result_files.py": _GATE,
-    "genbench/tolerance.py": _GATE,
-    "genbench/paired.py": ["tests/test_paired.py"],
-    "genbench/stored_features.py": ["tests/test_paired.py"],
-    "genbench/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
-    "genbench/recommend.py": ["tests/test_recommend.py"],
-    "genbench/recommendation.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
-    "genbench/store.py": ["tests/test_store.py"],
-    "genbench/store_rows.py": ["tests/test_store.py"],
-    "genbench/store_files.py": ["tests/test_store.py"],
+    "genbench/results/judge.py": _GATE,
+    "genbench/results/result_files.py": _GATE,
+    "genbench/results/tolerance.py": _GATE,
+    "genbench/results/paired.py": ["tests/test_paired.py"],
+    "genbench/results/stored_features.py": ["tests/test_paired.py"],
+    "genbench/results/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
+    "genbench/results/recommend.py": ["tests/test_recommend.py"],
+    "genbench/results/recommendation.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
+    "genbench/results/store.py": ["tests/test_store.py"],
+    "genbench/results/store_rows.py": ["tests/test_store.py"],
+    "genbench/results/store_files.py": ["tests/test_store.py"],
 }
 
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,

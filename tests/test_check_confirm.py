@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # "tests.helpers.lottery_model" must import as th
     sys.path.insert(0, str(ROOT))
 
 from genbench.cli import main  # noqa: E402
-from genbench.compare import load_results  # noqa: E402
+from genbench.results.compare import load_results  # noqa: E402
 from genbench.external import unregister_external  # noqa: E402
 from tests.helpers.dummy_suite import suite_toml  # noqa: E402
 

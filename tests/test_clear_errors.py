@@ -11,7 +11,7 @@ import pytest
 
 import runner_dummies
 from genbench.cli import main
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from helpers.dummy_suite import write_dummy_suite
 
 @pytest.fixture(autouse=True)
@@ -38,9 +38,9 @@ def _suite(tmp_path):
 
 
 def test_disk_full_during_export_gives_a_one_line_message_and_exit_2(tmp_path, monkeypatch, capsys):
-    import genbench.store
+    import genbench.results.store
 
-    monkeypatch.setattr(genbench.store, "atomic_write_text", _enospc)
+    monkeypatch.setattr(genbench.results.store, "atomic_write_text", _enospc)
     assert main(["run", str(_suite(tmp_path)), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]) == 2
     _one_line_disk_full(capsys)
 

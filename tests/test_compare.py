@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from genbench.cli import main
-from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames, load_tolerances, to_junit
+from genbench.results.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames, load_tolerances, to_junit
 
 PROTO = json.dumps({"extractor": "classifier:fashion-mnist", "n_fake": 1000, "n_real": 1000, "seed": 0})
 TIMING = json.dumps({"timing": True, "batch_size": 256, "hardware": "CPU test [avx2] x2; torch 2", "torch_threads": 1})
@@ -151,7 +151,7 @@ def test_no_timing_leaves_timing_metrics_out():
 
 def _store_with_inf(d):
     """A real run directory whose store holds an infinite mode_kl (as a collapsed model gets) beside finite FDs."""
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     with ResultsStore(d, create=True) as st:
         st.begin_run("r1", suite_name="t")
@@ -177,7 +177,7 @@ def test_run_compared_with_its_own_results_json_gives_exit_0(tmp_path, capsys):
     assert main(["compare", str(d), str(d / "results.json")]) == EXIT_OK, capsys.readouterr().out
     assert main(["compare", str(d), str(d / "results.csv")]) == EXIT_OK
     assert main(["compare", str(d / "results.json"), str(d / "results.csv")]) == EXIT_OK
-    from genbench.compare import load_results
+    from genbench.results.compare import load_results
 
     f = load_results(d / "results.json")
     assert (f.loc[f["metric"] == "mode_kl", "value"] == float("inf")).all()

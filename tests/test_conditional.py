@@ -189,7 +189,7 @@ def _suite_text(ds="fashion-mnist", n=2000, cond="uniform", metrics=("conditiona
 def _run(tmp_path, ds="fashion-mnist", n=2000, cond="uniform", metrics=("conditional_accuracy", "intra_fd", "fd"),
          overrides=None):
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
     import tomllib
 
@@ -367,7 +367,7 @@ def test_guidance_sweep_records_every_score_per_scale_and_nfe_doubles(tmp_path):
     import tomllib
 
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
 
     text = _suite_text("digits", 60, "uniform", ["conditional_accuracy", "fd"], {"cfg-ddpm": {}})

@@ -20,7 +20,7 @@ from genbench.cli import main  # noqa: E402
 from genbench.data import get_dataset  # noqa: E402
 from genbench.evaluate import evaluate_samples  # noqa: E402
 from genbench.models import unregister_external  # noqa: E402
-from genbench.store import ResultsStore  # noqa: E402
+from genbench.results.store import ResultsStore  # noqa: E402
 from tests.helpers.collapsed_model import make  # noqa: E402
 from tests.helpers.dummy_suite import write_suite  # noqa: E402
 

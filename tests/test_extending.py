@@ -128,11 +128,11 @@ def test_suite_validation_reads_the_declarations(extended, tmp_path):
 
 
 def test_run_report_recommend_and_compare_see_the_additions(extended, tmp_path):
-    from genbench.compare import compare_frames, load_results
+    from genbench.results.compare import compare_frames, load_results
     from genbench.pipeline.driver import Runner
-    from genbench.recommend import categories, recommend
+    from genbench.results.recommend import categories, recommend
     from genbench.report import render
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import load_suite
 
     wide = tmp_path / "wide"

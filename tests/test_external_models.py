@@ -19,7 +19,7 @@ from genbench.data import get_dataset  # noqa: E402
 from genbench.models import (ENTRY_POINT_ERRORS, get_model_class, is_external, list_models,  # noqa: E402
                              load_entry_points, register_external, unregister_external)
 from genbench.models.external_checks import ExternalModelError, ModelOutputError, resolve, validate_samples  # noqa: E402
-from genbench.store import ResultsStore  # noqa: E402
+from genbench.results.store import ResultsStore  # noqa: E402
 from helpers.dummy_suite import RING8_ALL, write_suite  # noqa: E402
 from genbench.suite import SuiteError, load_suite  # noqa: E402
 from reference_models import create_model, get_model_class, list_models, load_model  # noqa: E402

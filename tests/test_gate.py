@@ -1,4 +1,4 @@
-"""The regression gate's decisions (genbench.compare + genbench.noise): boundaries, the noise formula, the
+"""The regression gate's decisions (genbench.results.compare + genbench.results.noise): boundaries, the noise formula, the
 multiple-testing correction, hardware-aware timing, comparability by instrument, calibration, bad input."""
 
 import json
@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from genbench.cli import main
-from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames
-from genbench.noise import (Calibration, CalibrationEntry, SideStats, holm, interval, make_calibration, noise_for,
+from genbench.results.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, Tolerance, compare_frames
+from genbench.results.noise import (Calibration, CalibrationEntry, SideStats, holm, interval, make_calibration, noise_for,
                             p_greater)
 
 HW_A = "CPU Vendor A [avx2,amx_bf16] x2; torch 2.14"
@@ -130,7 +130,7 @@ def test_calibration_supplies_training_noise_for_single_seed_runs():
     fp = json.dumps({"dataset": "fashion-mnist"}, sort_keys=True)
     base, new = frame(row(value=100.0, ci=1.0)), frame(row(value=115.0, ci=1.0))
     assert cmp(base, new).exit_code == EXIT_REGRESSION  # sampling noise only: 15 is far beyond it
-    from genbench.compare import protocol_fingerprint
+    from genbench.results.compare import protocol_fingerprint
 
     fp = protocol_fingerprint(base["protocol"].iloc[0])
     cal = Calibration({("quick", "fashion-mnist", "gan", "fd", ""): CalibrationEntry(8.0, 6, fp)}, [("x.json", {})])
@@ -191,7 +191,7 @@ def test_timings_on_other_hardware_are_not_compared_and_never_fail():
 
 # ---------------------------------------------------------------------------------------------- calibration file
 def test_make_calibration_needs_three_seeds_and_measures_the_sd():
-    from genbench.compare import protocol_fingerprint
+    from genbench.results.compare import protocol_fingerprint
     from genbench.errors import InvalidInputError
 
     f = frame(*[row(value=v, seed=s) for s, v in enumerate([100.0, 104.0, 96.0])],
@@ -230,7 +230,7 @@ def test_calibrate_command_and_compare_with_it(tmp_path, capsys):
 
 
 def test_verdict_explains_a_regression():
-    from genbench.compare import to_markdown
+    from genbench.results.compare import to_markdown
 
     base = frame(*[row(value=v, seed=s, ci=1.0) for s, v in enumerate([100.0, 102.0, 98.0])])
     new = frame(row(value=140.0, ci=1.0, seed=0))

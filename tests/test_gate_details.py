@@ -1,4 +1,4 @@
-"""Pinned details of the gate (genbench.compare / genbench.noise) that the mutation run (scripts/mutate.py)
+"""Pinned details of the gate (genbench.results.compare / genbench.results.noise) that the mutation run (scripts/mutate.py)
 showed were free to change: aggregate's interval, new/missing rows, timing set-up, the not-comparable wording,
 non-finite values, alpha's range, calibration filters and bookkeeping, the interval level, the df bookkeeping."""
 
@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, aggregate, compare_frames, protocol_fingerprint
+from genbench.results.compare import EXIT_NOT_COMPARABLE, EXIT_OK, aggregate, compare_frames, protocol_fingerprint
 from genbench.errors import InvalidInputError
-from genbench.noise import (Calibration, CalibrationEntry, SideStats, interval, load_calibration, make_calibration,
+from genbench.results.noise import (Calibration, CalibrationEntry, SideStats, interval, load_calibration, make_calibration,
                             noise_for, p_greater)
 from test_gate import HW_A, NO_CAL, TOL, cmp, frame, row, verdict
 
@@ -167,7 +167,7 @@ def test_a_protocol_key_on_one_side_only_is_named():
 
 
 def test_zero_tolerance_still_ignores_float_rounding():
-    from genbench.compare import Tolerance
+    from genbench.results.compare import Tolerance
 
     tol = {"default": Tolerance(0.0, False)}
     base, tiny, real = frame(row(value=1e6)), frame(row(value=1e6 + 1e-7)), frame(row(value=1e6 + 1.0))
@@ -176,7 +176,7 @@ def test_zero_tolerance_still_ignores_float_rounding():
 
 
 def test_environments_are_read_from_the_timings_and_compared(tmp_path):
-    from genbench.compare import compare_paths, environment_of, to_markdown
+    from genbench.results.compare import compare_paths, environment_of, to_markdown
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 from gate_injections import BlurredVAE, injected  # noqa: E402
 
-from genbench.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, compare_paths  # noqa: E402
+from genbench.results.compare import EXIT_NOT_COMPARABLE, EXIT_OK, EXIT_REGRESSION, compare_paths  # noqa: E402
 from genbench.runner import Runner  # noqa: E402
 from genbench.suite import load_suite  # noqa: E402
 from dummy_suite import write_suite  # noqa: E402

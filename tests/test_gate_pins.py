@@ -1,4 +1,4 @@
-"""More pinned details of genbench.compare that the mutation run showed unpinned (reports/benchmarks/mutation.md):
+"""More pinned details of genbench.results.compare that the mutation run showed unpinned (reports/benchmarks/mutation.md):
 reading results files (missing columns, status, booleans, names pandas would take for NaN), tolerance parsing and
 fallbacks, aggregate's grouping and its per-score fields, the protocol fingerprint of timings, the bookkeeping of
 rows present on one side only, the unchanged guard against float rounding, and timing edge cases."""
@@ -10,9 +10,9 @@ import math
 import pandas as pd
 import pytest
 
-from genbench.compare import Row, aggregate, compare_frames, protocol_fingerprint
-from genbench.result_files import _as_bool, load_results
-from genbench.tolerance import Tolerance, Tolerances, timing_floor_ms, tolerance_for
+from genbench.results.compare import Row, aggregate, compare_frames, protocol_fingerprint
+from genbench.results.result_files import _as_bool, load_results
+from genbench.results.tolerance import Tolerance, Tolerances, timing_floor_ms, tolerance_for
 from test_gate import HW_A, NO_CAL, TOL, cmp, frame, row, verdict
 
 COLS = "dataset,model,metric,value,higher_is_better"
@@ -183,7 +183,7 @@ def test_timing_set_up_difference_names_keys_from_either_side():
 
 
 def test_job_lists_name_six_and_count_the_rest():
-    from genbench.compare import _jobs
+    from genbench.results.compare import _jobs
 
     six = [("d", f"m{i}") for i in range(6)]
     assert _jobs(six) == "d/m0, d/m1, d/m2, d/m3, d/m4, d/m5"
@@ -225,7 +225,7 @@ def test_display_fields_of_rows_judged_without_a_test():
 
 
 def test_compare_paths_judges_timings_by_default(tmp_path):
-    from genbench.compare import compare_paths
+    from genbench.results.compare import compare_paths
 
     t = dict(timing=True, hw=HW_A, hib=True)
     for name in ("a", "b"):

@@ -1,4 +1,4 @@
-"""Timing figures in the gate (genbench.compare): the absolute floor of a timing change (ms of the timed call),
+"""Timing figures in the gate (genbench.results.compare): the absolute floor of a timing change (ms of the timed call),
 its boundaries for latencies, throughputs and fits, the tolerance-and-floor rule, where floors come from, and
 the sub-millisecond reruns that made it necessary (issue 14)."""
 
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from genbench.compare import EXIT_OK, EXIT_REGRESSION, compare_frames, to_markdown
-from genbench.tolerance import Tolerance, call_ms, load_tolerances, timing_floor_ms
+from genbench.results.compare import EXIT_OK, EXIT_REGRESSION, compare_frames, to_markdown
+from genbench.results.tolerance import Tolerance, call_ms, load_tolerances, timing_floor_ms
 from genbench.errors import InvalidInputError
 from test_gate import HW_A, NO_CAL, TOL, frame, row
 

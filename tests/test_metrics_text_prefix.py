@@ -20,7 +20,7 @@ from genbench.metrics.registry import METRICS, compute_metrics
 from genbench.metrics.text_prefix import SCORE_CHARS, prefix_scores, scored_continuations
 from genbench.models.conditions import PREFIX_SEED, draw_prefixes
 from genbench.runner import Runner
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model
 from reference_models.text_base import training_text

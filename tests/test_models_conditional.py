@@ -151,7 +151,7 @@ def test_pipeline_runs_them_with_the_conditional_metrics_and_class_grids(tmp_pat
     import tomllib
 
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
 
     from tests.helpers.dummy_suite import suite_toml

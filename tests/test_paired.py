@@ -1,4 +1,4 @@
-"""The paired bootstrap of a feature metric's change (genbench/paired.py) and its use by compare / check:
+"""The paired bootstrap of a feature metric's change (genbench/results/paired.py) and its use by compare / check:
 identical inputs give exactly 0 with a zero-width interval; sharing the reference and correlated fake sets make
 the paired interval much narrower than independent bootstraps; a known shift is measured exactly and detected;
 the per-item P/R/D/C replicates match the analytic bootstrap of a mean; stores without features fall back
@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import runner_dummies
-from genbench.compare import EXIT_OK, EXIT_REGRESSION, compare_paths
+from genbench.results.compare import EXIT_OK, EXIT_REGRESSION, compare_paths
 from genbench.metrics.frechet import frechet_distance_features
 from genbench.metrics.manifold import prdc
-from genbench.noise import Calibration
-from genbench.paired import PairedInputs, paired_bootstrap
-from genbench.stored_features import feature_index, reference_identity, save_features
-from genbench.store import ResultsStore
+from genbench.results.noise import Calibration
+from genbench.results.paired import PairedInputs, paired_bootstrap
+from genbench.results.stored_features import feature_index, reference_identity, save_features
+from genbench.results.store import ResultsStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 KEY = {"dataset": "toy", "split": "test", "split_sha256": "abc", "subset": {"n": 300}, "extractor": {"id": "identity"},
@@ -145,11 +145,11 @@ def _store(d, fakes: dict, real, features=True, key=KEY, jitter_values=None):
 
 
 def _cmp(a, b, tol=None, **kw):
-    from genbench.compare import compare_frames, load_results, load_tolerances
+    from genbench.results.compare import compare_frames, load_results, load_tolerances
 
     t = load_tolerances()
     t.update(tol or {})
-    from genbench.compare import paired_inputs
+    from genbench.results.compare import paired_inputs
 
     return compare_frames(load_results(a), load_results(b), t, calibration=Calibration(),
                           paired=paired_inputs(a, b, kw.get("boot", 100)))
@@ -174,7 +174,7 @@ def test_compare_of_identical_stores_is_paired_exactly_zero(tmp_path):
 def test_directions_and_tolerance_boundaries_under_the_paired_test(tmp_path):
     """FD (lower is better) up beyond tolerance -> regressed; precision (higher is better) down -> regressed, up
     -> improved; a change exactly at the tolerance is unchanged, just beyond it is judged by the test."""
-    from genbench.compare import Tolerance
+    from genbench.results.compare import Tolerance
 
     real = _gauss(400, 2, 0)
     good = _gauss(400, 2, 1)
@@ -287,7 +287,7 @@ def test_a_run_stores_its_features_and_a_rerun_pairs_exactly(tmp_path, dummies):
 def test_paired_significance_between_two_models_of_one_run(tmp_path):
     """Issue 18: the difference of two models' FD and P/R/D/C on the same reference rows, from one run."""
     from genbench.errors import InvalidInputError
-    from genbench.paired import model_difference
+    from genbench.results.paired import model_difference
 
     real = _gauss(300, 2, 0)
     d = tmp_path / "run"

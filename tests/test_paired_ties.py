@@ -1,4 +1,4 @@
-"""Ties called with the paired bootstrap (issue 18, item 5; genbench/paired_ties.py) in `genbench recommend`'s
+"""Ties called with the paired bootstrap (issue 18, item 5; genbench/results/paired_ties.py) in `genbench recommend`'s
 verdict and in the report's leaderboards and summary, on runs with known answers: two models with identical
 features are a tie with a difference of exactly 0 [0, 0]; clearly separated Gaussians are no tie, with the right
 winner and the FD difference of an independent (numpy / scipy) computation; without stored features, with other
@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from genbench.cli import main
-from genbench.compare import load_results
+from genbench.results.compare import load_results
 from genbench.metrics.frechet import frechet_distance_features
 from genbench.metrics.manifold import prdc
-from genbench.paired_ties import PairedTies
-from genbench.recommend import recommend
+from genbench.results.paired_ties import PairedTies
+from genbench.results.recommend import recommend
 from genbench.report import render
-from genbench.stored_features import save_features
-from genbench.store import ResultsStore
+from genbench.results.stored_features import save_features
+from genbench.results.store import ResultsStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 KEY = {"dataset": "toy", "split": "test", "split_sha256": "abc", "subset": {"n": 200}, "extractor": {"id": "identity"}}
@@ -207,7 +207,7 @@ def test_the_seed_and_the_networks_precision_are_left_aside_but_other_protocol_k
 
 
 def test_reasons_that_differ_only_in_numbers_are_given_once():
-    from genbench.recommendation import _grouped_reasons
+    from genbench.results.recommendation import _grouped_reasons
 
     missing = {"precision recomputed from the stored features (0.908) differs from the stored value (0.905)": ["precision vs b"],
                "recall recomputed from the stored features (0.898) differs from the stored value (0.895)": ["recall vs b"],

@@ -22,7 +22,7 @@ from genbench.cli import main  # noqa: E402
 from genbench.errors import InvalidInputError  # noqa: E402
 from genbench.executors import RayExecutor  # noqa: E402
 from genbench.runner import Runner  # noqa: E402
-from genbench.store import ResultsStore  # noqa: E402
+from genbench.results.store import ResultsStore  # noqa: E402
 from genbench.suite import apply_overrides, load_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 
 from genbench.cli import main
 from genbench.errors import InvalidInputError
-from genbench.recommend import parse_weights, recommend
+from genbench.results.recommend import parse_weights, recommend
 
 TIMING = json.dumps({"timing": True})
 
@@ -189,7 +189,7 @@ def _one(models, **kw):
 def test_builtin_profiles_are_normalised_frozen_and_require_their_heaviest_category():
     import dataclasses
 
-    from genbench.recommend import PROFILES
+    from genbench.results.recommend import PROFILES
 
     for p in PROFILES.values():
         assert sum(p.weights.values()) == pytest.approx(1.0, abs=1e-12), p.name

@@ -12,9 +12,9 @@ import pytest
 
 from genbench.cli import main
 from genbench.metrics.base import MetricResult
-from genbench.recommend import recommend
+from genbench.results.recommend import recommend
 from genbench.report import render
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 
 TIMING = {"timing": True, "device": "cpu", "batch_size": 64}
 PROTO = {"features": "classifier:mnist", "n_fake": 1000, "n_real": 1000}
@@ -55,7 +55,7 @@ def _store(root):
 
 
 def _frame(root):
-    from genbench.compare import load_results
+    from genbench.results.compare import load_results
 
     return load_results(root)
 

@@ -17,7 +17,7 @@ from genbench.metrics.knn import knn_radii
 from genbench.metrics.manifold import prdc
 from genbench.pipeline.refstats import StatsCache, key_digest, metric_version, reference_key
 from genbench.runner import Runner
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from helpers.dummy_suite import write_suite
 

@@ -116,9 +116,9 @@ def test_markdown_seed_aggregation_and_failed_job(run_dir):
 def test_report_and_compare_put_one_interval_on_a_mean_over_seeds(run_dir, tmp_path):
     """One aggregation (issue 16): the leaderboard's ± is the half-width compare and recommend judge with, for
     several seeds (with and without bootstrap CIs) and for one seed (its bootstrap CI)."""
-    from genbench.compare import aggregate as compare_aggregate
+    from genbench.results.compare import aggregate as compare_aggregate
     from genbench.report.data import aggregate as report_aggregate
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     d, _ = run_dir
     frame = ResultsStore(d).metrics_frame()
@@ -182,7 +182,7 @@ def test_summary_sentences(run_dir):
 
 def test_summary_tie_within_ci(tmp_path):
     from genbench.metrics.base import MetricResult
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     s = ResultsStore(tmp_path, create=True)
     vals = {"a": (10.0, 9.0, 11.0), "b": (10.5, 9.6, 11.4), "c": (20.0, 19.0, 21.0)}

@@ -15,7 +15,7 @@ from genbench.cli import main
 from genbench.locks import LockHeldError
 from genbench.rundir import LOCK_NAME, MARKER_NAME, default_out_dir, is_run_dir
 from genbench.runner import Runner, make_jobs
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from helpers.dummy_cli import dummy_cli
 from helpers.dummy_suite import write_dummy_suite

@@ -14,7 +14,7 @@ import pytest
 import runner_dummies
 from genbench.cli import main
 from genbench.runner import Runner
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from helpers.dummy_cli import dummy_cli
 from helpers.dummy_suite import RING8_ALL, write_suite

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

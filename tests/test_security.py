@@ -20,7 +20,7 @@ import torch
 from genbench.data import get_dataset
 from genbench.fileio import read_sealed
 from genbench.runner import Runner
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model, load_model
 from genbench.models.checkpoint import MANIFEST, CheckpointError, UnsafeStateError, write_manifest

@@ -176,7 +176,7 @@ RUN_SUITE = suite_toml({"digits": {"features": "random-conv", "n_samples": 300, 
 
 def test_run_jobs_shard_their_feature_passes_with_the_same_numbers(tmp_path, monkeypatch, small_batches):
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import load_suite
 
     p = tmp_path / "s.toml"

@@ -9,7 +9,7 @@ import pytest
 
 from genbench.errors import InvalidInputError
 from genbench.metrics.base import MetricResult
-from genbench.store import METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore
+from genbench.results.store import METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore
 
 
 def _store(tmp_path):
@@ -283,7 +283,7 @@ def test_metric_fields_round_trip(tmp_path):
     assert tuple(row) == ("nats", "7", '{"a": null, "z": 1}', '{"a": [1.0, null], "b": 2}')
     f = s.metrics_frame()
     assert (f.unit.item(), f.version.item(), f.extra.item()) == ("nats", "7", '{"a": [1.0, null], "b": 2}')
-    from genbench.store import _json
+    from genbench.results.store import _json
 
     with pytest.raises(ValueError):  # never writes non-standard JSON (NaN) into the store
         _json({"x": float("nan")})
@@ -355,7 +355,7 @@ def test_report_reads_a_store_of_an_older_schema(tmp_path):
     holds through `read_any_store` and says what is missing; a file that is not SQLite is refused."""
 
     from genbench.report.data import load_run
-    from genbench.store import DB_NAME, read_any_store
+    from genbench.results.store import DB_NAME, read_any_store
 
     con = sqlite3.connect(tmp_path / DB_NAME)
     con.execute("CREATE TABLE jobs (job_id TEXT, dataset TEXT, model TEXT, seed INTEGER, status TEXT)")

@@ -15,7 +15,7 @@ from genbench.data import get_dataset
 from genbench.metrics import frechet_distance, gaussian_stats
 from genbench.metrics.text import heldout_text, reference_texts
 from genbench.runner import REAL_SUBSET_SEED, Runner
-from genbench.store import ResultsStore
+from genbench.results.store import ResultsStore
 from genbench.suite import load_suite
 from reference_models import create_model, load_model
 from helpers.dummy_suite import suite_toml

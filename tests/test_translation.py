@@ -42,7 +42,7 @@ metrics = ["i2i_fd", "content_kept", "cycle_l1", "i2i_coverage"]
 
 def _run(tmp_path, models, n=300, nb=0):
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
 
     text = SUITE.format(n=n, nb=nb, models="\n".join(f"[models.{m}]" for m in models))

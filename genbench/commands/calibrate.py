@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
         description="Reads a run with several seeds per job (e.g. `genbench run quick --seeds 0,1,2,3,4,5 --out DIR`) "
         "and writes, per (budget, dataset, model, metric, variant), the sample standard deviation over seeds and "
         "the protocol it was measured under. `genbench compare` / `check` use it as training noise when a result "
-        "set has a single seed (the built-in files in genbench/calibration/ are always read; add others with "
+        "set has a single seed (the built-in files in genbench/results/calibration/ are always read; add others with "
         "--calibration FILE).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="`genbench run` directories (or results.db/.csv/.json) "
                    "with >= 3 seeds per job; several are combined (e.g. a sweep done in parts)")
@@ -23,10 +23,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import json
 
-    from genbench.compare import is_timing, load_results, protocol_fingerprint
+    from genbench.results.compare import is_timing, load_results, protocol_fingerprint
     from genbench.env_info import git_commit, hardware
     from genbench.fileio import atomic_write_text
-    from genbench.noise import make_calibration
+    from genbench.results.noise import make_calibration
 
     import pandas as pd
 
@@ -52,7 +52,7 @@ def run(args) -> int:
 
 def _suite_names(src: Path) -> list:
     try:
-        from genbench.store import ResultsStore
+        from genbench.results.store import ResultsStore
 
         with ResultsStore(src) as s:
             return sorted(set(s.runs_frame()["suite_name"].dropna().astype(str)))

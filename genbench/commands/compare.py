@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from genbench.compare import compare_paths, to_junit, to_markdown
+    from genbench.results.compare import compare_paths, to_junit, to_markdown
     from genbench.fileio import atomic_write_text
 
     cmp = compare_paths(args.baseline, args.new, args.tolerances, timing=not args.no_timing, alpha=args.alpha,
@@ -60,7 +60,7 @@ def add_gate_options(p) -> None:
                    "rerun is flagged, over all its scores together")
     p.add_argument("--calibration", action="append", metavar="FILE",
                    help="seed spreads written by `genbench calibrate` (repeatable), in addition to the built-in ones "
-                   "(genbench/calibration/); used as training noise where a run has one seed")
+                   "(genbench/results/calibration/); used as training noise where a run has one seed")
     p.add_argument("--paired-boot", type=_boot, default=100, metavar="N",
                    help="replicates of the paired bootstrap of FD, KID and P/R/D/C changes, used where both runs "
                    "stored their features (run directories) and scored the same reference features (default 100; "

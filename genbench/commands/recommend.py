@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from genbench.paired import DEFAULT_PAIRED_BOOT
-from genbench.recommend import PROFILES
+from genbench.results.paired import DEFAULT_PAIRED_BOOT
+from genbench.results.recommend import PROFILES
 
 DEFAULT_RESULTS = "reports/quick"
 
@@ -70,9 +70,9 @@ def _results_dir(results: str) -> str:
 
 
 def run(args) -> int:
-    from genbench.compare import load_results
-    from genbench.paired_ties import PairedTies
-    from genbench.recommend import parse_weights, recommend
+    from genbench.results.compare import load_results
+    from genbench.results.paired_ties import PairedTies
+    from genbench.results.recommend import parse_weights, recommend
 
     weights = parse_weights(args.weights) if args.weights else None
     results = _results_dir(args.results)

@@ -5,7 +5,7 @@ Both time the model's public per-character path, `model.generate_ids(n, generato
 use_cache)` (`reference_models.text_base.TextModel`), from the context "\\n", with the device synchronised around
 each timed call. Every result states its protocol: characters, batch size, cache on or off, repeats, warm-up
 calls, the median as statistic, device, torch threads and the hardware it ran on (timings are compared only on
-the same hardware: genbench.compare).
+the same hardware: genbench.results.compare).
 """
 
 from __future__ import annotations

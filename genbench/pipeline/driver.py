@@ -26,7 +26,7 @@ from genbench.errors import DiskFullError, GenbenchError, disk_full_message, is_
 from genbench.executors import Executor, LocalExecutor
 from genbench.pipeline.jobs import JobFailure, JobResult, JobSpec, job_code_version, job_dict, make_jobs
 from genbench.pipeline.worker import Worker
-from genbench.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
+from genbench.results.store import CSV_NAME, DB_NAME, JSON_NAME, ResultsStore
 from genbench.suite import Suite
 
 

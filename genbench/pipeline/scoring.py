@@ -203,8 +203,8 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     real_stats = (ref_stats.mu, ref_stats.sigma) if ref_stats.mu is not None else None
     fake_f = worker.features(spec.features, job.device, fake, FEATURE_BATCH_SIZE, q,
                              f"fake features {job.job_id}{tag}", shards)
-    # what a paired bootstrap between two runs needs (genbench/paired.py): both feature sets and the reference's identity
-    from genbench.stored_features import save_features
+    # what a paired bootstrap between two runs needs (genbench/results/paired.py): both feature sets and the reference's identity
+    from genbench.results.stored_features import save_features
 
     artifacts.extend(save_features(out_dir, art_rel, spec.name, variant, real_f, fake_f, ref_stats.key))
     prec = model_precision(model, job.device)

@@ -6,7 +6,7 @@
 
 `render(run_dir, fmt)` returns one format as text ("md", "latex", "html", "csv") without writing anything but
 the figures the HTML embeds. `paired_boot` (default 100; 0: none) is the replicate count of the paired bootstrap
-that calls ties on the leaderboards' FD / KID / P/R/D/C columns (genbench.paired_ties), where the run stored
+that calls ties on the leaderboards' FD / KID / P/R/D/C columns (genbench.results.paired_ties), where the run stored
 its jobs' features. Everything is rebuilt from the store alone (results.db, or its results.json /
 results.csv exports for an older or partial run), so `genbench report DIR` works long after the run.
 """
@@ -23,7 +23,7 @@ from genbench.report import html as _html
 from genbench.report import summary as _summary
 from genbench.report import table_formats as _formats
 from genbench.report import tables as _tables
-from genbench.paired import DEFAULT_PAIRED_BOOT
+from genbench.results.paired import DEFAULT_PAIRED_BOOT
 from genbench.report.data import RunData, load_run
 
 FORMATS = ("md", "html", "latex", "csv")
@@ -45,7 +45,7 @@ def _markdown(data: RunData, boards, summaries) -> str:
 
 
 def _ties(data: RunData, paired_boot: int):
-    from genbench.paired_ties import PairedTies
+    from genbench.results.paired_ties import PairedTies
 
     return PairedTies(data.dir, paired_boot)
 

@@ -1,6 +1,6 @@
 """The paired tie call on a leaderboard's columns: on each FD / KID / precision / recall / density / coverage
 column, the best model is tested against the next models down the column with the paired bootstrap of their
-difference (genbench.paired_ties), and those whose interval contains 0 are tied with it (marked `≈`, TIE_MARK);
+difference (genbench.results.paired_ties), and those whose interval contains 0 are tied with it (marked `≈`, TIE_MARK);
 the lines under a table and the legend that say so."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def column_ties(dataset: str, contestants: list, cols: list, directions: dict, t
     """({metric: ColumnTie}, tie note) for a board: on each paired metric column the best model (the first by
     name among equal best values) is tested against the next model down the column, and on while they tie (at
     most _TIE_TESTS)."""
-    from genbench.paired import PAIRED_METRICS
+    from genbench.results.paired import PAIRED_METRICS
 
     paired_cols = [c for c in cols if c in PAIRED_METRICS]
     if not paired_cols:

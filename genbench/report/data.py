@@ -3,7 +3,7 @@
 `load_run(DIR)` returns a `RunData` with long-format metrics, jobs, artifacts and run metadata, plus `notes`:
 what an older or partial store lacks (and so what the report cannot show). `aggregate(metrics)` reduces seeds:
 one seed keeps its value and confidence interval; several seeds give the mean and the 95% half-width of the mean
-(genbench.noise.mean_half_width: the interval compare and recommend use too).
+(genbench.results.noise.mean_half_width: the interval compare and recommend use too).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
-from genbench.noise import SideStats, mean_half_width
-from genbench.store import (CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore, StoreError,
+from genbench.results.noise import SideStats, mean_half_width
+from genbench.results.store import (CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore, StoreError,
                             read_any_store)
 
 JOB_COLUMNS = ["job_id", "dataset", "model", "family", "seed", "status", "error", "train_seconds"]

@@ -4,7 +4,7 @@ likelihood, and what the leader gives up on the others; then how the best model 
 
 Each category is judged on its first metric (in `headline.categories()` order: the declared ranks) that the dataset's models report.
 Two models *tie* when their intervals overlap (the stored confidence interval for one seed, the mean ± its 95%
-half-width over seeds: genbench.noise.mean_half_width); a lone best model *leads*. Where the leaderboard made a
+half-width over seeds: genbench.results.noise.mean_half_width); a lone best model *leads*. Where the leaderboard made a
 paired tie call on the sentence's metric (genbench.report.column_ties.column_ties: FD, KID, P/R/D/C of models whose
 features were stored), the sentence adds the paired difference of the runner-up and whether it is a tie.
 """

@@ -1,10 +1,10 @@
 """Leaderboard tables: per dataset, models as rows, the headline metrics as columns.
 
 Each cell is `value ± err` (err = half the confidence interval for one seed; for several, the 95% half-width of
-the mean over seeds, genbench.noise.mean_half_width, the interval compare and recommend use), each header
+the mean over seeds, genbench.results.noise.mean_half_width, the interval compare and recommend use), each header
 carries ↑ or ↓ (higher / lower is better), the best value of each column is bold, and the protocol of the
 numbers is written under the table. On the FD / KID / precision / recall / density / coverage columns, a model
-whose difference from the column's best is not significant by the paired bootstrap (genbench.paired_ties: the
+whose difference from the column's best is not significant by the paired bootstrap (genbench.results.paired_ties: the
 interval of the difference, over the same reference rows, contains 0) is marked `≈` (TIE_MARK), and a line
 under the table gives each tested difference ("FD: best gan (tied: gan, vae); vae - gan 3.1 [-2, 8.4]"). genbench/report/table_formats.py renders them (Markdown, LaTeX, HTML, CSV).
 """
@@ -64,7 +64,7 @@ class Leaderboard:
 
 # --------------------------------------------------------------------------------------------- building
 def build_leaderboards(data: RunData, ties=None) -> list[Leaderboard]:
-    """The leaderboards of a run; `ties`: a genbench.paired_ties.PairedTies of the run for the paired tie call
+    """The leaderboards of a run; `ties`: a genbench.results.paired_ties.PairedTies of the run for the paired tie call
     (None: no tie call, nothing said about it)."""
     cells = aggregate(data.metrics)
     out = []

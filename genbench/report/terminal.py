@@ -96,12 +96,12 @@ def leaderboard_text(run_dir: str | Path) -> str:
 
 
 def check_text(baseline: str | Path, new: str | Path) -> tuple[str, int]:
-    """The quality regression check of `new` against `baseline` (genbench.compare without timings: a single
+    """The quality regression check of `new` against `baseline` (genbench.results.compare without timings: a single
     run's sub-millisecond latencies move by more than the timing tolerances with machine load, even on the same
     hardware, so they would make a clean rerun look like a regression; `genbench compare` judges timings): one line
     per dataset, then the verdict. Returns (text, compare's exit code: 0 ok, 1 regression, 2 not comparable)."""
-    from genbench.compare import compare_paths
-    from genbench.compare_output import explain, verdict_line
+    from genbench.results.compare import compare_paths
+    from genbench.results.compare_output import explain, verdict_line
 
     cmp = compare_paths(baseline, new, timing=False)
     out = ["", f"Regression check against {baseline} (quality; timings: genbench compare {baseline} {new}):"]

@@ -94,7 +94,7 @@ def to_markdown(cmp) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_junit(cmp, suite_name: str = "genbench.compare") -> str:
+def to_junit(cmp, suite_name: str = "genbench.results.compare") -> str:
     import xml.etree.ElementTree as ET
 
     suite = ET.Element("testsuite", name=suite_name)

@@ -2,7 +2,7 @@
 (`Ranked`) and the answer for one dataset (`Recommendation`); each model's reason and what it gives up, why the
 first model is chosen over the runner-up and over models with a better key number, the key numbers, the verdict
 and the paired tie call's sentence. The ranking itself (profiles, scores, intervals, ranks) is
-genbench/recommend.py."""
+genbench/results/recommend.py."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 
 Two models are compared on a feature metric (FD, KID, precision, recall, density, coverage) only when the run
 scored both on the same dataset with the same metric protocol (the seed and the network's arithmetic,
-`precision`, left aside) and the same seeds, and stored their features (genbench/stored_features.py). The
-difference `other - best` then comes from `genbench.paired.model_difference`: the same reference rows (and fake
+`precision`, left aside) and the same seeds, and stored their features (genbench/results/stored_features.py). The
+difference `other - best` then comes from `genbench.results.paired.model_difference`: the same reference rows (and fake
 row indices) resampled for both models, `n_boot` replicates, a bias-corrected percentile interval at level
 `LEVEL`. The two are *tied* on that metric when the interval contains 0 (identical features give exactly 0 with
 an interval of width 0: a tie); otherwise the sign of the difference says which is better.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from genbench.errors import InvalidInputError
-from genbench.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS, PairedResult
+from genbench.results.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS, PairedResult
 
 LEVEL = 0.95  # the level of model_difference's interval
 # Protocol keys that do not change what a metric measures: the seed (the pairing uses the common seeds) and
@@ -100,7 +100,7 @@ class PairedTies:
                 self.reason = (f"{path} is not a run directory with a results.db (a results.csv / .json keeps no "
                                "features)")
             else:
-                from genbench.stored_features import feature_index
+                from genbench.results.stored_features import feature_index
 
                 idx = feature_index(db, "run")
                 if idx.reason:
@@ -113,7 +113,7 @@ class PairedTies:
     # ----------------------------------------------------------------------------------------------- checks
     def _metrics_frame(self):
         if self._frame is None:
-            from genbench.store import ResultsStore
+            from genbench.results.store import ResultsStore
 
             with ResultsStore(self.db) as st:
                 self._frame = st.metrics_frame()
@@ -162,7 +162,7 @@ class PairedTies:
 
     def _compute(self, dataset: str, lo: str, hi: str, metrics: list) -> None:
         """model_difference(hi - lo) for the metrics not yet known, cached per metric."""
-        from genbench.paired import model_difference
+        from genbench.results.paired import model_difference
 
         want = []
         for m in metrics:

@@ -36,7 +36,7 @@ def _read_db(p: Path) -> pd.DataFrame:
     a genbench results database)."""
     import sqlite3
 
-    from genbench.store import ResultsStore, check_store_file
+    from genbench.results.store import ResultsStore, check_store_file
 
     check_store_file(p)
     try:

@@ -18,7 +18,7 @@ suite, `genbench calibrate`), and the feature noise is the bootstrap's (CI half-
 error of the difference is sd_run * sqrt(1/n_base + 1/n_new); with a seed spread it has that spread's degrees of
 freedom (a t test on seed means), with only feature noise it is a z test. Where both runs stored their features and
 scored the same reference features, the sampling part is instead the standard deviation of the change over a
-paired bootstrap (genbench/paired.py: the same real and fake rows resampled in both runs), and
+paired bootstrap (genbench/results/paired.py: the same real and fake rows resampled in both runs), and
 se = max(seed spread * sqrt(1/n_base + 1/n_new), paired sd). When neither side has several seeds and
 no calibration applies, training noise is unknown, and the verdict says so.
 
@@ -134,7 +134,7 @@ class Calibration:
 
 
 def load_calibration(paths: Optional[Iterable[str | Path]] = None, builtin: bool = True) -> Calibration:
-    """The built-in calibration files (genbench/calibration/*.json) and any given ones (later ones win)."""
+    """The built-in calibration files (genbench/results/calibration/*.json) and any given ones (later ones win)."""
     files = sorted(CALIBRATION_DIR.glob("*.json")) if builtin else []
     files += [Path(p) for p in (paths or [])]
     cal = Calibration()
@@ -155,7 +155,7 @@ def load_calibration(paths: Optional[Iterable[str | Path]] = None, builtin: bool
 def make_calibration(frame: pd.DataFrame, made_by: dict, stable_protocol) -> dict:
     """A calibration (JSON-able dict) from a long-format metrics frame holding several seeds per job:
     the sample standard deviation over seeds of every non-timing score. `stable_protocol(raw) -> str` gives the
-    protocol fingerprint (genbench.compare.protocol_fingerprint)."""
+    protocol fingerprint (genbench.results.compare.protocol_fingerprint)."""
     rows = []
     seeds = sorted({int(s) for s in frame["seed"]}) if len(frame) else []
     if len(seeds) < 3:
@@ -228,7 +228,7 @@ class Noise:
 def noise_for(x: SideStats, y: SideStats, cal: Optional[CalibrationEntry], paired_sd: Optional[float] = None,
               hardware: str = "") -> Noise:
     """Noise of the difference of the seed means of `y` (new) and `x` (baseline): see the module docstring.
-    `paired_sd`: the standard deviation of the change over a paired bootstrap (genbench/paired.py); it replaces
+    `paired_sd`: the standard deviation of the change over a paired bootstrap (genbench/results/paired.py); it replaces
     the sampling noise the two runs' stored intervals give when taken as independent:
     se = max(seed sd * sqrt(1/n_base + 1/n_new), paired_sd)."""
     ss, df = 0.0, 0

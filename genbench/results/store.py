@@ -11,7 +11,7 @@
             extra_json, PRIMARY KEY(job_id, name, variant))   -- variant "" or e.g. "ddim-25"
     artifacts(job_id, kind, path)                -- paths relative to DIR; kinds "samples_preview" (.npz with
                                                     array `x`), "real_preview", "history" (JSON), "features"
-                                                    (genbench/paired.py: stored features for the paired test), ...
+                                                    (genbench/results/paired.py: stored features for the paired test), ...
 - `DIR/results.csv` and `DIR/results.json`: exports of the same long-format metrics (plus run and job metadata
   in the JSON), rewritten atomically by `export()` after every job. An infinite metric value or interval end is
   written as `inf` / `-inf` in the CSV and as the strings "inf" / "-inf" in the JSON (JSON has no infinity);
@@ -39,8 +39,8 @@ import pandas as pd
 from genbench.errors import InvalidInputError
 from genbench.fileio import atomic_write_text
 # row serialisation and read-only file checks live in store_rows.py / store_files.py; re-exported here
-from genbench.store_files import SQLITE_MAGIC, StoreError, check_store_file, read_any_store  # noqa: F401
-from genbench.store_rows import _finite, _json, _json_default, _lossless_numbers, _metric_row  # noqa: F401
+from genbench.results.store_files import SQLITE_MAGIC, StoreError, check_store_file, read_any_store  # noqa: F401
+from genbench.results.store_rows import _finite, _json, _json_default, _lossless_numbers, _metric_row  # noqa: F401
 
 SCHEMA_VERSION = 1
 DB_NAME, CSV_NAME, JSON_NAME = "results.db", "results.csv", "results.json"

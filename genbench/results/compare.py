@@ -3,10 +3,10 @@
 For every (dataset, model, metric, variant) present in either set: the change of the mean over seeds, its 95%
 confidence interval, the noise it was judged against and what that noise is made of, and a verdict.
 
-- **Quality scores** are judged by `genbench.noise`: the noise includes sampling noise (the stored bootstrap CIs)
+- **Quality scores** are judged by `genbench.results.noise`: the noise includes sampling noise (the stored bootstrap CIs)
   *and* training noise (the spread over seeds of either side, pooled with the committed calibration of seed
   spreads); for FD, KID and P/R/D/C the sampling part comes from a paired bootstrap of the change
-  (genbench/paired.py) where both sets stored their features and scored the same reference features, else the
+  (genbench/results/paired.py) where both sets stored their features and scored the same reference features, else the
   report says why not ("paired test unavailable: ..."). A change is a regression when it is worse than the metric's tolerance (`tolerances.toml`: the smallest
   change that counts) and significantly worse, by a one-sided test on the difference of seed means that is
   Holm-Bonferroni-corrected over all scores at family-wise level `alpha` (default 0.05).
@@ -34,14 +34,13 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
-from genbench.noise import (Calibration, holm, interval, load_calibration, mean_half_width, noise_for, p_greater,
-                            side_stats)
-from genbench.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS
-from genbench.result_files import load_results
-from genbench.tolerance import Tolerance, call_ms, load_tolerances, timing_floor_ms, tolerance_for
+from genbench.results.judge import KEY, Row, decide, judge, judge_timing, paired_result, parse_protocol, sides
+from genbench.results.noise import Calibration, load_calibration, mean_half_width, side_stats
+from genbench.results.paired import DEFAULT_PAIRED_BOOT, PAIRED_METRICS
+from genbench.results.result_files import load_results
+from genbench.results.tolerance import Tolerance, load_tolerances, timing_floor_ms, tolerance_for
 
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
-KEY = ["dataset", "model", "metric", "variant"]
 DEFAULT_ALPHA = 0.05  # family-wise false-alarm rate of one comparison (Holm-Bonferroni over its scores)
 # Protocol entries that legitimately differ between two runs of the same protocol.
 _VOLATILE_PROTOCOL_KEYS = {"seed", "timing", "device", "batch_size", "repeats", "warmup", "hardware",
@@ -68,27 +67,17 @@ class Aggregate:
 
 
 def aggregate(frame: pd.DataFrame) -> dict[tuple, Aggregate]:
-    """Per score: the mean over seeds and a 95% half-width of that mean (noise model of genbench.noise with
+    """Per score: the mean over seeds and a 95% half-width of that mean (noise model of genbench.results.noise with
     no calibration: max of the feature noise and the seed spread)."""
     out: dict[tuple, Aggregate] = {}
     for key, g in frame.groupby(KEY, sort=True, dropna=False):
         st = side_stats(g)
-        proto = _protocol(g["protocol"].iloc[0])
+        proto = parse_protocol(g["protocol"].iloc[0])
         timing = bool(proto.get("timing", False))
         hw = mean_half_width(st)
         out[tuple(key)] = Aggregate(st.mean, hw, st.n, bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]),
                                     proto, timing)
     return out
-
-
-def _protocol(raw) -> dict:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        d = json.loads(raw) if raw else {}
-    except (TypeError, json.JSONDecodeError):
-        return {"raw": str(raw)}
-    return d if isinstance(d, dict) else {"raw": d}
 
 
 def _stable_protocol(p: dict) -> dict:
@@ -97,31 +86,10 @@ def _stable_protocol(p: dict) -> dict:
 
 def protocol_fingerprint(raw) -> str:
     """The protocol entries that decide comparability, as canonical JSON (calibration files key on it)."""
-    p = _stable_protocol(_protocol(raw))
-    if _protocol(raw).get("timing"):
+    p = _stable_protocol(parse_protocol(raw))
+    if parse_protocol(raw).get("timing"):
         p["timing"] = True
     return json.dumps(p, sort_keys=True, default=str)
-
-
-@dataclass
-class Row:
-    dataset: str
-    model: str
-    metric: str
-    variant: str
-    baseline: Optional[float]
-    new: Optional[float]
-    delta: Optional[float]
-    noise: float  # standard error of the change (quality); 0 for timing
-    tolerance: str
-    verdict: str  # "regressed" | "improved" | "unchanged" | "within noise" | "not compared" | "new" | "missing"
-    higher_is_better: bool
-    unit: str
-    detail: str = ""
-    ci: Optional[tuple] = None  # 95% confidence interval of the change
-    p_value: Optional[float] = None  # one-sided, for the direction of the change
-    noise_source: str = ""  # what the noise is made of
-    seeds: tuple = (0, 0)  # seeds on the (baseline, new) side
 
 
 @dataclass
@@ -146,16 +114,16 @@ class Comparison:
 
 def is_timing(frame: pd.DataFrame) -> pd.Series:
     """Rows whose protocol marks them as timing figures (speed, latency, memory): machine-dependent."""
-    return frame["protocol"].map(lambda p: bool(_protocol(p).get("timing", False)))
+    return frame["protocol"].map(lambda p: bool(parse_protocol(p).get("timing", False)))
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[dict[str, Tolerance]] = None,
                    timing: bool = True, alpha: float = DEFAULT_ALPHA, calibration: Optional[Calibration] = None,
                    env: Optional[dict] = None, paired: Optional["PairedInputs"] = None) -> Comparison:
-    """Judge every score of `new` against `base` (see the module docstring and genbench.noise). `timing=False`
+    """Judge every score of `new` against `base` (see the module docstring and genbench.results.noise). `timing=False`
     leaves the machine-dependent timing metrics out; otherwise they are compared only on the same hardware.
-    `calibration` defaults to the built-in seed spreads (genbench/calibration/). `paired`: both sets' stored
-    features (genbench.paired.PairedInputs): FD, KID and P/R/D/C changes are then judged with the paired
+    `calibration` defaults to the built-in seed spreads (genbench/results/calibration/). `paired`: both sets' stored
+    features (genbench.results.paired.PairedInputs): FD, KID and P/R/D/C changes are then judged with the paired
     bootstrap where both scored the same reference features; None: the stored intervals, taken as independent."""
     tolerances = tolerances if tolerances is not None else load_tolerances()
     calibration = calibration if calibration is not None else load_calibration()
@@ -173,7 +141,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
         cmp.problems.append("no (dataset, model) in common: the two runs share datasets but scored different models "
                             f"(baseline: {_jobs(base_jobs)}; new: {_jobs(new_jobs)})")
         return cmp
-    a, b = _sides(base), _sides(new)
+    a, b = sides(base), sides(new)
     pending = []  # quality rows awaiting the multiple-testing decision
     unknown_noise = set()
     unpaired: dict[str, int] = {}  # why the paired test was unavailable -> scores
@@ -192,7 +160,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
             continue
         x, y = a[key], b[key]
         if x.timing or y.timing:
-            cmp.rows.append(_judge_timing(key, x, y, tolerance_for(metric, tolerances, timing=True),
+            cmp.rows.append(judge_timing(key, x, y, tolerance_for(metric, tolerances, timing=True),
                                          timing_floor_ms(metric, tolerances)))
             continue
         pa, pb = _stable_protocol(x.protocol), _stable_protocol(y.protocol)
@@ -208,12 +176,12 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
         pr = None
         if (paired is not None and metric in PAIRED_METRICS and math.isfinite(x.stats.mean)
                 and math.isfinite(y.stats.mean)):
-            pr = _paired_result(paired, key, a, b)
+            pr = paired_result(paired, key, a, b)
             if isinstance(pr, str):
                 unpaired[pr] = unpaired.get(pr, 0) + 1
             else:
                 n_paired += 1
-        row = _judge(key, x, y, tolerance_for(metric, tolerances), cal, pr, hardware)
+        row = judge(key, x, y, tolerance_for(metric, tolerances), cal, pr, hardware)
         if "training unknown" in row.noise_source:
             unknown_noise.add((ds, model))
         if x.protocol.get("features_pinned") is False:
@@ -221,7 +189,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
         cmp.rows.append(row)
         if row.verdict == "pending":
             pending.append(row)
-    _decide(pending, alpha)
+    decide(pending, alpha)
     for ds in sorted(base_ds ^ new_ds):
         side = "baseline" if ds in base_ds else "new"
         cmp.rows.append(Row(ds, "*", "*", "", None, None, None, 0.0, "", "missing" if side == "baseline" else "new", True, "",
@@ -245,152 +213,6 @@ def _jobs(pairs) -> str:
     return s + (f" and {len(pairs) - 6} more" if len(pairs) > 6 else "")
 
 
-@dataclass
-class _Side:
-    stats: SideStats
-    higher_is_better: bool
-    unit: str
-    protocol: dict
-    timing: bool
-    budget: str
-
-
-def _sides(frame: pd.DataFrame) -> dict[tuple, _Side]:
-    out = {}
-    frame = frame.assign(variant=frame["variant"].fillna("").astype(str))  # a frame not read by load_results
-    for key, g in frame.groupby(KEY, sort=True, dropna=False):
-        proto = _protocol(g["protocol"].iloc[0])
-        budget = str(g["budget"].iloc[0]) if "budget" in g.columns else ""
-        out[tuple(key)] = _Side(side_stats(g), bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]), proto,
-                                bool(proto.get("timing", False)), budget)
-    return out
-
-
-def _judge_timing(key: tuple, x: _Side, y: _Side, tol: Tolerance, floor_ms: float = 0.0) -> Row:
-    """Timings are compared only between runs on the same hardware and thread count, by the tolerance and the
-    absolute floor: a change counts when it exceeds the (relative) tolerance *and* the timed call (one sample,
-    one batch, one generation, one fit; `call_ms`) got slower or faster by more than `floor_ms`. A figure that is
-    not a time (peak memory) is judged by the tolerance alone."""
-    ds, model, metric, variant = key
-    base, new = x.stats.mean, y.stats.mean
-    hx, hy = x.protocol.get("hardware"), y.protocol.get("hardware")
-    tx, ty = x.protocol.get("torch_threads"), y.protocol.get("torch_threads")
-    why = ""
-    if hx is None or hy is None:
-        why = f"hardware not recorded ({hx or 'baseline: unknown'} vs {hy or 'new: unknown'})"
-    elif hx != hy:
-        why = f"different hardware ({hx} vs {hy})"
-    elif tx != ty:
-        why = f"different thread counts ({tx} vs {ty})"
-    elif _timing_setup(x.protocol) != _timing_setup(y.protocol):
-        px, py = _timing_setup(x.protocol), _timing_setup(y.protocol)
-        why = "different timing set-up (" + ", ".join(
-            f"{k}: {px.get(k)!r} -> {py.get(k)!r}" for k in sorted(set(px) | set(py)) if px.get(k) != py.get(k)) + ")"
-    if why:
-        return Row(ds, model, metric, variant, base, new, None, 0.0, str(tol), "not compared", x.higher_is_better,
-                   x.unit, detail=why, noise_source="timing", seeds=(x.stats.n, y.stats.n))
-    verdict, delta = _by_tolerance(base, new, x.higher_is_better, tol)
-    cx, cy = call_ms(base, x.unit, x.protocol), call_ms(new, y.unit, y.protocol)
-    if cx is None or cy is None:
-        detail = f"same hardware ({hx}); judged by the tolerance {tol} alone (no call time: no floor)"
-    else:
-        detail = (f"same hardware ({hx}); judged by the tolerance {tol} and the floor {floor_ms:g} ms of the timed "
-                  f"call ({cx:.3g} -> {cy:.3g} ms)")
-        if verdict in ("regressed", "improved") and abs(cy - cx) <= floor_ms:
-            verdict = "unchanged"
-            detail += f"; beyond the tolerance but within the floor (change {cy - cx:+.3g} ms)"
-    tol_text = f"{tol} and {floor_ms:g} ms" if cx is not None and cy is not None and floor_ms > 0 else str(tol)
-    return Row(ds, model, metric, variant, base, new, delta, 0.0, tol_text, verdict, x.higher_is_better, x.unit,
-               detail=detail, noise_source="timing", seeds=(x.stats.n, y.stats.n))
-
-
-def _timing_setup(p: dict) -> dict:
-    """What a timing measured (batch size, repeats, statistic...), without where it ran."""
-    return {k: v for k, v in p.items()
-            if k not in ("seed", "hardware", "torch_threads", "device_name", "from_checkpoint_cache", "source")}
-
-
-def _by_tolerance(base: float, new: float, higher_is_better: bool, tol: Tolerance) -> tuple[str, Optional[float]]:
-    if not (math.isfinite(base) and math.isfinite(new)):
-        if base == new or (math.isnan(base) and math.isnan(new)):
-            return "unchanged", 0.0
-        xv, yv = (-base, -new) if higher_is_better else (base, new)
-        return ("regressed" if (math.isnan(yv) or yv > xv) else "improved"), None
-    delta = new - base
-    worse = -delta if higher_is_better else delta
-    if abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= tol.allowed(base):
-        return "unchanged", delta
-    return ("regressed" if worse > 0 else "improved"), delta
-
-
-def _paired_result(paired, key: tuple, a: dict, b: dict):
-    """The paired bootstrap of one feature score's change (genbench.paired), or why it is unavailable."""
-    from genbench.paired import PAIRED_METRICS
-
-    ds, model, metric, variant = key
-    x, y = a[key], b[key]
-    sa, sb = [int(v) for v in x.stats.seeds], [int(v) for v in y.stats.seeds]
-    metrics, stored, k = [], {}, {}
-    for m in PAIRED_METRICS:  # the group's feature scores measured on the same seeds, computed together
-        km = (ds, model, m, variant)
-        if km in a and km in b and [int(v) for v in a[km].stats.seeds] == sa and [int(v) for v in b[km].stats.seeds] == sb:
-            metrics.append(m)
-            stored[m] = (a[km].stats.values, b[km].stats.values)
-            p = a[km].protocol
-            if m in ("precision", "recall") and "k" in p:
-                k["k_pr"] = int(p["k"])
-            if m in ("density", "coverage") and "k" in p:
-                k["k_dc"] = int(p["k"])
-            if "ball" in p:
-                k["strict"] = p["ball"] == "<"
-    prdc_k = {"k_pr": k.get("k_pr", 3), "k_dc": k.get("k_dc", 5), "strict": k.get("strict", False)}
-    return paired.results(ds, model, variant, sa, sb, metrics, stored, prdc_k).get(metric, "not computed")
-
-
-def _judge(key: tuple, x: _Side, y: _Side, tol: Tolerance, cal, paired=None, hardware: str = "") -> Row:
-    """A quality score, before the multiple-testing decision: verdict 'pending' with the one-sided p-value of
-    its change in the direction it went (`_decide` settles it). `paired`: its paired-bootstrap result
-    (genbench.paired.PairedResult), or why that is unavailable (a string), or None for a score it does not apply to."""
-    ds, model, metric, variant = key
-    base, new = x.stats.mean, y.stats.mean
-    seeds = (x.stats.n, y.stats.n)
-    if not (math.isfinite(base) and math.isfinite(new)):
-        # e.g. mode_kl is +inf for a model that covers no mode: equal infinities are unchanged; a move to or from
-        # infinity is judged by direction alone.
-        verdict, _ = _by_tolerance(base, new, x.higher_is_better, tol)
-        return Row(ds, model, metric, variant, base, new, None if verdict != "unchanged" else 0.0, 0.0, str(tol),
-                   verdict, x.higher_is_better, x.unit, "non-finite value", seeds=seeds)
-    pr = paired if paired is not None and not isinstance(paired, str) else None
-    nz = noise_for(x.stats, y.stats, cal, pr.sd if pr is not None else None, hardware)
-    delta = new - base
-    worse = -delta if x.higher_is_better else delta  # > 0: the new value is worse
-    allowed = tol.allowed(base)
-    detail = f"tolerance {tol} (= {allowed:.3g}); noise: {nz.describe()}"
-    if pr is not None:
-        detail += f"; {pr.describe()}"
-    elif isinstance(paired, str):
-        detail += f"; paired test unavailable: {paired}"
-    row = Row(ds, model, metric, variant, base, new, delta, nz.se, str(tol), "pending", x.higher_is_better, x.unit,
-              detail, interval(delta, nz.se, nz.df), p_greater(abs(worse), nz.se, nz.df), nz.source, seeds)
-    unchanged = abs(delta) <= 1e-12 * max(1.0, abs(base)) or abs(worse) <= allowed  # below the smallest change
-    row._decision = (worse > 0, not unchanged)  # type: ignore[attr-defined]
-    return row
-
-
-def _decide(rows: list[Row], alpha: float) -> None:
-    """Holm-Bonferroni over every finite quality score compared (the family), at family-wise level `alpha`. A score
-    whose change exceeds its tolerance is 'regressed' / 'improved' when its test rejects, else 'within noise'; a
-    change within the tolerance is 'unchanged' whatever its test says."""
-    rejected = holm([r.p_value for r in rows], alpha)
-    for r, sig in zip(rows, rejected):
-        worse, beyond = r.__dict__.pop("_decision")
-        if not beyond:
-            r.verdict = "unchanged"
-            continue
-        r.verdict = ("regressed" if worse else "improved") if sig else "within noise"
-        r.detail += f"; p = {r.p_value:.2g} (Holm over {len(rows)} scores, family-wise alpha {alpha:g})"
-
-
 def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Optional[str | Path] = None,
                   timing: bool = True, alpha: float = DEFAULT_ALPHA,
                   calibration_files: Optional[list] = None, paired_boot: int = DEFAULT_PAIRED_BOOT) -> Comparison:
@@ -406,8 +228,8 @@ def compare_paths(baseline: str | Path, new: str | Path, tolerances_file: Option
 
 def paired_inputs(baseline: str | Path, new: str | Path, paired_boot: int = DEFAULT_PAIRED_BOOT):
     """The stored features of both result sets for the paired test (None when `paired_boot` is 0)."""
-    from genbench.paired import PairedInputs
-    from genbench.stored_features import feature_index
+    from genbench.results.paired import PairedInputs
+    from genbench.results.stored_features import feature_index
 
     if paired_boot == 0:
         return None
@@ -420,10 +242,10 @@ def environment_of(path: str | Path, frame: pd.DataFrame) -> str:
     """Where a result set was measured: the `hardware` its timing rows recorded (else 'unknown')."""
     if frame is None or frame.empty or "protocol" not in frame.columns:
         return "unknown"
-    hw = {_protocol(p).get("hardware") for p in frame["protocol"]} - {None}
+    hw = {parse_protocol(p).get("hardware") for p in frame["protocol"]} - {None}
     if not hw:
         return "unknown (no hardware recorded: a result set from an older genbench)"
     return "; ".join(sorted(hw))
 
 
-from genbench.compare_output import to_junit, to_markdown  # noqa: E402  (re-exported: the public API)
+from genbench.results.compare_output import to_junit, to_markdown  # noqa: E402  (re-exported: the public API)

@@ -15,7 +15,7 @@ percentile interval the difference's interval, and the share of replicates on th
 bootstrap p-value. Identical inputs give D_b = 0 for every replicate: a difference of exactly 0 with an
 interval of width 0.
 
-What a job stores for it, and how the stored features are found again: genbench/stored_features.py.
+What a job stores for it, and how the stored features are found again: genbench/results/stored_features.py.
 
 Metrics (`PAIRED_METRICS`):
 - `fd`: recomputed from the stored features for every replicate (the exact cross-Gram route where FD uses it,
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from genbench.errors import InvalidInputError
-from genbench.stored_features import FeatureIndex, feature_index
+from genbench.results.stored_features import FeatureIndex, feature_index
 
 DEFAULT_PAIRED_BOOT = 100
 PAIRED_METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
@@ -306,7 +306,7 @@ def model_difference(path: str | Path, dataset: str, model_a: str, model_b: str,
     the seeds to average over (default: those both models have). The stored values are checked as in compare."""
     import pandas as pd
 
-    from genbench.store import ResultsStore, check_store_file
+    from genbench.results.store import ResultsStore, check_store_file
 
     db = Path(path) / "results.db" if Path(path).is_dir() else Path(path)
     if db.suffix != ".db" or not db.exists():

@@ -9,10 +9,10 @@ seeds) is carried through the same mapping (its ends cut to [0, 1]), giving ever
 whose interval overlaps that of the best model of its group is a tie with it, and is said to be (overlapping
 only a neighbour that overlaps the best is not enough). The verdict says why the first model is chosen: what
 puts it ahead of the runner-up, and what each model with a better key number (e.g. a lower FD) loses on
-(the answer object and its words: genbench/recommendation.py).
+(the answer object and its words: genbench/results/recommendation.py).
 
 Where the results are a run directory whose jobs stored their features, the verdict also calls ties with the
-paired bootstrap (genbench.paired_ties, `paired.model_difference`): the first model against the runner-up (and
+paired bootstrap (genbench.results.paired_ties, `paired.model_difference`): the first model against the runner-up (and
 the other models of its rank), on each FD / KID / precision / recall / density / coverage of the weighted quality
 and diversity categories that both were scored on with the same protocol and seeds: "tied with vae on FD:
 difference 3.1 [-2, 8.4]" when the interval of the difference contains 0. The ranking itself stays the score's
@@ -27,10 +27,10 @@ from typing import Optional
 
 import pandas as pd
 
-from genbench.compare import aggregate
+from genbench.results.compare import aggregate
 from genbench.errors import InvalidInputError
 from genbench.reference import reference_models, role_label
-from genbench.recommendation import (  # noqa: F401 (categories: re-exported)
+from genbench.results.recommendation import (  # noqa: F401 (categories: re-exported)
     CATEGORY_NAMES, Ranked, Recommendation, _explain, _why_chosen, categories, key_numbers)
 from genbench.registry import unknown_name_message
 
@@ -97,7 +97,7 @@ def recommend(
 ) -> list[Recommendation]:
     """Rank each dataset's models for a task profile (or custom weights). Reference points (family `baseline`,
     genbench/reference.py) are left out of the ranking, and so of every score's normalisation and of the Pareto
-    front, unless `include_baselines`. `ties`: a genbench.paired_ties.PairedTies of the run the frame comes from,
+    front, unless `include_baselines`. `ties`: a genbench.results.paired_ties.PairedTies of the run the frame comes from,
     for the verdict's paired tie call (None: no tie call, nothing said about it)."""
     if task is None and not weights:
         raise InvalidInputError(f"give --task (one of {', '.join(PROFILES)}) or --weights (e.g. quality=0.7,speed=0.3); "

@@ -1,4 +1,4 @@
-"""The features a job stores so that two result sets can be compared with a paired bootstrap (genbench.paired).
+"""The features a job stores so that two result sets can be compared with a paired bootstrap (genbench.results.paired).
 
 What a job stores for it (`save_features`, called by the scoring pipeline; docs/gate.md *Paired bootstrap*):
 
@@ -148,7 +148,7 @@ def feature_index(path: str | Path, side: str = "result set") -> FeatureIndex:
     """Find the stored features of a run directory or results.db (never raises for a store without them)."""
     import sqlite3
 
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
 
     p = Path(path)
     db = p / "results.db" if p.is_dir() else p
