@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -30,3 +31,19 @@ def resolve_device(device: Optional[str | torch.device] = None, *tensors: Any, f
         raise InvalidInputError(f"{flag} {str(device)!r} was asked for but CUDA is not available here (torch sees no "
                                 f"GPU); use {flag} cpu or auto")
     return d
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with `n` torch CPU threads, then restore the count it had (also when the block raises). A fixed
+    count fixes the order of float sums, so what the block computes does not depend on the machine's core count
+    (the classifier's training, the paired bootstrap)."""
+    n = int(n)
+    if n < 1:
+        raise InvalidInputError(f"torch_threads needs at least 1 thread, got {n}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genbench.device import torch_threads
+
 CODE_VERSION = "1"
 HIDDEN = 128
 WIDTHS = (32, 64)
@@ -92,10 +94,8 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     """Train a SmallCNN on the CPU, deterministically; returns (model in eval mode, meta with accuracy/time)."""
     n, c, h, w = x_train.shape
     epochs = recipe.epochs(n)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    try:
+    with torch_threads(1):  # one thread: the same float sums, so the same network, on any core count
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = SmallCNN(c, h, w, num_classes)
@@ -128,8 +128,6 @@ def train_classifier(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
                      f"({time.perf_counter() - t0:.1f} s)", verbose)
         model = model.double().eval()  # inference in float64, like every later use (see ClassifierExtractor)
         acc = accuracy(model, x_test.double(), y_test)
-    finally:
-        torch.set_num_threads(old_threads)
     secs = time.perf_counter() - t0
     _log(f"trained {label} in {secs:.1f} s: held-out test accuracy {100 * acc:.2f}% on {len(y_test)} images", verbose)
     return model, {"test_accuracy": acc, "train_seconds": round(secs, 2), "epochs": epochs, "n_train": int(n),

@@ -40,6 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from genbench.device import torch_threads
 from genbench.errors import InvalidInputError
 from genbench.results.stored_features import FeatureIndex, feature_index
 
@@ -256,9 +257,10 @@ class PairedInputs:
         model_b = model if model_b is None else model_b
         key = (dataset, model, model_b, variant, tuple(seeds_a), tuple(seeds_b), tuple(metrics))
         if key not in self._cache:
-            try:
-                self._cache[key] = self._compute(dataset, model, model_b, variant, seeds_a, seeds_b, metrics, stored,
-                                                 prdc_k)
+            try:  # on one thread: the same replicates give the same numbers whatever the machine's core count
+                with torch_threads(1):
+                    self._cache[key] = self._compute(dataset, model, model_b, variant, seeds_a, seeds_b, metrics,
+                                                     stored, prdc_k)
             except InvalidInputError as e:
                 self._cache[key] = {m: str(e) for m in metrics}
         return self._cache[key]

@@ -174,8 +174,7 @@ class PairedTies:
         if not want:
             return
         try:
-            with _one_thread():
-                res = model_difference(self.db, dataset, lo, hi, metrics=tuple(want), n_boot=self.n_boot)
+            res = model_difference(self.db, dataset, lo, hi, metrics=tuple(want), n_boot=self.n_boot)
         except InvalidInputError as e:
             res = {m: str(e) for m in want}
         for m in want:
@@ -184,20 +183,6 @@ class PairedTies:
 
 def _seeds(s: list) -> str:
     return ", ".join(str(x) for x in s) or "none"
-
-
-class _one_thread:
-    def __enter__(self):
-        import torch
-
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.old)
-        return False
 
 
 __all__ = ["LEVEL", "PairedTies", "TieCall", "protocol_text"]
