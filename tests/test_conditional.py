@@ -55,6 +55,24 @@ def test_check_condition_messages():
         check_condition(5, 2, 3, "m")
 
 
+def test_a_job_asks_for_labels_prefixes_or_nothing():
+    """What the pipeline hands `sample(..., condition=...)`: class labels for a conditional model, nothing for an
+    unconditional one, and the dataset's prefixes (never taken for labels) for a prefix-conditioned text job."""
+    from types import SimpleNamespace as NS
+
+    from genbench.pipeline import scoring
+
+    job = NS(dataset=NS(prefix_length=0, conditions=None, n_samples=7, name="d", reference="test"), model=NS(name="m"))
+    info = NS(num_classes=3, name="d")
+    none = scoring.job_conditions(job, None, NS(conditional=False), info)
+    assert none.condition is None and none.labels is None and none.prefixes is None and none.protocol == {}
+    asked = scoring.job_conditions(job, None, NS(conditional=True, condition_classes=3), info)
+    assert torch.equal(asked.condition, draw_conditions(7, 3, "uniform")) and asked.prefixes is None
+    assert asked.protocol == condition_protocol("uniform", 3)
+    pre = scoring.JobConditions(prefixes=["ab", "cd"], protocol={"prefix_length": 2})
+    assert pre.condition == ["ab", "cd"] and pre.labels is None
+
+
 # ---------------------------------------------------------------------------------------------- the scores
 def test_conditional_accuracy_against_a_direct_count():
     from genbench.metrics import conditional_accuracy

@@ -82,15 +82,30 @@ def model_precision(model, device) -> str:
     return str(fn(device)) if callable(fn) else "float32"
 
 
-def job_conditions(job: JobSpec, worker, model, info) -> tuple[Any, dict]:
-    """(the n class labels a conditional model is asked for, their protocol), or (None, {}) for an unconditional
+@dataclasses.dataclass(frozen=True)
+class JobConditions:
+    """What one job asks its model for: n class labels or n text prefixes (never both), and their protocol."""
+
+    labels: Any = None  # a LongTensor of n class labels
+    prefixes: Optional[list] = None  # n held-out text prefixes
+    protocol: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def condition(self) -> Any:
+        """What `sample(n, seed, condition=...)` is given (None: an unconditional draw)."""
+        return self.labels if self.labels is not None else self.prefixes
+
+
+def job_conditions(job: JobSpec, worker, model, info) -> JobConditions:
+    """The n class labels a conditional model is asked for, with their protocol; nothing for an unconditional
     model. The distribution is the dataset table's `conditions` ("uniform" when not given; conditions.py). A model
     whose declared classes differ from the dataset's, or a dataset without labels, fails the job. A text dataset
-    with `prefix_length`: (the n prefix strings, their protocol) (`job_prefixes`)."""
+    with `prefix_length`: the n prefix strings and their protocol (`job_prefixes`)."""
     if getattr(job.dataset, "prefix_length", 0):
-        return job_prefixes(job, worker, model, info)
+        prefixes, proto = job_prefixes(job, worker, model, info)
+        return JobConditions(prefixes=prefixes, protocol=proto)
     if not getattr(model, "conditional", False):
-        return None, {}
+        return JobConditions()
     from genbench.models.conditions import condition_protocol, draw_conditions
 
     K = info.num_classes
@@ -106,7 +121,8 @@ def job_conditions(job: JobSpec, worker, model, info) -> tuple[Any, dict]:
         held = getattr(worker.split(job.dataset.name, job.dataset.reference), "y", None)
         if held is None:
             raise JobFailure(f"conditions = 'heldout': the {job.dataset.reference} split of {info.name!r} has no labels")
-    return draw_conditions(job.dataset.n_samples, K, dist, held), condition_protocol(dist, K)
+    return JobConditions(labels=draw_conditions(job.dataset.n_samples, K, dist, held),
+                         protocol=condition_protocol(dist, K))
 
 
 def job_prefixes(job: JobSpec, worker, model, info) -> tuple[list, dict]:
@@ -165,10 +181,9 @@ def score(job: JobSpec, worker, model, info, variant: str, artifacts: list, art_
     tag = f" [{variant}]" if variant else ""
     prefixes = None
     if conditions is None:
-        fake_labels, cond_proto = job_conditions(job, worker, model, info)
-        fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}", fake_labels)
-        if isinstance(fake_labels, list):  # text prefixes: kept apart from class labels
-            prefixes, fake_labels = fake_labels, None
+        asked = job_conditions(job, worker, model, info)
+        fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}", asked.condition)
+        fake_labels, prefixes, cond_proto = asked.labels, asked.prefixes, asked.protocol
     else:
         fake_labels, cond_proto = conditions
         fake = draw_samples(model, n, job.seed, job.speed.batch_size, q, f"sample {job.job_id}{tag}")
