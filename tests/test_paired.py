@@ -104,6 +104,38 @@ def test_prdc_replicates_match_the_analytic_bootstrap_of_a_mean_and_the_metric()
     assert out["precision"].sd == pytest.approx(analytic, rel=0.1)
 
 
+def _tied_sets(n: int, seed: int) -> torch.Tensor:
+    """Normalised 0/1 rows (like the names n-gram features): many distances are equal in exact arithmetic."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 64, generator=g) < 0.08).double()
+    x[x.sum(1) == 0, 0] = 1.0
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def test_prdc_on_tied_distances_is_reproduced_as_stored():
+    """Where distances tie at a ball's boundary, the float64 formulas round them apart differently (fast=True /
+    False differ here); the paired test must recompute P/R/D/C exactly as the stored values were made, or it
+    refuses them as "differs from the stored value" (it did for the names dataset of the quick suite)."""
+    from genbench.metrics.manifold import prdc_items
+
+    real, a, b = _tied_sets(200, 0), _tied_sets(200, 1), _tied_sets(200, 2)
+    assert prdc(real, a, fast=True) != prdc(real, a, fast=False)  # the data does tie
+    ms = ("precision", "recall", "density", "coverage")
+    stored = {m: ([prdc(real, a)[m]], [prdc(real, b)[m]]) for m in ms}
+    out = paired_bootstrap([(real, a)], [(real, b)], list(ms), n_boot=20, seed=0, stored=stored)
+    for m in ms:
+        assert not isinstance(out[m], str), out[m]
+        assert out[m].delta == pytest.approx(stored[m][1][0] - stored[m][0][0], abs=1e-12)
+    items = prdc_items(real, a)  # per-row terms: fake rows for precision/density, real rows for recall/coverage
+    assert [items[m].shape[0] for m in ms] == [200, 200, 200, 200]
+    for m in ms:
+        assert float(items[m].mean()) == pytest.approx(prdc(real, a)[m], abs=1e-12)
+    strict, pkg = prdc_items(real, a, 5, 5, strict=True), prdc(real, a, convention="prdc", nearest_k=5)  # `<` balls
+    for m in ms:
+        assert float(strict[m].mean()) == pytest.approx(pkg[m], abs=1e-12)
+    assert float(strict["density"].mean()) != pytest.approx(float(prdc_items(real, a, 5, 5)["density"].mean()))
+
+
 def test_a_recomputation_that_does_not_reproduce_the_stored_value_is_refused():
     real, a = _gauss(200, 2, 0), _gauss(200, 2, 1)
     out = paired_bootstrap([(real, a)], [(real, a)], ["fd"], n_boot=10, stored={"fd": ([1.0], [1.0])})

@@ -121,28 +121,20 @@ class _Evaluator:
         self.full["kid"] = mmd(torch.arange(kxx.shape[0]), torch.arange(kyy.shape[0]))
 
     def _prdc(self, real, fake, want, prdc_k):
-        from genbench.metrics.knn import _d2_block, _sq_norms, knn_sq_radii
+        from genbench.metrics.manifold import prdc_items
 
         k_pr, k_dc, strict = prdc_k["k_pr"], prdc_k["k_dc"], prdc_k["strict"]
-        ks = tuple(sorted({k_pr, k_dc}))
-        if real.shape[0] <= max(ks) or fake.shape[0] <= k_pr:
+        if real.shape[0] <= max(k_pr, k_dc) or fake.shape[0] <= k_pr:
             for m in want:
-                self.problems[m] = f"too few rows for k = {max(ks)}"
+                self.problems[m] = f"too few rows for k = {max(k_pr, k_dc)}"
             return
-        rr = knn_sq_radii(real, ks)
-        rf = knn_sq_radii(fake, (k_pr,))[k_pr]
-        d2 = _d2_block(real, _sq_norms(real), fake, _sq_norms(fake))  # as genbench.metrics.manifold forms them
-        cmp = torch.lt if strict else torch.le
-        in_p = cmp(d2, rr[k_pr][:, None])  # fake j inside real ball i (k_pr)
-        in_d = cmp(d2, rr[k_dc][:, None])
-        per = {"precision": ("fake", in_p.any(0).double()),
-               "recall": ("real", cmp(d2, rf[None, :]).any(1).double()),
-               "density": ("fake", in_d.sum(0).double() / k_dc),
-               "coverage": ("real", in_d.any(1).double())}
+        # per-item terms from the computation that made the stored values (the same decisions at ties): precision
+        # and density per fake row, recall and coverage per real row, the radii of the full sets held
+        per = prdc_items(real, fake, k_pr, k_dc, strict)
         for m in want:
-            side, v = per[m]
+            v = per[m]
             self.full[m] = float(v.mean())
-            self.fns[m] = (lambda ir, i_f, v=v: float(v[i_f].mean())) if side == "fake" else \
+            self.fns[m] = (lambda ir, i_f, v=v: float(v[i_f].mean())) if m in ("precision", "density") else \
                 (lambda ir, i_f, v=v: float(v[ir].mean()))
 
 
