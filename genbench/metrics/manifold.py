@@ -45,7 +45,19 @@ from genbench.metrics.knn import (_SPARSE_MAX, KnnRadii, _centred_f32, _chunk, _
                                   _knn_sq_radii_fast, _radii_tag, _sq_norms, _tol_factor, _use_fast, knn_sq_radii)
 
 CONVENTIONS = ("official", "prdc")
+# A squared distance within a relative TIE_RTOL of a ball's squared radius ties with it (`<=`: inside, `<`:
+# outside). 1e-11 is 40x the rounding of a 2048-d squared distance from direct differences (~(d + 2) 1.1e-16)
+# and ~100x that of |x|^2 - 2 x.y + |y|^2 on unit-norm 256-d features, so the float64 and float32-first routes
+# (CPU and GPU) decide ties, distances equal in exact arithmetic, as exact arithmetic does; and it is far below
+# the float32 precision of any feature (1e-7), so no real difference is merged.
+TIE_RTOL = 1e-11
 _MAX_AMBIGUOUS = 0.25  # share of a block's pairs above which the block is redone in float64 (degenerate data)
+
+
+def ball_thresholds(radii: torch.Tensor, strict: bool) -> torch.Tensor:
+    """What a squared distance is compared with for each ball: its squared radius moved by the tie allowance
+    (`TIE_RTOL`, relative), up for inclusive balls, down for strict ones."""
+    return radii * (1.0 - TIE_RTOL) if strict else radii * (1.0 + TIE_RTOL)
 
 
 def _weighted_mean(flags: torch.Tensor, w: Optional[torch.Tensor]) -> float:
@@ -74,8 +86,8 @@ def _prdc_core(
         return _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr, items)
     if rr is None:
         rr = knn_sq_radii(x, tuple(sorted({k_pr, k_dc})), chunk)
-    r_p2, r_d2 = rr[k_pr], rr[k_dc]
-    f_p2 = knn_sq_radii(y, (k_pr,), chunk)[k_pr]
+    r_p2, r_d2 = (ball_thresholds(rr[k], strict) for k in (k_pr, k_dc))
+    f_p2 = ball_thresholds(knn_sq_radii(y, (k_pr,), chunk)[k_pr], strict)
     cmp = torch.lt if strict else torch.le
     n, m = x.shape[0], y.shape[0]
     xn2, yn2 = _sq_norms(x), _sq_norms(y)
@@ -205,9 +217,9 @@ def _prdc_core_fast(x, y, k_pr, k_dc, strict, chunk, wx, wy, rr=None, items=Fals
         cx2 = torch.empty(n, dtype=torch.float64, device=dev)
         for i0 in range(0, n, chunk):
             cx2[i0 : i0 + chunk] = _sq_norms(x[i0 : i0 + chunk] - mu)
-    r_p2, r_d2 = rr[k_pr], rr[k_dc]
+    r_p2, r_d2 = (ball_thresholds(rr[k], strict) for k in (k_pr, k_dc))
     y32, cy2 = _centred_f32(y, mu, chunk)
-    f_p2 = _knn_sq_radii_fast(y, (k_pr,), chunk, mu, y32, cy2)[k_pr]
+    f_p2 = ball_thresholds(_knn_sq_radii_fast(y, (k_pr,), chunk, mu, y32, cy2)[k_pr], strict)
     fac = _tol_factor(d)
     tol_row = fac * (cx2 + cy2.max())  # (N,) bound for pairs with real i
     tol_col = fac * (cx2.max() + cy2)  # (M,) bound for pairs with fake j
@@ -309,10 +321,9 @@ def prdc(
     (one k = nearest_k or k_dc, strict `<`). `nearest_k` sets one k for all four in either convention.
     Runs on `device` (default: the inputs'); memory O((N + M) * chunk), `chunk` rows per distance block
     (default: from a budget of about 5 M entries, clamped to 64..4096). `fast` (default: on for CPU) forms
-    distances in float32 and settles every uncertain comparison in float64 from direct differences: the same
-    results as fast=False except where distances tie (are equal in exact arithmetic) at a ball's boundary:
-    there the two float64 formulas round the tied distances apart, differently, and neither decides them as
-    exact arithmetic would (the names n-gram features of the quick suite: density 0.9776 fast, 0.979 not).
+    distances in float32 and settles every uncertain comparison in float64: same results as fast=False.
+    Distances that tie with a ball's radius (equal in exact arithmetic, e.g. normalised count features) are
+    decided as exact arithmetic would, on either route, through the tie allowance `TIE_RTOL`.
     `real_radii`: the real set's k-NN radii from `knn_radii(real, ...)` (e.g. a reference-statistics cache),
     which skips the real-real distance pass; the values are identical. They are used only when they cover
     both k and were computed the way this call would compute them (`KnnRadii.tag`); otherwise ignored."""

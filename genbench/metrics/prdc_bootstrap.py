@@ -13,7 +13,7 @@ import torch
 from genbench.errors import InvalidInputError
 from genbench.metrics._util import check_same_dim, resolve_device
 from genbench.metrics.knn import _chunk, _d2_block, _exact_pair_d2, _features, _sq_norms, _use_fast
-from genbench.metrics.manifold import _finish, _prdc_core, _resolve_ks
+from genbench.metrics.manifold import _finish, _prdc_core, _resolve_ks, ball_thresholds
 
 _BOOT_ENTRIES = 2**26  # precomputed bootstrap distance matrices (N^2 + NM + M^2 float64 entries): up to 512 MiB
 _U64 = 2.0**-53  # float64 unit roundoff
@@ -99,8 +99,8 @@ class PrdcResampler:
         k_pr, k_dc = self.k_pr, self.k_dc
         if not self.precomputed:
             return _prdc_core(self.x[ur], self.y[uf], k_pr, k_dc, self.strict, self.chunk, wx, wy, fast=self.fast)
-        rr = self._radii(self.drr, ur, tuple(sorted({k_pr, k_dc})))
-        f_p2 = self._radii(self.dff, uf, (k_pr,))[k_pr]
+        rr = {k: ball_thresholds(r, self.strict) for k, r in self._radii(self.drr, ur, tuple(sorted({k_pr, k_dc}))).items()}
+        f_p2 = ball_thresholds(self._radii(self.dff, uf, (k_pr,))[k_pr], self.strict)
         blk = self.drf[ur][:, uf]
         cmp = self.cmp
         in_d = cmp(blk, rr[k_dc][:, None])
