@@ -267,3 +267,20 @@ def test_a_timing_without_a_call_time_on_one_side_is_judged_by_its_tolerance():
         r = verdict(compare_frames(b, n, TOL, calibration=NO_CAL), "latency_ms")
         assert "judged by the tolerance 2% alone (no call time: no floor)" in r.detail
         assert r.tolerance == "2%"
+
+
+def test_a_changed_metric_definition_is_not_comparable_an_unrecorded_one_is_no_reason():
+    """MetricResult.version is bumped when a metric's definition changes: numbers of two versions are never
+    compared (exit 2, naming the versions). A set that does not record versions (an older CSV) is compared."""
+    base, new = row(), row(value=100.0)
+    c = cmp(frame({**base, "version": 1}), frame({**new, "version": "2"}))
+    assert c.exit_code == 2 and not c.rows
+    assert c.problems == ["fashion-mnist/gan/fd: different metric definition (metric version: '1' -> '2')"]
+    for a, b in ((1, "1"), (1.0, "1"), (float("nan"), "2"), (None, 2)):  # the same version, or one not recorded
+        c = cmp(frame({**base, "version": a}), frame({**new, "version": b}))
+        assert c.exit_code == 0 and not c.problems, (a, b)
+    c = cmp(frame(base), frame({**new, "version": "2"}))  # no version column on one side
+    assert c.exit_code == 0
+    # with another protocol change too, both are named
+    c = cmp(frame({**base, "version": 1}), frame({**row(proto={"n_fake": 500}), "version": 2}))
+    assert c.problems == ["fashion-mnist/gan/fd: different sample count (metric version: '1' -> '2', n_fake: 1000 -> 500)"]

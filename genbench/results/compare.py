@@ -16,8 +16,8 @@ confidence interval, the noise it was judged against and what that noise is made
   hardware a timing change counts when it exceeds its (relative) tolerance *and* the timed call (one sample, one
   batch, one fit: `call_ms`) moved by more than an absolute floor (`[timing_floor_ms]` in tolerances.toml).
 - **Comparability** is decided by the measurement's protocol (feature network *with its weights hash*, sample
-  counts, reference split, k...), not by entries that describe the machine (`classifier_accuracy`, the model's
-  arithmetic `precision`).
+  counts, reference split, k...) and the metric's definition version where both sets record it, not by
+  entries that describe the machine (`classifier_accuracy`, the model's arithmetic `precision`).
 
 Exit codes (a contract for CI): 0 no regression, 1 at least one regression, 2 the two sets are not comparable
 (a different protocol, dataset or sample count, or no job in common), with the reason; 2 wins over 1.
@@ -164,11 +164,13 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, tolerances: Optional[d
                                          timing_floor_ms(metric, tolerances)))
             continue
         pa, pb = _stable_protocol(x.protocol), _stable_protocol(y.protocol)
+        if x.version and y.version and x.version != y.version:  # the metric's definition changed
+            pa, pb = {**pa, "metric version": x.version}, {**pb, "metric version": y.version}
         if pa != pb:
             diff = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
             counts = [k for k in diff if k in _SAMPLE_COUNT_KEYS]
             what = ("sample count" if counts else "feature network" if "features" in diff or "classifier" in diff
-                    else "protocol")
+                    else "metric definition" if diff == ["metric version"] else "protocol")
             detail = ", ".join(f"{k}: {pa.get(k)!r} -> {pb.get(k)!r}" for k in diff)
             cmp.problems.append(f"{ds}/{model}/{metric}{'/' + variant if variant else ''}: different {what} ({detail})")
             continue

@@ -58,6 +58,16 @@ class Side:
     protocol: dict
     timing: bool
     budget: str
+    version: str = ""  # the metric's definition version (MetricResult.version); "" where not recorded
+
+
+def metric_version(raw) -> str:
+    """A stored metric version as text ("" when missing): 1, 1.0 and "1" are all "1"."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return ""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return str(raw).strip()
 
 
 def sides(frame: pd.DataFrame) -> dict[tuple, Side]:
@@ -66,8 +76,9 @@ def sides(frame: pd.DataFrame) -> dict[tuple, Side]:
     for key, g in frame.groupby(KEY, sort=True, dropna=False):
         proto = parse_protocol(g["protocol"].iloc[0])
         budget = str(g["budget"].iloc[0]) if "budget" in g.columns else ""
+        version = metric_version(g["version"].iloc[0]) if "version" in g.columns else ""
         out[tuple(key)] = Side(side_stats(g), bool(g["higher_is_better"].iloc[0]), str(g["unit"].iloc[0]), proto,
-                                bool(proto.get("timing", False)), budget)
+                               bool(proto.get("timing", False)), budget, version)
     return out
 
 
