@@ -146,12 +146,13 @@ def test_conditional_accuracy_edges_by_hand():
 def test_intra_class_fd_with_two_items_per_class_and_fewer_refused():
     from genbench.metrics import intra_class_fd
 
-    # 2 rows per class and side, 1-d: mean m and unbiased variance (a - b)^2 / 2; FD = (m1 - m2)^2 + (s1 - s2)^2
+    # 2 rows per class and side, 1-d: mean m, unbiased variance (a - b)^2 / 2, sd s; FD = (m1 - m2)^2 + (s1 - s2)^2
     rf = np.array([[0.0], [2.0], [10.0], [14.0]])
     ff = np.array([[1.0], [5.0], [10.0], [12.0]])
     y = np.array([0, 0, 1, 1])
     r = intra_class_fd(rf, y, ff, y)
-    want = {0: (1.0 - 3.0) ** 2 + (np.sqrt(2.0) - np.sqrt(8.0)) ** 2, 1: (12.0 - 11.0) ** 2 + (np.sqrt(8.0) - np.sqrt(2.0)) ** 2}
+    want = {0: (1.0 - 3.0) ** 2 + (np.sqrt(2.0) - np.sqrt(8.0)) ** 2,
+            1: (12.0 - 11.0) ** 2 + (np.sqrt(8.0) - np.sqrt(2.0)) ** 2}
     assert r["per_class"] == {c: pytest.approx(want[c], rel=1e-12) for c in (0, 1)}
     assert r["fd"] == pytest.approx((want[0] + want[1]) / 2, rel=1e-12)
     assert r["n_real"] == {0: 2, 1: 2} and r["n_fake"] == {0: 2, 1: 2}
@@ -228,8 +229,8 @@ def test_intra_fd_notes_singular_covariances_even_when_warnings_are_ignored():
 
     g = np.random.default_rng(2)
     y = torch.arange(12) % 2
-    ctx = _ctx(real_features=torch.from_numpy(g.normal(size=(12, 8))), fake_features=torch.from_numpy(g.normal(size=(12, 8))),
-               real_labels=y, fake_labels=y)
+    ctx = _ctx(real_features=torch.from_numpy(g.normal(size=(12, 8))),
+               fake_features=torch.from_numpy(g.normal(size=(12, 8))), real_labels=y, fake_labels=y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a user's filter does not hide the note
         [r] = compute_metrics(["intra_fd"], ctx)
