@@ -133,6 +133,211 @@ def test_conditional_metrics_are_skipped_without_conditions_and_registered():
         assert out.higher_is_better is better and out.category in ("quality", "diversity")
 
 
+# ---------------------------------------------------------------------------------------------- edges (issue 24)
+def test_conditional_accuracy_edges_by_hand():
+    from genbench.metrics import conditional_accuracy
+
+    # (N, K) probabilities: K is the classifier's, even for classes nothing was asked for or predicted
+    probs = torch.tensor([[0.9, 0.1, 0.0, 0.0], [0.2, 0.7, 0.1, 0.0], [0.1, 0.2, 0.7, 0.0]], dtype=torch.float64)
+    r = conditional_accuracy(probs, [0, 2, 2])
+    assert r == {"accuracy": pytest.approx(2 / 3), "per_class": [1.0, None, 0.5, None], "counts": [1, 0, 2, 0],
+                 "num_classes": 4}
+    # one sample is enough; a class with one sample gets its own 0/1 accuracy
+    assert conditional_accuracy(probs[:1], [0]) == {"accuracy": 1.0, "per_class": [1.0, None, None, None],
+                                                    "counts": [1, 0, 0, 0], "num_classes": 4}
+    # (N,) predicted labels: the classes are 0..max(conditions, predictions)
+    r = conditional_accuracy(torch.tensor([3, 0]), [0, 1])
+    assert r["num_classes"] == 4 and r["counts"] == [1, 1, 0, 0] and r["per_class"] == [0.0, 0.0, None, None]
+    r = conditional_accuracy(torch.tensor([0, 1]), [0, 3])
+    assert r["num_classes"] == 4 and r["counts"] == [1, 0, 0, 1] and r["per_class"] == [1.0, None, None, 0.0]
+    for bad in (torch.tensor([0.0, 1.0]), torch.zeros(2, 2, 2, dtype=torch.long)):
+        with pytest.raises(InvalidInputError, match=r"\(N, K\) probabilities or \(N,\) labels"):
+            conditional_accuracy(bad, [0, 1])
+    with pytest.raises(InvalidInputError, match="at least one sample"):
+        conditional_accuracy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(InvalidInputError, match=r"conditions must lie in 0\.\.3.*got -1\.\.2"):
+        conditional_accuracy(probs, [-1, 2, 2])
+    with pytest.raises(InvalidInputError, match="must be integer class labels, got dtype torch.bool"):
+        conditional_accuracy(probs[:2], torch.tensor([True, False]))
+
+
+def test_intra_class_fd_with_two_items_per_class_and_fewer_refused():
+    from genbench.metrics import intra_class_fd
+
+    # 2 rows per class and side, 1-d: mean m, unbiased variance (a - b)^2 / 2, sd s; FD = (m1 - m2)^2 + (s1 - s2)^2
+    rf = np.array([[0.0], [2.0], [10.0], [14.0]])
+    ff = np.array([[1.0], [5.0], [10.0], [12.0]])
+    y = np.array([0, 0, 1, 1])
+    r = intra_class_fd(rf, y, ff, y)
+    want = {0: (1.0 - 3.0) ** 2 + (np.sqrt(2.0) - np.sqrt(8.0)) ** 2,
+            1: (12.0 - 11.0) ** 2 + (np.sqrt(8.0) - np.sqrt(2.0)) ** 2}
+    assert r["per_class"] == {c: pytest.approx(want[c], rel=1e-12) for c in (0, 1)}
+    assert r["fd"] == pytest.approx((want[0] + want[1]) / 2, rel=1e-12)
+    assert r["n_real"] == {0: 2, 1: 2} and r["n_fake"] == {0: 2, 1: 2}
+    # the classes to average over can be given: class 1 alone
+    assert intra_class_fd(rf, y, ff, y, classes=[1])["fd"] == pytest.approx(want[1], rel=1e-12)
+    with pytest.raises(InvalidInputError, match="class 0: 1 real and 2 generated items"):
+        intra_class_fd(rf[1:], y[1:], ff, y)
+    with pytest.raises(InvalidInputError, match="class 1: 2 real and 1 generated items"):
+        intra_class_fd(rf, y, ff[:3], y[:3])
+
+
+def _ctx(**kw):
+    from genbench.metrics import EvalContext
+
+    return EvalContext(**kw)
+
+
+def test_conditional_results_directions_protocol_and_unavailable_when_called_directly():
+    from genbench.metrics import METRICS, compute_metrics
+    from genbench.metrics.registry import MetricUnavailable
+
+    for name in ("conditional_accuracy", "cas", "intra_recall_coverage"):
+        assert METRICS.get(name).higher_is_better is True
+    assert METRICS.get("intra_fd").higher_is_better is False
+    assert METRICS.get("cas").declared[0].higher_is_better is True
+    g = np.random.default_rng(1)
+    probs = torch.from_numpy(g.random((40, 3)))
+    fy = torch.arange(40) % 3
+    rf = torch.from_numpy(g.normal(size=(60, 4)))
+    ry = torch.arange(60) % 3
+    ff = torch.from_numpy(g.normal(size=(40, 4)))
+    ctx = _ctx(real_features=rf, fake_features=ff, fake_class_probs=probs, fake_labels=fy, real_labels=ry,
+               classifier_protocol={"id": "clf", "accuracy": 0.9}, condition_protocol={"conditions": "uniform"})
+    res = {m.name: m for m in compute_metrics(["conditional_accuracy", "intra_fd"], ctx)}
+    acc = res["conditional_accuracy"]
+    assert acc.higher_is_better is True and acc.value == conditional_accuracy_ref(probs, fy)
+    assert acc.protocol["classifier"] == "clf" and acc.protocol["classifier_accuracy"] == 0.9
+    assert acc.protocol["conditions"] == "uniform"
+    no_acc = _ctx(fake_class_probs=probs, fake_labels=fy, classifier_protocol={"id": "clf"})
+    assert "classifier_accuracy" not in compute_metrics(["conditional_accuracy"], no_acc)[0].protocol
+    ifd = res["intra_fd"]
+    assert ifd.higher_is_better is False and ifd.protocol["feature_dim"] == 4
+    assert "note" not in ifd.extra  # 20 items per class in 4-d: no singular covariance
+    # Stacked MNIST's (N, C, K) probabilities are refused
+    stacked = _ctx(fake_class_probs=torch.rand(40, 3, 10), fake_labels=fy)
+    assert compute_metrics(["conditional_accuracy"], stacked) == []
+    assert "per-channel" in stacked.skipped["conditional_accuracy"]
+    # called directly (not through compute_metrics), each metric still says what is missing
+    for name, kw, msg in (
+            ("conditional_accuracy", dict(fake_class_probs=probs), "carry no conditions"),
+            ("intra_fd", dict(real_features=rf, fake_features=ff, real_labels=ry), "carry no conditions"),
+            ("intra_fd", dict(real_features=rf, fake_features=ff, fake_labels=fy), "reference split has no labels"),
+            ("intra_recall_coverage", dict(real_features=rf, fake_features=ff, real_labels=ry), "carry no conditions"),
+            ("intra_recall_coverage", dict(real_features=rf, fake_features=ff, fake_labels=fy), "has no labels"),
+            ("cas", dict(real_labels=ry, fake_samples=torch.rand(40, 1, 4, 4)), "carry no conditions"),
+            ("cas", dict(fake_labels=fy, real_samples=torch.rand(60, 1, 4, 4), fake_samples=torch.rand(40, 1, 4, 4)),
+             "needs the real reference items with labels"),
+            ("cas", dict(fake_labels=fy, real_labels=ry, fake_samples=torch.rand(40, 1, 4, 4)), "needs the real"),
+            ("cas", dict(fake_labels=fy, real_labels=ry, real_samples=torch.rand(60, 1, 4, 4)), "needs the real"),
+            ("cas", dict(fake_labels=fy, real_labels=ry, real_samples=torch.rand(60, 16), modality="image",
+                         fake_samples=torch.rand(40, 16)), "image datasets only")):
+        with pytest.raises(MetricUnavailable, match=msg):
+            METRICS.get(name).compute(_ctx(**kw))
+
+
+def conditional_accuracy_ref(probs, y) -> float:
+    return float(np.mean(probs.numpy().argmax(1) == np.asarray(y)))
+
+
+def test_intra_fd_notes_singular_covariances_even_when_warnings_are_ignored():
+    import warnings
+
+    from genbench.metrics import compute_metrics
+
+    g = np.random.default_rng(2)
+    y = torch.arange(12) % 2
+    ctx = _ctx(real_features=torch.from_numpy(g.normal(size=(12, 8))),
+               fake_features=torch.from_numpy(g.normal(size=(12, 8))), real_labels=y, fake_labels=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a user's filter does not hide the note
+        [r] = compute_metrics(["intra_fd"], ctx)
+    assert r.extra["note"].startswith("some per-class covariances were singular")
+
+
+def test_cas_plumbing_classes_counts_recipe_and_ceiling(monkeypatch):
+    import genbench.features.classifier as clf
+    from genbench.metrics import METRICS, compute_metrics
+    from genbench.metrics import conditional as cond
+
+    calls = []
+
+    def fake_train(xtr, ytr, xte, yte, k, recipe, seed, *, label="", verbose=True):
+        calls.append({"n": len(ytr), "counts": torch.bincount(ytr, minlength=k).tolist(), "k": k, "recipe": recipe,
+                      "seed": seed, "verbose": verbose})
+        return None, {"test_accuracy": 0.5 + 0.1 * len(calls)}
+
+    monkeypatch.setattr(clf, "train_classifier", fake_train)
+    monkeypatch.setattr(cond, "_CEILING_CACHE", {})
+    monkeypatch.setitem(clf.RECIPES, "digits", clf.Recipe(max_epochs=7))  # unlike the default Recipe()
+    img = torch.rand(8, 1, 8, 8)
+    # no num_classes: K = 1 + the largest label of either side (fake labels up to 3, real up to 2; then 2 and 4)
+    for fy, ry, k in (([0, 1, 2, 3, 0, 1, 2, 3], [0, 1, 2, 0, 1, 2, 0, 1], 4), ([0, 1, 2, 0, 1, 2, 0, 1],
+                                                                               [0, 1, 2, 3, 4, 0, 1, 2], 5)):
+        calls.clear()
+        [r] = compute_metrics(["cas"], _ctx(fake_samples=img, real_samples=img, fake_labels=torch.tensor(fy),
+                                            real_labels=torch.tensor(ry), modality="image", seed=3))
+        assert calls == [{"n": 8, "counts": np.bincount(fy, minlength=k).tolist(), "k": k, "recipe": clf.Recipe(),
+                          "seed": 3, "verbose": False}]
+        assert r.value == 0.6 and r.higher_is_better is True and r.extra["real_data_ceiling"] is None
+        assert "real_data_ceiling" not in r.protocol and r.protocol["recipe"] == vars(clf.Recipe())
+    # the dataset's class count wins; the ceiling is trained on real training items, as many per class as samples
+    calls.clear()
+    y = torch.tensor([0, 0, 1, 2, 2, 2, 1, 0])
+    ctx = _ctx(fake_samples=img, real_samples=img, fake_labels=y, real_labels=y, modality="image", num_classes=10,
+               dataset="digits", seed=1)
+    [r] = compute_metrics(["cas"], ctx)
+    assert [c["k"] for c in calls] == [10, 10] and calls[1]["counts"] == [3, 2, 3] + [0] * 7
+    assert all(c["recipe"] == clf.RECIPES["digits"] and c["seed"] == 1 for c in calls)
+    assert r.value == 0.6 and r.extra["real_data_ceiling"] == 0.7 and r.protocol["real_data_ceiling"] == 0.7
+    assert r.protocol["recipe"] == vars(clf.RECIPES["digits"])
+    [r] = compute_metrics(["cas"], ctx)  # the ceiling is cached
+    assert len(calls) == 3 and r.extra["real_data_ceiling"] == 0.7
+    # seed 0 by default
+    calls.clear()
+    assert cond.classification_accuracy_score(img, y, img, y, 3) == 0.6 and calls[0]["seed"] == 0
+
+
+def test_cas_of_separable_images_is_one_and_quiet(capsys):
+    from genbench.metrics.conditional import classification_accuracy_score
+
+    # class c: constant images of brightness c / 2; trained on them, tested on the same kind: all right
+    y = torch.arange(24) % 3
+    x = (y.float() / 2).view(-1, 1, 1, 1).expand(-1, 1, 8, 8).contiguous()
+    assert classification_accuracy_score(x, y, x, y, 3, seed=0) == 1.0
+    assert classification_accuracy_score(x, y, x, (y + 1) % 3, 3, seed=0) == 0.0  # tested with shifted labels
+    assert capsys.readouterr().err == ""  # no training log
+
+
+def test_real_ceiling_subset_takes_the_first_items_of_each_class_in_the_seeded_order():
+    from genbench.metrics.conditional import real_ceiling_subset
+
+    y = torch.arange(30) % 4
+    x = torch.arange(30).float().view(-1, 1)
+    xs, ys = real_ceiling_subset(x, y, [2, 1])  # classes 2 and 3 are not asked for
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(20240603)).tolist()
+    want = [i for i in order if y[i] == 0][:2] + [i for i in order if y[i] == 1][:1]
+    assert sorted(xs.flatten().long().tolist()) == sorted(want)
+    assert xs.flatten().long().tolist() == [i for i in order if i in want]  # classes interleaved in that order
+    assert ys.tolist() == [int(y[i]) for i in order if i in want]
+
+
+def test_conditional_outputs_in_the_listings():
+    from genbench.metrics.registry import display_order, in_category
+
+    def among(names, listing):
+        return [n for n in listing if n in names]
+
+    # display: between the mode scores and FD; category ranks: conditional accuracy right after density, CAS
+    # before CMMD; the intra-class scores among the diversity scores
+    assert among({"mode_kl", "conditional_accuracy", "cas", "fd"}, display_order()) == [
+        "mode_kl", "conditional_accuracy", "cas", "fd"]
+    assert among({"density", "conditional_accuracy", "inception_score", "cas", "cmmd"}, in_category("quality")) == [
+        "density", "conditional_accuracy", "inception_score", "cas", "cmmd"]
+    assert among({"intra_fd", "intra_recall", "novelty", "intra_coverage", "vendi"}, in_category("diversity")) == [
+        "intra_fd", "intra_recall", "novelty", "intra_coverage", "vendi"]
+
+
 # ---------------------------------------------------------------------------------------------- the pipeline
 @dataclass
 class OracleConfig(ModelConfig):

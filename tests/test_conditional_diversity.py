@@ -124,3 +124,20 @@ def test_registered_with_protocol_directions_and_skipped_without_conditions():
                         real_labels=torch.from_numpy(ry), fake_labels=torch.from_numpy(fy[:63]))
     assert compute_metrics(["intra_recall_coverage"], small) == []
     assert "class 2" in str(small.skipped["intra_recall_coverage"])
+
+
+def test_default_ks_and_the_smallest_classes_allowed():
+    rf, ry, ff, fy = _data()
+    default = intra_class_recall_coverage(rf, ry, ff, fy)  # k_pr = 3, k_dc = 5 by default
+    assert default == intra_class_recall_coverage(rf, ry, ff, fy, k_pr=3, k_dc=5)
+    assert default != intra_class_recall_coverage(rf, ry, ff, fy, k_pr=4, k_dc=5)
+    assert default != intra_class_recall_coverage(rf, ry, ff, fy, k_pr=3, k_dc=6)
+    # more real items than the largest k (6 > 5) and more generated items than k_pr (4 > 3) per class: enough
+    rf, ry, ff, fy = _data(seed=1, n_real=6, n_fake=4)
+    r = intra_class_recall_coverage(rf, ry, ff, fy)
+    for c in range(3):
+        want = _brute(rf[ry == c], ff[fy == c], 3, 5)
+        assert (r["per_class"][c]["recall"], r["per_class"][c]["coverage"]) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(InvalidInputError, match=r"class 0: 5 real and 4 generated items.*more than 5 real and more "
+                                                r"than 3 generated"):
+        intra_class_recall_coverage(rf[1:], ry[1:], ff, fy)

@@ -161,6 +161,153 @@ def test_bootstrap_interval_shrinks_with_n():
         assert width[1600][k] < 0.5 * width[100][k], (k, width)
 
 
+# ---------------------------------------------------------------------------------------------- edges (issue 24)
+def _brute_kid(real: np.ndarray, fake: np.ndarray) -> float:
+    """Unbiased MMD^2 with the polynomial kernel (x.y / d + 1)^3, all rows (numpy, by the formula)."""
+    d = real.shape[1]
+    kxx, kyy, kxy = ((real @ real.T / d + 1) ** 3, (fake @ fake.T / d + 1) ** 3, (real @ fake.T / d + 1) ** 3)
+    m, n = len(real), len(fake)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
+
+
+@pytest.mark.filterwarnings("ignore:KID subset size clamped")  # 20 rows: the default subsets hold them all
+def test_defaults_kid_per_image_l1_and_directions_by_hand():
+    from genbench.metrics.translation import TRANSLATION_METRICS, TranslationScores, compute, cycle_l1_items
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((3, 2, 4, 4)), rng.random((3, 2, 4, 4))
+    items = cycle_l1_items(torch.from_numpy(x), torch.from_numpy(y))  # one value per image, over its pixels
+    assert items.shape == (3,) and items.numpy() == pytest.approx(np.abs(x - y).reshape(3, -1).mean(1), rel=1e-12)
+    n = 20  # KID's default subsets (1000 rows) hold every row: the value is the all-rows unbiased MMD^2
+    real, fake = rng.normal(size=(n, 8)), rng.normal(0.5, 1.0, size=(n, 8))
+    src = torch.from_numpy(rng.random((n, 1, 2, 2)))
+    probs = torch.nn.functional.one_hot(torch.arange(n) % 4, 10).double()
+    s = TranslationScores("b2a", src, torch.arange(n) % 4, src.clone(), torch.from_numpy(fake), probs,
+                          torch.from_numpy(real), {"id": "c"}, 10)
+    assert (s.kid_subsets, s.kid_subset_size, s.seed, s.n_bootstrap, s.bootstrap_alpha) == (100, 1000, 0, 0, 0.05)
+    res = _by_name(compute(TRANSLATION_METRICS, s))
+    k = res["kid_b2a"]
+    assert k.value == pytest.approx(_brute_kid(real, fake), rel=1e-9)
+    assert (k.protocol["subsets"], k.protocol["subset_size"], k.protocol["seed"], k.protocol["n_reference"]) == (
+        100, n, 0, n)
+    assert res["fd_b2a"].protocol["n_reference"] == n and res["fd_b2a"].protocol["direction"] == "b2a"
+    assert res["content_kept_b2a"].value == 1.0 and res["cycle_l1_b2a"].value == 0.0
+    assert res["classes_covered_b2a"].value == 4
+    want = {"fd_b2a": False, "kid_b2a": False, "content_kept_b2a": True, "cycle_l1_b2a": False,
+            "classes_covered_b2a": True}
+    assert {r.name: r.higher_is_better for r in res.values()} == want
+    assert all(r.ci_low is None and "n_bootstrap" not in r.protocol for r in res.values())  # no bootstrap by default
+    boot = _by_name(compute(["content_kept"], _scores(30, rng, n_bootstrap=20)))["content_kept_a2b"]
+    assert boot.protocol["bootstrap_seed"] == 0 and boot.protocol["bootstrap_alpha"] == 0.05
+
+
+def test_declarations_directions_headline_and_order():
+    from genbench.metrics.registry import METRICS, display_order, headline, in_category
+    from genbench.metrics.translation import TRANSLATION_METRICS
+
+    want = {"i2i_fd": (False, "fd", "quality"), "i2i_kid": (False, "kid", None),
+            "content_kept": (True, "content_kept", "quality"), "cycle_l1": (False, "cycle_l1", None),
+            "i2i_coverage": (True, "classes_covered", "diversity")}
+    for name in TRANSLATION_METRICS:
+        spec = METRICS.get(name)
+        hib, stem, cat = want[name]
+        assert spec.higher_is_better is hib and spec.modalities == ("translation",)
+        assert [(o.name, o.higher_is_better, o.category) for o in spec.declared] == [
+            (f"{stem}_a2b", hib, cat), (f"{stem}_b2a", hib, cat)]
+    assert headline("translation") == ["fd_a2b", "fd_b2a", "content_kept_a2b", "content_kept_b2a", "cycle_l1_a2b",
+                                       "cycle_l1_b2a"]
+    order = [n for n in display_order() if n.endswith(("_a2b", "_b2a"))]
+    assert order == [f"{s}_{d}" for s in ("fd", "content_kept", "kid", "cycle_l1", "classes_covered")
+                     for d in ("a2b", "b2a")]
+    # a2b before b2a in each category; FD the most representative quality score, then content kept
+    q = [n for n in in_category("quality") if n.endswith(("_a2b", "_b2a"))]
+    assert q == ["fd_a2b", "fd_b2a", "content_kept_a2b", "content_kept_b2a"]
+    assert in_category("diversity")[:4] == ("classes_covered_a2b", "modes_covered", "classes_covered",
+                                            "classes_covered_b2a")
+    assert in_category("quality")[:6] == ("fd", "fd_a2b", "fd_inf", "fd_b2a", "fd_text", "content_kept_a2b")
+
+
+def test_intervals_clipped_to_the_range_one_bootstrap_refused_and_warnings_once():
+    import warnings
+
+    from genbench.errors import InvalidInputError
+    from genbench.metrics._util import MetricWarning
+    from genbench.metrics.translation import compute
+
+    rng = np.random.default_rng(5)
+    # translations that equal the reference: FD 0, and the bias shift takes the lower end below 0: clipped to 0
+    feats = torch.from_numpy(rng.normal(size=(40, 3)))
+    s = _scores(40, rng, n_bootstrap=50, real_features=feats, fake_features=feats.clone())
+    fd = _by_name(compute(["i2i_fd"], s))["fd_a2b"]
+    assert fd.value == pytest.approx(0.0, abs=1e-9) and fd.ci_low == 0.0 < fd.ci_high
+    # 98 of 100 items right (content) and 98 images entirely changed by the cycle (L1 = 1): at seed 0 with 50
+    # replicates the shifted upper end is 1.0006, clipped to 1
+    labels = torch.arange(100) % 10
+    probs = torch.nn.functional.one_hot(labels, 10).double()
+    probs[:2] = torch.nn.functional.one_hot((labels[:2] + 1) % 10, 10).double()
+    src = torch.zeros(100, 1, 2, 2, dtype=torch.float64)
+    cycled = torch.ones_like(src)
+    cycled[:2] = 0.0
+    s = _scores(100, rng, n_bootstrap=50, source=src, cycled=cycled, source_labels=labels, fake_probs=probs)
+    res = _by_name(compute(["content_kept", "cycle_l1"], s))
+    for name in ("content_kept_a2b", "cycle_l1_a2b"):
+        assert res[name].value == 0.98 and res[name].ci_high == 1.0 and res[name].ci_low < 0.98, res[name]
+    for name in ("i2i_fd", "content_kept", "cycle_l1"):  # one replicate is no interval: refused, not dropped
+        with pytest.raises(InvalidInputError, match="n_boot must be >= 2"):
+            compute([name], _scores(30, rng, n_bootstrap=1))
+    # 6 real rows in 8-d: singular; the point estimate may warn, its bootstrap replicates do not add warnings
+    s0 = _scores(20, np.random.default_rng(6), n_bootstrap=0, real_features=torch.from_numpy(rng.normal(size=(6, 8))))
+    counts = []
+    for nb in (0, 20):
+        s0.n_bootstrap = nb
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compute(["i2i_fd"], s0)
+        counts.append(sum(issubclass(w.category, MetricWarning) for w in caught))
+    assert counts[0] >= 1 and counts[1] == counts[0], counts
+
+
+def test_item_interval_is_the_seeded_bias_corrected_percentile_of_item_means():
+    from genbench.metrics.translation import item_mean_ci
+
+    # an independent replay of the documented draws: per replicate one index draw for each "set" (the items twice),
+    # the replicate is the mean of the second; quantiles shifted by mean(replicates) - mean(values)
+    v = torch.tensor([0.0, 0.0, 0.1, 0.2, 0.9, 1.0, 0.05, 0.0], dtype=torch.float64)  # skewed: median != mean
+    g = torch.Generator().manual_seed(0)
+    reps = []
+    for _ in range(200):
+        torch.randint(0, 8, (8,), generator=g)
+        reps.append(float(v[torch.randint(0, 8, (8,), generator=g)].mean()))
+    reps = np.array(reps)
+    lo, hi = np.quantile(reps, [0.025, 0.975]) - (reps.mean() - float(v.mean()))
+    ci = item_mean_ci(v, 200)  # seed 0, alpha 0.05 by default
+    assert ci["ci_low"] == pytest.approx(lo, abs=1e-12) and ci["ci_high"] == pytest.approx(hi, abs=1e-12)
+    assert item_mean_ci(v, 200, seed=1)["ci_low"] != ci["ci_low"]
+
+
+def test_fd_interval_of_a_singular_reference_uses_the_exact_route():
+    import warnings
+
+    from genbench.metrics._util import MetricWarning
+    from genbench.metrics.bootstrap import bootstrap_ci
+    from genbench.metrics.frechet import frechet_distance_features
+    from genbench.metrics.translation import compute
+
+    # 6 reference rows (or 6 translations) in 8-d: a singular covariance, where only the features route is exact
+    # (the statistics route is off by ~5e-9 relative there)
+    rng = np.random.default_rng(7)
+    for n_real, n_fake in ((6, 20), (20, 6)):
+        s = _scores(n_fake, rng, n_bootstrap=20, real_features=torch.from_numpy(rng.normal(size=(n_real, 8))))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetricWarning)
+            fd = _by_name(compute(["i2i_fd"], s))["fd_a2b"]
+            want = bootstrap_ci(lambda r, f: frechet_distance_features(r, f, route="features"), s.real_features,
+                                s.fake_features, 20, 0, 0.05, bounds=(0.0, None))
+        assert fd.ci_low == pytest.approx(want["ci_low"], rel=1e-11), (n_real, n_fake)
+        assert fd.ci_high == pytest.approx(want["ci_high"], rel=1e-11), (n_real, n_fake)
+
+
 def test_identity_and_oracle_bound_the_scores(tmp_path):
     from genbench.features import get_extractor
     from genbench.metrics.frechet import frechet_distance_features
