@@ -68,8 +68,8 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/text.py": ["tests/test_text_metrics.py", "tests/test_text_models.py", "-k",
                                  "not test_text_models or exact_context or perplexity_matches"],
     # of test_refstats.py only the k-NN radii tests use knn.py (the others test the cache; one runs subprocesses)
-    "genbench/metrics/knn.py": ["tests/test_metrics_prdc.py", "tests/test_refstats.py", "-k",
-                                "not test_refstats or radii"],
+    "genbench/metrics/knn.py": ["tests/test_metrics_knn.py", "tests/test_metrics_prdc.py", "tests/test_refstats.py",
+                                "-k", "not test_refstats or radii"],
     "genbench/metrics/prdc_bootstrap.py": ["tests/test_metrics_prdc.py", *_REG],
     "genbench/metrics/conditional.py": ["tests/test_conditional.py", "tests/test_conditional_diversity.py",
                                         "tests/test_conditional_folders.py"],
