@@ -130,6 +130,30 @@ def test_error_bound_scales_with_the_largest_norm():
     _check(got, ref, rtol=1e-15)
 
 
+def test_a_candidate_exactly_two_tolerances_below_the_kth_is_counted_once():
+    """Dyadic points, every float32 and float64 step exact (mean 0 by symmetry, D = 7: tol factor 2^-19). Row 0 =
+    e0 has centred norm 1 and the largest norm is 3, so 2 tol = 2^-18 (1 + 3) = 2^-16; its neighbours lie at
+    2^-18 (e0 + 2^-9 e1) and 5 * 2^-18 (e0 + 2^-9 (2 e1 + e2)), exactly 2 tol apart: the first is inside the
+    window of the second and must not be counted below it as well. The 2nd neighbour is at 5 * 2^-18."""
+    e = np.eye(7)
+    half = np.array([e[0], e[0] + 2.0**-9 * e[1], e[0] + 2.0**-9 * (2 * e[1] + e[2]), e[3] + e[4] + e[5]])
+    x = np.vstack([half, -half])
+    t = torch.from_numpy(x)
+    assert knn._tol_factor(7) == 2.0**-19 and float(t.mean(0).abs().max()) == 0.0
+    got = knn._knn_sq_radii_fast(t, (2,), 3, t.mean(0))
+    assert got[2][0].item() == 5 * 2.0**-18
+    _check(got, _brute(x, (2,)), rtol=0)
+
+
+def test_near_ties_with_one_candidate_not_kept():
+    """12 rows, k = 2: the float32 pass keeps 10 of each row's 11 neighbours (all tied in float32), so a row
+    whose dropped one may be among its true 2 nearest is recomputed in full."""
+    for seed in range(4):  # which of the float32-tied candidates is dropped depends on the draw
+        x, delta = _simplex(12, 1000.0, seed)
+        got = knn._knn_sq_radii_fast(torch.from_numpy(x), (2,), 5, torch.from_numpy(x).mean(0))
+        _check(got, _simplex_answer(delta, 1000.0, (2,)), rtol=1e-15)
+
+
 def test_identical_rows_have_radius_zero():
     x = np.full((10, 3), 2.5)
     for path, got in _both(x, (1, 3), 4).items():
@@ -250,3 +274,11 @@ def test_fast_path_switch(monkeypatch):
         assert knn_radii(np.random.default_rng(34).standard_normal((20, 2)), (1,)).tag == "fast"
     finally:
         torch.set_float32_matmul_precision(old)
+
+
+def test_feature_shapes():
+    _check(knn_radii(torch.tensor([0.0, 1.0, 3.0]), (1,)).sq, {1: np.array([1.0, 1.0, 4.0])})  # (N,): N x 1
+    _check(knn_radii(np.array([0.0, 1.0, 3.0]), (1,)).sq, {1: np.array([1.0, 1.0, 4.0])})
+    for x in (torch.zeros(4, 2, 2), np.zeros((4, 2, 2))):
+        with pytest.raises(InvalidInputError, match=r"\(N, D\) feature matrix"):
+            knn_radii(x, (1,))
