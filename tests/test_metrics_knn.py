@@ -154,6 +154,17 @@ def test_near_ties_with_one_candidate_not_kept():
         _check(got, _simplex_answer(delta, 1000.0, (2,)), rtol=1e-15)
 
 
+def test_tied_candidates_from_a_later_block_still_enter_a_short_list():
+    """17 rows of the simplex (all distances tied in float32), blocks of 8: the last row gets 8 candidates from the
+    first block (one short of the 9 kept) and the tied ones of the second block must still fill its list; its
+    true nearest neighbour (the smallest offset) is row 8, in the second block."""
+    delta = ((np.arange(17) - 8) % 17) * 1e-9
+    x = np.diag(1 + delta)
+    got = knn._knn_sq_radii_fast(torch.from_numpy(x), (1,), 8, torch.from_numpy(x).mean(0))
+    assert got[1][16].item() == (1 + delta[16]) ** 2 + 1.0
+    _check(got, _simplex_answer(delta, 1.0, (1,)), rtol=1e-15)
+
+
 def test_identical_rows_have_radius_zero():
     x = np.full((10, 3), 2.5)
     for path, got in _both(x, (1, 3), 4).items():
