@@ -287,6 +287,23 @@ def test_fast_path_switch(monkeypatch):
         torch.set_float32_matmul_precision(old)
 
 
+
+def test_fast_path_is_off_for_cuda_tensors_under_tf32():
+    """TF32 products (10-bit mantissa) break the float32 error bound: a CUDA tensor takes the float64 path then,
+    even with fast=True, and the float32 path only when asked for at "highest" precision (not by default). Only
+    `x.device` is read, so a stand-in for a CUDA tensor runs on any machine."""
+    from types import SimpleNamespace
+
+    x = SimpleNamespace(device=torch.device("cuda"))
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert knn._use_fast(True, x) is True and knn._use_fast(None, x) is False
+        torch.set_float32_matmul_precision("high")  # also turns torch.backends.cuda.matmul.allow_tf32 on
+        assert knn._use_fast(True, x) is False and knn._use_fast(None, x) is False
+    finally:
+        torch.set_float32_matmul_precision(old)
+
 def test_feature_shapes():
     _check(knn_radii(torch.tensor([0.0, 1.0, 3.0]), (1,)).sq, {1: np.array([1.0, 1.0, 4.0])})  # (N,): N x 1
     _check(knn_radii(np.array([0.0, 1.0, 3.0]), (1,)).sq, {1: np.array([1.0, 1.0, 4.0])})
