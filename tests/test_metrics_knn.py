@@ -48,7 +48,7 @@ def test_every_block_size_gives_the_brute_force_radii():
 
 def test_exactly_one_more_point_than_k_and_no_fewer():
     x = np.random.default_rng(21).standard_normal((6, 3))
-    for path, got in _both(x, (5,), 2).items():
+    for got in _both(x, (5,), 2).values():
         _check(got, _brute(x, (5,)), rtol=1e-12)
     for fn in (lambda t: knn_sq_radii(t, (5,)), lambda t: knn._knn_sq_radii_fast(t, (2, 5), 4, t.mean(0))):
         with pytest.raises(InvalidInputError, match="k=5 need more than 5 points, got 5"):
@@ -58,7 +58,7 @@ def test_exactly_one_more_point_than_k_and_no_fewer():
 def test_ks_further_apart_than_the_kept_candidates():
     """The float32 path keeps k_max + 8 candidates per row: k = 1 and k = 12 together."""
     x = np.random.default_rng(22).standard_normal((60, 4))
-    for path, got in _both(x, (1, 12), 16).items():
+    for got in _both(x, (1, 12), 16).values():
         _check(got, _brute(x, (1, 12)), rtol=1e-12)
 
 
