@@ -67,7 +67,9 @@ MODULES: dict[str, list[str]] = {
     # the text models' tests train networks (slow): only the likelihood-protocol ones that use metrics/text.py
     "genbench/metrics/text.py": ["tests/test_text_metrics.py", "tests/test_text_models.py", "-k",
                                  "not test_text_models or exact_context or perplexity_matches"],
-    "genbench/metrics/knn.py": ["tests/test_metrics_prdc.py", "tests/test_refstats.py"],
+    # of test_refstats.py only the k-NN radii tests use knn.py (the others test the cache; one runs subprocesses)
+    "genbench/metrics/knn.py": ["tests/test_metrics_knn.py", "tests/test_metrics_prdc.py", "tests/test_refstats.py",
+                                "-k", "not test_refstats or radii"],
     "genbench/metrics/prdc_bootstrap.py": ["tests/test_metrics_prdc.py", *_REG],
     # the fast per-function tests first (-x stops at the first failure); left out: the 20 s oracle pipeline run
     # (its intra-class FD / recall / coverage are the unit-tested functions') and the guidance sweep / figure / suite
