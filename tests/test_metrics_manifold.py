@@ -1,0 +1,163 @@
+"""P/R/D/C (genbench/metrics/manifold.py) on small cases with known answers: a hand-computed 1-D case with
+points on ball boundaries (inclusive and strict balls, k_pr != k_dc, several blocks), weighted replicates against
+an independent brute-force numpy reference on both the float64 and the float32 path (pair lists, dense masks and
+the dense float64 fallback), cached real radii, and the k / convention arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genbench.errors import InvalidInputError
+from genbench.metrics import manifold
+from genbench.metrics.knn import KnnRadii, _radii_tag, knn_radii
+from genbench.metrics.manifold import _prdc_core, _resolve_ks, prdc
+from test_metrics_prdc import _brute, _brute_weighted
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+# 1-D integer points: every distance is exact in float32 and float64, and several fakes sit on a ball's boundary.
+REAL = [0.0, 1.0, 3.0, 6.0, 10.0]  # 1-NN radii 1 1 2 3 4; 2-NN radii 3 2 3 4 7
+FAKE = [-1.0, 2.0, 20.0, 21.0]  # 1-NN radii 3 3 1 1; 2-NN radii 21 18 18 19
+# worked by hand (k_pr = 1, k_dc = 2):
+#  precision: -1 is on the boundary of 0's ball (1 <= 1), 2 inside 3's (1 < 2); 20 and 21 outside every ball
+#  recall: 0, 1 and 3 lie within 3 of -1 or 2; 6 is 4 from 2 (> 3), 10 far from all
+#  density: -1 in the 2-NN balls of 0 (1 < 3) and 1 (2 = 2, boundary); 2 in those of 0, 1, 3 and 6 (4 = 4,
+#  boundary); 20, 21 in none -> (2 + 4) / (2 * 4); strict: (1 + 3) / 8
+#  coverage: 0, 1, 3 hold a fake; 6 only on its boundary (the fake 2); 10 none
+HAND_INCLUSIVE = {"precision": 0.5, "recall": 0.6, "density": 0.75, "coverage": 0.8}
+HAND_STRICT = {"precision": 0.25, "recall": 0.6, "density": 0.5, "coverage": 0.6}
+
+
+def _t(v):
+    return torch.tensor(v, dtype=torch.float64)[:, None]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("chunk", [1, 2, 64])
+def test_hand_computed_boundaries_inclusive_and_strict(fast, chunk):
+    x, y = _t(REAL), _t(FAKE)
+    assert prdc(x, y, k_pr=1, k_dc=2, fast=fast, chunk=chunk) == HAND_INCLUSIVE
+    assert _prdc_core(x, y, 1, 2, True, chunk, fast=fast) == HAND_STRICT
+    assert _prdc_core(x, y, 1, 2, False, chunk, fast=fast) == HAND_INCLUSIVE
+    # roles swapped (N = 4 real, M = 5 fake): against the brute-force definition
+    swapped = {k: float(v) for k, v in _brute(FAKE_2D, REAL_2D, 1, 2).items()}
+    assert prdc(y, x, k_pr=1, k_dc=2, fast=fast, chunk=chunk) == pytest.approx(swapped, abs=1e-15)
+
+
+REAL_2D = np.array(REAL)[:, None]
+FAKE_2D = np.array(FAKE)[:, None]
+
+
+def test_hand_computed_case_through_the_conventions():
+    x, y = _t(REAL), _t(FAKE)
+    # prdc convention with one k = 2 everywhere, strict: precision -1 (1 < 3) and 2; recall with the fakes'
+    # 2-NN radii (18-21) covers every real point; density and coverage as HAND_STRICT
+    assert prdc(x, y, convention="prdc", nearest_k=2) == {"precision": 0.5, "recall": 1.0, "density": 0.5,
+                                                          "coverage": 0.6}
+    # nearest_k in the official convention sets both k, inclusive: precision adds nothing on the boundary
+    # (2-NN balls), coverage and density as HAND_INCLUSIVE
+    assert prdc(x, y, nearest_k=2) == {"precision": 0.5, "recall": 1.0, "density": 0.75, "coverage": 0.8}
+
+
+def test_resolve_ks_defaults_and_edges():
+    assert _resolve_ks(3, 5, "official", None) == (3, 5, False)
+    assert _resolve_ks(3, 5, "official", 2) == (2, 2, False)
+    assert _resolve_ks(3, 5, "prdc", None) == (5, 5, True)
+    assert _resolve_ks(3, 7, "prdc", 4) == (4, 4, True)
+    assert _resolve_ks(1, 1, "official", None) == (1, 1, False)  # k = 1 is allowed
+    for args in ((0, 5, "official", None), (3, 0, "official", None), (3, 5, "official", 0), (3, 5, "prdc", 0)):
+        with pytest.raises(InvalidInputError, match="k must be >= 1"):
+            _resolve_ks(*args)
+    # the defaults of prdc are k_pr = 3, k_dc = 5 (official)
+    real, fake = np.random.default_rng(20).standard_normal((40, 3)), np.random.default_rng(21).standard_normal((30, 3))
+    ref = {k: float(v) for k, v in _brute(real, fake, 3, 5).items()}
+    assert prdc(real, fake) == pytest.approx(ref, abs=1e-12)
+
+
+def test_mismatched_dimensions_are_refused():
+    with pytest.raises(InvalidInputError, match="dimension"):
+        prdc(np.zeros((10, 3)), np.ones((10, 4)))
+
+
+def _weighted_case(seed, n=30, m=24, d=3):
+    """Distinct rows with multiplicities whose mean differs from their median (a median would change density)."""
+    rng = np.random.default_rng(seed)
+    real, fake = rng.standard_normal((n, d)), rng.standard_normal((m, d)) + 0.3
+    wx = rng.choice([1.0, 1.0, 2.0, 5.0], n)
+    wy = rng.choice([1.0, 1.0, 3.0, 4.0], m)
+    return real, fake, wx, wy
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("ks", [(3, 5), (4, 4)])
+def test_weighted_core_against_brute_force(fast, ks):
+    """_prdc_core with row multiplicities (bootstrap replicates, prdc_dedup): averages weighted by multiplicity,
+    density's ball counts by wx / mean(wx); with weights on one side only, too."""
+    real, fake, wx, wy = _weighted_case(22)
+    x, y = torch.from_numpy(real), torch.from_numpy(fake)
+    for strict in (False, True):
+        for w_real, w_fake in ((wx, wy), (wx, None), (None, wy)):
+            ref = _brute_weighted(real, np.ones(30) if w_real is None else w_real, fake,
+                                  np.ones(24) if w_fake is None else w_fake, *ks, strict=strict)
+            got = _prdc_core(x, y, *ks, strict, 7, None if w_real is None else torch.from_numpy(w_real),
+                             None if w_fake is None else torch.from_numpy(w_fake), fast=fast)
+            assert got == pytest.approx({k: float(v) for k, v in ref.items()}, abs=1e-12), (strict, w_real is None)
+
+
+@pytest.mark.parametrize("sparse_max,max_ambiguous", [(-1.0, 0.25), (-1.0, -1.0), (-1.0, 2.0), (2.0, 0.25)])
+def test_float32_path_dense_masks_and_float64_fallback_with_weights(monkeypatch, sparse_max, max_ambiguous):
+    """The float32 pass's dense masks (`_SPARSE_MAX` -1: every block), its float64 fallback (`_MAX_AMBIGUOUS` -1:
+    every dense block redone in float64; 2: never) and its pair lists (`_SPARSE_MAX` 2), with and without
+    weights, several blocks, both conventions: the brute-force values."""
+    monkeypatch.setattr(manifold, "_SPARSE_MAX", sparse_max)
+    monkeypatch.setattr(manifold, "_MAX_AMBIGUOUS", max_ambiguous)
+    real, fake, wx, wy = _weighted_case(23)
+    x, y = torch.from_numpy(real), torch.from_numpy(fake)
+    for ks, strict in (((3, 5), False), ((5, 5), True), ((2, 2), False)):
+        ref = _brute(real, fake, *ks, strict=strict)
+        got = _prdc_core(x, y, *ks, strict, 7, fast=True)
+        assert got == pytest.approx({k: float(v) for k, v in ref.items()}, abs=1e-12), (ks, strict)
+        ref = _brute_weighted(real, wx, fake, wy, *ks, strict=strict)
+        got = _prdc_core(x, y, *ks, strict, 7, torch.from_numpy(wx), torch.from_numpy(wy), fast=True)
+        assert got == pytest.approx({k: float(v) for k, v in ref.items()}, abs=1e-12), (ks, strict, "weighted")
+
+
+def test_degenerate_blocks_are_redone_in_float64(monkeypatch):
+    """When more than a quarter of a dense block's pairs are undecided by the float32 bound (two tight clusters
+    far from their common mean: every pair within a cluster is closer than the bound), the block is recomputed
+    as one float64 block instead of pair by pair; the values stay the brute-force ones."""
+    g = torch.Generator().manual_seed(24)
+    centres = torch.randn(2, 8, generator=g, dtype=torch.float64) * 10
+    x = centres[torch.arange(40) % 2] + 1e-3 * torch.randn(40, 8, generator=g, dtype=torch.float64)
+    y = centres[torch.arange(30) % 2] + 1e-3 * torch.randn(30, 8, generator=g, dtype=torch.float64)
+    calls = []
+    orig = manifold._d2_block
+    monkeypatch.setattr(manifold, "_d2_block", lambda *a: calls.append(a[0].shape[0]) or orig(*a))
+    for ks, strict in (((3, 5), False), ((5, 5), True)):
+        calls.clear()
+        ref = {k: float(v) for k, v in _brute(x.numpy(), y.numpy(), *ks, strict=strict).items()}
+        assert _prdc_core(x, y, *ks, strict, 16, fast=True) == pytest.approx(ref, abs=1e-12)
+        assert calls == [16, 16, 8]  # one float64 block per block of rows, computed once for all its balls
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_cached_real_radii_are_used(fast):
+    """`real_radii` replaces the real set's k-NN pass: real radii of the right tag are used as given (radii
+    of +inf put every fake in every real ball: precision = coverage = 1, density = N / k_dc), and the cached
+    path gives the same values as computing them (several blocks); radii of another size or tag are ignored."""
+    real, fake = np.random.default_rng(25).standard_normal((30, 4)), np.random.default_rng(26).standard_normal((20, 4))
+    x, y = torch.from_numpy(real), torch.from_numpy(fake)
+    tag = _radii_tag(fast, 7)
+    inf = KnnRadii({3: torch.full((30,), float("inf"), dtype=torch.float64),
+                    5: torch.full((30,), float("inf"), dtype=torch.float64)}, tag, 30)
+    plain = prdc(x, y, fast=fast, chunk=7)
+    got = prdc(x, y, fast=fast, chunk=7, real_radii=inf)
+    assert got == {"precision": 1.0, "recall": plain["recall"], "density": 30 / 5, "coverage": 1.0}
+    cached = knn_radii(x, (3, 5), fast=fast, chunk=7)
+    assert cached.tag == tag
+    assert prdc(x, y, fast=fast, chunk=7, real_radii=cached) == pytest.approx(plain, abs=1e-12)
+    assert prdc(x[:20], y, fast=fast, chunk=7, real_radii=inf) == prdc(x[:20], y, fast=fast, chunk=7)  # other N
+    wrong_tag = KnnRadii(inf.sq, _radii_tag(not fast, 7), 30)
+    assert prdc(x, y, fast=fast, chunk=7, real_radii=wrong_tag) == plain
