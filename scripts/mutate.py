@@ -73,7 +73,7 @@ MODULES: dict[str, list[str]] = {
                                         "tests/test_conditional_folders.py"],
     "genbench/metrics/translation.py": ["tests/test_translation.py"],
     "genbench/metrics/text_prefix.py": ["tests/test_metrics_text_prefix.py", "tests/test_text_prefix.py"],
-    "genbench/metrics/text_speed.py": ["tests/test_text_metrics.py"],
+    "genbench/metrics/text_speed.py": ["tests/test_metrics_text_speed.py", "tests/test_text_metrics.py::test_speed_metrics_run"],
     "genbench/results/paired_ties.py": ["tests/test_paired_ties.py"],
     "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
     "genbench/results/compare.py": _GATE,
