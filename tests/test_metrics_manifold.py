@@ -11,7 +11,7 @@ import torch
 
 from genbench.errors import InvalidInputError
 from genbench.metrics import manifold
-from genbench.metrics.knn import KnnRadii, _radii_tag, knn_radii
+from genbench.metrics.knn import KnnRadii, _radii_tag, knn_radii, knn_sq_radii
 from genbench.metrics.manifold import _prdc_core, _resolve_ks, prdc
 from test_metrics_prdc import _brute, _brute_weighted
 
@@ -161,3 +161,120 @@ def test_cached_real_radii_are_used(fast):
     assert prdc(x[:20], y, fast=fast, chunk=7, real_radii=inf) == prdc(x[:20], y, fast=fast, chunk=7)  # other N
     wrong_tag = KnnRadii(inf.sq, _radii_tag(not fast, 7), 30)
     assert prdc(x, y, fast=fast, chunk=7, real_radii=wrong_tag) == plain
+
+
+def _ring(n_side):
+    """Integer points symmetric about the origin (their float64 mean is exactly 0)."""
+    pts = [(a, b) for a in range(-n_side, n_side + 1) for b in range(-n_side, n_side + 1) if (a, b) != (0, 0)]
+    return [(3 * a, 3 * b) for a, b in pts]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_pair_at_the_mean_against_a_ball_of_radius_zero(strict):
+    """Six real copies of the mean (their 5-NN radius is 0) and a fake at the mean: the float32 error bound of
+    that pair is 0 (both centred norms are 0), so it is settled at the bound's edge: inside for `<=`, outside
+    for `<` (coverage and density of those balls), as the brute-force definition says."""
+    real = np.array([(0, 0)] * 6 + _ring(4), dtype=np.float64)
+    fake = np.array([(0, 0), (1, 2), (-2, 1), (7, 7), (-5, 4), (4, -8), (10, 1), (-11, -3)], dtype=np.float64)
+    assert real.mean(0).tolist() == [0.0, 0.0]
+    ref = {k: float(v) for k, v in _brute(real, fake, 5, 5, strict=strict).items()}
+    for chunk in (4, 128):
+        got = _prdc_core(torch.from_numpy(real), torch.from_numpy(fake), 5, 5, strict, chunk, fast=True)
+        assert got == pytest.approx(ref, abs=1e-15), chunk
+    other = _brute(real, fake, 5, 5, strict=not strict)
+    assert ref["coverage"] != other["coverage"]  # the six balls of radius 0 decide
+
+
+def test_only_undecided_pairs_go_to_float64_and_each_pairs_own_bound_settles_most(monkeypatch):
+    """The float32 real x fake pass sends a pair to float64 only when its approximate distance is within the
+    pair's own error bound fac * (|x_i - mu|^2 + |y_j - mu|^2) of a ball radius (hence its exact distance within
+    twice that bound), and the pair's own bound settles most of the candidates that the row's (wider) bound
+    leaves open: one fake far out widens every row's bound. Same values with and without these shortcuts."""
+    from genbench.metrics.knn import _tol_factor
+
+    g = torch.Generator().manual_seed(27)
+    real = torch.randn(200, 16, generator=g, dtype=torch.float64)
+    fake = torch.cat([torch.randn(150, 16, generator=g, dtype=torch.float64) * 1.1,
+                      torch.full((1, 16), 30.0, dtype=torch.float64)])
+    ref = {k: float(v) for k, v in _brute(real.numpy(), fake.numpy(), 3, 5).items()}
+    mu = real.mean(0)
+    tp = _tol_factor(16) * ((real - mu).square().sum(1)[:, None] + (fake - mu).square().sum(1)[None, :])
+    d2 = torch.cdist(real, fake).square()
+    rr = {k: v for k, v in knn_sq_radii(real, (3, 5), 64).items()}
+    f3 = knn_sq_radii(fake, (3,), 64)[3]
+    near = torch.stack([(d2 - rr[3][:, None]).abs(), (d2 - rr[5][:, None]).abs(), (d2 - f3[None, :]).abs()]).amin(0)
+
+    sent = []
+    exact, orig = manifold._exact_pair_d2, manifold._inside_pairs
+    monkeypatch.setattr(manifold, "_exact_pair_d2", lambda x, ia, y, ib: sent.append((ia, ib)) or exact(x, ia, y, ib))
+    counts = []
+    for n_args in (None, 11, 10):  # all shortcuts; the pair's own bound only; neither
+        if n_args is not None:
+            monkeypatch.setattr(manifold, "_inside_pairs", lambda *a, n=n_args, **kw: orig(*a[:n]))
+        sent.clear()
+        assert prdc(real, fake, fast=True, chunk=64) == pytest.approx(ref, abs=1e-12)
+        ia = torch.cat([s[0] for s in sent] + [torch.zeros(0, dtype=torch.long)])
+        ib = torch.cat([s[1] for s in sent] + [torch.zeros(0, dtype=torch.long)])
+        counts.append(ia.numel())
+        if n_args != 10:
+            assert bool((near[ia, ib] <= 2 * tp[ia, ib]).all()), n_args
+    assert counts[0] <= counts[1] < counts[2] / 2, counts
+
+
+@pytest.mark.parametrize("far", [1000.3, 1001.1])
+def test_a_boundary_pair_of_a_row_far_from_the_mean_is_settled_exactly(far):
+    """A real row far from the mean (~1000, among the integers 0..59; mean ~45.4) in a later block, whose 5-NN
+    ball (to the row 55) has a fake exactly on its boundary (55): its float32 distance is off by 0.03-0.04 here
+    (|x - mu|^2 ~ 9e5 in float32, one way for 1000.3, the other for 1001.1), far beyond the error bound of a
+    row near the mean, so the pair must be settled with its own row's bound, then in float64: inside for `<=`,
+    outside for `<`. 100 fakes far out keep the real x fake blocks on the pair-list path."""
+    real = np.array(list(range(20)) + [far] + list(range(20, 60)), dtype=np.float64)[:, None]
+    fake = np.array([55.0] + [2000.0 + 3 * i for i in range(100)])[:, None]
+    for strict in (False, True):
+        ref = {k: float(v) for k, v in _brute(real, fake, 5, 5, strict=strict).items()}
+        assert ref != _brute(real, fake, 5, 5, strict=not strict)  # the boundary pair decides
+        for chunk in (8, 16):
+            got = _prdc_core(torch.from_numpy(real), torch.from_numpy(fake), 5, 5, strict, chunk, fast=True)
+            assert got == pytest.approx(ref, abs=1e-15), (strict, chunk)
+
+
+@pytest.mark.parametrize("n_near,fallback_blocks", [(8, [16]), (9, [16, 16])])
+def test_the_float64_fallback_starts_above_a_quarter_of_a_block(monkeypatch, n_near, fallback_blocks):
+    """Real rows 0-15 in one tight cluster, 16-31 in another far from it (blocks of 16 rows); 32 fakes, n_near of
+    them in the first cluster: every pair within a cluster is undecided by the float32 bound, so the first block
+    has exactly n_near / 32 of its pairs undecided and the second (32 - n_near) / 32. A block is redone in
+    float64 only above a quarter: 8 / 32 is not, 9 / 32 is. Values: the brute-force ones either way."""
+    g = torch.Generator().manual_seed(28)
+    centres = torch.randn(2, 8, generator=g, dtype=torch.float64) * 10
+    x = centres[torch.arange(32) // 16] + 1e-3 * torch.randn(32, 8, generator=g, dtype=torch.float64)
+    y = centres[(torch.arange(32) >= n_near).long()] + 1e-3 * torch.randn(32, 8, generator=g, dtype=torch.float64)
+    calls = []
+    orig = manifold._d2_block
+    monkeypatch.setattr(manifold, "_d2_block", lambda *a: calls.append(a[0].shape[0]) or orig(*a))
+    ref = {k: float(v) for k, v in _brute(x.numpy(), y.numpy(), 3, 5).items()}
+    assert _prdc_core(x, y, 3, 5, False, 16, fast=True) == pytest.approx(ref, abs=1e-12)
+    assert calls == fallback_blocks
+
+
+@pytest.mark.parametrize("n_near,dense_blocks", [(2, {16}), (3, {0, 16})])
+def test_pair_lists_up_to_a_sixteenth_of_a_block(monkeypatch, n_near, dense_blocks):
+    """The same two clusters: the first block of rows has exactly n_near / 32 of its entries as candidates (every
+    pair within the cluster), the second most of them. Candidates go to a pair list up to 1/16 of the block
+    (2 / 32), to a dense mask above it (3 / 32)."""
+    g = torch.Generator().manual_seed(29)
+    centres = torch.randn(2, 8, generator=g, dtype=torch.float64) * 10
+    x = centres[torch.arange(32) // 16] + 1e-3 * torch.randn(32, 8, generator=g, dtype=torch.float64)
+    y = centres[(torch.arange(32) >= n_near).long()] + 1e-3 * torch.randn(32, 8, generator=g, dtype=torch.float64)
+    dense = set()
+    orig = manifold._inside_pairs
+
+    def spy(*a, **kw):
+        pairs = orig(*a, **kw)
+        if pairs is None:
+            dense.add(a[8])  # the block's first row
+        return pairs
+
+    monkeypatch.setattr(manifold, "_inside_pairs", spy)
+    ref = {k: float(v) for k, v in _brute(x.numpy(), y.numpy(), 3, 5).items()}
+    assert _prdc_core(x, y, 3, 5, False, 16, fast=True) == pytest.approx(ref, abs=1e-12)
+    assert dense == dense_blocks
