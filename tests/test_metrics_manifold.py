@@ -278,3 +278,20 @@ def test_pair_lists_up_to_a_sixteenth_of_a_block(monkeypatch, n_near, dense_bloc
     ref = {k: float(v) for k, v in _brute(x.numpy(), y.numpy(), 3, 5).items()}
     assert _prdc_core(x, y, 3, 5, False, 16, fast=True) == pytest.approx(ref, abs=1e-12)
     assert dense == dense_blocks
+
+
+def test_cached_radii_keep_every_rows_error_bound(monkeypatch):
+    """With cached real radii the float32 pass still needs each real row's centred squared norm |x_i - mu|^2
+    (its error bound): computed block by block for every row, the first included."""
+    real, fake = np.random.default_rng(30).standard_normal((30, 4)) * 3, np.random.default_rng(31).standard_normal((20, 4))
+    x, y = torch.from_numpy(real), torch.from_numpy(fake)
+    want = (x - x.mean(0)).square().sum(1)
+    seen = []
+    orig = manifold._inside_pairs
+    monkeypatch.setattr(manifold, "_inside_pairs", lambda *a, **kw: seen.append(a[10][1].clone()) or orig(*a, **kw))
+    # radii of another set of the same size (any radii will do here): its float32 pass leaves other norms in
+    # freed memory, which an uncomputed row would pick up
+    for radii in (knn_radii(x * 5 + 1, (3, 5), fast=True), None):
+        seen.clear()
+        prdc(x, y, fast=True, chunk=7, real_radii=radii)
+        assert seen and all(torch.allclose(s, want, rtol=1e-12, atol=0) for s in seen)
