@@ -54,7 +54,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/frechet.py": ["tests/test_metrics_fd.py", "tests/test_metrics_fd_features.py"],
     "genbench/metrics/kid.py": ["tests/test_metrics_kid.py", *_REG],
     "genbench/metrics/likelihood.py": ["tests/test_metrics_likelihood.py"],
-    "genbench/metrics/manifold.py": ["tests/test_metrics_prdc.py", "tests/test_metrics_manifold.py"],
+    "genbench/metrics/manifold.py": ["tests/test_metrics_manifold.py", "tests/test_metrics_prdc.py"],
     "genbench/metrics/modes.py": ["tests/test_metrics_modes.py"],
     "genbench/metrics/registry.py": [*_REG, "tests/test_metrics_declarations.py"],
     "genbench/metrics/stats.py": ["tests/test_metrics_fd.py"],
