@@ -185,17 +185,24 @@ def test_a_pair_at_the_mean_against_a_ball_of_radius_zero(strict):
     assert ref["coverage"] != other["coverage"]  # the six balls of radius 0 decide
 
 
-def test_only_undecided_pairs_go_to_float64_and_each_pairs_own_bound_settles_most(monkeypatch):
+@pytest.mark.parametrize("far_side", ["fake", "real"])
+def test_only_undecided_pairs_go_to_float64_and_each_pairs_own_bound_settles_most(monkeypatch, far_side):
     """The float32 real x fake pass sends a pair to float64 only when its approximate distance is within the
     pair's own error bound fac * (|x_i - mu|^2 + |y_j - mu|^2) of a ball radius (hence its exact distance within
-    twice that bound), and the pair's own bound settles most of the candidates that the row's (wider) bound
-    leaves open: one fake far out widens every row's bound. Same values with and without these shortcuts."""
+    twice that bound), and the pair's own bound settles most of the candidates that the wider bound of its row
+    (the largest fake norm) or of its fake column (the largest real norm) leaves open: one fake far out widens
+    every row's bound (the real balls' passes), one real row far out every column's (the recall pass). Same
+    values with and without these shortcuts."""
     from genbench.metrics.knn import _tol_factor
 
     g = torch.Generator().manual_seed(27)
     real = torch.randn(200, 16, generator=g, dtype=torch.float64)
-    fake = torch.cat([torch.randn(150, 16, generator=g, dtype=torch.float64) * 1.1,
-                      torch.full((1, 16), 30.0, dtype=torch.float64)])
+    fake = torch.randn(150, 16, generator=g, dtype=torch.float64) * 1.1
+    far = torch.full((1, 16), 30.0, dtype=torch.float64)
+    if far_side == "fake":
+        fake = torch.cat([fake, far])
+    else:
+        real = torch.cat([real, far])
     ref = {k: float(v) for k, v in _brute(real.numpy(), fake.numpy(), 3, 5).items()}
     mu = real.mean(0)
     tp = _tol_factor(16) * ((real - mu).square().sum(1)[:, None] + (fake - mu).square().sum(1)[None, :])
@@ -204,20 +211,28 @@ def test_only_undecided_pairs_go_to_float64_and_each_pairs_own_bound_settles_mos
     f3 = knn_sq_radii(fake, (3,), 64)[3]
     near = torch.stack([(d2 - rr[3][:, None]).abs(), (d2 - rr[5][:, None]).abs(), (d2 - f3[None, :]).abs()]).amin(0)
 
-    sent = []
+    sent = {True: [], False: []}  # by the pass: real balls (by row) / fake balls (recall, by column)
+    cur = {}
     exact, orig = manifold._exact_pair_d2, manifold._inside_pairs
-    monkeypatch.setattr(manifold, "_exact_pair_d2", lambda x, ia, y, ib: sent.append((ia, ib)) or exact(x, ia, y, ib))
+    monkeypatch.setattr(manifold, "_exact_pair_d2", lambda x, ia, y, ib: sent[cur["by_row"]].append((ia, ib)) or exact(x, ia, y, ib))
     counts = []
-    for n_args in (None, 11, 10):  # all shortcuts; the pair's own bound only; neither
-        if n_args is not None:
-            monkeypatch.setattr(manifold, "_inside_pairs", lambda *a, n=n_args, **kw: orig(*a[:n]))
-        sent.clear()
+    for n_args in (13, 11, 10):  # all shortcuts; the pair's own bound only; neither
+
+        def spy(*a, n=n_args):
+            cur["by_row"] = a[4]
+            return orig(*a[:n])
+
+        monkeypatch.setattr(manifold, "_inside_pairs", spy)
+        sent[True].clear(), sent[False].clear()
         assert prdc(real, fake, fast=True, chunk=64) == pytest.approx(ref, abs=1e-12)
-        ia = torch.cat([s[0] for s in sent] + [torch.zeros(0, dtype=torch.long)])
-        ib = torch.cat([s[1] for s in sent] + [torch.zeros(0, dtype=torch.long)])
-        counts.append(ia.numel())
-        if n_args != 10:
-            assert bool((near[ia, ib] <= 2 * tp[ia, ib]).all()), n_args
+        n = {}
+        for by_row, pairs in sent.items():
+            ia = torch.cat([s[0] for s in pairs] + [torch.zeros(0, dtype=torch.long)])
+            ib = torch.cat([s[1] for s in pairs] + [torch.zeros(0, dtype=torch.long)])
+            n[by_row] = ia.numel()
+            if n_args != 10:
+                assert bool((near[ia, ib] <= 2 * tp[ia, ib]).all()), (n_args, by_row)
+        counts.append(n[far_side == "fake"])
     assert counts[0] <= counts[1] < counts[2] / 2, counts
 
 
