@@ -310,3 +310,33 @@ def test_cached_radii_keep_every_rows_error_bound(monkeypatch):
         seen.clear()
         prdc(x, y, fast=True, chunk=7, real_radii=radii)
         assert seen and all(torch.allclose(s, want, rtol=1e-12, atol=0) for s in seen)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_per_row_items_of_the_hand_computed_case(fast):
+    """`prdc_items`: the per-row terms of HAND_INCLUSIVE / HAND_STRICT (worked out above), whose means are the
+    scores: precision and density (balls around it / k_dc) per fake row, recall and coverage per real row."""
+    from genbench.metrics.manifold import prdc_items
+
+    x, y = _t(REAL), _t(FAKE)
+    want = {False: {"precision": [1, 1, 0, 0], "density": [1.0, 2.0, 0, 0], "recall": [1, 1, 1, 0, 0],
+                    "coverage": [1, 1, 1, 1, 0]},
+            True: {"precision": [0, 1, 0, 0], "density": [0.5, 1.5, 0, 0], "recall": [1, 1, 1, 0, 0],
+                   "coverage": [1, 1, 1, 0, 0]}}
+    for strict in (False, True):
+        for chunk in (2, None):
+            got = prdc_items(x, y, k_pr=1, k_dc=2, strict=strict, fast=fast, chunk=chunk)
+            assert {k: v.tolist() for k, v in got.items()} == want[strict], (strict, chunk)
+            assert all(v.dtype == torch.float64 for v in got.values())
+    # the defaults: official k (3, 5), inclusive balls; means equal prdc's
+    real, fake = np.random.default_rng(32).standard_normal((40, 3)), np.random.default_rng(33).standard_normal((30, 3))
+    items = prdc_items(real, fake, fast=fast)
+    assert {k: float(v.mean()) for k, v in items.items()} == pytest.approx(prdc(real, fake, fast=fast), abs=1e-15)
+    assert {k: float(v.mean()) for k, v in items.items()} == pytest.approx(
+        {k: float(v) for k, v in _brute(real, fake, 3, 5).items()}, abs=1e-12)
+    with pytest.raises(InvalidInputError, match="k must be >= 1"):
+        prdc_items(real, fake, k_pr=0)
+    with pytest.raises(InvalidInputError, match="k must be >= 1"):
+        prdc_items(real, fake, k_dc=0)
+    with pytest.raises(InvalidInputError, match="dimension"):
+        prdc_items(real, fake[:, :2])
