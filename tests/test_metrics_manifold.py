@@ -328,7 +328,12 @@ def test_per_row_items_of_the_hand_computed_case(fast):
             got = prdc_items(x, y, k_pr=1, k_dc=2, strict=strict, fast=fast, chunk=chunk)
             assert {k: v.tolist() for k, v in got.items()} == want[strict], (strict, chunk)
             assert all(v.dtype == torch.float64 for v in got.values())
-    # the defaults: official k (3, 5), inclusive balls; means equal prdc's
+    # the defaults: inclusive balls, k_pr = 3 (the hand case's boundary pairs; k_pr 3 and 4 differ there)
+    got = prdc_items(x, y, k_dc=2, fast=fast)
+    assert {k: float(v.mean()) for k, v in got.items()} == {k: float(v) for k, v in _brute(REAL_2D, FAKE_2D, 3, 2).items()}
+    assert _brute(REAL_2D, FAKE_2D, 3, 2) != _brute(REAL_2D, FAKE_2D, 4, 2)
+    assert _brute(REAL_2D, FAKE_2D, 3, 2) != _brute(REAL_2D, FAKE_2D, 3, 2, strict=True)
+    # and k_dc = 5; means equal prdc's
     real, fake = np.random.default_rng(32).standard_normal((40, 3)), np.random.default_rng(33).standard_normal((30, 3))
     items = prdc_items(real, fake, fast=fast)
     assert {k: float(v.mean()) for k, v in items.items()} == pytest.approx(prdc(real, fake, fast=fast), abs=1e-15)
