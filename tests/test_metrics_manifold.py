@@ -1,7 +1,8 @@
 """P/R/D/C (genbench/metrics/manifold.py) on small cases with known answers: a hand-computed 1-D case with
 points on ball boundaries (inclusive and strict balls, k_pr != k_dc, several blocks), weighted replicates against
 an independent brute-force numpy reference on both the float64 and the float32 path (pair lists, dense masks and
-the dense float64 fallback), cached real radii, and the k / convention arguments."""
+the dense float64 fallback, with their thresholds), boundary pairs whose float32 error bound is 0 or large, which
+pairs reach float64, cached real radii, the per-row terms (`prdc_items`), and the k / convention arguments."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ FAKE = [-1.0, 2.0, 20.0, 21.0]  # 1-NN radii 3 3 1 1; 2-NN radii 21 18 18 19
 #  coverage: 0, 1, 3 hold a fake; 6 only on its boundary (the fake 2); 10 none
 HAND_INCLUSIVE = {"precision": 0.5, "recall": 0.6, "density": 0.75, "coverage": 0.8}
 HAND_STRICT = {"precision": 0.25, "recall": 0.6, "density": 0.5, "coverage": 0.6}
+REAL_NP, FAKE_NP = np.array(REAL)[:, None], np.array(FAKE)[:, None]
 
 
 def _t(v):
@@ -42,12 +44,8 @@ def test_hand_computed_boundaries_inclusive_and_strict(fast, chunk):
     assert _prdc_core(x, y, 1, 2, True, chunk, fast=fast) == HAND_STRICT
     assert _prdc_core(x, y, 1, 2, False, chunk, fast=fast) == HAND_INCLUSIVE
     # roles swapped (N = 4 real, M = 5 fake): against the brute-force definition
-    swapped = {k: float(v) for k, v in _brute(FAKE_2D, REAL_2D, 1, 2).items()}
+    swapped = {k: float(v) for k, v in _brute(FAKE_NP, REAL_NP, 1, 2).items()}
     assert prdc(y, x, k_pr=1, k_dc=2, fast=fast, chunk=chunk) == pytest.approx(swapped, abs=1e-15)
-
-
-REAL_2D = np.array(REAL)[:, None]
-FAKE_2D = np.array(FAKE)[:, None]
 
 
 def test_hand_computed_case_through_the_conventions():
@@ -330,9 +328,9 @@ def test_per_row_items_of_the_hand_computed_case(fast):
             assert all(v.dtype == torch.float64 for v in got.values())
     # the defaults: inclusive balls, k_pr = 3 (the hand case's boundary pairs; k_pr 3 and 4 differ there)
     got = prdc_items(x, y, k_dc=2, fast=fast)
-    assert {k: float(v.mean()) for k, v in got.items()} == {k: float(v) for k, v in _brute(REAL_2D, FAKE_2D, 3, 2).items()}
-    assert _brute(REAL_2D, FAKE_2D, 3, 2) != _brute(REAL_2D, FAKE_2D, 4, 2)
-    assert _brute(REAL_2D, FAKE_2D, 3, 2) != _brute(REAL_2D, FAKE_2D, 3, 2, strict=True)
+    assert {k: float(v.mean()) for k, v in got.items()} == {k: float(v) for k, v in _brute(REAL_NP, FAKE_NP, 3, 2).items()}
+    assert _brute(REAL_NP, FAKE_NP, 3, 2) != _brute(REAL_NP, FAKE_NP, 4, 2)
+    assert _brute(REAL_NP, FAKE_NP, 3, 2) != _brute(REAL_NP, FAKE_NP, 3, 2, strict=True)
     # and k_dc = 5; means equal prdc's
     real, fake = np.random.default_rng(32).standard_normal((40, 3)), np.random.default_rng(33).standard_normal((30, 3))
     items = prdc_items(real, fake, fast=fast)
