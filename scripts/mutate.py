@@ -54,7 +54,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/frechet.py": ["tests/test_metrics_fd.py", "tests/test_metrics_fd_features.py"],
     "genbench/metrics/kid.py": ["tests/test_metrics_kid.py", *_REG],
     "genbench/metrics/likelihood.py": ["tests/test_metrics_likelihood.py"],
-    "genbench/metrics/manifold.py": ["tests/test_metrics_prdc.py"],
+    "genbench/metrics/manifold.py": ["tests/test_metrics_manifold.py", "tests/test_metrics_prdc.py"],
     "genbench/metrics/modes.py": ["tests/test_metrics_modes.py"],
     "genbench/metrics/registry.py": [*_REG, "tests/test_metrics_declarations.py"],
     "genbench/metrics/stats.py": ["tests/test_metrics_fd.py"],
@@ -83,7 +83,8 @@ MODULES: dict[str, list[str]] = {
                                         "not recipe_is_deterministic and not cyclegan and not bad_input and not "
                                         "identity_and_oracle and not wrong_shape"],
     "genbench/metrics/text_prefix.py": ["tests/test_metrics_text_prefix.py", "tests/test_text_prefix.py"],
-    "genbench/metrics/text_speed.py": ["tests/test_text_metrics.py"],
+    "genbench/metrics/text_speed.py": ["tests/test_metrics_text_speed.py",
+                                       "tests/test_text_metrics.py::test_speed_metrics_run"],
     "genbench/results/paired_ties.py": ["tests/test_paired_ties.py"],
     "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
     "genbench/results/compare.py": _GATE,

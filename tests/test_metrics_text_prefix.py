@@ -14,7 +14,7 @@ import torch
 
 from genbench.data import get_dataset
 from genbench.data.base import TextSplit
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, InvalidInputError
 from genbench.metrics.context import EvalContext
 from genbench.metrics.registry import METRICS, compute_metrics
 from genbench.metrics.text_prefix import SCORE_CHARS, prefix_scores, scored_continuations
@@ -158,3 +158,121 @@ def test_suite_refuses_prefix_settings_that_do_not_apply(tmp_path):
         (tmp_path / "s.toml").write_text(suite_toml(ds, {"ngram": {}}))
         with pytest.raises(SuiteError, match=msg):
             load_suite(tmp_path / "s.toml")
+
+
+class FixedJudge:
+    """A judge whose log P (nats) is known: `bits` bits per character of the continuation when the prefix is the
+    one the continuation was written after (its "own", from `own_of`), `bits_mis` otherwise; records its calls."""
+
+    def __init__(self, own_of, bits=1.0, bits_mis=3.0, sample_mode="line"):
+        self.own_of, self.bits, self.bits_mis, self.calls = own_of, bits, bits_mis, []
+        if sample_mode is not None:
+            self.sample_mode = sample_mode
+
+    def continuation_log_prob(self, prefixes, conts):
+        self.calls.append((list(prefixes), list(conts)))
+        return torch.tensor([-len(c) * math.log(2) * (self.bits if self.own_of.get(c) == p else self.bits_mis)
+                             for p, c in zip(prefixes, conts)], dtype=torch.float32)
+
+
+def test_prefix_scores_with_a_judge_of_known_bits():
+    """bpc = - sum log2 P / characters with the own prefixes; the mismatched prefixes are the next sample's
+    (cyclic: p1, p2, p0); gain = mismatched bpc - bpc. Scored: the continuation, its end of line, 32 characters."""
+    prefixes, samples = ["ab", "c", "dd"], ["abxx", "c" + "y" * 40, "ddz"]
+    t = scored_continuations(samples, prefixes, line_mode=True)
+    assert t == ["xx\n", "y" * 32, "z\n"]  # 32 characters, the end of line cut off with the rest
+    judge = FixedJudge({"xx\n": "ab", "y" * 32: "c", "z\n": "dd"}, bits=1.0, bits_mis=3.0)
+    r = prefix_scores(judge, samples, prefixes, line_mode=True)
+    assert judge.calls == [(prefixes, t), (["c", "dd", "ab"], t)]
+    assert r == {"prefix_bpc": pytest.approx(1.0, abs=1e-6), "prefix_gain": pytest.approx(2.0, abs=1e-6),
+                 "mismatched_bpc": pytest.approx(3.0, abs=1e-6), "n_chars": 37, "n_samples": 3}
+    # per-character weighting, not per sample: 5 characters at 2 bits and 1 at 8 -> (10 + 8) / 6 = 3 bits/char
+    judge = FixedJudge({"vwxyz": "p"}, bits=2.0, bits_mis=8.0)
+    r = prefix_scores(judge, ["pvwxyz", "qa"], ["p", "q"], line_mode=False)
+    assert judge.calls[0][1] == ["vwxyz", "a"] and judge.calls[1][0] == ["q", "p"]
+    assert r["prefix_bpc"] == pytest.approx(18 / 6, abs=1e-6) and r["n_chars"] == 6
+    assert r["prefix_gain"] == pytest.approx((5 * 8 + 8) / 6 - 3, abs=1e-6)
+
+
+def test_scored_continuations_and_prefix_scores_edges():
+    assert scored_continuations(["a" * 50], [""], line_mode=False) == ["a" * 32]  # SCORE_CHARS is 32
+    assert scored_continuations(["pq"], ["p"], line_mode=False, score_chars=5) == ["q"]
+    assert scored_continuations(["pq"], ["pq"], line_mode=True) == ["\n"]
+    with pytest.raises(InvalidInputError, match="2 samples for 1 prefixes"):
+        scored_continuations(["a", "b"], ["a"], line_mode=True)
+    with pytest.raises(InvalidInputError, match="sample 1 does not start with its prefix 'b'"):
+        scored_continuations(["ax", "cx"], ["a", "b"], line_mode=True)
+    judge = FixedJudge({}, bits=1.0, bits_mis=1.0)
+    with pytest.raises(InvalidInputError, match="no continuation characters"):
+        prefix_scores(judge, [], [], line_mode=True)
+    with pytest.raises(InvalidInputError, match="no continuation characters"):
+        prefix_scores(judge, ["ab", "c"], ["ab", "c"], line_mode=False)  # nothing after the prefixes
+    r = prefix_scores(judge, ["ab"], ["a"], line_mode=False)  # one character is enough
+    assert r["n_chars"] == 1 and r["prefix_bpc"] == pytest.approx(1.0) and r["prefix_gain"] == pytest.approx(0.0)
+
+
+def _ctx(**kw):
+    ctx = EvalContext(**{"modality": "text", "dataset": None, **kw})
+    ctx.fake_texts, ctx.text_prefixes = ["abxx", "cyy"], ["ab", "c"]
+    return ctx
+
+
+def test_the_metric_in_line_and_stream_mode_with_its_protocol_and_declaration():
+    own = {"xx\n": "ab", "yy\n": "c", "xx": "ab", "yy": "c"}
+    ctx = _ctx(condition_protocol={"prefix_length": 2}, extra_protocol={"note": "x"})
+    ctx.prefix_judge = (FixedJudge(own, 1.0, 2.0), {"judge": "fixed"})
+    res = {m.name: m for m in compute_metrics(["prefix_bpc"], ctx, strict=True)}
+    bpc, gain = res["prefix_bpc"], res["prefix_gain"]
+    assert bpc.value == pytest.approx(1.0, abs=1e-6) and gain.value == pytest.approx(1.0, abs=1e-6)
+    assert not bpc.higher_is_better and gain.higher_is_better and bpc.unit == gain.unit == "bits/char"
+    assert bpc.extra == {"n_chars": 6, "n_samples": 2}
+    assert gain.extra == {"n_chars": 6, "n_samples": 2, "mismatched_bpc": pytest.approx(2.0, abs=1e-6)}
+    assert bpc.protocol == {"prefix_length": 2, "judge": "fixed", "score_chars": 32, "reference_split": "test",
+                            "continuation": "the sample after its prefix, with its end-of-line, first 32 characters",
+                            "note": "x"}
+    assert gain.protocol == {**bpc.protocol, "mismatched": "the prefix of the next sample (cyclic)"}
+    # a judge sampling running text (no sample_mode: "stream"): no end of line, and the dataset named
+    ctx = _ctx(modality=None, dataset="some-set")
+    ctx.prefix_judge = (FixedJudge(own, 1.0, 2.0, sample_mode=None), {})
+    res = {m.name: m for m in compute_metrics(["prefix_bpc"], ctx, strict=True)}
+    assert res["prefix_bpc"].extra["n_chars"] == 4
+    assert res["prefix_bpc"].protocol == {"score_chars": 32, "reference_split": "test", "dataset": "some-set",
+                                          "continuation": "the sample after its prefix, first 32 characters"}
+    spec = METRICS.get("prefix_bpc")
+    assert spec.unit == "bits/char" and spec.higher_is_better is False
+    assert [(o.name, o.higher_is_better, o.category) for o in spec.declared] == [("prefix_bpc", False, "quality"),
+                                                                                 ("prefix_gain", True, None)]
+
+
+def test_the_metric_is_skipped_with_a_reason():
+    cases = [(_ctx(modality="image"), "applies to text data, not 'image'"),
+             (_ctx(), "no dataset named, so no reference judge"),
+             (_ctx(condition_protocol=None), "no dataset named")]
+    ctx = _ctx()
+    ctx.text_prefixes = []
+    cases.append((ctx, "prefix_length"))
+    ctx = _ctx()
+    ctx.fake_texts = ["abxx", "dyy"]
+    ctx.prefix_judge = (FixedJudge({}), {})
+    cases.append((ctx, "sample 1 does not start with its prefix"))
+    for ctx, why in cases:
+        assert compute_metrics(["prefix_bpc"], ctx) == []
+        assert why in ctx.skipped["prefix_bpc"], ctx.skipped
+
+
+def test_the_reference_judge_is_fitted_once_per_dataset_and_states_its_protocol():
+    _need_names()
+    from genbench.metrics.text_prefix import reference_judge
+
+    j, proto = reference_judge("names")
+    assert reference_judge("names")[0] is j  # cached
+    train = get_dataset("names").load("train")
+    assert proto["judge_order"] == 5 and proto["judge_context"] == j.default_context()
+    assert proto["judge"] == "ngram (interpolated modified Kneser-Ney, order 5)"
+    assert proto["judge_trained_on"].startswith(f"names train split ({len(train.text)} characters, sha256 ")
+    assert proto["judge_trained_on"].endswith(", seed 0")
+    fresh = create_model("ngram", get_dataset("names").info, "quick")
+    fresh.fit(train, seed=0)
+    lp = j.continuation_log_prob(["ma", "jo"], ["ry\n", "hn\n"])
+    assert torch.equal(lp, fresh.continuation_log_prob(["ma", "jo"], ["ry\n", "hn\n"]))
+    assert float(lp[0]) > -8 * math.log(2) * 3  # a fitted judge: fewer than 8 bits a character for a real name
