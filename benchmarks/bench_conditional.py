@@ -94,6 +94,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)  # as `genbench run --threads 1` does
     from genbench.data import get_dataset
+    from genbench.env_info import cpu_isa, hardware
     from genbench.models import get_model_class
     from genbench.runner import Runner
     from genbench.store import ResultsStore
@@ -147,15 +148,16 @@ def main(argv=None) -> int:
     lines = [
         "## Conditional generation (issue 23 bars; Fashion-MNIST, quick configs)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))} on this shared 2-core CPU machine, "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t0))} on this shared machine ({hardware('cpu')}"
+        f"{'' if any(f.startswith('amx') for f in cpu_isa()) else ', no AMX'}), "
         f"1 torch thread, load average {load0[0]:.1f} at the start and {load1[0]:.1f} at the end "
-        f"(wall times move with load). Torch {torch.__version__}.",
+        f"(wall times move with load).",
         "",
         "Command: `.venv/bin/python benchmarks/bench_conditional.py"
         + (f" --n-samples {args.n_samples}" if args.n_samples else "")
         + (f" --guidance {' '.join(f'{g:g}' for g in args.guidance)}" if args.guidance else "")
         + (f" --models {' '.join(args.models)}" if args.models else "") + "` "
-        f"(the built-in `conditional` suite: {ds.n_samples} samples per model and guidance scale, conditions "
+        f"(the built-in `conditional` suite's Fashion-MNIST block: {ds.n_samples} samples per model and guidance scale, conditions "
         f"{ds.conditions} over the 10 classes, features and judge `{ds.features}`, reference: the {ds.reference} "
         f"split; seed {suite.seeds[0]}; cfg-ddpm's scale {default_g:g} is its job's main variant, the others its "
         "sweep).",
