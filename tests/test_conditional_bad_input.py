@@ -101,3 +101,35 @@ def test_eval_cli_refuses_bad_conditional_npz_with_one_line(tmp_path, capsys, la
     assert rc == 2, err
     assert words in err, err
     assert "Traceback" not in err
+
+
+def _run_dir_with_suite(path, models: dict):
+    from genbench.store import ResultsStore
+    from tests.helpers.dummy_suite import suite_toml
+
+    text = suite_toml({"digits": {"features": "classifier:digits", "n_samples": 100, "reference": "test",
+                                  "conditions": "uniform", "metrics": ["fd", "conditional_accuracy", "cas"]}},
+                      models, name="mixed")
+    path.mkdir()
+    with ResultsStore(path, create=True) as store:
+        store.begin_run("r1", suite_toml=text, suite_name="mixed")
+    return path
+
+
+def test_eval_of_unlabelled_samples_under_a_mixed_table_leaves_out_the_conditional_metrics(tmp_path):
+    """A table that also scores unconditional models (standard's Fashion-MNIST) scores unlabelled samples as the run
+    scores those models: without the conditional metrics, stated as a change. A table of conditional models only
+    keeps them (eval then refuses samples without labels), and so do labelled samples and an explicit --metrics."""
+    from genbench.eval_protocol import protocol_for
+
+    mixed = _run_dir_with_suite(tmp_path / "mixed", {"gan": {}, "cgan": {}})
+    p = protocol_for("digits", "image", mixed)
+    assert p.spec.metrics == ["fd"]
+    assert any("left out conditional_accuracy, cas (the samples carry no labels 'y'" in c for c in p.changes), p.changes
+    assert protocol_for("digits", "image", mixed, conditional=True).spec.metrics == ["fd", "conditional_accuracy", "cas"]
+    p = protocol_for("digits", "image", mixed, metrics=["conditional_accuracy"])
+    assert p.spec.metrics == ["conditional_accuracy"]  # asked for: evaluate_samples refuses unlabelled samples
+    only_cond = _run_dir_with_suite(tmp_path / "cond", {"cgan": {}, "cvae": {}})
+    assert protocol_for("digits", "image", only_cond).spec.metrics == ["fd", "conditional_accuracy", "cas"]
+    restricted = _run_dir_with_suite(tmp_path / "restricted", {"cgan": {}, "gan": {"datasets": ["digits"]}})
+    assert protocol_for("digits", "image", restricted).spec.metrics == ["fd"]
