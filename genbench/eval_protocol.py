@@ -90,6 +90,40 @@ def _dataset_spec(name: str, table: dict):
     return DatasetSpec(name=name, **kw)
 
 
+def _scores_unconditional_models(data: dict, dataset: str, modality: str) -> bool:
+    """Whether a suite (TOML-shaped dict) runs a built-in unconditional model on `dataset`: its table then scores
+    unconditional samples too, the conditional metrics skipped for them (a mixed table such as `standard`'s
+    Fashion-MNIST). Users' models (`model = "pkg.mod:factory"`) are not imported here and do not count."""
+    from genbench.models import get_model_class
+
+    for name, table in (data.get("models") or {}).items():
+        table = table if isinstance(table, dict) else {}
+        only = table.get("datasets")
+        if (only is not None and dataset not in only) or "model" in table:
+            continue
+        try:
+            cls = get_model_class(name)
+        except Exception:  # a model this installation does not have
+            continue
+        if (only is not None or modality in cls.modalities) and not getattr(cls, "conditional", False):
+            return True
+    return False
+
+
+def _drop_conditional_metrics(proto: "EvalProtocol", data: dict, dataset: str, modality: str) -> None:
+    """Unlabelled samples under a table that also scores unconditional models: score them as the run scores those
+    models, without the conditional metrics (recorded as a change). A table of conditional models only keeps them,
+    and `genbench eval` then refuses samples without labels."""
+    from genbench.metrics.conditional import CONDITIONAL_METRICS
+
+    cond = [m for m in proto.spec.metrics if m in CONDITIONAL_METRICS]
+    rest = [m for m in proto.spec.metrics if m not in CONDITIONAL_METRICS]
+    if cond and rest and _scores_unconditional_models(data, dataset, modality):
+        proto.spec.metrics = rest
+        proto.changes.append(f"left out {', '.join(cond)} (the samples carry no labels 'y'; the run skips them for "
+                             "its unconditional models too)")
+
+
 def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, extractor: Optional[str] = None,
                  metrics: Optional[list] = None, conditional: bool = False) -> EvalProtocol:
     """The dataset's leaderboard protocol (see module docstring), then --extractor / --metrics overrides.
@@ -112,6 +146,8 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
                                     f"{', '.join(tables) or 'none'}); score against one of those, or leave out --out")
         proto = EvalProtocol(_dataset_spec(dataset, tables[dataset]), int(data.get("n_bootstrap", DEFAULT_N_BOOTSTRAP)),
                              f"the run in {run_dir} (suite {sname!r})")
+        if not conditional:
+            _drop_conditional_metrics(proto, data, dataset, modality)
     else:
         for sname in (CONDITIONAL_SUITES if conditional else ()) + PROTOCOL_SUITES:
             path = SUITES_DIR / f"{sname}.toml"
@@ -121,6 +157,8 @@ def protocol_for(dataset: str, modality: str, run_dir: Optional[Path] = None, ex
             if dataset in data.get("datasets", {}):
                 proto = EvalProtocol(_dataset_spec(dataset, data["datasets"][dataset]),
                                      int(data.get("n_bootstrap", DEFAULT_N_BOOTSTRAP)), f"built-in suite {sname!r}")
+                if not conditional:
+                    _drop_conditional_metrics(proto, data, dataset, modality)
                 break
     if proto is None:
         if modality not in DEFAULT_PROTOCOL:

@@ -174,3 +174,39 @@ def test_non_utf8_suite_file_is_a_clear_error(tmp_path):
     p.write_bytes(BASE.replace('name = "t"', 'name = "caf\u00e9"').encode("latin-1"))
     with pytest.raises(SuiteError, match="not UTF-8"):
         load_suite(p)
+
+
+def test_standard_holds_the_conditional_blocks():
+    """Issue #23 item 5: `standard` runs the `conditional` suite's blocks at the standard (GPU) budget: the
+    class-conditional models on Fashion-MNIST only, with the conditional metrics, uniform conditions and the same
+    guidance sweep, and the prefix-conditioned names block for the text models that can continue a prefix."""
+    from genbench.models import get_model_class
+
+    std, cond = load_suite("standard"), load_suite("conditional")
+    assert std.budget == "standard" and cond.budget == "quick"
+    pairs = {(d.name, m.name) for d, m in std.pairs()}
+    conditional_models = [m.name for m in cond.models if getattr(get_model_class(m.name), "conditional", False)]
+    assert conditional_models == ["cfg-ddpm", "cgan", "cvae", "cpixelcnn"]
+    for name in conditional_models:
+        assert {d for d, m in pairs if m == name} == {"fashion-mnist"}, name
+        cls = get_model_class(name)
+        from genbench.data import get_dataset
+
+        info = get_dataset("fashion-mnist").info
+        assert cls.Config.for_budget("standard", info).steps > cls.Config.for_budget("quick", info).steps, name
+    fm, cfm = std.dataset("fashion-mnist"), cond.dataset("fashion-mnist")
+    assert set(cfm.metrics) <= set(fm.metrics)  # every conditional score of the conditional suite, beside standard's
+    assert {"conditional_accuracy", "intra_fd", "intra_recall_coverage", "cas"} <= set(fm.metrics)
+    assert fm.conditions == cfm.conditions == "uniform" and fm.features == "inception" and fm.n_samples == 10000
+    assert std.sweeps["cfg-ddpm"].guidance == cond.sweeps["cfg-ddpm"].guidance == [0.0, 1.0, 2.0, 4.0]
+    assert not std.sweeps["cfg-ddpm"].steps
+    # the unconditional image models still run on every image dataset, the conditional metrics skipped for them
+    for d in ("fashion-mnist", "mnist", "stacked-mnist", "cifar10"):
+        assert {m for dd, m in pairs if dd == d} >= {"gan", "vae", "ddpm", "realnvp", "pixelcnn", "train-copy"}
+    # text prefixes: the conditional suite's names block; text-copy cannot continue a prefix, so it stays off it
+    names, cnames = std.dataset("names"), cond.dataset("names")
+    assert names.prefix_length == cnames.prefix_length == 3 and names.metrics == cnames.metrics
+    cond_text = {m.name for d, m in cond.pairs() if d.name == "names"}
+    assert {m for d, m in pairs if d == "names"} == cond_text == {"transformer", "lstm", "ngram"}
+    assert {d for d, m in pairs if m == "text-copy"} == {"shakespeare-char"}
+    assert {m for d, m in pairs if d == "shakespeare-char"} == {"transformer", "lstm", "ngram", "text-copy"}
