@@ -52,7 +52,7 @@ def test_bad_conditional_models_fail_their_own_jobs_and_the_run_goes_on(tmp_path
     import tomllib
 
     from genbench.runner import Runner
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
     from tests.helpers.dummy_suite import suite_toml
 
@@ -104,7 +104,7 @@ def test_eval_cli_refuses_bad_conditional_npz_with_one_line(tmp_path, capsys, la
 
 
 def _run_dir_with_suite(path, models: dict):
-    from genbench.store import ResultsStore
+    from genbench.results.store import ResultsStore
     from tests.helpers.dummy_suite import suite_toml
 
     text = suite_toml({"digits": {"features": "classifier:digits", "n_samples": 100, "reference": "test",
