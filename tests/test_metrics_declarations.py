@@ -288,3 +288,18 @@ def test_fd_route_uses_the_row_counts_and_warns_once():
     with pytest.warns(Warning) as rec:
         compute_metrics(["kid"], _ctx(kid_subset_size=5000, n_bootstrap=3))
     assert len(rec) == 1
+
+
+def test_every_declared_output_has_its_own_display_order():
+    """Two outputs of one display order would be listed in registration order, an accident of import order."""
+    from genbench.metrics.registry import METRICS, _DECLARED, _load
+
+    _load()
+    orders: dict = {}
+    for _, spec in METRICS.items():
+        for o in spec.declared:
+            orders.setdefault(o.order, set()).add(o.name)
+    for o, _, _ in _DECLARED.values():
+        orders.setdefault(o.order, set()).add(o.name)
+    shared = {k: sorted(v) for k, v in orders.items() if len(v) > 1}
+    assert not shared, shared

@@ -218,7 +218,7 @@ for _spec in (
                        order=35, rank=6),), ("image",)),
     MetricSpec("intra_fd", "", False, "1", ("real_features", "fake_features", "real_labels", "fake_labels"), _intra_fd,
                "Frechet distance within each class (reference items by label, samples by condition), mean over classes",
-               (Output("intra_fd", "", False, "diversity", "intra-class FD", headline=("image",), order=45, rank=6),),
+               (Output("intra_fd", "", False, "diversity", "intra-class FD", headline=("image",), order=46, rank=6),),
                ("image",)),
     MetricSpec("intra_recall_coverage", "", True, "1", ("real_features", "fake_features", "real_labels", "fake_labels"),
                _intra_recall_coverage,

@@ -25,7 +25,7 @@ SPEED_VERSION = "1"
 declare_outputs(
     Output("samples_per_s", "samples/s", True, "speed", "samples/s", headline=("points", "image"), order=130, rank=0,
            log_scale=True),
-    Output("latency_ms", "ms", False, "speed", "latency (ms)", order=330, rank=2, log_scale=True),
+    Output("latency_ms", "ms", False, "speed", "latency (ms)", order=332, rank=2, log_scale=True),
     Output("nfe", "evals/sample", False, None, "NFE", headline=("image",), order=140, log_scale=True),
     Output("train_seconds", "s", False, None, "train s", order=335, log_scale=True),
     Output("peak_memory_mb", "MiB", False, "footprint", "peak MB", order=340, rank=1, log_scale=True),
