@@ -216,3 +216,48 @@ def test_reasons_that_differ_only_in_numbers_are_given_once():
         ("precision vs b, recall vs b", "precision recomputed from the stored features (0.908) differs from the stored "
                                         "value (0.905) (likewise for the others)"),
         ("FD vs c", "scored with other seeds (a: 0, 1; b: 0)")]
+
+
+def test_paired_text_names_the_first_model_and_lists_unavailable_calls():
+    """The verdict's paired sentence, from hand-made calls: available ones are listed for the first model (not the
+    runner-up), unavailable ones after them with their reason; only unavailable calls still say why; no shared
+    paired metric says so; a tie call not asked for says nothing."""
+    from genbench.results.paired_ties import TieCall
+    from genbench.results.recommendation import Ranked, Recommendation, paired_text
+
+    ranked = [Ranked("a", 0.9, 0.8, 1.0, {}), Ranked("b", 0.8, 0.7, 0.9, {})]
+
+    def rec(paired, note="paired bootstrap, 20 replicates"):
+        return Recommendation("toy", "p", {}, ranked, {}, paired=paired, paired_note=note)
+
+    ok = TieCall("fd", "a", "b", False, diff=(3.0, 1.0, 5.0))
+    gone = TieCall("precision", "a", "b", True, why="scored with other seeds (a: 0; b: 1)")
+    text = paired_text(rec([("b", {"fd": ok, "precision": gone})]))
+    assert text == (" Paired tie call for a (difference = the other model - a; paired bootstrap, 20 replicates): "
+                    "ahead of b on FD: difference 3 [1, 5]. Paired tie call unavailable for precision vs b: scored "
+                    "with other seeds (a: 0; b: 1).")
+    only_gone = paired_text(rec([("b", {"precision": gone})]))
+    assert only_gone == " Paired tie call unavailable for precision vs b: scored with other seeds (a: 0; b: 1)."
+    assert paired_text(rec([("b", {})])) == (" Paired tie call: a and b share no FD, KID or precision / recall / "
+                                            "density / coverage score in the weighted categories.")
+    assert paired_text(rec([], note="")) == ""
+    assert paired_text(rec([], note="unavailable: no stored features")) == (
+        " Paired tie call unavailable: no stored features; the tie above rests on the score intervals only.")
+
+
+def test_the_worst_gap_skips_scores_that_are_not_finite():
+    """'Why not X' names the metric X trails the leader on most, relatively; an infinite score (mode_kl of a
+    model that covers no mode) gives no relative gap and is skipped, not taken for the largest one."""
+    from types import SimpleNamespace as V
+
+    from genbench.results.recommendation import _worst_gap_metric
+
+    values = {("m", "mode_kl"): V(value=float("inf"), higher_is_better=False),
+              ("lead", "mode_kl"): V(value=0.1, higher_is_better=False),
+              ("m", "recall"): V(value=0.5, higher_is_better=True), ("lead", "recall"): V(value=0.8, higher_is_better=True),
+              ("m", "coverage"): V(value=0.7, higher_is_better=True), ("lead", "coverage"): V(value=0.8, higher_is_better=True)}
+    assert _worst_gap_metric("m", "lead", "diversity", values) == "recall"  # 0.3/0.8 > 0.1/0.8
+    values[("lead", "mode_kl")] = V(value=float("nan"), higher_is_better=False)
+    values[("m", "mode_kl")] = V(value=0.1, higher_is_better=False)
+    assert _worst_gap_metric("m", "lead", "diversity", values) == "recall"
+    assert _worst_gap_metric("lead", "m", "diversity", values) is None  # the leader trails on nothing
