@@ -346,11 +346,7 @@ class RayExecutor(Executor):
             while len(pending) < limit and submit_next():
                 pass
             while pending:
-                # a timeout returns to Python every second, so a Ctrl-C is acted on at once, not first seen when
-                # the running job ends (a Ctrl-C test once saw a whole 5000-step job finish after its SIGINT)
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                if not done:
-                    continue
+                done, _ = ray.wait(list(pending), num_returns=1)
                 ref = done[0]
                 item = pending.pop(ref)
                 try:
