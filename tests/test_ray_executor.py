@@ -164,7 +164,10 @@ def _start_ray_run(tmp_path: Path, cluster: str, gan_steps: int, stdout):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     cmd = [sys.executable, "-m", "genbench.cli", "run", str(p), "--out", str(out), "--quiet", "--no-report",
            "--executor", "ray", "--address", cluster, "--threads", "1"]
-    return p, out, subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action in the child even where this test process was started with SIGINT ignored (a
+    # background job of a non-interactive shell, `cmd &`, is): an ignored SIGINT is inherited through exec
+    return p, out, subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_resume_after_the_driver_is_killed(tmp_path, cluster):
