@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets up .venv (idempotent) first.
-.PHONY: setup run test test-slow bench mutate
+.PHONY: setup run test test-slow bench mutate mutate-changed
 
 setup:
 	@bash scripts/setup.sh
@@ -24,10 +24,15 @@ test-slow: setup
 bench: setup
 	.venv/bin/python benchmarks/bench_metrics.py
 
-# Mutation testing of the core (scripts/mutate.py): each module against its own test files; not part of `make test`.
-# One module: make mutate MUTATE=genbench/results/store.py ; results: reports/benchmarks/mutation_runs/, summary in
+# Mutation testing of the core (scripts/mutate.py): each mutant against the tests of its module that execute the
+# mutated lines; not part of `make test`. One module: make mutate MUTATE=genbench/results/store.py ; only the modules
+# a change touched: make mutate-changed SINCE=main ; results: reports/benchmarks/mutation_runs/, summary in
 # reports/benchmarks/mutation.md. MUTATE_JOBS mutants at once (one core each).
 MUTATE ?=
 MUTATE_JOBS ?= 2
+SINCE ?= HEAD~1
 mutate: setup
 	nice -n 19 .venv/bin/python scripts/mutate.py --jobs $(MUTATE_JOBS) $(MUTATE)
+
+mutate-changed: setup
+	nice -n 19 .venv/bin/python scripts/mutate.py --jobs $(MUTATE_JOBS) --changed-since $(SINCE)

@@ -7,10 +7,20 @@ files once per mutant. A mutant is *killed* when the tests fail (or error, or ti
 they pass; a survivor is either a missing test or an equivalent mutant (same behaviour), which a person has
 to tell apart (reports/benchmarks/mutation.md).
 
-Speed: the heavy third-party imports (torch, numpy, pandas, scipy, sklearn, pytest) happen once in this
-process; each mutant runs `pytest.main` in a forked child whose import system serves the mutated source for
-the one module under test (genbench itself is never imported by the parent, so the child imports it fresh).
-One mutant at a time by default (`--jobs N`: N at once), meant to run under `nice -n 19`.
+Speed (scripts/mutate_select.py; measured in reports/benchmarks/mutation.md):
+- *Test selection.* The unmutated run records which tests execute each line of the module (a trace function,
+  with broad fixtures counted for every test that requests them). A mutant then runs only the tests that execute
+  its lines: the others run exactly as on the unmutated module and cannot kill it. A mutant in code no test
+  executes survives without a run (reported as "no test runs it"). Code that ran at import or collection time
+  runs the whole list. `--no-select` runs the whole list for every mutant.
+- *Warm processes.* The heavy third-party imports (torch, numpy, pandas, scipy, sklearn, pytest) happen once in
+  this process. Per module, a forked server imports the test files once (pytest's collection); a mutant inside
+  function bodies runs in a child of that server, which swaps the changed functions' code in place (wherever
+  they are referenced) and runs its tests. A mutant in module- or class-level code, or one that cannot be
+  swapped, runs in a child of this process whose import system serves the mutated module (imported fresh).
+  `--no-swap` imports every mutant fresh.
+- `--jobs N` runs N mutants at once (one core each); meant to run under `nice -n 19`. `--changed-since REV`
+  keeps the modules that differ from REV (`make mutate-changed SINCE=main`).
 
 Not mutated: docstrings and other string constants (messages, SQL, names), f-strings, annotations, `raise`
 statements (error paths are checked by their condition, which is mutated), and lines marked
@@ -21,6 +31,7 @@ Usage:
     python scripts/mutate.py genbench/results/store.py     # one module (repeatable)
     python scripts/mutate.py genbench/results/store.py --list
     python scripts/mutate.py genbench/results/store.py --only 3,17   # rerun some mutants
+    python scripts/mutate.py --changed-since main --jobs 2            # the modules a branch changed
 Results: one JSON per module under --out (default reports/benchmarks/mutation_runs/), survivors printed.
 """
 
@@ -34,9 +45,13 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from mutate_select import ALL, Coverage, Recorder, swap_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,7 +195,8 @@ class Mutator(ast.NodeTransformer):
             self.count += 1
             if self.target is None:
                 new = make()
-                self.sites.append({"id": idx, "line": node.lineno, "kind": kind, "original": _short(node),
+                self.sites.append({"id": idx, "line": node.lineno, "end_line": node.end_lineno or node.lineno,
+                                   "kind": kind, "original": _short(node),
                                    "mutated": _short(new) if not isinstance(new, ast.Pass) else "pass"})
             elif idx == self.target:
                 new = make()
@@ -216,7 +232,9 @@ def list_mutants(path: Path) -> list[dict]:
     return m.sites
 
 
-def mutant_source(path: Path, target: int | None) -> str:
+def mutant_source(path: Path, target: int | None) -> ast.Module:
+    """The module's syntax tree with mutant `target` applied (None: unmutated). It is compiled as it is, not
+    unparsed, so its line numbers are the file's: tracebacks and the recorded coverage point at the real lines."""
     src = path.read_text()
     tree = ast.parse(src)
     if target is not None:
@@ -224,7 +242,7 @@ def mutant_source(path: Path, target: int | None) -> str:
         tree = m.visit(tree)
         if m.applied is None:
             raise ValueError(f"no mutant {target} in {path}")
-    return ast.unparse(ast.fix_missing_locations(tree))
+    return ast.fix_missing_locations(tree)
 
 
 # ---- running ------------------------------------------------------------------------------------------------
@@ -247,8 +265,12 @@ class _Loader(importlib.machinery.SourceFileLoader):
         return compile(self.source, self.path, "exec", dont_inherit=True)
 
 
-def _start(module: str, source: str, pytest_args: list[str]) -> int:
-    """Fork a child that runs the tests with `source` served as `module`; its pid."""
+def _start(module: str, source: ast.Module, pytest_args: list[str], coverage_out: str | None = None,
+           swap_original=None) -> int:
+    """Fork a child that runs the tests with `source` served as `module`; its pid. With `coverage_out`, the child
+    records which tests execute which lines of the module there (scripts/mutate_select.py). With `swap_original`
+    (the unmutated module's code; only in a process that imported the module already), the child swaps the
+    changed functions' code in place instead of importing the module (exit 98 when it cannot)."""
     import pytest
 
     modname = module[:-3].replace("/", ".")
@@ -259,8 +281,20 @@ def _start(module: str, source: str, pytest_args: list[str]) -> int:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
-            sys.meta_path.insert(0, _Finder(modname, str(ROOT / module), source))
-            rc = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *pytest_args])
+            if swap_original is not None:
+                mutant = compile(source, str(ROOT / module), "exec", dont_inherit=True)
+                if not swap_in(str(ROOT / module), swap_original, mutant):
+                    os._exit(98)
+            else:
+                sys.meta_path.insert(0, _Finder(modname, str(ROOT / module), source))
+            plugins = []
+            if coverage_out:
+                rec = Recorder(str(ROOT / module))
+                plugins.append(rec)
+                rec.start()
+            rc = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *pytest_args], plugins=plugins)
+            if coverage_out:
+                rec.save(coverage_out)
             os._exit(int(rc))
         except BaseException:
             os._exit(99)
@@ -272,27 +306,30 @@ def _outcome(module: str, rc: int, pytest_args: list[str]) -> str:
         return "survived"
     if rc == 1:
         return "killed"
-    if rc == 5:
-        raise SystemExit(f"{module}: no tests collected with {pytest_args}")
+    if rc in (4, 5):  # usage error / nothing collected: a wrong test list, not the mutant
+        return "no tests"
+    if rc == 98:
+        return "not swappable"
     return "error"  # collection/import error or crash caused by the mutant: killed too
 
 
-def run_many(module: str, jobs: list[tuple[object, str]], pytest_args: list[str], timeout: float, workers: int):
-    """Run (key, source) jobs, `workers` at a time; yields (key, outcome, seconds) as they finish.
-    outcome: 'survived' | 'killed' | 'error' | 'timeout'."""
+def run_many(module: str, jobs: list[tuple], workers: int, coverage_out: str | None = None, swap_original=None):
+    """Run (key, source, pytest args, timeout) jobs, `workers` at a time; yields (key, outcome, seconds) as they
+    finish. outcome: 'survived' | 'killed' | 'error' | 'timeout' | 'no tests'."""
     pending = list(jobs)
-    running: dict[int, tuple[object, float]] = {}
+    running: dict[int, tuple[object, float, list, float]] = {}
     while pending or running:
         while pending and len(running) < workers:
-            key, src = pending.pop(0)
-            running[_start(module, src, pytest_args)] = (key, time.perf_counter())
+            key, src, args, timeout = pending.pop(0)
+            running[_start(module, src, args, coverage_out, swap_original)] = (key, time.perf_counter(), args,
+                                                                                timeout)
         time.sleep(0.02)
-        for pid, (key, t0) in list(running.items()):
+        for pid, (key, t0, args, timeout) in list(running.items()):
             done, status = os.waitpid(pid, os.WNOHANG)
             dt = time.perf_counter() - t0
             if done:
                 del running[pid]
-                yield key, _outcome(module, os.waitstatus_to_exitcode(status), pytest_args), dt
+                yield key, _outcome(module, os.waitstatus_to_exitcode(status), args), dt
             elif dt > timeout:
                 try:
                     os.killpg(pid, signal.SIGKILL)
@@ -303,40 +340,149 @@ def run_many(module: str, jobs: list[tuple[object, str]], pytest_args: list[str]
                 yield key, "timeout", dt
 
 
-def run_module(module: str, out_dir: Path, only: set[int] | None, timeout_factor: float, workers: int) -> dict:
+def _serve(module: str, args: list[str], jobs: list[tuple], workers: int) -> list[tuple]:
+    """Run `jobs` from a forked server that imported the module's tests once (pytest's collection): each mutant's
+    child then only swaps the changed functions' code and runs its tests, with no import or collection cost.
+    Its (key, outcome, seconds) list; outcome 'not swappable' for the mutants that need a fresh import."""
+    import pytest
+
+    if not jobs:
+        return []
+    fd, res_file = tempfile.mkstemp(prefix="mutate-results-", suffix=".json")
+    os.close(fd)
+    pid = os.fork()
+    if pid == 0:  # the server
+        code = 99
+        try:
+            out, err = os.dup(1), os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            rc = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *args])
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            if rc == 0:
+                original = compile(mutant_source(ROOT / module, None), str(ROOT / module), "exec", dont_inherit=True)
+                done = list(run_many(module, jobs, workers, swap_original=original))
+                with open(res_file, "w") as f:
+                    json.dump(done, f)
+                code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    try:
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{module}: the mutant server failed (exit {os.waitstatus_to_exitcode(status)}); "
+                             f"rerun with --no-swap")
+        with open(res_file) as f:
+            return [tuple(r) for r in json.load(f)]
+    finally:
+        os.unlink(res_file)
+
+
+def _baseline(module: str, args: list[str], select: bool) -> tuple[float, "Coverage | None"]:
+    """The unmutated module's test run (recording coverage when `select`): its seconds and the coverage."""
+    path = ROOT / module
+    cov_file = None
+    if select:
+        fd, cov_file = tempfile.mkstemp(prefix="mutate-coverage-", suffix=".json")
+        os.close(fd)
+    try:
+        [(_, outcome, secs)] = list(run_many(module, [(None, mutant_source(path, None), args, 1800)], 1, cov_file))
+        if outcome != "survived":
+            raise SystemExit(f"{module}: the tests fail on the unmutated module ({outcome}); fix that first")
+        return secs, (Coverage.load(cov_file) if select else None)
+    finally:
+        if cov_file:
+            os.unlink(cov_file)
+
+
+def run_module(module: str, out_dir: Path, only: set[int] | None, timeout_factor: float, workers: int,
+               select: bool = True, swap: bool = True) -> dict:
     path = ROOT / module
     args = MODULES[module]
     sites = list_mutants(path)
-    [(_, base_outcome, base_s)] = list(run_many(module, [(None, mutant_source(path, None))], args, 1800, 1))
-    if base_outcome != "survived":
-        raise SystemExit(f"{module}: the tests fail on the unmutated (unparsed) module ({base_outcome}); fix that first")
-    timeout = timeout_factor * base_s + 10
-    print(f"{module}: {len(sites)} mutants, tests {' '.join(args)} ({base_s:.1f} s unmutated)", flush=True)
+    base_s, cov = _baseline(module, args, select)
+    how = "only the tests that execute each mutant's lines" if select else "all of them for every mutant"
+    print(f"{module}: {len(sites)} mutants, tests {' '.join(args)} ({base_s:.1f} s unmutated; {how})", flush=True)
     res_path = out_dir / (module.replace("/", "__")[:-3] + ".json")
     old = {m["id"]: m for m in json.loads(res_path.read_text())["mutants"]} if (only and res_path.exists()) else {}
     results = {}
-    todo = []
+    swapped, fresh = [], []  # run by swapping code in the warm server / by importing the mutant fresh
+    by_id = {s["id"]: s for s in sites}
     for s in sites:
         if only is not None and s["id"] not in only:
             if s["id"] in old and old[s["id"]]["original"] == s["original"]:
                 results[s["id"]] = old[s["id"]]
             continue
-        todo.append((s["id"], mutant_source(path, s["id"])))
-    by_id = {s["id"]: s for s in sites}
-    for i, outcome, dt in run_many(module, todo, args, timeout, workers):
-        s = by_id[i]
-        results[i] = {**s, "outcome": outcome, "seconds": round(dt, 2)}
-        if outcome == "survived":
-            print(f"  SURVIVED #{s['id']} line {s['line']} [{s['kind']}]: {s['original']}  ->  {s['mutated']}", flush=True)
+        chosen = ALL if cov is None else cov.select(s["line"], s["end_line"])
+        if chosen == []:  # no test executes this code: the mutant cannot change any test's run
+            results[s["id"]] = {**s, "outcome": "survived", "uncovered": True, "tests_run": 0, "seconds": 0.0}
+            continue
+        run_args = args if chosen is ALL else chosen
+        est = base_s if chosen is ALL else cov.estimate_s(chosen)
+        job = (s["id"], mutant_source(path, s["id"]), run_args, timeout_factor * est + 10)
+        # code that ran at import or collection time cannot be swapped afterwards: import that mutant fresh
+        warm = swap and cov is not None and not cov.at_import(s["line"], s["end_line"])
+        (swapped if warm else fresh).append(job)
+    jobs = {j[0]: j for j in swapped + fresh}
+    n_run = {key: (len(cov.tests) if cov else None) if a is args else len(a) for key, (_, _, a, _) in jobs.items()}
+    retry = []
+
+    def take(i, outcome, dt, how):
+        if outcome == "not swappable":
+            fresh.append(jobs[i])
+        elif outcome == "no tests":  # a node id pytest could not take back: run the whole list instead
+            retry.append((i, jobs[i][1], args, timeout_factor * base_s + 10))
+            n_run[i] = len(cov.tests) if cov else None
+        else:
+            _record(results, by_id[i], outcome, dt, n_run[i], how)
+
+    for i, outcome, dt in _serve(module, args, swapped, workers):
+        take(i, outcome, dt, "swap")
+    for i, outcome, dt in run_many(module, fresh, workers):
+        take(i, outcome, dt, "import")
+    for i, outcome, dt in run_many(module, retry, workers):
+        if outcome == "no tests":
+            raise SystemExit(f"{module}: no tests collected with {args}")
+        _record(results, by_id[i], outcome, dt, n_run[i], "import")
     results = [results[k] for k in sorted(results)]
     killed = sum(r["outcome"] != "survived" for r in results)
-    summary = {"module": module, "tests": args, "baseline_s": round(base_s, 2), "n_mutants": len(results),
-               "killed": killed, "survived": len(results) - killed,
+    summary = {"module": module, "tests": args, "selection": select, "baseline_s": round(base_s, 2),
+               "n_mutants": len(results), "killed": killed, "survived": len(results) - killed,
+               "uncovered": sum(bool(r.get("uncovered")) for r in results),
+               "mutant_s": round(sum(r["seconds"] for r in results), 1),
                "score": round(killed / len(results), 4) if results else None, "mutants": results}
     out_dir.mkdir(parents=True, exist_ok=True)
-    res_path.write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write(res_path, json.dumps(summary, indent=1) + "\n")
     print(f"{module}: killed {killed} of {len(results)} ({100 * killed / max(1, len(results)):.1f}%)", flush=True)
     return summary
+
+
+def _record(results: dict, s: dict, outcome: str, dt: float, n_tests, how: str) -> None:
+    results[s["id"]] = {**s, "outcome": outcome, "tests_run": n_tests, "run": how, "seconds": round(dt, 2)}
+    if outcome == "survived":
+        print(f"  SURVIVED #{s['id']} line {s['line']} [{s['kind']}]: {s['original']}  ->  {s['mutated']}", flush=True)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def changed_modules(rev: str) -> list[str]:
+    """The modules of MODULES that differ between `rev` and the working tree (committed or not)."""
+    out = subprocess.run(["git", "diff", "--name-only", rev, "--", "genbench"], cwd=ROOT, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"--changed-since {rev}: git diff failed: {out.stderr.strip()}")
+    changed = set(out.stdout.split())
+    return [m for m in MODULES if m in changed]
 
 
 def main(argv=None) -> int:
@@ -347,8 +493,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "reports/benchmarks/mutation_runs"))
     ap.add_argument("--timeout-factor", type=float, default=5.0)
     ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once (one CPU core each)")
+    ap.add_argument("--no-select", action="store_true",
+                    help="run each module's whole test list for every mutant (default: only the tests that execute "
+                         "the mutated lines, recorded in the unmutated run; scripts/mutate_select.py)")
+    ap.add_argument("--no-swap", action="store_true",
+                    help="import every mutant fresh in its own process (default: a mutant inside function bodies "
+                         "runs in a process that imported the tests once, with the changed functions' code "
+                         "swapped in place)")
+    ap.add_argument("--changed-since", metavar="REV",
+                    help="only the modules of MODULES that differ between REV and the working tree")
     a = ap.parse_args(argv)
+    if a.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {a.jobs}")
     mods = a.modules or list(MODULES)
+    if a.changed_since:
+        changed = changed_modules(a.changed_since)
+        mods = [m for m in mods if m in changed]
+        print(f"changed since {a.changed_since}: {', '.join(mods) or 'no module of MODULES'}", flush=True)
     for m in mods:
         if m not in MODULES:
             ap.error(f"{m} has no test mapping in scripts/mutate.py MODULES")
@@ -367,10 +528,13 @@ def main(argv=None) -> int:
     assert not any(k == "genbench" or k.startswith("genbench.") for k in sys.modules), "genbench imported too early"
     only = {int(x) for x in a.only.split(",")} if a.only else None
     t0 = time.time()
-    out = [run_module(m, Path(a.out), only, a.timeout_factor, a.jobs) for m in mods]
-    print(f"\n{'module':40s} {'mutants':>8s} {'killed':>7s} {'score':>7s}   ({time.time() - t0:.0f} s)")
+    out = [run_module(m, Path(a.out), only, a.timeout_factor, a.jobs, not a.no_select, not a.no_swap) for m in mods]
+    print(f"\n{'module':40s} {'mutants':>8s} {'killed':>7s} {'score':>7s} {'no test runs it':>16s}")
     for s in out:
-        print(f"{s['module']:40s} {s['n_mutants']:8d} {s['killed']:7d} {100 * (s['score'] or 0):6.1f}%")
+        print(f"{s['module']:40s} {s['n_mutants']:8d} {s['killed']:7d} {100 * (s['score'] or 0):6.1f}% "
+              f"{s['uncovered']:16d}")
+    print(f"{len(out)} modules, {sum(s['n_mutants'] for s in out)} mutants in {time.time() - t0:.0f} s wall "
+          f"({a.jobs} at once)")
     return 0
 
 
