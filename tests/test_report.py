@@ -143,6 +143,23 @@ def test_report_and_compare_put_one_interval_on_a_mean_over_seeds(run_dir, tmp_p
     assert fd_ci.err == pytest.approx(0.01 / math.sqrt(2))  # 1.96 * (0.01 / 1.96) / sqrt(2): feature noise
 
 
+def test_report_and_gate_read_a_stored_protocol_the_same_way():
+    """One reading of the stored JSON columns: an object as it is, text that is not an object kept under "raw"
+    (the report shows what is stored; the gate compares it), nothing at all as {}."""
+    from genbench.report.data import aggregate as report_aggregate
+    from genbench.results.judge import parse_protocol
+
+    cases = ['{"features": "classifier", "k": 5}', "[1, 2]", "not json", "", {"seed": 3}]
+    want = [{"features": "classifier", "k": 5}, {"raw": [1, 2]}, {"raw": "not json"}, {}, {"seed": 3}]
+    assert [parse_protocol(c) for c in cases] == want
+    frame = pd.DataFrame([{"dataset": "d", "model": f"m{i}", "metric": "fd", "variant": "", "seed": 0, "value": 1.0,
+                           "ci_low": float("nan"), "ci_high": float("nan"), "higher_is_better": False, "unit": "",
+                           "protocol": c, "extra": c} for i, c in enumerate(cases)])
+    cells = report_aggregate(frame)
+    assert [cells[("d", f"m{i}", "fd", "")].protocol for i in range(len(cases))] == want
+    assert [cells[("d", f"m{i}", "fd", "")].extra for i in range(len(cases))] == want
+
+
 def test_text_dataset_headline(run_dir):
     d, _ = run_dir
     headers, rows = md_table((d / "leaderboard.md").read_text(), "shakespeare-char")

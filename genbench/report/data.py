@@ -17,6 +17,7 @@ from typing import Optional
 import pandas as pd
 
 from genbench.errors import InvalidInputError
+from genbench.results.judge import parse_protocol
 from genbench.results.noise import SideStats, mean_half_width
 from genbench.results.store import (CSV_NAME, DB_NAME, JSON_NAME, METRIC_COLUMNS, SCHEMA_VERSION, ResultsStore, StoreError,
                             read_any_store)
@@ -240,7 +241,9 @@ def aggregate(metrics: pd.DataFrame) -> dict[tuple, Cell]:
     for key, g in metrics.groupby(["dataset", "model", "metric", "variant"], sort=True):
         vals = g["value"].to_numpy(dtype=float)
         hib = bool(g["higher_is_better"].iloc[0])
-        proto, extra = _json_obj(g["protocol"].iloc[0]), _json_obj(g["extra"].iloc[0])
+        # one reading of a stored JSON column for the report and the gate: text that is not an object is kept
+        # under "raw", so the report shows what is there
+        proto, extra = parse_protocol(g["protocol"].iloc[0]), parse_protocol(g["extra"].iloc[0])
         finite = vals[[math.isfinite(v) for v in vals]]
         if len(vals) == 1 or len(finite) < 2:
             v = float(finite[0]) if len(finite) else float(vals[0])
@@ -265,16 +268,6 @@ def _fin(v) -> bool:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
-
-
-def _json_obj(s) -> dict:
-    if isinstance(s, dict):
-        return s
-    try:
-        v = json.loads(s) if s else {}
-    except (TypeError, json.JSONDecodeError):
-        return {}
-    return v if isinstance(v, dict) else {}
 
 
 def modality_of(dataset: str, metric_names: set[str]) -> Optional[str]:
