@@ -102,9 +102,9 @@ MODULES: dict[str, list[str]] = {
                                        "tests/test_text_metrics.py::test_speed_metrics_run"],
     "genbench/results/paired_ties.py": ["tests/test_paired_ties.py"],
     "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
-    "genbench/results/compare.py": _GATE,
-    # split out of compare.py: the same gate tests guard them
-    "genbench/results/judge.py": _GATE,
+    "genbench/results/compare.py": [*_GATE, "tests/test_paired.py"],
+    # split out of compare.py: the same gate tests guard them (the paired test's wiring: test_paired.py)
+    "genbench/results/judge.py": [*_GATE, "tests/test_paired.py"],
     "genbench/results/result_files.py": _GATE,
     "genbench/results/tolerance.py": _GATE,
     "genbench/results/paired.py": ["tests/test_paired.py"],
@@ -422,6 +422,8 @@ def run_module(module: str, out_dir: Path, only: set[int] | None, timeout_factor
         chosen = ALL if cov is None else cov.select(s["line"], s["end_line"])
         if chosen == []:  # no test executes this code: the mutant cannot change any test's run
             results[s["id"]] = {**s, "outcome": "survived", "uncovered": True, "tests_run": 0, "seconds": 0.0}
+            print(f"  SURVIVED #{s['id']} line {s['line']} [{s['kind']}] (no test runs it): {s['original']}  ->  "
+                  f"{s['mutated']}", flush=True)
             continue
         run_args = args if chosen is ALL else chosen
         est = base_s if chosen is ALL else cov.estimate_s(chosen)
