@@ -41,6 +41,32 @@ from genbench.results.compare import compare_frames, is_timing, load_results, pr
 from genbench.env_info import hardware  # noqa: E402
 from genbench.fileio import atomic_write_text  # noqa: E402
 from genbench.results.noise import Calibration, make_calibration  # noqa: E402
+from genbench.results.paired import DEFAULT_PAIRED_BOOT, PairedInputs  # noqa: E402
+from genbench.results.stored_features import FeatureIndex, feature_index  # noqa: E402
+
+PAIRED_BOOT = DEFAULT_PAIRED_BOOT  # replicates of the paired bootstrap (--paired-boot; 0: the test is off)
+SWEEP_FEATURES = FeatureIndex(reason="no sweep features loaded")
+
+
+def load_features(dirs) -> FeatureIndex:
+    """The stored features of one or more run directories, merged (the first directory wins a duplicate job)."""
+    idx = FeatureIndex()
+    for d in dirs:
+        one = feature_index(d, f"sweep {d}")
+        if one.reason:
+            return one
+        for k, v in one.entries.items():
+            idx.entries.setdefault(k, v)
+    return idx
+
+
+def as_seed(idx: FeatureIndex, k: int, to: int = 0) -> FeatureIndex:
+    """Seed k's stored features filed under seed `to`: the rerun of seed k presented as a rerun of seed `to`."""
+    return FeatureIndex({(d, m, v, to): f for (d, m, v, s), f in idx.entries.items() if int(s) == k}, idx.reason)
+
+
+def paired(base: FeatureIndex, new: FeatureIndex):
+    return PairedInputs(base, new, PAIRED_BOOT) if PAIRED_BOOT else None
 
 OUT_MD = ROOT / "reports" / "benchmarks" / "gate.md"
 OUT_JSON = ROOT / "reports" / "benchmarks" / "gate.json"
@@ -58,6 +84,7 @@ def summarise(cmp) -> dict:
     return {"exit": cmp.exit_code, "compared": sum(r.verdict not in ("new", "missing", "not compared") for r in cmp.rows),
             "regressed": [f"{r.dataset}/{r.model}/{r.metric}{'/' + r.variant if r.variant else ''}"
                           for r in cmp.regressions],
+            "paired": sum("paired bootstrap" in r.noise_source for r in cmp.rows),
             "not_comparable": len(cmp.problems), "timing_not_compared": sum(r.verdict == "not compared" for r in cmp.rows)}
 
 
@@ -79,7 +106,8 @@ def confirm_from_sweep(sweep: pd.DataFrame, base: pd.DataFrame, k: int, cmp, n: 
         rest = [s for s in seeds if s not in {k, *extra}]
         if len(set(job["seed"]) & set(rest)) >= 3:
             cal.entries.update(calibration_from(job, rest).entries)
-    res = summarise(compare_frames(base, pd.concat(new, ignore_index=True), calibration=cal, timing=False))
+    res = summarise(compare_frames(base, pd.concat(new, ignore_index=True), calibration=cal, timing=False,
+                                   paired=paired(SWEEP_FEATURES, SWEEP_FEATURES)))
     return {"confirm_seeds": used, "confirmed": res}
 
 
@@ -91,7 +119,8 @@ def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
         rest = [s for s in seeds if s != k]  # the reference's seed is in its calibration; the rerun's is not
         cal = calibration_from(sweep, rest)
         new = sweep[sweep["seed"] == k].assign(seed=0)
-        cmp = compare_frames(base, new, calibration=cal, timing=False)
+        cmp = compare_frames(base, new, calibration=cal, timing=False,
+                             paired=paired(SWEEP_FEATURES, as_seed(SWEEP_FEATURES, k, seeds[0])))
         res = summarise(cmp)
         if args.confirm_seeds and cmp.regressions:
             res.update(confirm_from_sweep(sweep, base, k, cmp, args.confirm_seeds))
@@ -177,7 +206,10 @@ def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> l
         # model's rows from its run; so the multiple-testing family is the suite's, not one model's
         inj = load_results(out)
         new = pd.concat([base[base["model"] != model], inj[inj["seed"] == 0]], ignore_index=True)
-        cmp = compare_frames(base, new, calibration=cal, timing=False)
+        inj_features = feature_index(out, f"injection {name}")
+        new_features = FeatureIndex({**SWEEP_FEATURES.entries, **inj_features.entries},
+                                    SWEEP_FEATURES.reason or inj_features.reason)
+        cmp = compare_frames(base, new, calibration=cal, timing=False, paired=paired(SWEEP_FEATURES, new_features))
         confirmed = None
         if confirm_seeds:
             flagged_ds = sorted({r.dataset for r in cmp.regressions})
@@ -187,7 +219,11 @@ def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> l
             inj = load_results(out)
             keep = inj["seed"].isin([0, *extra]) & (inj["dataset"].isin(flagged_ds) | (inj["seed"] == 0))
             new2 = pd.concat([base[base["model"] != model], inj[keep]], ignore_index=True)
-            confirmed = compare_frames(base, new2, calibration=cal, timing=False)
+            inj_features = feature_index(out, f"injection {name}")
+            new_features = FeatureIndex({**SWEEP_FEATURES.entries, **inj_features.entries},
+                                        SWEEP_FEATURES.reason or inj_features.reason)
+            confirmed = compare_frames(base, new2, calibration=cal, timing=False,
+                                       paired=paired(SWEEP_FEATURES, new_features))
         for ds in sorted(set(new["dataset"])):
             rs = [r for r in cmp.rows if r.dataset == ds and r.model == model and r.delta is not None and r.noise > 0]
             flagged = [r for r in cmp.regressions if r.dataset == ds]
@@ -204,6 +240,7 @@ def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> l
                          "worst": worst.metric if worst else None,
                          "baseline": worst.baseline if worst else None, "new": worst.new if worst else None,
                          "noise_se": worst.noise if worst else None,
+                         "worst_paired": bool(worst and "paired bootstrap" in worst.noise_source),
                          "effect": ((-(worst.delta) if worst.higher_is_better else worst.delta) / worst.noise)
                          if worst else None, "seconds": round(secs, 1), "exit": cmp.exit_code})
     return rows
@@ -214,11 +251,14 @@ def write(fa: list, det: list, args) -> None:
              f"Made by `{' '.join(['.venv/bin/python', 'benchmarks/bench_gate.py', *sys.argv[1:]])}` on "
              f"{hardware()} ({time.strftime('%Y-%m-%d')}). Gate: `genbench compare` defaults (family-wise alpha "
              "0.05, Holm over all compared scores; tolerances from genbench/results/tolerances.toml; noise = max(bootstrap, "
-             "seed spread pooled with the calibration)).", "",
+             "seed spread pooled with the calibration)). "
+             + (f"FD, KID and P/R/D/C changes are judged with the paired bootstrap ({PAIRED_BOOT} replicates) "
+                "where both sides stored their features (column *paired*)." if PAIRED_BOOT else
+                "Paired bootstrap off (--paired-boot 0)."), "",
              "## False alarms (clean reruns: every one must pass)", "",
-             "| rerun | calibration | exit | scores compared | regressions flagged | not comparable | timings not compared |"
+             "| rerun | calibration | exit | scores compared | paired | regressions flagged | not comparable | timings not compared |"
              + (f" after confirmation ({args.confirm_seeds} more seeds) |" if args.confirm_seeds else ""),
-             "|---|---|---|---|---|---|---|" + ("---|" if args.confirm_seeds else "")]
+             "|---|---|---|---|---|---|---|---|" + ("---|" if args.confirm_seeds else "")]
     for r in fa:
         conf = ""
         if args.confirm_seeds:
@@ -227,11 +267,11 @@ def write(fa: list, det: list, args) -> None:
                     f" exit {c['exit']}, {len(c['regressed'])} regressions"
                     f"{': ' + ', '.join(c['regressed']) if c['regressed'] else ''} (extra seeds "
                     + "; ".join(f"{j}: {v}" for j, v in r["confirm_seeds"].items()) + ") |")
-        lines.append(f"| {r['rerun']} | {r['calibration']} | {r['exit']} | {r['compared']} | "
+        lines.append(f"| {r['rerun']} | {r['calibration']} | {r['exit']} | {r['compared']} | {r['paired']} | "
                      f"{len(r['regressed'])}{': ' + ', '.join(r['regressed']) if r['regressed'] else ''} | "
                      f"{r['not_comparable']} | {r['timing_not_compared']} |" + conf)
         if r.get("note"):
-            lines.append(f"| ↳ {r['note']} | | | | | | |" + (" |" if args.confirm_seeds else ""))
+            lines.append(f"| ↳ {r['note']} | | | | | | | |" + (" |" if args.confirm_seeds else ""))
     n_fa = sum(bool(r["regressed"]) for r in fa)
     lines += ["", f"False alarms: **{n_fa} of {len(fa)}** clean reruns flagged a regression"
               + (f"; after confirmation with {args.confirm_seeds} more seeds: **"
@@ -249,7 +289,8 @@ def write(fa: list, det: list, args) -> None:
                         f" {'yes' if r['confirmed'] else '**NO**'}: {', '.join(r['confirmed_flagged']) or '—'} |")
             lines.append(f"| {r['injection']} | {r['dataset']} | {'yes' if r['detected'] else '**NO**'} | "
                          f"{', '.join(r['flagged']) or '—'} | {r['worst']} | {r['baseline']:.4g} -> {r['new']:.4g} | "
-                         f"{r['noise_se']:.3g} | {r['effect']:.1f} |" + conf)
+                         f"{r['noise_se']:.3g}{' (paired)' if r.get('worst_paired') else ''} | {r['effect']:.1f} |"
+                         + conf)
         names = sorted({r["injection"] for r in det})
         caught = [n for n in names if any(r["detected"] for r in det if r["injection"] == n)]
         n_det = sum(r["detected"] for r in det)
@@ -273,9 +314,17 @@ def main() -> int:
     ap.add_argument("--threads-run", help="run directory of seed 0 rerun with another thread count")
     ap.add_argument("--inject", action="store_true", help="train and score the injected regressions")
     ap.add_argument("--work", default=str(ROOT / "runs" / "gate-injections"), help="where injected runs go")
+    ap.add_argument("--paired-boot", type=int, default=DEFAULT_PAIRED_BOOT, metavar="N",
+                    help=f"replicates of the paired bootstrap for FD, KID and P/R/D/C, as genbench compare "
+                         f"(default {DEFAULT_PAIRED_BOOT}; 0: judge them without it)")
     ap.add_argument("--confirm-seeds", type=int, default=0, metavar="N",
                     help="also judge each flagged job again with N more seeds (genbench check's confirmation)")
     args = ap.parse_args()
+    global PAIRED_BOOT, SWEEP_FEATURES
+    PAIRED_BOOT = args.paired_boot
+    SWEEP_FEATURES = load_features(args.sweep)
+    if PAIRED_BOOT and SWEEP_FEATURES.reason:
+        print(f"paired test unavailable: {SWEEP_FEATURES.reason}", flush=True)
     frames = [load_results(d) for d in args.sweep]
     sweep = pd.concat(frames, ignore_index=True)
     sweep = sweep[~sweep.duplicated(["budget", "dataset", "model", "metric", "variant", "seed"])]
