@@ -129,7 +129,8 @@ def false_alarms(sweep: pd.DataFrame, args) -> list[dict]:
     if args.threads_run:
         other = load_results(args.threads_run)
         cal = calibration_from(sweep, seeds)
-        res = summarise(compare_frames(base, other, calibration=cal, timing=True))
+        res = summarise(compare_frames(base, other, calibration=cal, timing=True,
+                                       paired=paired(SWEEP_FEATURES, feature_index(args.threads_run, "threads run"))))
         rows.append({"rerun": f"seed {seeds[0]} rerun with other threads ({args.threads_run})",
                      "calibration": f"all seeds {seeds}", **res})
     if args.reference_commit:
