@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from mutate_select import ALL, Coverage, Recorder, swap_in
+from mutate_session import WarmSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,12 +266,16 @@ class _Loader(importlib.machinery.SourceFileLoader):
         return compile(self.source, self.path, "exec", dont_inherit=True)
 
 
+_WARM: "WarmSession | None" = None  # the server's collected session (scripts/mutate_session.py)
+
+
 def _start(module: str, source: ast.Module, pytest_args: list[str], coverage_out: str | None = None,
-           swap_original=None) -> int:
+           swap_original=None, unmutated: bool = False) -> int:
     """Fork a child that runs the tests with `source` served as `module`; its pid. With `coverage_out`, the child
     records which tests execute which lines of the module there (scripts/mutate_select.py). With `swap_original`
     (the unmutated module's code; only in a process that imported the module already), the child swaps the
-    changed functions' code in place instead of importing the module (exit 98 when it cannot)."""
+    changed functions' code in place instead of importing the module (exit 98 when it cannot), and runs its tests
+    in the server's collected session when there is one."""
     import pytest
 
     modname = module[:-3].replace("/", ".")
@@ -283,8 +288,10 @@ def _start(module: str, source: ast.Module, pytest_args: list[str], coverage_out
             os.dup2(null, 2)
             if swap_original is not None:
                 mutant = compile(source, str(ROOT / module), "exec", dont_inherit=True)
-                if not swap_in(str(ROOT / module), swap_original, mutant):
+                if not unmutated and not swap_in(str(ROOT / module), swap_original, mutant):
                     os._exit(98)
+                if _WARM is not None:
+                    os._exit(_WARM.run(None if pytest_args is MODULES[module] else pytest_args))
             else:
                 sys.meta_path.insert(0, _Finder(modname, str(ROOT / module), source))
             plugins = []
@@ -313,7 +320,8 @@ def _outcome(module: str, rc: int, pytest_args: list[str]) -> str:
     return "error"  # collection/import error or crash caused by the mutant: killed too
 
 
-def run_many(module: str, jobs: list[tuple], workers: int, coverage_out: str | None = None, swap_original=None):
+def run_many(module: str, jobs: list[tuple], workers: int, coverage_out: str | None = None, swap_original=None,
+             unmutated: bool = False):
     """Run (key, source, pytest args, timeout) jobs, `workers` at a time; yields (key, outcome, seconds) as they
     finish. outcome: 'survived' | 'killed' | 'error' | 'timeout' | 'no tests'."""
     pending = list(jobs)
@@ -321,8 +329,8 @@ def run_many(module: str, jobs: list[tuple], workers: int, coverage_out: str | N
     while pending or running:
         while pending and len(running) < workers:
             key, src, args, timeout = pending.pop(0)
-            running[_start(module, src, args, coverage_out, swap_original)] = (key, time.perf_counter(), args,
-                                                                                timeout)
+            running[_start(module, src, args, coverage_out, swap_original, unmutated)] = (
+                key, time.perf_counter(), args, timeout)
         time.sleep(0.02)
         for pid, (key, t0, args, timeout) in list(running.items()):
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -341,10 +349,11 @@ def run_many(module: str, jobs: list[tuple], workers: int, coverage_out: str | N
 
 
 def _serve(module: str, args: list[str], jobs: list[tuple], workers: int) -> list[tuple]:
-    """Run `jobs` from a forked server that imported the module's tests once (pytest's collection): each mutant's
-    child then only swaps the changed functions' code and runs its tests, with no import or collection cost.
-    Its (key, outcome, seconds) list; outcome 'not swappable' for the mutants that need a fresh import."""
-    import pytest
+    """Run `jobs` from a forked server that configured pytest and collected the module's tests once
+    (scripts/mutate_session.py): each mutant's child then only swaps the changed functions' code and runs its
+    selected tests, with no import, configuration or collection cost. Its (key, outcome, seconds) list; outcome
+    'not swappable' for the mutants that need a fresh import."""
+    global _WARM
 
     if not jobs:
         return []
@@ -354,19 +363,29 @@ def _serve(module: str, args: list[str], jobs: list[tuple], workers: int) -> lis
     if pid == 0:  # the server
         code = 99
         try:
-            out, err = os.dup(1), os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            rc = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *args])
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            if rc == 0:
-                original = compile(mutant_source(ROOT / module, None), str(ROOT / module), "exec", dont_inherit=True)
-                done = list(run_many(module, jobs, workers, swap_original=original))
-                with open(res_file, "w") as f:
-                    json.dump(done, f)
-                code = 0
+            _WARM = WarmSession.open(args)
+            original = compile(mutant_source(ROOT / module, None), str(ROOT / module), "exec", dont_inherit=True)
+            if _WARM is not None:  # the unmutated module must pass through the warm session, or it is not used
+                [(_, check, _)] = list(run_many(module, [(None, mutant_source(ROOT / module, None), args, 1800)], 1,
+                                                swap_original=original, unmutated=True))
+                if check != "survived":
+                    print(f"{module}: the tests do not pass in a collected session ({check}); using pytest.main",
+                          flush=True)
+                    _WARM = None
+            if _WARM is None:  # import the test files at least: pytest.main then finds them imported
+                import pytest
+
+                out, err = os.dup(1), os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *args])
+                os.dup2(out, 1)
+                os.dup2(err, 2)
+            done = list(run_many(module, jobs, workers, swap_original=original))
+            with open(res_file, "w") as f:
+                json.dump(done, f)
+            code = 0
         except BaseException:
             import traceback
 
