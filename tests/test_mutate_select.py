@@ -229,3 +229,45 @@ def test_recorder_attributes_lines_to_tests_fixtures_and_import(tmp_path):
     assert cov.select(7, 7) == [b, c]
     assert cov.select(10, 10) == []
     assert json.loads(out.read_text())["forkers"] == [c]
+
+
+def test_a_warm_session_runs_any_selection_of_its_collected_tests(tmp_path):
+    """scripts/mutate_session.py: collected once, each forked child runs its selection with pytest's codes."""
+    (tmp_path / "test_w.py").write_text(textwrap.dedent("""\
+        import os
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def shared():
+            return 2
+
+        def test_a(shared):
+            assert shared == 2
+
+        def test_b():
+            assert os.environ.get("W_FAIL") != "b"
+
+        def test_c(shared):
+            assert os.environ.get("W_FAIL") != "c"
+    """))
+    code = textwrap.dedent(f"""\
+        import os, sys
+        sys.path.insert(0, {str(ROOT / 'scripts')!r})
+        from mutate_session import WarmSession
+        w = WarmSession.open([{str(tmp_path / 'test_w.py')!r}])
+        ids = [it.nodeid for it in w.items]
+        def run(sel, fail=""):
+            pid = os.fork()
+            if pid == 0:
+                os.environ["W_FAIL"] = fail
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os._exit(w.run(sel))
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        a, b, c = ids
+        print([run([a]), run([c]), run([b, c], fail="c"), run([a, c], fail="b"), run(None, fail="b"),
+               run(None), run(["test_w.py::nope"])])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[0, 0, 1, 0, 1, 0, 4]"
