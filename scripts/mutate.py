@@ -108,7 +108,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/results/result_files.py": _GATE,
     "genbench/results/tolerance.py": _GATE,
     "genbench/results/paired.py": ["tests/test_paired.py", "tests/test_paired_math.py"],
-    "genbench/results/stored_features.py": ["tests/test_paired.py"],
+    "genbench/results/stored_features.py": ["tests/test_paired.py", "tests/test_stored_features.py"],
     "genbench/results/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py"],
     "genbench/results/recommend.py": ["tests/test_recommend.py"],
     "genbench/results/recommendation.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
