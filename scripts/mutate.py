@@ -104,7 +104,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/report/column_ties.py": ["tests/test_paired_ties.py"],
     "genbench/results/compare.py": [*_GATE, "tests/test_paired.py"],
     # split out of compare.py: the same gate tests guard them (the paired test's wiring: test_paired.py)
-    "genbench/results/judge.py": [*_GATE, "tests/test_paired.py"],
+    "genbench/results/judge.py": [*_GATE, "tests/test_paired.py", "tests/test_paired_math.py"],
     "genbench/results/result_files.py": _GATE,
     "genbench/results/tolerance.py": _GATE,
     "genbench/results/paired.py": ["tests/test_paired.py", "tests/test_paired_math.py"],

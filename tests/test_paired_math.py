@@ -260,3 +260,171 @@ def test_bad_input_is_refused_with_what_was_wrong():
         paired_bootstrap([(real[:, 0], real)], [(real[:, 0], real)], ["kid"])
     out = paired_bootstrap([(real, real)], [(real, real)], ["inception_score", "kid"], n_boot=2)
     assert out["inception_score"] == "inception_score has no paired bootstrap" and not isinstance(out["kid"], str)
+
+
+# ---------------------------------------------------------------------------------------------- stores
+def _tied(n, seed):
+    """Normalised sparse 0/1 rows: many equal distances, so `<` and `<=` balls differ."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 24, generator=g) < 0.15).double()
+    x[x.sum(1) == 0, 0] = 1.0
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def _run(d, jobs, key_extra=None):
+    """A run directory: jobs = [(dataset, model, seed, real, fake, {metric: (value, protocol)})], each storing its
+    features."""
+    from genbench.results.store import ResultsStore
+    from genbench.results.stored_features import save_features
+
+    d.mkdir(parents=True, exist_ok=True)
+    with ResultsStore(d, create=True) as st:
+        st.begin_run("r", suite_name="t")
+        for ds, model, seed, real, fake, vals in jobs:
+            job = f"{ds}/{model}/seed{seed}"
+            st.add_job(job, run_id="r", dataset=ds, model=model, family="x", seed=seed, budget="quick", config={})
+            st.start_job(job, "r")
+            rows = [dict(name=m, value=v, unit="", higher_is_better=m != "fd", protocol=p) for m, (v, p) in vals.items()]
+            key = {"dataset": ds, "split": "test", "split_sha256": "abc", "subset": {"n": len(real)},
+                   "extractor": {"id": "identity"}, **(key_extra or {}).get((ds, model), {})}
+            st.record_job(job, rows, save_features(d, f"artifacts/{ds}_{model}_{seed}", ds, "", real, fake, key))
+    return d
+
+
+def _values(real, fake, kpr=3, kdc=5, strict=False, proto=None, kid=0.0):
+    items = prdc_items(real, fake, kpr, kdc, strict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {"fd": (frechet_distance_features(real, fake), {}), "kid": (kid, {})}
+    for m in ("precision", "recall", "density", "coverage"):
+        p = proto(m) if proto else {}
+        out[m] = (float(items[m].double().mean()), p)
+    return out
+
+
+def test_model_difference_reads_k_ball_seeds_and_the_dataset_from_the_store(tmp_path):
+    """k and the ball come from the stored protocols (k 4 / 6 with `<` balls, on tied distances where they
+    matter); the default seeds are those both models have; rows of another dataset and NaN values stay out."""
+    from genbench.results.paired import model_difference
+
+    real = _tied(40, 0)
+    fa, fb0, fb1 = _tied(30, 1), _tied(30, 2), _tied(30, 3)
+    assert float(prdc_items(real, fa, 4, 6, True)["density"].mean()) != \
+        float(prdc_items(real, fa, 4, 6, False)["density"].mean())
+
+    def proto(m):
+        return {"k": 4 if m in ("precision", "recall") else 6, "ball": "<"}
+
+    other_real = _gauss(10, 24, 9)
+    vb0 = _values(real, fb0, 4, 6, True, proto)
+    vb0["kid"] = (float("nan"), {})  # not scored for model b: KID left out
+    d = _run(tmp_path / "run", [
+        ("toy", "a", 0, real, fa, _values(real, fa, 4, 6, True, proto)),
+        ("toy", "b", 0, real, fb0, vb0),
+        ("toy", "b", 1, real, fb1, _values(real, fb1, 4, 6, True, proto)),  # a has no seed 1
+        ("other", "a", 5, other_real, other_real, _values(other_real, other_real, 4, 6, True, proto)),
+        ("other", "b", 5, other_real, other_real, _values(other_real, other_real, 4, 6, True, proto))])
+    out = model_difference(d, "toy", "a", "b", n_boot=3)
+    assert set(out) == {"fd", "precision", "recall", "density", "coverage"}
+    for m in out:
+        assert not isinstance(out[m], str), (m, out[m])
+    assert out["density"].base_values[0] == pytest.approx(float(prdc_items(real, fa, 4, 6, True)["density"].mean()))
+
+
+def test_model_difference_defaults_k_and_ball_where_the_protocol_has_none(tmp_path):
+    from genbench.results.paired import model_difference
+
+    real, fa, fb = _tied(40, 10), _tied(30, 11), _tied(30, 12)
+
+    def four(*k):
+        it = prdc_items(real, fa, *k)
+        return [float(it[m].double().mean()) for m in ("precision", "recall", "density", "coverage")]
+
+    for k in ((3, 5, True), (4, 5, False), (3, 6, False)):  # each default makes a difference here
+        assert four(*k) != four(3, 5, False), k
+    d = _run(tmp_path / "run", [("toy", "a", 0, real, fa, _values(real, fa)), ("toy", "b", 0, real, fb, _values(real, fb))])
+    out = model_difference(d, "toy", "a", "b", n_boot=3)
+    for m in ("precision", "recall", "density", "coverage"):
+        assert not isinstance(out[m], str), (m, out[m])
+
+
+def test_model_difference_refuses_what_is_not_a_run(tmp_path):
+    from genbench.results.paired import model_difference
+
+    with pytest.raises(InvalidInputError, match="paired significance needs a run directory"):
+        model_difference(tmp_path / "missing.db", "toy", "a", "b")
+    (tmp_path / "results.csv").write_text("x\n")
+    with pytest.raises(InvalidInputError, match="paired significance needs a run directory"):
+        model_difference(tmp_path / "results.csv", "toy", "a", "b")
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all, just bytes")
+    with pytest.raises(InvalidInputError, match="not a SQLite database"):
+        model_difference(tmp_path / "junk.db", "toy", "a", "b")
+
+
+def test_paired_inputs_say_what_is_missing_and_run_on_one_thread(tmp_path, monkeypatch):
+    from genbench.results.paired import PairedInputs
+    from genbench.results.stored_features import feature_index, reference_identity
+
+    real, fa = _gauss(30, 2, 0), _gauss(30, 2, 1)
+    a = _run(tmp_path / "a", [("toy", "m", 0, real, fa, _values(real, fa))])
+    short = _run(tmp_path / "s", [("toy", "m", 0, real, fa[:20], _values(real, fa[:20]))])
+    other = _run(tmp_path / "o", [("toy", "m", 0, real, fa, _values(real, fa))],
+                 key_extra={("toy", "m"): {"split_sha256": "zzz"}})
+    ia, i_s, io = feature_index(a), feature_index(short), feature_index(other)
+    k = {"k_pr": 3, "k_dc": 5, "strict": False}
+    assert PairedInputs(ia, ia).results("toy", "m", "", [], [0], ["fd"], {}, k) == {"fd": "the results record no seeds"}
+    assert PairedInputs(ia, ia).results("toy", "m", "", [0], [], ["fd"], {}, k) == {"fd": "the results record no seeds"}
+    why = PairedInputs(ia, i_s).results("toy", "m", "", [0], [0], ["fd"], {}, k)["fd"]
+    assert why == "different feature shapes (n_real, n_fake, dim): ['(30, 20, 2)', '(30, 30, 2)']"
+    why = PairedInputs(ia, io).results("toy", "m", "", [0], [0], ["fd"], {}, k)["fd"]
+    ra = reference_identity({"dataset": "toy", "split": "test", "split_sha256": "abc", "subset": {"n": 30},
+                             "extractor": {"id": "identity"}})
+    ro = reference_identity({"dataset": "toy", "split": "test", "split_sha256": "zzz", "subset": {"n": 30},
+                             "extractor": {"id": "identity"}})
+    assert why == f"the runs scored different reference features (reference {ra[:12]} vs {ro[:12]})"
+    seen = []
+    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
+    monkeypatch.setattr(paired, "paired_bootstrap", lambda *a, **kw: seen.append(torch.get_num_threads()) or {})
+    torch.set_num_threads(2)
+    try:
+        PairedInputs(ia, ia).results("toy", "m", "", [0], [0], ["fd"], {}, k)
+        assert seen == [1]  # the same replicates whatever the machine's core count
+    finally:
+        torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------- judge's wiring
+def test_judge_passes_k_ball_and_stored_values_to_the_paired_test():
+    """genbench.results.judge.paired_result: the group's feature scores on the same seeds, their stored values and
+    the k / ball of their protocols (defaults 3, 5, `<=` where a protocol has none)."""
+    from genbench.results.judge import Side, paired_result
+    from genbench.results.noise import SideStats
+
+    class Recorder:
+        def results(self, ds, model, variant, sa, sb, metrics, stored, prdc_k):
+            self.got = (ds, model, variant, sa, sb, metrics, stored, prdc_k)
+            return {"fd": "recorded"}
+
+    def sides(protos, values=(1.0,)):
+        return {("toy", "m", m, ""): Side(SideStats(list(values), [float("nan")] * len(values), [0]), m != "fd", "",
+                                          p, False, "quick", "") for m, p in protos.items()}
+
+    full = {"fd": {}, "precision": {"k": 4, "ball": "<"}, "recall": {"k": 4, "ball": "<"},
+            "density": {"k": 7, "ball": "<"}, "coverage": {"k": 7, "ball": "<"}}
+    rec = Recorder()
+    key = ("toy", "m", "fd", "")
+    assert paired_result(rec, key, sides(full), sides(full, (2.0,))) == "recorded"
+    ds, model, variant, sa, sb, metrics, stored, prdc_k = rec.got
+    assert (ds, model, variant, sa, sb) == ("toy", "m", "", [0], [0])
+    assert metrics == ["fd", "precision", "recall", "density", "coverage"]
+    assert stored["density"] == ([1.0], [2.0])
+    assert prdc_k == {"k_pr": 4, "k_dc": 7, "strict": True}
+    pr_only = {"fd": {}, "precision": {"k": 4}, "recall": {"k": 4}}  # no k of density: the default k_dc
+    paired_result(rec, key, sides(pr_only), sides(pr_only))
+    assert rec.got[-1] == {"k_pr": 4, "k_dc": 5, "strict": False}
+    dc_only = {"density": {"k": 7, "ball": "<="}, "coverage": {"k": 7, "ball": "<="}}
+    paired_result(rec, key, sides({**dc_only, "fd": {}}), sides({**dc_only, "fd": {}}))
+    assert rec.got[-1] == {"k_pr": 3, "k_dc": 7, "strict": False}
+    none = {"fd": {}, "precision": {}, "density": {}}
+    paired_result(rec, key, sides(none), sides(none))
+    assert rec.got[-1] == {"k_pr": 3, "k_dc": 5, "strict": False}
