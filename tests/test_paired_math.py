@@ -428,3 +428,18 @@ def test_judge_passes_k_ball_and_stored_values_to_the_paired_test():
     none = {"fd": {}, "precision": {}, "density": {}}
     paired_result(rec, key, sides(none), sides(none))
     assert rec.got[-1] == {"k_pr": 3, "k_dc": 5, "strict": False}
+
+
+def test_judge_timing_has_no_floor_unless_given():
+    """judge_timing's floor defaults to 0 ms: any change beyond the tolerance counts (compare passes its floor)."""
+    from genbench.results.judge import Side, judge_timing
+    from genbench.results.noise import SideStats
+    from genbench.results.tolerance import Tolerance
+
+    def side(ms):
+        return Side(SideStats([ms], [float("nan")], [0]), False, "ms", {"hardware": "h", "torch_threads": 1}, True,
+                    "quick", "")
+
+    key = ("toy", "m", "latency", "")
+    assert judge_timing(key, side(1.0), side(1.5), Tolerance(0.1, True)).verdict == "regressed"
+    assert judge_timing(key, side(1.0), side(1.5), Tolerance(0.1, True), floor_ms=1.0).verdict == "unchanged"
