@@ -157,7 +157,7 @@ def test_defaults_seed_replicates_and_level():
     assert default.n_boot == paired.DEFAULT_PAIRED_BOOT == 100  # the documented default (compare --paired-boot)
     assert default == paired_bootstrap([(real, a)], [(real, b)], ["kid"], n_boot=100, seed=0)["kid"]
     assert paired_bootstrap([(real, a)], [(real, b)], ["kid"], n_boot=2)["kid"].n_boot == 2  # 2 is enough
-    assert "95% CI" in PairedResult("fd", 0.1, 0.01, (0.05, 0.15), 0.01, 100).describe()
+    assert ", 95% CI" in PairedResult("fd", 0.1, 0.01, (0.05, 0.15), 0.01, 100).describe()
 
 
 # ---------------------------------------------------------------------------------------------- limits
@@ -231,10 +231,11 @@ def test_a_recomputed_value_reproduces_within_rounding_only():
 
 
 # ---------------------------------------------------------------------------------------------- FD
-@pytest.mark.parametrize("nr,nf", [(10, 60), (60, 10)])
+@pytest.mark.parametrize("nr,nf", [(10, 60), (60, 10), (10, 400)])
 def test_fd_on_singular_covariances_uses_the_exact_route_quietly(nr, nf):
-    """Fewer rows than dimensions on one side: FD's exact cross-Gram route (as genbench stores it) is reproduced
-    to rounding (the statistics route is off by ~1e-8 here), and no MetricWarning escapes, full value or
+    """Fewer rows than dimensions on one side: FD's route as genbench stores it (the exact cross-Gram route for
+    10 x 60 rows: the statistics route is off by ~1e-8 there; the statistics route for 10 x 400, where the
+    cross-Gram SVD costs too much) is reproduced to rounding, and no MetricWarning escapes, full value or
     replicate."""
     real = _gauss(nr, 20, 0)
     a, b = _gauss(nf, 20, 1, shift=0.3), _gauss(nf, 20, 2, shift=0.4)
