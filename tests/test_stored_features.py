@@ -112,11 +112,21 @@ def test_unreadable_metadata_is_indexed_with_the_reason(tmp_path, monkeypatch):
         for job, seed in (("toy/m/seed3", 3), ("toy/m/seed0", 0)):
             st.add_job(job, run_id="r", dataset="toy", model="m", family="x", seed=seed, budget="quick", config={})
             st.start_job(job, "r")
-            st.record_job(job, [], save_features(tmp_path, f"artifacts/{job.replace('/', '_')}", "toy", "",
-                                                 _x(6, 2, 0), _x(4, 2, 1), KEY))
+            arts = []
+            for variant in ("", "ddim-5", "a:b"):  # a variant's kind is "features:<variant>" (a colon kept)
+                arts += save_features(tmp_path, f"artifacts/{job.replace('/', '_')}", "toy", variant, _x(6, 2, 0),
+                                      _x(4, 2, 1), KEY)
+            st.record_job(job, [], arts)
     (tmp_path / "artifacts/toy_m_seed3/features.json").write_text("[1, 2]")  # not an object
-    idx = feature_index(tmp_path)
-    assert set(idx.entries) == {("toy", "m", "", 3), ("toy", "m", "", 0)}
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "results.db") as c:  # an artifact row whose job row is gone: NULL seed
+        c.execute("INSERT INTO artifacts (job_id, kind, path) VALUES ('gone', 'features', "
+                  "'artifacts/toy_m_seed0/features.json')")
+    c.close()
+    idx = feature_index(tmp_path)  # never raises
+    assert set(idx.entries) == {("toy", "m", v, s) for v in ("", "ddim-5", "a:b") for s in (3, 0)} | \
+        {("nan", "nan", "", 0)}  # the orphan row: indexed under seed 0, never looked up
     assert "cannot be read (not an object)" in idx.entries[("toy", "m", "", 3)].why_unusable()
     assert idx.entries[("toy", "m", "", 0)].why_unusable() == ""
     meta = {**idx.entries[("toy", "m", "", 0)].meta, "format": 2}
