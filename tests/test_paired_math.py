@@ -384,7 +384,6 @@ def test_paired_inputs_say_what_is_missing_and_run_on_one_thread(tmp_path, monke
                              "extractor": {"id": "identity"}})
     assert why == f"the runs scored different reference features (reference {ra[:12]} vs {ro[:12]})"
     seen = []
-    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
     monkeypatch.setattr(paired, "paired_bootstrap", lambda *a, **kw: seen.append(torch.get_num_threads()) or {})
     torch.set_num_threads(2)
     try:
