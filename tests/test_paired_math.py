@@ -2,7 +2,8 @@
 computation: the paired KID (unbiased cubic-kernel MMD^2, numpy) on the full sets and on explicitly resampled
 sets with repeated rows; the replicates' interval, sd and one-sided p-value by hand from the replicates
 (bias-corrected: shifted to centre on the full-data change); several seeds per side averaged; the matrix-size and
-too-few-rows limits at their boundaries; FD on its exact route without warnings; bad input refused."""
+too-few-rows limits at their boundaries; FD on its exact route without warnings; bad input refused. Then the
+wiring: PairedInputs' reasons, model_difference reading k / ball / seeds from a store, and judge.paired_result."""
 
 import warnings
 
