@@ -9,8 +9,9 @@ baseline run, and records for each executed line of the module who executed it:
 - a test (its node id), while the test's setup, call or teardown runs;
 - a fixture broader than one function ("fixture:<name>"), while it is set up: its values are cached and used by
   every later test that requests it, so such a line counts as executed by every test that uses the fixture;
-- nobody (None): at import or collection time. Module-level code influences every test, so a mutant there runs
-  the whole test list.
+- nobody (None): at import or collection time, and whatever runs while the module's body or a class body runs
+  (also when a test imports the module lazily). Module-level code influences every later test, so a mutant there
+  runs the whole test list.
 Threads are traced too. Tests (or fixtures) that fork, e.g. a multiprocessing pool with the fork start method,
 run code in a child the tracer does not see: they are selected for every mutant. A subprocess that executes a
 new interpreter imports genbench from disk, never the mutant, so it needs no such care.
@@ -49,17 +50,31 @@ class Recorder:
 
     # ---- tracing ------------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Trace the module's lines. While its module body (or a class body) runs, whatever runs counts as import
+        time (owner None), even when a test imports the module lazily: that code's effect outlives the test."""
         path, lines = self.path, self.lines
+        self.importing = 0
+
+        def body(frame, event, arg):  # the module's body or a class body
+            if event == "line":
+                lines.setdefault(frame.f_lineno, set()).add(None)
+            elif event == "return":
+                self.importing -= 1
+            return body
 
         def local(frame, event, arg):
             if event == "line":
-                lines.setdefault(frame.f_lineno, set()).add(self.owner)
+                lines.setdefault(frame.f_lineno, set()).add(None if self.importing else self.owner)
             return local
 
         def global_(frame, event, arg):
             if frame.f_code.co_filename != path:
                 return None
-            lines.setdefault(frame.f_lineno, set()).add(self.owner)
+            if not frame.f_code.co_flags & inspect.CO_OPTIMIZED:
+                self.importing += 1
+                lines.setdefault(frame.f_lineno, set()).add(None)
+                return body
+            lines.setdefault(frame.f_lineno, set()).add(None if self.importing else self.owner)
             return local
 
         sys.settrace(global_)

@@ -172,6 +172,24 @@ def test_an_identical_or_foreign_module_is_refused(toy, tmp_path):
     assert mod.small(3) is False
 
 
+def _record(tmp_path, target: str) -> Coverage:
+    out = tmp_path / f"cov-{target}.json"
+    code = textwrap.dedent(f"""\
+        import sys
+        sys.path[:0] = [{str(ROOT / 'scripts')!r}, {str(tmp_path)!r}]
+        import pytest
+        from mutate_select import Recorder
+        rec = Recorder({str(tmp_path / target)!r})
+        rec.start()
+        rc = pytest.main(["-q", "-p", "no:cacheprovider", {str(tmp_path / 'test_lib.py')!r}], plugins=[rec])
+        rec.save({str(out)!r})
+        sys.exit(rc)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return Coverage.load(str(out))
+
+
 def test_recorder_attributes_lines_to_tests_fixtures_and_import(tmp_path):
     (tmp_path / "lib.py").write_text(textwrap.dedent("""\
         CONST = 1 + 1
@@ -205,30 +223,37 @@ def test_recorder_attributes_lines_to_tests_fixtures_and_import(tmp_path):
             if pid == 0:
                 os._exit(0)
             os.waitpid(pid, 0)
+
+        def test_d():
+            import lazy  # imported by a test: its module-level code still counts as import time
+            assert lazy.TABLE == {"k": 2}
     """))
-    out = tmp_path / "cov.json"
-    code = textwrap.dedent(f"""\
-        import sys
-        sys.path[:0] = [{str(ROOT / 'scripts')!r}, {str(tmp_path)!r}]
-        import pytest
-        from mutate_select import Recorder
-        rec = Recorder({str(tmp_path / 'lib.py')!r})
-        rec.start()
-        rc = pytest.main(["-q", "-p", "no:cacheprovider", {str(tmp_path / 'test_lib.py')!r}], plugins=[rec])
-        rec.save({str(out)!r})
-        sys.exit(rc)
-    """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    cov = Coverage.load(str(out))
-    a, b, c = (f"test_lib.py::{n}" for n in ("test_a", "test_b", "test_c"))
-    assert cov.tests == [a, b, c]
+    (tmp_path / "lazy.py").write_text(textwrap.dedent("""\
+        def build():
+            return {"k": 2}
+
+        class Box:
+            size = 3
+
+        TABLE = build()
+
+        def later():
+            return TABLE
+    """))
+    cov = _record(tmp_path, "lib.py")
+    a, b, c, d = (f"test_lib.py::{n}" for n in ("test_a", "test_b", "test_c", "test_d"))
+    assert cov.tests == [a, b, c, d]
     assert cov.lines[1] == [None]  # module level: import time
     assert cov.select(4, 4) == [a, c]  # test_c forks: it runs for every executed mutant
     assert cov.lines[7] == ["fixture:shared"]
     assert cov.select(7, 7) == [b, c]
     assert cov.select(10, 10) == []
-    assert json.loads(out.read_text())["forkers"] == [c]
+    assert cov.forkers == [c]
+    lazy = _record(tmp_path, "lazy.py")  # imported by test_d only
+    for line in (1, 2, 4, 5, 7):  # def, build() run by the module body, class body, the call
+        assert lazy.lines[line] == [None] and lazy.at_import(line, line) and lazy.select(line, line) is ALL, line
+    assert lazy.select(10, 11) == []  # later() never runs
+
 
 
 def test_a_warm_session_runs_any_selection_of_its_collected_tests(tmp_path):
