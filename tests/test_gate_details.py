@@ -188,3 +188,79 @@ def test_environments_are_read_from_the_timings_and_compared(tmp_path):
     assert compare_paths(a, a).env["differs"] is False
     assert environment_of(a, frame(row(value=1.0))).startswith("unknown (no hardware recorded")
     assert environment_of(a, pd.DataFrame()) == "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- issue 24 (sixth session)
+def test_mean_half_width_uses_the_seed_spread_from_two_seeds_and_the_ci_for_one():
+    from genbench.results.noise import mean_half_width
+
+    two = SideStats([1.0, 3.0], [0.2, 0.2], [0, 1])  # seed sd sqrt(2) beats feature sd 0.2 / 1.96
+    assert mean_half_width(two) == pytest.approx(Z * math.sqrt(2.0) / math.sqrt(2.0))
+    assert mean_half_width(SideStats([1.0], [0.4], [0])) == pytest.approx(0.4)  # one seed: its CI half-width
+
+
+def test_side_stats_reads_values_half_widths_and_seeds():
+    from genbench.results.noise import side_stats
+
+    g = pd.DataFrame({"value": [1.0, 2.0], "ci_low": [0.5, 1.0], "ci_high": [1.5, 4.0], "seed": [3, 7]})
+    st = side_stats(g)
+    assert st.values == [1.0, 2.0] and st.half_widths == [0.5, 1.5] and st.seeds == [3, 7]
+    assert side_stats(g.drop(columns="seed")).seeds == []
+
+
+def test_calibration_entries_are_immutable():
+    import dataclasses
+
+    e = CalibrationEntry(1.0, 3, "p")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.sd = 2.0
+    assert hash(e) == hash(CalibrationEntry(1.0, 3, "p"))
+
+
+def test_make_calibration_rows_are_sorted_and_keep_a_missing_variant():
+    rows = [row("kid", v, seed=s) for s, v in enumerate([1.0, 2.0, 3.0])]
+    rows += [row("fd", v, seed=s, variant=None) for s, v in enumerate([1.0, 2.0, 4.0])]
+    blob = make_calibration(frame(*rows), {}, protocol_fingerprint)
+    assert [(r["metric"], r["variant"]) for r in blob["spreads"]] == [("fd", ""), ("kid", "")]
+    assert blob["spreads"][0]["sd"] == pytest.approx(math.sqrt(7.0 / 3.0))
+
+
+def test_noise_source_and_describe_name_the_sampling_and_the_hardware():
+    one = SideStats([5.0], [math.nan], [0])
+    nz = noise_for(one, one, None, paired_sd=0.5, hardware="differs")
+    assert nz.sampling == "paired bootstrap"
+    assert nz.source == "features (paired bootstrap) + training unknown + hardware differs"
+    assert nz.describe() == ("features: paired bootstrap sd of the change 0.5 (shared reference features); training "
+                             "noise unknown (one seed per side and no calibration); hardware: the environments differ "
+                             "(another draw of training, covered by the seed spread)")
+    same = noise_for(one, one, None, hardware="same")
+    assert same.sampling == "bootstrap CIs" and same.source == "features (bootstrap CIs) + training unknown"
+    assert same.describe() == ("features sd 0; training noise unknown (one seed per side and no calibration); "
+                               "hardware: same environment")
+    assert noise_for(one, one, None).describe() == ("features sd 0; training noise unknown (one seed per side and no "
+                                                    "calibration)")
+
+
+def test_a_seed_spread_equal_to_the_feature_noise_keeps_its_degrees_of_freedom():
+    flat = SideStats([1.0, 1.0], [math.nan] * 2, [0, 1])  # seed sd 0 = feature sd 0: the t test on 2 df
+    nz = noise_for(flat, flat, None)
+    assert nz.seed_sd == 0.0 and nz.feature_sd == 0.0 and nz.df == 2.0
+
+
+def test_paired_noise_combines_the_seed_spread_and_the_paired_sd():
+    """se = max(seed sd * sqrt(1/n_base + 1/n_new), paired sd); df from the seeds when their part is the larger
+    (ties included), inf (z test) when the paired sd is; sd_run = se / sqrt(1/n_base + 1/n_new)."""
+    x = SideStats([0.0, 2.0], [math.nan] * 2, [0, 1])  # sum of squares 2
+    y = SideStats([1.0, 3.0, 1.0, 3.0], [math.nan] * 4, [0, 1, 2, 3])  # sum of squares 4
+    k = math.sqrt(1 / 2 + 1 / 4)
+    seed_sd = math.sqrt(6.0 / 4.0)
+    nz = noise_for(x, y, None, paired_sd=0.5)  # the seeds dominate
+    assert nz.se == pytest.approx(seed_sd * k) and nz.df == 4.0 and nz.sd_run == pytest.approx(seed_sd)
+    nz = noise_for(x, y, None, paired_sd=3.0)  # the paired sd dominates
+    assert nz.se == pytest.approx(3.0) and math.isinf(nz.df) and nz.sd_run == pytest.approx(3.0 / k)
+    two = SideStats([1.0, 3.0], [math.nan] * 2, [0, 1])  # k = 1, seed sd sqrt(2)
+    tie = noise_for(x, two, None, paired_sd=math.sqrt(2.0))
+    assert tie.se == math.sqrt(2.0) and tie.df == 2.0
+    one = SideStats([5.0], [math.nan], [0])
+    nz = noise_for(one, one, None, paired_sd=0.0)  # no seed spread: a z test even at a zero paired sd
+    assert nz.se == 0.0 and math.isinf(nz.df) and nz.seed_sd is None

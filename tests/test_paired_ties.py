@@ -261,3 +261,80 @@ def test_the_worst_gap_skips_scores_that_are_not_finite():
     values[("m", "mode_kl")] = V(value=0.1, higher_is_better=False)
     assert _worst_gap_metric("m", "lead", "diversity", values) == "recall"
     assert _worst_gap_metric("lead", "m", "diversity", values) is None  # the leader trails on nothing
+
+
+# ---------------------------------------------------------------------------------------------- issue 24 (sixth session)
+def test_tie_call_known_answers_from_hand_made_differences():
+    """tied: the interval contains 0; best_ahead: not tied and the sign of the difference (other - best) says best
+    is the better one (a difference of exactly 0 says neither); no difference: neither."""
+    from genbench.results.paired_ties import TieCall
+
+    def call(diff, hib):
+        return TieCall("m", "a", "b", hib, diff=diff)
+
+    assert call((1.0, -1.0, 3.0), False).tied and not call((1.0, -1.0, 3.0), False).best_ahead
+    assert not call((1.0, 0.5, 3.0), False).tied
+    assert call((1.0, 0.5, 3.0), False).best_ahead and not call((1.0, 0.5, 3.0), True).best_ahead
+    assert call((0.5, 0.2, 0.8), False).best_ahead and not call((0.5, 0.2, 0.8), True).best_ahead
+    assert call((-0.5, -0.8, -0.2), True).best_ahead and not call((-0.5, -0.8, -0.2), False).best_ahead
+    assert not call((0.0, 0.1, 0.2), True).best_ahead and not call((0.0, 0.1, 0.2), False).best_ahead
+    # the sign of the difference decides, not the interval's ends
+    assert call((-0.01, 0.1, 0.2), True).best_ahead and not call((0.01, -0.2, -0.1), True).best_ahead
+    assert call((0.01, -0.2, -0.1), False).best_ahead and not call((-0.01, 0.1, 0.2), False).best_ahead
+    none = TieCall("m", "a", "b", True, why="no features")
+    assert not none.available and not none.tied and not none.best_ahead
+
+
+def test_two_replicates_are_enough(tmp_path):
+    ties = PairedTies(tmp_path / "results.csv", 2)
+    assert ties.n_boot == 2 and "keeps no features" in ties.reason
+
+
+def test_protocols_that_differ_only_in_key_order_are_the_same(tmp_path):
+    import json
+
+    d = _run(tmp_path / "run", {"a": SAME, "b": SAME.clone()})
+    with ResultsStore(d) as st:
+        f = st.metrics_frame()
+    b = f["model"] == "b"
+    f.loc[b, "protocol"] = [json.dumps(dict(reversed(list(json.loads(p).items())))) for p in f.loc[b, "protocol"]]
+    fd = f["metric"] == "fd"
+    assert f.loc[b & fd, "protocol"].item() != f.loc[~b & fd, "protocol"].item()  # the strings differ
+    c = PairedTies(d, 20, frame=f).calls("toy", "a", "b", {"fd": False})["fd"]
+    assert c.available and c.diff == (0.0, 0.0, 0.0), c.why
+
+
+def test_column_ties_goes_down_the_column_from_the_runner_up_at_most_three_models():
+    """column_ties with a stand-in for PairedTies: the best is the highest value on a higher-is-better column
+    (the lowest on a lower-is-better one), models without a finite value are left out, the runner-up is tested
+    first and at most _TIE_TESTS = 3 models below the best are tested."""
+    from types import SimpleNamespace as V
+
+    from genbench.report.column_ties import column_ties
+    from genbench.results.paired_ties import TieCall
+
+    class Ties:
+        reason = ""
+
+        def __init__(self, tied):
+            self.tied, self.asked = tied, []
+
+        def calls(self, dataset, best, other, metrics):
+            self.asked.append((best, other))
+            (m, hib), = metrics.items()
+            return {m: TieCall(m, best, other, hib, diff=(0.1, -1.0, 1.0) if other in self.tied else (2.0, 1.0, 3.0))}
+
+        def protocol(self):
+            return "p"
+
+    def rows(col, values):
+        return [V(model=m, cells={} if v is None else {col: V(value=v)}) for m, v in values.items()]
+
+    vals = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5, "f": None, "g": float("nan")}
+    t = Ties(set("abcdefg"))
+    out, note = column_ties("toy", rows("precision", vals), ["precision"], {"precision": True}, t)
+    assert note == "p" and out["precision"].best == "a" and out["precision"].tied == ["a", "b", "c", "d"]
+    assert t.asked == [("a", "b"), ("a", "c"), ("a", "d")] and len(out["precision"].calls) == 3
+    t = Ties({"e"})
+    out, _ = column_ties("toy", rows("fd", vals), ["fd"], {"fd": False}, t)
+    assert out["fd"].best == "e" and out["fd"].tied == ["e"] and t.asked == [("e", "d")]

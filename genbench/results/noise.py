@@ -172,9 +172,9 @@ def make_calibration(frame: pd.DataFrame, made_by: dict, stable_protocol) -> dic
         if json.loads(fp).get("timing"):
             continue
         sd = float(vals.std(ddof=1))
+        variant = "" if pd.isna(key[4]) else key[4]  # a missing variant (NaN / None) is the plain score
         rows.append({"budget": str(key[0]), "dataset": key[1], "model": key[2], "metric": key[3],
-                     "variant": key[4] or "", "sd": sd, "n_seeds": int(len(g)), "mean": float(vals.mean()),
-                     "protocol": fp})
+                     "variant": variant, "sd": sd, "n_seeds": int(len(g)), "mean": float(vals.mean()), "protocol": fp})
     return {"about": "Seed spreads of genbench scores: the per-run standard deviation over training seeds of each "
                      "(budget, dataset, model, metric, variant), used by `genbench compare` / `check` as training "
                      "noise when a result set has one seed. Written by `genbench calibrate`.",
