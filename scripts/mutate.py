@@ -73,7 +73,10 @@ MODULES: dict[str, list[str]] = {
     "genbench/metrics/manifold.py": ["tests/test_metrics_manifold.py", "tests/test_metrics_prdc.py"],
     "genbench/metrics/modes.py": ["tests/test_metrics_modes.py"],
     "genbench/metrics/registry.py": [*_REG, "tests/test_metrics_declarations.py"],
-    "genbench/metrics/stats.py": ["tests/test_metrics_fd.py"],
+    # ShardStats (the merge of sharded feature passes): test_shards.py's unit tests, not its runs on workers
+    "genbench/metrics/stats.py": ["tests/test_metrics_fd.py", "tests/test_shards.py", "-k",
+                                  "not test_shards or merged_fd_equals or shard_items or different_shifts or "
+                                  "merged_sums"],
     # the CLIP extractor tests in that file do not use cmmd.py (and load transformers): left out
     "genbench/metrics/cmmd.py": ["tests/test_metrics_cmmd.py", "-k",
                                  "not equal_the_reference_pipeline and not clip_absent"],
@@ -112,7 +115,7 @@ MODULES: dict[str, list[str]] = {
     "genbench/results/stored_features.py": ["tests/test_paired.py", "tests/test_stored_features.py"],
     "genbench/results/noise.py": ["tests/test_gate.py", "tests/test_gate_details.py", "tests/test_compare.py",
                                   "tests/test_paired.py", "tests/test_paired_math.py"],
-    "genbench/results/recommend.py": ["tests/test_recommend.py"],
+    "genbench/results/recommend.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
     "genbench/results/recommendation.py": ["tests/test_recommend.py", "tests/test_paired_ties.py"],
     "genbench/results/store.py": ["tests/test_store.py"],
     "genbench/results/store_rows.py": ["tests/test_store.py"],
