@@ -59,6 +59,38 @@ def test_shards_of_different_shifts_or_dims_do_not_merge():
         ShardStats.merge([a, ShardStats.of(_feats(0, 10, 5))])
 
 
+def test_shard_stats_known_answers_and_boundaries(monkeypatch):
+    """ShardStats against torch's own mean and covariance (every row counted, from the first), the n = 2 boundary,
+    empty shards (a worker that got no rows), features kept only when every shard kept them, and the singular
+    covariance warning."""
+    from genbench.metrics._util import MetricWarning
+
+    x = _feats(3, 9, 4)
+    for shift in (None, torch.full((4,), 0.7, dtype=torch.float64)):
+        mu, sigma = ShardStats.merge([ShardStats.of(x[:4], 0, shift), ShardStats.of(x[4:], 4, shift),
+                                      ShardStats.of(x[:0], 9, shift)]).stats()
+        torch.testing.assert_close(mu, x.mean(0), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(sigma, torch.cov(x.T), rtol=1e-12, atol=1e-12)
+    one = ShardStats.of(x[:1])
+    assert one.n == 1 and float(one.s1.sum()) == pytest.approx(float(x[0].sum()))  # the first row is counted
+    with pytest.raises(InvalidInputError, match="at least 2 feature rows"):
+        one.stats()
+    with pytest.warns(MetricWarning, match="singular"):  # n = 2 <= d = 4: allowed, and warned about
+        mu2, s2 = ShardStats.of(x[:2]).stats()
+    torch.testing.assert_close(s2, torch.cov(x[:2].T), rtol=1e-12, atol=1e-12)
+    import genbench.metrics.stats as stats_mod
+
+    monkeypatch.setattr(stats_mod, "_CHUNK", 2)  # more rows than one chunk (and than dimensions): every chunk counts
+    mu3, s3 = ShardStats.of(x).stats()
+    torch.testing.assert_close((mu3, s3), (x.mean(0), torch.cov(x.T)), rtol=1e-12, atol=1e-12)
+    assert ShardStats.of(x).start == 0
+    kept = ShardStats.of(x[:4], 0, keep_features=True)
+    assert ShardStats.of(x[:4]).features is None and ShardStats(4, kept.s1, kept.s2).start == 0
+    assert ShardStats.merge([kept, ShardStats.of(x[4:], 4)]).features is None  # not every shard kept them
+    both = ShardStats.merge([ShardStats.of(x[4:], 4, keep_features=True), kept])
+    torch.testing.assert_close(both.features, x)  # in the unsharded order
+
+
 def test_sharded_pass_on_workers_equals_one_pass():
     x = get_dataset("ring8").load("test").x[:3000]
     whole = sharded_feature_stats(x, "identity", shards=1, keep_features=True)
