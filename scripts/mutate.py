@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 from mutate_select import ALL, Coverage, Recorder, swap_in
-from mutate_session import WarmSession
+from mutate_session import WarmSession, silenced
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -379,13 +379,8 @@ def _serve(module: str, args: list[str], jobs: list[tuple], workers: int) -> lis
             if _WARM is None:  # import the test files at least: pytest.main then finds them imported
                 import pytest
 
-                out, err = os.dup(1), os.dup(2)
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, 1)
-                os.dup2(null, 2)
-                pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *args])
-                os.dup2(out, 1)
-                os.dup2(err, 2)
+                with silenced():
+                    pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *args])
             done = list(run_many(module, jobs, workers, swap_original=original))
             with open(res_file, "w") as f:
                 json.dump(done, f)

@@ -13,7 +13,24 @@ fails, `open` returns None and the caller runs `pytest.main` instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
+
+
+@contextlib.contextmanager
+def silenced():
+    """stdout and stderr (the file descriptors, so C code and pytest's capture too) go to /dev/null meanwhile."""
+    out, err = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for fd in (null, out, err):
+            os.close(fd)
 
 
 class WarmSession:
@@ -30,25 +47,18 @@ class WarmSession:
             from _pytest.main import Session
         except ImportError:
             return None
-        out, err = os.dup(1), os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        try:
-            config = _prepareconfig(["-x", "-q", "-p", "no:cacheprovider", *args], None)
-            config._do_configure()
-            session = Session.from_config(config)
-            config.hook.pytest_sessionstart(session=session)
-            config.hook.pytest_collection(session=session)
-            if session.testsfailed or not session.items:  # collection errors, or nothing to run
+        with silenced():
+            try:
+                config = _prepareconfig(["-x", "-q", "-p", "no:cacheprovider", *args], None)
+                config._do_configure()
+                session = Session.from_config(config)
+                config.hook.pytest_sessionstart(session=session)
+                config.hook.pytest_collection(session=session)
+                if session.testsfailed or not session.items:  # collection errors, or nothing to run
+                    return None
+                return cls(config, session)
+            except Exception:
                 return None
-            return cls(config, session)
-        except Exception:
-            return None
-        finally:
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            os.close(null)
 
     def run(self, selected: list[str] | None) -> int:
         """Run the selected node ids (None: every collected item) in collection order; pytest's exit code.
