@@ -3,7 +3,8 @@
     G: a -> b,  F: b -> a,  D_b judges b images,  D_a judges a images.
     L_G = LSGAN(D_b(G(a)), 1) + LSGAN(D_a(F(b)), 1)
         + lambda_cycle * (|F(G(a)) - a|_1 + |G(F(b)) - b|_1)          (cycle consistency)
-        + lambda_identity * (|G(b) - b|_1 + |F(a) - a|_1)             (identity: keep what is already right)
+        + lambda_identity * (|G(b) - b|_1 + |F(a) - a|_1)             (identity: keep what is already right;
+                                                                          quick x1, standard the paper's x5)
     L_D = 0.5 * (LSGAN(D(real), 1) + LSGAN(D(buffer(fake)), 0))         per discriminator
 
 LSGAN: mean squared error to the target label (config.loss "lsgan"; "ns": the non-saturating log loss).
@@ -53,7 +54,7 @@ class CycleGANConfig(ModelConfig):
     d_layers: int = 3  # discriminator conv layers before the 1-channel output (conv receptive field 26/18/10 px)
     d_ch: int = 16  # discriminator base channels
     lambda_cycle: float = 10.0
-    lambda_identity: float = 5.0
+    lambda_identity: float = 1.0  # quick (docs/translation.md); the paper's 0.5 x lambda_cycle = 5 in standard
     buffer_size: int = 50
     log_every: int = 50
 
@@ -63,7 +64,8 @@ class CycleGANConfig(ModelConfig):
         if budget == "smoke":
             return cls(steps=4, batch_size=4, ch=8, n_res=1, d_ch=8, log_every=1)
         if budget == "standard":
-            return cls(steps=20000, batch_size=32, lr=2e-4, ch=32, n_res=6, n_down=2, skips=False, d_ch=64)
+            return cls(steps=20000, batch_size=32, lr=2e-4, ch=32, n_res=6, n_down=2, skips=False, d_ch=64,
+                       lambda_identity=5.0)
         return cls()
 
 

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 DS = "mnist-grey-colour"
 # sha256 of both domains' bytes and labels (both splits) and the unpaired assignment: the recipe is deterministic
 RECIPE_SHA256 = "10113cb602caea974425182fddc91d532d3e89d338c3df3a2e6ae24eebfc2e1b"
+RECIPE_SHA256_EDGES = "fc25bf79ebfb6dad605db088128c5df16b37769ce1c0fb135209d83760b0fe2b"  # mnist-grey-edges
+PAIRS = pytest.mark.parametrize("ds", [DS, "mnist-grey-edges"])
 
 SUITE = """
 name = "i2i-test"
@@ -31,7 +33,7 @@ n_bootstrap = {nb}
 batch_size = 8
 repeats = 1
 warmup = 0
-[datasets.mnist-grey-colour]
+[datasets.{ds}]
 features = "target-classifier"
 n_samples = {n}
 reference = "test"
@@ -40,12 +42,12 @@ metrics = ["i2i_fd", "content_kept", "cycle_l1", "i2i_coverage"]
 """
 
 
-def _run(tmp_path, models, n=300, nb=0):
+def _run(tmp_path, models, n=300, nb=0, ds=DS):
     from genbench.runner import Runner
     from genbench.results.store import ResultsStore
     from genbench.suite import parse_suite
 
-    text = SUITE.format(n=n, nb=nb, models="\n".join(f"[models.{m}]" for m in models))
+    text = SUITE.format(ds=ds, n=n, nb=nb, models="\n".join(f"[models.{m}]" for m in models))
     suite = parse_suite(tomllib.loads(text), source="i2i-test.toml")
     out = tmp_path / "run"
     summary = Runner(suite, out, device="cpu", quiet=True, log=lambda m: None, workers=1).run()
@@ -55,15 +57,17 @@ def _run(tmp_path, models, n=300, nb=0):
     return summary, rows
 
 
-def test_recipe_is_deterministic_and_domains_are_unpaired_in_training_paired_in_test():
-    from genbench.data.translation import build_domains, recipe_sha256
+@PAIRS
+def test_recipe_is_deterministic_and_domains_are_unpaired_in_training_paired_in_test(ds):
+    from genbench.data.translation import build_domains, edge_map, recipe_sha256
 
-    assert recipe_sha256() == RECIPE_SHA256
-    ds = get_dataset(DS)
+    want = {DS: RECIPE_SHA256, "mnist-grey-edges": RECIPE_SHA256_EDGES}[ds]
+    assert recipe_sha256(ds) == want and recipe_sha256() == RECIPE_SHA256  # the default is the first pair's
+    name, ds = ds, get_dataset(ds)
     tr, te = ds.load("train"), ds.load("test")
-    assert ds.info.modality == "translation" and te.paired and not tr.paired
+    assert ds.info.modality == "translation" and te.paired and not tr.paired and ds.domains["a"] == "mnist-grey"
     assert tr.a.shape == tr.b.shape == (2000, 3, 28, 28) and te.a.shape == te.b.shape == (1000, 3, 28, 28)
-    assert torch.equal(te.ya, te.yb) and te.meta["recipe_sha256"] == RECIPE_SHA256
+    assert torch.equal(te.ya, te.yb) and te.meta["recipe_sha256"] == want and te.meta["recipe"].startswith(name)
     # disjoint source digits: domain a's training digits and domain b's come from different MNIST images
     d = build_domains()
     perm = d["pair_perm"]
@@ -73,8 +77,30 @@ def test_recipe_is_deterministic_and_domains_are_unpaired_in_training_paired_in_
     a_digits = {grey[i].numpy().tobytes() for i in ia}
     # every b training image is the colourised version of a digit that is not among a's training digits
     assert not any(grey[i].numpy().tobytes() in a_digits for i in list(ib)[:200])
-    # domain a is grey (equal channels), domain b is coloured
-    assert torch.equal(te.a[:, 0], te.a[:, 1]) and (te.b[:, 0] - te.b[:, 1]).abs().max() > 0.5
+    assert torch.equal(te.a[:, 0], te.a[:, 1])  # domain a is grey (equal channels)
+    if name == DS:  # domain b is coloured
+        assert (te.b[:, 0] - te.b[:, 1]).abs().max() > 0.5
+    else:  # domain b is the edge map of the same digit, grey
+        u8 = lambda t: (t * 255).round().to(torch.uint8).numpy()  # noqa: E731
+        assert torch.equal(te.b[:, 0], te.b[:, 2]) and (edge_map(u8(te.a[:, 0])) == u8(te.b[:, 0])).all()
+        assert (edge_map(u8(tr.a[:, 0])) != u8(tr.b[:, 0])).any(axis=(1, 2)).all()  # unpaired: no a's edges in b
+
+
+def test_edge_map_is_the_3x3_morphological_gradient():
+    from genbench.data.translation import edge_map
+
+    x = np.zeros((2, 7, 7), np.uint8)
+    x[0, 3, 3] = 200  # one pixel: the 3x3 dilation around it, nothing eroded
+    x[1, 1:6, 1:6] = 255  # a 5x5 square: a 2-pixel ring each side of its border, the 3x3 core eroded to 255 - 255
+    e = edge_map(x)
+    want0 = np.zeros((7, 7), np.uint8)
+    want0[2:5, 2:5] = 200
+    assert e.dtype == np.uint8 and np.array_equal(e[0], want0)
+    want1 = np.full((7, 7), 255, np.uint8)
+    want1[2:5, 2:5] = 0  # inside: max = min = 255
+    assert np.array_equal(e[1], want1)  # the square's border pixels see the 0 outside; the frame sees the square
+    y = np.full((1, 4, 4), 90, np.uint8)  # constant image: only the zero padding at the border makes edges
+    assert np.array_equal(edge_map(y)[0], np.pad(np.zeros((2, 2), np.uint8), 1, constant_values=90))
 
 
 def test_metric_definitions_against_direct_counts():
@@ -308,13 +334,14 @@ def test_fd_interval_of_a_singular_reference_uses_the_exact_route():
         assert fd.ci_high == pytest.approx(want["ci_high"], rel=1e-11), (n_real, n_fake)
 
 
-def test_identity_and_oracle_bound_the_scores(tmp_path):
+@PAIRS
+def test_identity_and_oracle_bound_the_scores(tmp_path, ds):
     from genbench.features import get_extractor
     from genbench.metrics.frechet import frechet_distance_features
     from genbench.pipeline.translation_job import heldout_indices
 
     n = 300
-    summary, rows = _run(tmp_path, ["identity", "paired-oracle"], n=n, nb=20)
+    summary, rows = _run(tmp_path, ["identity", "paired-oracle"], n=n, nb=20, ds=ds)
     assert not summary.failed, summary.failed
     v = lambda m, k: rows[(m, k)]["value"]  # noqa: E731
     for d in ("a2b", "b2a"):
@@ -325,9 +352,12 @@ def test_identity_and_oracle_bound_the_scores(tmp_path):
         for m, k in (("paired-oracle", f"fd_{d}"), ("identity", f"fd_{d}"), ("paired-oracle", f"content_kept_{d}")):
             r = rows[(m, k)]
             assert r["ci_low"] < r["value"] < r["ci_high"] and json.loads(r["protocol"])["n_bootstrap"] == 20, (m, k, r)
-        assert v("identity", f"fd_{d}") > 20 * v("paired-oracle", f"fd_{d}")  # no realism in the target domain
-    te, tr = get_dataset(DS).load("test"), get_dataset(DS).load("train")
-    for d, src, tgt, dom in (("a2b", "a", "b", "mnist-colour"), ("b2a", "b", "a", "mnist-grey")):
+        # no realism in the target domain (n=300: colour 20x-50x the oracle's FD, edges ~17x)
+        assert v("identity", f"fd_{d}") > {DS: 20, "mnist-grey-edges": 10}[ds] * v("paired-oracle", f"fd_{d}")
+    pair = get_dataset(ds)
+    te, tr = pair.load("test"), pair.load("train")
+    for d, src, tgt in (("a2b", "a", "b"), ("b2a", "b", "a")):
+        dom = pair.domains[tgt]
         ext = get_extractor(f"classifier:{dom}")
         # content kept of the oracle = the target classifier's accuracy on those paired held-out target images
         idx = heldout_indices(1000, n)
@@ -352,12 +382,14 @@ def _other_half(src_half: str):
 
 
 @pytest.mark.slow
-def test_oracle_content_kept_equals_classifier_accuracy_on_the_whole_split(tmp_path):
+@PAIRS
+def test_oracle_content_kept_equals_classifier_accuracy_on_the_whole_split(tmp_path, ds):
     from genbench.features import get_extractor
 
-    summary, rows = _run(tmp_path, ["paired-oracle"], n=1000)
+    summary, rows = _run(tmp_path, ["paired-oracle"], n=1000, ds=ds)
     assert not summary.failed
-    for d, dom in (("a2b", "mnist-colour"), ("b2a", "mnist-grey")):
+    doms = get_dataset(ds).domains
+    for d, dom in (("a2b", doms["b"]), ("b2a", doms["a"])):
         assert rows[("paired-oracle", f"content_kept_{d}")]["value"] == pytest.approx(
             get_extractor(f"classifier:{dom}").accuracy, abs=1e-12)
 
@@ -442,10 +474,11 @@ def test_bad_input_is_refused_clearly():
         create_model("paired-oracle", ds.info, "smoke").translate(torch.rand(2, 3, 28, 28), "a2b")
     from genbench.suite import SuiteError, parse_suite
 
-    bad = SUITE.format(n=100, nb=0, models="[models.identity]").replace('"target-classifier"', '"classifier:mnist"')
+    bad = SUITE.format(ds=DS, n=100, nb=0, models="[models.identity]")
+    bad = bad.replace('"target-classifier"', '"classifier:mnist"')
     with pytest.raises(SuiteError, match="target-classifier"):
         parse_suite(tomllib.loads(bad))
-    wrong_model = SUITE.format(n=100, nb=0, models="[models.gan]")
+    wrong_model = SUITE.format(ds=DS, n=100, nb=0, models="[models.gan]")
     with pytest.raises(SuiteError, match="translation"):
         parse_suite(tomllib.loads(wrong_model))
 

@@ -2,8 +2,8 @@
 
 `get_dataset(name, **options) -> Dataset` (`.info`, `.load("train"|"test")`, `.available()`),
 `list_datasets()`, `register_dataset(name, factory)`, `load_user_data(path, ...)`.
-Built-ins: ring8, grid25 (points); digits, mnist, fashion-mnist, stacked-mnist, cifar10, mnist-grey, mnist-colour
-(images); mnist-grey-colour (translation: genbench/data/translation.py);
+Built-ins: ring8, grid25 (points); digits, mnist, fashion-mnist, stacked-mnist, cifar10, mnist-grey, mnist-colour,
+mnist-edges (images); mnist-grey-colour, mnist-grey-edges (translation: genbench/data/translation.py);
 shakespeare-char, names (text). Conventions: genbench/data/base.py.
 """
 
@@ -51,7 +51,9 @@ for _name, _mod, _attr in [
     ("cifar10", "genbench.data.images", "CIFAR10"),
     ("mnist-grey", "genbench.data.translation", "MnistGrey"),
     ("mnist-colour", "genbench.data.translation", "MnistColour"),
+    ("mnist-edges", "genbench.data.translation", "MnistEdges"),
     ("mnist-grey-colour", "genbench.data.translation", "GreyColourTranslation"),
+    ("mnist-grey-edges", "genbench.data.translation", "GreyEdgesTranslation"),
     ("shakespeare-char", "genbench.data.text", "ShakespeareChar"),
     ("names", "genbench.data.text", "Names"),
 ]:

@@ -1,19 +1,27 @@
-"""Image-to-image translation data: two image domains built offline from the MNIST 5000-image subset.
+"""Image-to-image translation data: image domains built offline from the MNIST 5000-image subset, and the
+unpaired translation pairs between them.
 
-- `mnist-grey` (domain a): the MNIST digit as an RGB image (the grey value in all three channels), 3x28x28.
-- `mnist-colour` (domain b): the same digit, MNIST-M-like: a seeded colour texture background (a 4x4 grid of
-  random RGB colours, bilinearly upsampled to 28x28, plus uniform pixel noise in [-NOISE, NOISE]) blended with
-  the digit as |background - digit| per channel (the MNIST-M blend), clipped to [0, 1] and rounded to k/255.
-- `mnist-grey-colour` (modality "translation"): the pair. Its `train` split is unpaired: the 4000 MNIST training
-  digits are shuffled with seed PAIR_SEED, the first half is domain a's training set, the second half (other
-  digits) domain b's, so no source image appears in both. Its `test` split is paired: the 1000 held-out digits in
-  both domains, item i of `a` and of `b` the same digit (labels `y`), for scoring content.
+Domains (each 3x28x28 in [0, 1], a labelled image dataset of its own on the same train/test digits, so
+`classifier:<domain>` is one of genbench's pinned classifiers, genbench/features/classifier.py, for realism
+features and content checks):
+- `mnist-grey`: the MNIST digit as an RGB image (the grey value in all three channels).
+- `mnist-colour`: the same digit, MNIST-M-like: a seeded colour texture background (a 4x4 grid of random RGB
+  colours, bilinearly upsampled to 28x28, plus uniform pixel noise in [-NOISE, NOISE]) blended with the digit as
+  |background - digit| per channel (the MNIST-M blend), clipped to [0, 1] and rounded to k/255.
+- `mnist-edges`: the digit's edge map, its 3x3 morphological gradient (the 3x3 maximum minus the 3x3 minimum of the
+  uint8 digit, zero padding), grey in all three channels: outlines for thick strokes, widened strokes for thin ones.
 
-Each domain is also a labelled image dataset on its own (same train/test digits), so `classifier:mnist-grey`
-and `classifier:mnist-colour` are genbench's pinned classifiers (genbench/features/classifier.py) for realism
-features and content checks. Everything is computed with NumPy float64 element-wise arithmetic (no BLAS, no
-transcendental functions) from PCG64 draws, so the bytes are the same on every machine; `recipe_sha256()` (the
-sha256 of every split's uint8 bytes and labels) is stated in the protocol and pinned by a test.
+Pairs (modality "translation"; domain a is `mnist-grey` in both):
+- `mnist-grey-colour`: a = grey, b = colour. - `mnist-grey-edges`: a = grey, b = edges.
+Their `train` split is unpaired: the 4000 MNIST training digits are shuffled with seed PAIR_SEED, the first half is
+domain a's training set, the second half (other digits) domain b's, so no source image appears in both. Their `test`
+split is paired: the 1000 held-out digits in both domains, item i of `a` and of `b` the same digit (labels `y`), for
+scoring content.
+
+Everything is computed with NumPy float64 element-wise arithmetic or integer max/min (no BLAS, no transcendental
+functions) from PCG64 draws, so the bytes are the same on every machine; a pair's `recipe_sha256()` (the sha256 of
+every split's uint8 bytes and labels of both its domains, and the unpaired assignment) is stated in the protocol and
+pinned by a test.
 """
 
 from __future__ import annotations
@@ -33,12 +41,26 @@ PAIR_SEED = 103  # which training digits go to domain a and which to domain b
 GRID = 4  # colour grid cells per side, upsampled to 28
 NOISE = 0.08  # per-pixel uniform texture noise amplitude
 DIRECTIONS = ("a2b", "b2a")
-DOMAINS = {"a": "mnist-grey", "b": "mnist-colour"}
+DOMAINS = {"a": "mnist-grey", "b": "mnist-colour"}  # mnist-grey-colour's (kept for callers of the first pair)
 SHAPE = (3, 28, 28)
 TARGET_FEATURES = "target-classifier"  # a suite's `features` for translation data: classifier:<target domain>
-RECIPE = (f"mnist-grey-colour v{RECIPE_VERSION}: MNIST 5k subset (stratified 4000/1000); b = clip(|bg - digit|) "
-          f"with bg = bilinear {GRID}x{GRID} RGB grid U(0,1) + U(-{NOISE},{NOISE}) noise, seeds {TEXTURE_SEEDS}; "
-          f"train unpaired: digits shuffled with seed {PAIR_SEED}, first half a, second half b; test paired")
+_SPLITS = (f"train unpaired: digits shuffled with seed {PAIR_SEED}, first half a, second half b; test paired")
+DOMAIN_RECIPES = {
+    "grey": "the digit, grey in all 3 channels",
+    "colour": (f"clip(|bg - digit|) with bg = bilinear {GRID}x{GRID} RGB grid U(0,1) + U(-{NOISE},{NOISE}) noise, "
+               f"seeds {TEXTURE_SEEDS}"),
+    "edges": "3x3 morphological gradient of the uint8 digit (3x3 max - 3x3 min, zero padding), grey in all 3 channels",
+}
+PAIRS = {"mnist-grey-colour": ("grey", "colour"), "mnist-grey-edges": ("grey", "edges")}  # name: (a, b) domains
+
+
+def pair_recipe(name: str) -> str:
+    """The pair's recipe in words (domain a is the grey digit in every pair)."""
+    return f"{name} v{RECIPE_VERSION}: MNIST 5k subset (stratified 4000/1000); b = {DOMAIN_RECIPES[PAIRS[name][1]]}; " \
+           f"{_SPLITS}"
+
+
+RECIPE = pair_recipe("mnist-grey-colour")
 
 
 def _upsample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,6 +88,14 @@ def colourise(digits_u8: np.ndarray, seed: int) -> np.ndarray:
     return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def edge_map(digits_u8: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 digits -> (N, H, W) uint8 3x3 morphological gradient (dilation - erosion, zero padding)."""
+    n, h, w = digits_u8.shape
+    p = np.pad(digits_u8, ((0, 0), (1, 1), (1, 1)))
+    shifts = np.stack([p[:, i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    return (shifts.max(axis=0) - shifts.min(axis=0)).astype(np.uint8)  # max >= min: no uint8 wrap-around
+
+
 def grey_rgb(digits_u8: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 3, 28, 28) uint8, the grey value in every channel."""
     return np.repeat(digits_u8[:, None], 3, axis=1)
@@ -75,30 +105,33 @@ _CACHE: dict = {}
 
 
 def build_domains() -> dict:
-    """{"grey"|"colour": {"train_x", "train_y", "test_x", "test_y"} uint8/int64 tensors, "pair_perm": indices},
-    built once per process from the MNIST 5k subset."""
+    """{"grey"|"colour"|"edges": {"train_x", "train_y", "test_x", "test_y"} uint8/int64 tensors, "pair_perm":
+    indices}, built once per process from the MNIST 5k subset."""
     if "domains" not in _CACHE:
         from genbench.data.images import load_mnist
 
         t, _variant, source = load_mnist("5k")
-        out: dict = {"grey": {}, "colour": {}, "source": source}
+        out: dict = {dom: {} for dom in DOMAIN_RECIPES}
+        out["source"] = source
         for split in ("train", "test"):
             d = t[f"{split}_x"][:, 0].numpy()
             y = t[f"{split}_y"].clone()
             out["grey"][f"{split}_x"] = torch.from_numpy(grey_rgb(d))
             out["colour"][f"{split}_x"] = torch.from_numpy(colourise(d, TEXTURE_SEEDS[split]))
-            out["grey"][f"{split}_y"] = out["colour"][f"{split}_y"] = y
+            out["edges"][f"{split}_x"] = torch.from_numpy(grey_rgb(edge_map(d)))
+            for dom in DOMAIN_RECIPES:
+                out[dom][f"{split}_y"] = y
         n = len(out["grey"]["train_y"])
         out["pair_perm"] = torch.from_numpy(np.random.Generator(np.random.PCG64(PAIR_SEED)).permutation(n))
         _CACHE["domains"] = out
     return _CACHE["domains"]
 
 
-def recipe_sha256() -> str:
-    """sha256 of both domains' uint8 bytes and labels, both splits, and the unpaired assignment."""
+def recipe_sha256(pair: str = "mnist-grey-colour") -> str:
+    """sha256 of the pair's two domains' uint8 bytes and labels, both splits, and the unpaired assignment."""
     d = build_domains()
     h = hashlib.sha256(RECIPE_VERSION.encode())
-    for dom in ("grey", "colour"):
+    for dom in PAIRS[pair]:
         for k in ("train_x", "train_y", "test_x", "test_y"):
             t = d[dom][k].contiguous()
             h.update(f"{dom}.{k}{tuple(t.shape)}{t.dtype};".encode())
@@ -111,20 +144,24 @@ def _f(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32).div_(255.0)
 
 
+DOMAIN_WHAT = {"grey": "MNIST digits as RGB (grey in every channel)",
+               "colour": "MNIST digits blended with seeded colour textures (MNIST-M-like)",
+               "edges": "MNIST digits' edge maps (3x3 morphological gradient, grey in every channel)"}
+
+
 class DomainDataset(Dataset):
     """One domain as a labelled image dataset (for its classifier): all 4000 training / 1000 held-out digits."""
 
     sizes = {"train": 4000, "test": 1000}
 
     def __init__(self, domain: str):
-        if domain not in ("grey", "colour"):
-            raise InvalidInputError(f"translation domain {domain!r}: use 'grey' or 'colour'")
+        if domain not in DOMAIN_WHAT:
+            raise InvalidInputError(f"translation domain {domain!r}: use one of {', '.join(map(repr, DOMAIN_WHAT))}")
         self.domain = domain
-        what = ("MNIST digits as RGB (grey in every channel)" if domain == "grey" else
-                "MNIST digits blended with seeded colour textures (MNIST-M-like)")
         self.info = DatasetInfo(name=f"mnist-{domain}", modality="image", shape=SHAPE, value_range=(0.0, 1.0),
                                 num_classes=10, licence="CC BY-SA 3.0 (MNIST)",
-                                description=f"{what}, 3x28x28, from the MNIST 5k subset; a translation domain")
+                                description=f"{DOMAIN_WHAT[domain]}, 3x28x28, from the MNIST 5k subset; "
+                                            "a translation domain")
 
     def available(self):
         from genbench.data.images import MNIST
@@ -137,7 +174,8 @@ class DomainDataset(Dataset):
         d = build_domains()
         return DataSplit(_f(d[self.domain][f"{split}_x"]), d[self.domain][f"{split}_y"].clone(), self.info, split,
                          source=f"built from {d['source']}",
-                         meta={"variant": f"mnist-{self.domain}-v{RECIPE_VERSION}", "recipe": RECIPE})
+                         meta={"variant": f"mnist-{self.domain}-v{RECIPE_VERSION}",
+                               "recipe": pair_recipe("mnist-grey-edges") if self.domain == "edges" else RECIPE})
 
 
 @dataclass
@@ -169,27 +207,30 @@ class PairSplit:
         return self.ya if which == "a" else self.yb
 
 
-class GreyColourTranslation(Dataset):
-    """`mnist-grey-colour`: unpaired training domains, paired held-out split (module docstring)."""
+class TranslationPair(Dataset):
+    """A pair of PAIRS: unpaired training domains, paired held-out split (module docstring)."""
 
     sizes = {"train": 4000, "test": 2000}
     size_unit = "images (both domains)"
-    domains = DOMAINS
 
-    def __init__(self):
-        self.info = DatasetInfo(name="mnist-grey-colour", modality="translation", shape=SHAPE, value_range=(0.0, 1.0),
+    def __init__(self, name: str):
+        if name not in PAIRS:
+            raise InvalidInputError(f"translation pair {name!r}: use one of {', '.join(map(repr, PAIRS))}")
+        self.pair = PAIRS[name]
+        self.domains = {"a": f"mnist-{self.pair[0]}", "b": f"mnist-{self.pair[1]}"}
+        self.info = DatasetInfo(name=name, modality="translation", shape=SHAPE, value_range=(0.0, 1.0),
                                 num_classes=10, licence="CC BY-SA 3.0 (MNIST)",
-                                description="unpaired translation mnist-grey (a) <-> mnist-colour (b), 3x28x28; "
-                                            "train 2000 + 2000 disjoint digits, test 1000 paired")
+                                description=f"unpaired translation {self.domains['a']} (a) <-> {self.domains['b']} "
+                                            "(b), 3x28x28; train 2000 + 2000 disjoint digits, test 1000 paired")
 
     def available(self):
         return DomainDataset("grey").available()
 
     def _load(self, split):
         d = build_domains()
-        g, c = d["grey"], d["colour"]
-        meta = {"variant": f"v{RECIPE_VERSION}", "recipe": RECIPE, "domains": dict(DOMAINS),
-                "recipe_sha256": recipe_sha256()}
+        g, c = d[self.pair[0]], d[self.pair[1]]
+        meta = {"variant": f"v{RECIPE_VERSION}", "recipe": pair_recipe(self.info.name), "domains": dict(self.domains),
+                "recipe_sha256": recipe_sha256(self.info.name)}
         if split == "train":
             perm = d["pair_perm"]
             ia, ib = perm[: len(perm) // 2].sort().values, perm[len(perm) // 2:].sort().values
@@ -197,6 +238,14 @@ class GreyColourTranslation(Dataset):
                              c["train_y"][ib].clone(), False, self.info, split, f"built from {d['source']}", meta)
         return PairSplit(_f(g["test_x"]), _f(c["test_x"]), g["test_y"].clone(), c["test_y"].clone(), True, self.info,
                          split, f"built from {d['source']}", meta)
+
+
+def GreyColourTranslation() -> TranslationPair:  # noqa: N802 (a dataset factory, named like the classes)
+    return TranslationPair("mnist-grey-colour")
+
+
+def GreyEdgesTranslation() -> TranslationPair:  # noqa: N802
+    return TranslationPair("mnist-grey-edges")
 
 
 def is_translation(info) -> bool:
@@ -209,3 +258,7 @@ def MnistGrey() -> DomainDataset:  # noqa: N802 (a dataset factory, named like t
 
 def MnistColour() -> DomainDataset:  # noqa: N802
     return DomainDataset("colour")
+
+
+def MnistEdges() -> DomainDataset:  # noqa: N802
+    return DomainDataset("edges")

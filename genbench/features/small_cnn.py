@@ -68,6 +68,7 @@ RECIPES = {
     "digits": Recipe(max_epochs=40),
     "mnist-grey": Recipe(shift=2, max_epochs=25),  # the translation domains (genbench/data/translation.py):
     "mnist-colour": Recipe(shift=2, max_epochs=25),  # MNIST's recipe on the same 4000 training digits
+    "mnist-edges": Recipe(shift=2, max_epochs=25),
 }
 
 ARCHITECTURE = (f"SmallCNN v1: conv3x3 stride 2 ({WIDTHS[0]}) - ReLU - conv3x3 stride 2 ({WIDTHS[1]}) - ReLU - "
