@@ -303,6 +303,15 @@ def _resolve_ks(k_pr: int, k_dc: int, convention: str, nearest_k: Optional[int])
     return int(k_pr), int(k_dc), convention == "prdc"
 
 
+def _real_fake(real: Any, fake: Any, device) -> tuple[torch.device, torch.Tensor, torch.Tensor]:
+    """prdc's and prdc_items' inputs: the device (default: the real features'), both feature sets checked."""
+    dev = resolve_device(device, real)
+    x = _features(real, "real features", dev)
+    y = _features(fake, "fake features", dev)
+    check_same_dim(x, y, "real features", "fake features")
+    return dev, x, y
+
+
 def prdc(
     real: Any,
     fake: Any,
@@ -327,11 +336,8 @@ def prdc(
     `real_radii`: the real set's k-NN radii from `knn_radii(real, ...)` (e.g. a reference-statistics cache),
     which skips the real-real distance pass; the values are identical. They are used only when they cover
     both k and were computed the way this call would compute them (`KnnRadii.tag`); otherwise ignored."""
-    dev = resolve_device(device, real)
     k_pr, k_dc, strict = _resolve_ks(k_pr, k_dc, convention, nearest_k)
-    x = _features(real, "real features", dev)
-    y = _features(fake, "fake features", dev)
-    check_same_dim(x, y, "real features", "fake features")
+    dev, x, y = _real_fake(real, fake, device)
     use_fast = _use_fast(fast, x)
     c = _chunk(chunk, x, y)
     rr = real_radii.usable(x.shape[0], (k_pr, k_dc), _radii_tag(use_fast, c), dev) if real_radii is not None else None
@@ -345,10 +351,7 @@ def prdc_items(real: Any, fake: Any, k_pr: int = 3, k_dc: int = 5, strict: bool 
     per fake row and {"recall": (N,), "coverage": (N,)} per real row, float64, whose plain means are `prdc`'s
     values. They come from the same computation as `prdc` on the same device and `fast` setting, so every
     decision at a ball's boundary is the same (the paired bootstrap resamples them)."""
-    dev = resolve_device(device, real)
-    x = _features(real, "real features", dev)
-    y = _features(fake, "fake features", dev)
-    check_same_dim(x, y, "real features", "fake features")
+    _dev, x, y = _real_fake(real, fake, device)
     if min(k_pr, k_dc) < 1:
         raise InvalidInputError(f"k must be >= 1, got k_pr={k_pr}, k_dc={k_dc}")
     return _prdc_core(x, y, int(k_pr), int(k_dc), bool(strict), _chunk(chunk, x, y), fast=_use_fast(fast, x),
