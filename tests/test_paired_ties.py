@@ -338,3 +338,57 @@ def test_column_ties_goes_down_the_column_from_the_runner_up_at_most_three_model
     t = Ties({"e"})
     out, _ = column_ties("toy", rows("fd", vals), ["fd"], {"fd": False}, t)
     assert out["fd"].best == "e" and out["fd"].tied == ["e"] and t.asked == [("e", "d")]
+
+
+def test_recommend_paired_calls_go_to_the_runner_up_and_at_most_three_others_of_the_first_rank():
+    """recommend._paired_calls with a stand-in for PairedTies: the first model is called against the runner-up
+    (whatever its rank) and then at most _PAIRED_OTHERS = 3 further models that share the first rank, in ranked
+    order; a model of a lower rank is never called. Each call gets the weighted quality / diversity metrics that
+    BOTH models have a value for, with their directions; unweighted categories are left out."""
+    import pandas as pd
+
+    from genbench.results.recommend import _paired_calls
+    from genbench.results.recommendation import Ranked, Recommendation
+
+    class Ties:
+        reason = ""
+
+        def __init__(self):
+            self.asked = []
+
+        def calls(self, dataset, best, other, metrics):
+            self.asked.append((dataset, best, other, dict(metrics)))
+            return {}
+
+        def protocol(self):
+            return "p"
+
+    def rec(ranks, weights):
+        ranked = [Ranked(m, 1.0 - i / 10, 0.0, 1.0, {}, rank=r) for i, (m, r) in enumerate(ranks)]
+        return Recommendation("toy", "balanced", weights, ranked, {})
+
+    rows = [(m, met, 1.0, hib) for m in "abcdefg" for met, hib in (("fd", False), ("precision", True),
+                                                                    ("samples_per_s", True))]
+    rows += [("a", "recall", 0.5, True), ("c", "recall", 0.5, True)]  # only a and c have recall
+    rows += [("b", "coverage", float("nan"), True), ("a", "coverage", 0.5, True)]  # b's coverage is missing
+    frame = pd.DataFrame(rows, columns=["model", "metric", "value", "higher_is_better"])
+    w = {"quality": 1.0, "diversity": 1.0, "speed": 1.0}
+    # ranks: a, b, c, d, e, f share rank 1, g is rank 7: runner-up b, then c, d, e (3 others), never f or g
+    t = Ties()
+    r = rec([("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1), ("f", 1), ("g", 7)], w)
+    _paired_calls(r, t, frame)
+    assert [x[2] for x in t.asked] == ["b", "c", "d", "e"] and {x[1] for x in t.asked} == {"a"}
+    assert [o for o, _ in r.paired] == ["b", "c", "d", "e"] and r.paired_note == "p"
+    got = {x[2]: x[3] for x in t.asked}
+    assert got["b"] == {"fd": False, "precision": True}  # not samples_per_s (speed), not b's NaN coverage
+    assert got["c"] == {"fd": False, "precision": True, "recall": True}  # both have recall
+    assert got["d"] == {"fd": False, "precision": True}  # a's recall and coverage alone do not count
+    # the runner-up is called even when it is of a lower rank; others of a lower rank are not
+    t = Ties()
+    r = rec([("a", 1), ("b", 2), ("c", 3), ("d", 1)], {"quality": 1.0, "diversity": 0.0})
+    _paired_calls(r, t, frame)
+    assert [x[2] for x in t.asked] == ["b", "d"]
+    assert t.asked[0][3] == {"fd": False, "precision": True}  # diversity unweighted: no recall / coverage
+    t = Ties()
+    _paired_calls(rec([("a", 1)], w), t, frame)  # one model: nothing to call
+    assert t.asked == []
