@@ -1,5 +1,6 @@
 """Sharded feature passes (genbench/pipeline/shards.py, genbench.metrics.stats.ShardStats): the merged
-statistics give the unsharded Frechet distance to 1e-10 relative for any shard count and order."""
+statistics give the unsharded Frechet distance to 1e-10 relative (1e-8 where the covariances are singular, see
+test_merged_sums_of_a_sharded_extractor_pass_give_the_one_pass_fd) for any shard count and order."""
 
 from __future__ import annotations
 
@@ -187,7 +188,11 @@ def test_eval_fd_from_a_sharded_pass_equals_one_pass_for_several_counts_and_orde
 
 def test_merged_sums_of_a_sharded_extractor_pass_give_the_one_pass_fd(small_batches):
     """The (n, sum x, sum x x^T) the shards return, merged in any order, give the FD of one pass's features to
-    1e-10 relative (a real network: random-conv on digits)."""
+    1e-8 relative (a real network: random-conv on digits). Why 1e-8 and not tighter: these 128-d covariances of 300
+    rows are singular, so the FD is ill-conditioned; perturbing the stats at float64 rounding (1e-16 relative)
+    moves it by up to 1.3e-10 relative, and other summation orders (another CPU's BLAS) by as much: 1.8e-10 was
+    seen on an Intel Xeon with AMX against a 1e-10 bar that had passed on an AMD EPYC. A merge that loses a tenth
+    of the rows moves it by more than 1e-3 relative (checked below), so the bar still tells a bug from rounding."""
     from genbench.pipeline.worker import Worker
 
     real = get_dataset("digits").load("test").x[:300]
@@ -199,7 +204,9 @@ def test_merged_sums_of_a_sharded_extractor_pass_give_the_one_pass_fd(small_batc
         merged = [_Permuted(shards, "local", order=order).run(x, "random-conv", "cpu", 32) for x in (real, fake)]
         assert all(torch.equal(m.features, f) for m, f in zip(merged, one))
         got = frechet_distance(*merged[0].stats(), *merged[1].stats())
-        assert abs(got - want) <= 1e-10 * want, (shards, order, got, want)
+        assert abs(got - want) <= 1e-8 * want, (shards, order, got, want)
+    lost = frechet_distance(*gaussian_stats(one[0][:270]), *gaussian_stats(one[1]))  # a shard of 30 rows missing
+    assert abs(lost - want) > 1e-3 * want
 
 
 RUN_SUITE = suite_toml({"digits": {"features": "random-conv", "n_samples": 300, "metrics": ["fd", "prdc"]}},

@@ -514,3 +514,18 @@ def test_a_translator_returning_wrong_shape_or_nan_fails_its_job_not_the_run(tmp
     shape_err = failed[f"{DS}/{_WrongShape.name}/seed0"]
     assert "returned shape (50, 1, 28, 28) for input (50, 3, 28, 28)" in shape_err
     assert "NaN" in failed[f"{DS}/{_NaN.name}/seed0"]
+
+
+def test_translation_scores_get_the_tolerances_of_their_kind():
+    """genbench/results/tolerances.toml: per-direction realism as fd (5%) and kid (5%: relative, the classifier
+    features' KID is in the hundreds), content kept as an absolute share (0.02), class coverage as classes_covered
+    (half a class); cycle L1 falls to the 2% default. Every translation result name is covered in both directions."""
+    from genbench.results.tolerance import Tolerance, load_tolerances, tolerance_for
+
+    t = load_tolerances()
+    for d in ("a2b", "b2a"):
+        assert tolerance_for(f"fd_{d}", t) == tolerance_for("fd", t) == Tolerance(0.05, True)
+        assert tolerance_for(f"kid_{d}", t) == Tolerance(0.05, True) != tolerance_for("kid", t)
+        assert tolerance_for(f"content_kept_{d}", t) == Tolerance(0.02, False)
+        assert tolerance_for(f"classes_covered_{d}", t) == tolerance_for("classes_covered", t) == Tolerance(0.5, False)
+        assert f"cycle_l1_{d}" not in t and tolerance_for(f"cycle_l1_{d}", t) == Tolerance(0.02, True)
