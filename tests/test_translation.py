@@ -529,3 +529,32 @@ def test_translation_scores_get_the_tolerances_of_their_kind():
         assert tolerance_for(f"content_kept_{d}", t) == Tolerance(0.02, False)
         assert tolerance_for(f"classes_covered_{d}", t) == tolerance_for("classes_covered", t) == Tolerance(0.5, False)
         assert f"cycle_l1_{d}" not in t and tolerance_for(f"cycle_l1_{d}", t) == Tolerance(0.02, True)
+
+
+@PAIRS
+def test_pair_and_domain_datasets_describe_what_they_load(ds):
+    """The registry's view of the translation data matches what loads: sizes, lengths, value range, classes, the
+    domain / label accessors, each domain's recipe text, the modality test and the refusal of unknown names."""
+    from genbench.data.translation import DomainDataset, TranslationPair, is_translation
+
+    pair = get_dataset(ds)
+    tr, te = pair.load("train"), pair.load("test")
+    assert pair.sizes == {"train": len(tr), "test": len(te)} == {"train": 4000, "test": 2000}
+    assert tr.x.shape[0] == len(tr) and tr.domain("a") is tr.a and tr.domain("b") is tr.b
+    assert tr.labels("a") is tr.ya and tr.labels("b") is tr.yb and not torch.equal(tr.ya[:200], tr.yb[:200])
+    for info in (pair.info, tr.info):
+        assert info.value_range == (0.0, 1.0) and info.num_classes == 10 and is_translation(info)
+    for which in ("a", "b"):
+        dom = get_dataset(pair.domains[which])
+        split = dom.load("test")
+        assert not is_translation(dom.info) and dom.info.modality == "image"
+        assert dom.sizes == {"train": len(dom.load("train").x), "test": len(split.x)} == {"train": 4000, "test": 1000}
+        assert dom.info.value_range == (0.0, 1.0) and dom.info.num_classes == 10 and split.x.max() <= 1.0
+        assert torch.equal(split.x, te.domain(which)) and torch.equal(split.y, te.labels(which))
+        # a domain's recipe is the text of the pair that introduced it: edges its own, grey and colour the first
+        want = "mnist-grey-edges" if pair.domains[which] == "mnist-edges" else DS
+        assert split.meta["recipe"].startswith(want + " v1:") and split.meta["variant"].endswith("-v1")
+    with pytest.raises(InvalidInputError, match="'blue'.*'grey', 'colour', 'edges'"):
+        DomainDataset("blue")
+    with pytest.raises(InvalidInputError, match="'mnist-grey-blue'.*'mnist-grey-colour', 'mnist-grey-edges'"):
+        TranslationPair("mnist-grey-blue")
