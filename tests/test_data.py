@@ -354,3 +354,31 @@ def test_cli_data_list(capsys):
     out = capsys.readouterr().out
     for name in DATASETS.names():
         assert name in out
+
+
+def test_cli_data_show_gives_the_recipe_and_the_content_hashes(capsys):
+    """`genbench data show NAME`: the info, the translation pair's domains, and per split the meta (recipe, its
+    sha256) and the sha256 of the bytes genbench reads, which is the split digest of the reference-statistics key;
+    an unavailable dataset says why and exits 1, an unknown name is refused with suggestions."""
+    import hashlib
+
+    from genbench.cli import main
+    from genbench.data import get_dataset
+    from genbench.pipeline.scorers import scorer_for
+
+    assert main(["data", "show", "mnist-grey-edges", "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    test = get_dataset("mnist-grey-edges").load("test")
+    digest = hashlib.sha256(scorer_for("translation").data_bytes(test)).hexdigest()
+    assert "domains: a = mnist-grey, b = mnist-edges" in out and "test: 2000 images (both domains), paired" in out
+    assert f"recipe_sha256: {test.meta['recipe_sha256']}" in out and f"content sha256 (the bytes genbench reads): " \
+        f"{digest}" in out and "train:" not in out
+    assert main(["data", "show", "ring8"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 10000 items" in out and "test: 2500 items" in out and out.count("content sha256") == 2
+    ok, _ = get_dataset("cifar10").available()
+    if not ok:
+        assert main(["data", "show", "cifar10"]) == 1
+        assert "available here: no" in capsys.readouterr().out
+    assert main(["data", "show", "mnist-gray"]) == 2
+    assert "unknown dataset 'mnist-gray'. Did you mean 'mnist-grey'" in capsys.readouterr().err
