@@ -45,18 +45,15 @@ def _ci(r, percent: bool = False) -> str:
     return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if percent else f" [{lo:.1f}, {hi:.1f}]"
 
 
-def datasets(run_dir: Path) -> list:
+def metrics(run_dir: Path):
     from genbench.results.store import ResultsStore
 
     with ResultsStore(run_dir) as store:
-        return sorted(set(store.metrics_frame()["dataset"]))
+        return store.metrics_frame()
 
 
-def table(run_dir: Path, seeds: list, dataset: str) -> tuple[str, int]:
-    from genbench.results.store import ResultsStore
-
-    with ResultsStore(run_dir) as store:
-        f = store.metrics_frame()
+def table(f, seeds: list, dataset: str) -> tuple[str, int]:
+    """The bar's table for one pair of the run's metrics frame `f`, and on how many seeds the bar is met."""
     rec = {(r["model"], int(r["seed"]), r["metric"]): r for r in f.to_dict("records")
            if r["variant"] == "" and r["dataset"] == dataset}
     v = {k: float(r["value"]) for k, r in rec.items()}
@@ -103,8 +100,9 @@ def main(argv=None) -> int:
     body = (f"`PYTHONPATH=. python benchmarks/bench_translation.py --budget {a.budget} --seeds {a.seeds}`: the `i2i` "
             f"suite on {cpu_model()}, {secs:.0f} s (jobs already in --run-dir are reused).")
     passed = []
-    for ds in datasets(Path(a.run_dir)):
-        tab, ok = table(Path(a.run_dir), seeds, ds)
+    f = metrics(Path(a.run_dir))
+    for ds in sorted(set(f["dataset"])):
+        tab, ok = table(f, seeds, ds)
         passed.append(ok >= need)
         body += (f"\n\n**{ds}**\n\n{tab}\n\nBar (CycleGAN FD below both baselines and content kept >= 90% of the "
                  f"oracle's, both directions): met on {ok} of {len(seeds)} seeds -> {'PASS' if ok >= need else 'FAIL'} "

@@ -44,12 +44,10 @@ def _list(args) -> int:
 def _show(args) -> int:
     import hashlib
 
-    from genbench.data import DATASETS, get_dataset
+    from genbench.data import get_dataset
     from genbench.pipeline.scorers import scorer_for
 
-    if args.name not in DATASETS.names():
-        DATASETS.get(args.name)  # raises the registry's error, with "did you mean"
-    ds = get_dataset(args.name)
+    ds = get_dataset(args.name)  # an unknown name: the registry's error, with "did you mean"
     i = ds.info
     ok, why = ds.available()
     k = i.num_modes or i.num_classes

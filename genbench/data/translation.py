@@ -41,10 +41,9 @@ PAIR_SEED = 103  # which training digits go to domain a and which to domain b
 GRID = 4  # colour grid cells per side, upsampled to 28
 NOISE = 0.08  # per-pixel uniform texture noise amplitude
 DIRECTIONS = ("a2b", "b2a")
-DOMAINS = {"a": "mnist-grey", "b": "mnist-colour"}  # mnist-grey-colour's (kept for callers of the first pair)
 SHAPE = (3, 28, 28)
 TARGET_FEATURES = "target-classifier"  # a suite's `features` for translation data: classifier:<target domain>
-_SPLITS = (f"train unpaired: digits shuffled with seed {PAIR_SEED}, first half a, second half b; test paired")
+_SPLITS = f"train unpaired: digits shuffled with seed {PAIR_SEED}, first half a, second half b; test paired"
 DOMAIN_RECIPES = {
     "grey": "the digit, grey in all 3 channels",
     "colour": (f"clip(|bg - digit|) with bg = bilinear {GRID}x{GRID} RGB grid U(0,1) + U(-{NOISE},{NOISE}) noise, "
@@ -52,6 +51,8 @@ DOMAIN_RECIPES = {
     "edges": "3x3 morphological gradient of the uint8 digit (3x3 max - 3x3 min, zero padding), grey in all 3 channels",
 }
 PAIRS = {"mnist-grey-colour": ("grey", "colour"), "mnist-grey-edges": ("grey", "edges")}  # name: (a, b) domains
+# each domain's recipe text is that of the first pair holding it (grey and colour: mnist-grey-colour's)
+FIRST_PAIR = {dom: name for name, doms in reversed(PAIRS.items()) for dom in doms}
 
 
 def pair_recipe(name: str) -> str:
@@ -60,7 +61,6 @@ def pair_recipe(name: str) -> str:
            f"{_SPLITS}"
 
 
-RECIPE = pair_recipe("mnist-grey-colour")
 
 
 def _upsample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,7 +175,7 @@ class DomainDataset(Dataset):
         return DataSplit(_f(d[self.domain][f"{split}_x"]), d[self.domain][f"{split}_y"].clone(), self.info, split,
                          source=f"built from {d['source']}",
                          meta={"variant": f"mnist-{self.domain}-v{RECIPE_VERSION}",
-                               "recipe": pair_recipe("mnist-grey-edges") if self.domain == "edges" else RECIPE})
+                               "recipe": pair_recipe(FIRST_PAIR[self.domain])})
 
 
 @dataclass
