@@ -65,6 +65,12 @@ def as_seed(idx: FeatureIndex, k: int, to: int = 0) -> FeatureIndex:
     return FeatureIndex({(d, m, v, to): f for (d, m, v, s), f in idx.entries.items() if int(s) == k}, idx.reason)
 
 
+def with_injection(out, name: str) -> FeatureIndex:
+    """The sweep's stored features with those of the injected run in `out` in place of its model's."""
+    inj = feature_index(out, f"injection {name}")
+    return FeatureIndex({**SWEEP_FEATURES.entries, **inj.entries}, SWEEP_FEATURES.reason or inj.reason)
+
+
 def paired(base: FeatureIndex, new: FeatureIndex):
     return PairedInputs(base, new, PAIRED_BOOT) if PAIRED_BOOT else None
 
@@ -207,10 +213,8 @@ def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> l
         # model's rows from its run; so the multiple-testing family is the suite's, not one model's
         inj = load_results(out)
         new = pd.concat([base[base["model"] != model], inj[inj["seed"] == 0]], ignore_index=True)
-        inj_features = feature_index(out, f"injection {name}")
-        new_features = FeatureIndex({**SWEEP_FEATURES.entries, **inj_features.entries},
-                                    SWEEP_FEATURES.reason or inj_features.reason)
-        cmp = compare_frames(base, new, calibration=cal, timing=False, paired=paired(SWEEP_FEATURES, new_features))
+        cmp = compare_frames(base, new, calibration=cal, timing=False,
+                             paired=paired(SWEEP_FEATURES, with_injection(out, name)))
         confirmed = None
         if confirm_seeds:
             flagged_ds = sorted({r.dataset for r in cmp.regressions})
@@ -220,11 +224,8 @@ def detections(sweep: pd.DataFrame, out_root: Path, confirm_seeds: int = 0) -> l
             inj = load_results(out)
             keep = inj["seed"].isin([0, *extra]) & (inj["dataset"].isin(flagged_ds) | (inj["seed"] == 0))
             new2 = pd.concat([base[base["model"] != model], inj[keep]], ignore_index=True)
-            inj_features = feature_index(out, f"injection {name}")
-            new_features = FeatureIndex({**SWEEP_FEATURES.entries, **inj_features.entries},
-                                        SWEEP_FEATURES.reason or inj_features.reason)
-            confirmed = compare_frames(base, new2, calibration=cal, timing=False,
-                                       paired=paired(SWEEP_FEATURES, new_features))
+            confirmed = compare_frames(base, new2, calibration=cal, timing=False,  # features of the extra seeds too
+                                       paired=paired(SWEEP_FEATURES, with_injection(out, name)))
         for ds in sorted(set(new["dataset"])):
             rs = [r for r in cmp.rows if r.dataset == ds and r.model == model and r.delta is not None and r.noise > 0]
             flagged = [r for r in cmp.regressions if r.dataset == ds]
